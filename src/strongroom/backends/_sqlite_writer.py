@@ -1,0 +1,130 @@
+"""One writer thread per SQLite file, committing queued writes in groups.
+
+SQLite allows one writer at a time and an fsync per commit is the cost of durability, so
+writes are funnelled to a dedicated thread that runs every job waiting in its queue inside one
+transaction (each job in its own savepoint, so one failing job does not undo the others), commits
+once, and only then resolves the callers' futures. A write is durable when its call returns, and
+concurrent writers share one fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from strongroom.core.errors import StoreUnavailableError, StrongroomError
+
+__all__ = ["SqliteWriter", "connect"]
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], Any]
+_MAX_GROUP = 512
+_STOP = object()
+
+
+def connect(path: str, *, synchronous: str = "FULL") -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class SqliteWriter:
+    """Owns the write connection; :meth:`submit` runs a job in the next group commit."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._conn = connect(path)
+        self._thread = threading.Thread(target=self._run, name="strongroom-sqlite-writer", daemon=True)
+        self._thread.start()
+
+    async def submit(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((job, future, loop))
+        return await future
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            group = [first]
+            stop = False
+            while len(group) < _MAX_GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                group.append(item)
+            self._commit_group(group)
+            if stop:
+                return
+
+    def _commit_group(self, group: list[tuple[Job, asyncio.Future[Any], Any]]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job, _future, _loop in group:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job(conn)
+                except StrongroomError as exc:
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append((None, exc))
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append((None, _unavailable(exc)))
+                except Exception as exc:  # a bug in a job: undo it and hand it to its caller
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append((None, exc))
+                else:
+                    outcomes.append((result, None))
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the connection is unusable; every caller below learns why
+            error = _unavailable(exc)
+            outcomes = [(None, error)] * len(group)
+        for (_job, future, loop), (result, error) in zip(group, outcomes, strict=True):
+            try:
+                loop.call_soon_threadsafe(_resolve, future, result, error)
+            except RuntimeError:
+                continue  # the caller's event loop has closed; nobody is waiting
+
+
+def _unavailable(exc: sqlite3.Error) -> StoreUnavailableError:
+    error = StoreUnavailableError(f"the SQLite store did not accept the write ({type(exc).__name__}: {exc})")
+    error.__cause__ = exc
+    return error

@@ -1,0 +1,118 @@
+"""The one async protocol every secret store speaks.
+
+Stores take and return values as bytes inside opaque types, and properties as plain records.
+They enforce existence and deletion state atomically (create-only, update-only); the manager
+above them does validation, expiry checks and carry-over of properties.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from strongroom.core.models import (
+    DeletedSecret,
+    NewVersion,
+    PropertyChanges,
+    SecretBundle,
+    VersionProperties,
+)
+
+__all__ = [
+    "KeyRotationResult",
+    "SecretStore",
+    "WriteMode",
+    "is_deleted",
+    "name_conflict",
+    "name_key",
+    "not_found",
+]
+
+
+class WriteMode(enum.Enum):
+    CREATE = "create"  # fail if the name is in use (live or soft-deleted)
+    UPDATE = "update"  # fail unless a live secret has this name
+
+
+def name_key(name: str) -> str:
+    """Names compare case-insensitively, as in Key Vault; this is the comparison key."""
+    return name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRotationResult:
+    kek_version: int
+    previous_versions: list[int]
+    rewrapped: int
+
+
+@runtime_checkable
+class SecretStore(Protocol):
+    """Where secret versions live. Implementations: memory, sqlite, postgres."""
+
+    backend: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def write_version(
+        self, new: NewVersion, value: bytes, mode: WriteMode
+    ) -> VersionProperties: ...
+
+    async def get_version(self, name: str, version: str | None = None) -> SecretBundle: ...
+
+    async def get_properties(self, name: str, version: str | None = None) -> VersionProperties: ...
+
+    async def update_properties(
+        self, name: str, version: str | None, changes: PropertyChanges
+    ) -> VersionProperties: ...
+
+    async def list_secrets(self) -> list[VersionProperties]: ...
+
+    async def list_versions(self, name: str) -> list[VersionProperties]: ...
+
+    async def delete(self, name: str, *, deleted_at: datetime, purge_at: datetime) -> DeletedSecret:
+        ...
+
+    async def get_deleted(self, name: str) -> DeletedSecret: ...
+
+    async def list_deleted(self) -> list[DeletedSecret]: ...
+
+    async def recover(self, name: str) -> VersionProperties: ...
+
+    async def purge(self, name: str, *, deleted_only: bool = True) -> None: ...
+
+    async def purge_expired(self, now: datetime) -> int: ...
+
+    async def rotate_key(self) -> KeyRotationResult: ...
+
+    async def key_version(self) -> int: ...
+
+    async def count(self) -> int: ...
+
+
+def not_found(name: str, version: str | None = None) -> Exception:
+    from strongroom.core.errors import SecretNotFoundError
+
+    if version is None:
+        return SecretNotFoundError(f"secret {name!r} not found")
+    return SecretNotFoundError(f"secret {name!r} has no version {version!r}")
+
+
+def is_deleted(name: str) -> Exception:
+    from strongroom.core.errors import SecretIsDeletedError
+
+    return SecretIsDeletedError(f"secret {name!r} is deleted; recover or purge it first")
+
+
+def name_conflict(name: str, *, deleted: bool) -> Exception:
+    from strongroom.core.errors import DeletedSecretConflictError, SecretAlreadyExistsError
+
+    if deleted:
+        return DeletedSecretConflictError(
+            f"secret {name!r} is deleted but recoverable; recover or purge it to reuse the name"
+        )
+    return SecretAlreadyExistsError(f"secret {name!r} already exists; update it to add a version")

@@ -1,0 +1,86 @@
+"""Settings from the environment (read when asked for, never at import time)."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from strongroom.core.errors import ConfigurationError
+
+__all__ = ["Backend", "Settings"]
+
+
+class Backend(enum.StrEnum):
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+    MEMORY = "memory"
+    AZURE = "azure"
+
+
+def _default_home() -> Path:
+    return Path.home() / ".local" / "share" / "strongroom"
+
+
+class Settings(BaseSettings):
+    """One configuration; the profile follows from what is set (DESIGN.md, profiles)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", populate_by_name=True
+    )
+
+    azure_key_vault_url: str | None = Field(default=None, alias="AZURE_KEY_VAULT_URL")
+    database_url: SecretStr | None = Field(default=None, alias="DATABASE_URL")
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    debug: bool = Field(default=False, alias="DEBUG")
+    home: Path = Field(default_factory=_default_home, alias="STRONGROOM_HOME")
+    master_key: SecretStr | None = Field(default=None, alias="STRONGROOM_MASTER_KEY")
+    master_key_file: Path | None = Field(default=None, alias="STRONGROOM_MASTER_KEY_FILE")
+    backend_name: Backend | None = Field(default=None, alias="STRONGROOM_BACKEND")
+    recovery_days: int = Field(default=90, ge=7, le=90, alias="STRONGROOM_RECOVERY_DAYS")
+    pg_schema: str = Field(
+        default="strongroom", pattern=r"^[a-z_][a-z0-9_]{0,62}$", alias="STRONGROOM_PG_SCHEMA"
+    )
+    pg_pool_min: int = Field(default=2, ge=1, alias="STRONGROOM_PG_POOL_MIN")
+    pg_pool_max: int = Field(default=10, ge=1, alias="STRONGROOM_PG_POOL_MAX")
+
+    @field_validator("azure_key_vault_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # The seed: "When AZURE_KEY_VAULT_URL is not set or empty" -> not Azure.
+        return None if value == "" else value
+
+    @field_validator("backend_name", mode="before")
+    @classmethod
+    def _blank_backend(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def backend(self) -> Backend:
+        """The secret store in use: explicit choice, else Azure URL, else DATABASE_URL, else
+        the embedded SQLite file."""
+        if self.backend_name is not None:
+            return self.backend_name
+        if self.azure_key_vault_url:
+            return Backend.AZURE
+        if self.database_url is not None:
+            return Backend.POSTGRES
+        return Backend.SQLITE
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.home / "strongroom.db"
+
+    @property
+    def default_key_file(self) -> Path:
+        return self.home / "master.key"
+
+    def postgres_dsn(self) -> str:
+        if self.database_url is None:
+            raise ConfigurationError("the postgres backend needs DATABASE_URL")
+        dsn = self.database_url.get_secret_value()
+        if not dsn.startswith(("postgresql://", "postgres://")):
+            raise ConfigurationError("DATABASE_URL must be a postgresql:// URL")
+        return dsn

@@ -1,0 +1,128 @@
+"""The one tree of strongroom errors.
+
+Every failure a caller can act on is a subclass of :class:`StrongroomError`. Messages name the
+secret and version at most: a value never appears in an error.
+
+    StrongroomError
+    ├── ValidationError (also ValueError)       bad name, value, metadata, expiry, option
+    ├── ConfigurationError                      settings that cannot work together
+    ├── SecretNotFoundError (also LookupError)  no such secret or version
+    │   └── SecretIsDeletedError                the name is held by a soft-deleted secret
+    ├── SecretAlreadyExistsError                create_secret on a name in use
+    │   └── DeletedSecretConflictError          ... in use by a soft-deleted secret
+    ├── SecretNotReadableError                  the secret exists but may not be read now
+    │   ├── SecretDisabledError
+    │   ├── SecretExpiredError
+    │   └── SecretNotYetValidError
+    ├── CryptoError
+    │   ├── DecryptionError                     "cannot decrypt", whatever check failed
+    │   ├── WrongMasterKeyError                 the master key does not open this store
+    │   └── InsecureKeyFileError                key file readable by group or others
+    └── StoreUnavailableError                   the store cannot be reached or written
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "CryptoError",
+    "DecryptionError",
+    "DeletedSecretConflictError",
+    "InsecureKeyFileError",
+    "SecretAlreadyExistsError",
+    "SecretDisabledError",
+    "SecretExpiredError",
+    "SecretIsDeletedError",
+    "SecretNotFoundError",
+    "SecretNotReadableError",
+    "SecretNotYetValidError",
+    "StoreUnavailableError",
+    "StrongroomError",
+    "ValidationError",
+    "WrongMasterKeyError",
+]
+
+
+class StrongroomError(Exception):
+    """Base of every error strongroom raises on purpose."""
+
+    #: A short, stable code for audit rows and HTTP bodies.
+    code: str = "error"
+
+
+class ValidationError(StrongroomError, ValueError):
+    """Input was refused before anything was written."""
+
+    code = "bad_parameter"
+
+
+class ConfigurationError(StrongroomError):
+    """The configuration cannot be used as given."""
+
+    code = "configuration"
+
+
+class SecretNotFoundError(StrongroomError, LookupError):
+    """No secret (or no such version) under this name."""
+
+    code = "not_found"
+
+
+class SecretIsDeletedError(SecretNotFoundError):
+    """The secret is soft-deleted: recover it to read or change it."""
+
+    code = "deleted"
+
+
+class SecretAlreadyExistsError(StrongroomError):
+    """A secret of this name exists; update it to add a version."""
+
+    code = "already_exists"
+
+
+class DeletedSecretConflictError(SecretAlreadyExistsError):
+    """The name is held by a soft-deleted secret until it is recovered or purged."""
+
+    code = "deleted_but_recoverable"
+
+
+class SecretNotReadableError(StrongroomError):
+    """The secret exists but its value may not be read now."""
+
+    code = "not_readable"
+
+
+class SecretDisabledError(SecretNotReadableError):
+    code = "disabled"
+
+
+class SecretExpiredError(SecretNotReadableError):
+    code = "expired"
+
+
+class SecretNotYetValidError(SecretNotReadableError):
+    code = "not_yet_valid"
+
+
+class CryptoError(StrongroomError):
+    code = "crypto"
+
+
+class DecryptionError(CryptoError):
+    """A ciphertext did not authenticate; deliberately says no more than that."""
+
+    code = "cannot_decrypt"
+
+
+class WrongMasterKeyError(CryptoError):
+    code = "wrong_master_key"
+
+
+class InsecureKeyFileError(CryptoError):
+    code = "insecure_key_file"
+
+
+class StoreUnavailableError(StrongroomError):
+    """The store could not be reached, or did not accept the write."""
+
+    code = "store_unavailable"

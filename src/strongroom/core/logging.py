@@ -1,0 +1,66 @@
+"""Structured logs with an allowlist: a field not named here never reaches a log line.
+
+JSON lines in production, a console renderer with ``DEBUG``. A value cannot leak through a
+log call by mistake, because unknown keys are dropped rather than known-bad ones filtered.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+__all__ = ["LOGGED_FIELDS", "allowlist_fields", "configure_logging", "get_logger"]
+
+#: Keys a strongroom log line may carry. Add here deliberately, never a "value".
+LOGGED_FIELDS = frozenset(
+    {
+        "event", "level", "timestamp", "logger", "log_level",
+        "name", "version", "versions", "secret_type", "backend", "profile", "path",
+        "actor", "ip", "user_agent", "action", "result", "duration_ms", "error", "error_code",
+        "count", "kek_version", "from_version", "rewrapped", "purged", "batch", "attempt",
+    }
+)  # fmt: skip
+
+
+def allowlist_fields(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Drop every key that is not on :data:`LOGGED_FIELDS` (the names of dropped keys are kept
+    so the omission is visible)."""
+    dropped = [key for key in event_dict if key not in LOGGED_FIELDS]
+    for key in dropped:
+        del event_dict[key]
+    if dropped:
+        event_dict["dropped_fields"] = sorted(dropped)
+    return event_dict
+
+
+def configure_logging(level: str = "INFO", *, debug: bool = False) -> None:
+    """Configure structlog for strongroom processes (the CLI, the server, the library default)."""
+    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False) if debug else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            allowlist_fields,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str = "strongroom") -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,107 @@
+"""Schema migrations for SQLite and PostgreSQL: one numbered file per step and dialect.
+
+A small runner rather than Alembic: the stores talk to sqlite3 and asyncpg directly (no ORM
+engine to hang Alembic on), and the two dialects need only plain DDL files kept side by side.
+Each step runs in one transaction with its bookkeeping row; concurrent starters serialise on a
+lock (``BEGIN IMMEDIATE`` in SQLite, an advisory lock in PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+import asyncpg
+
+__all__ = ["Migration", "migrate_postgres", "migrate_sqlite", "migrations"]
+
+Dialect = Literal["sqlite", "postgres"]
+_LOCK_ID = 0x5354524F4E47  # "STRONG": advisory lock key for migrations
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    number: int
+    name: str
+    sql: str
+
+
+def migrations(dialect: Dialect) -> list[Migration]:
+    found = []
+    for entry in resources.files("strongroom.db.migrations").iterdir():
+        stem, _, suffix = entry.name.partition(".")
+        if suffix != f"{dialect}.sql":
+            continue
+        number, _, name = stem.partition("_")
+        found.append(Migration(int(number), name, entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda m: m.number)
+
+
+def _statements(script: str) -> list[str]:
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        statements.append(buffer.strip())
+    return statements
+
+
+def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
+    """Apply pending steps on a connection in autocommit mode; returns the numbers applied."""
+    applied: list[int] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+        )
+        done = {row[0] for row in conn.execute("SELECT number FROM schema_migrations")}
+        for step in migrations("sqlite"):
+            if step.number in done:
+                continue
+            for statement in _statements(step.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (number, name, applied_at) VALUES (?, ?, ?)",
+                (step.number, step.name, time.time_ns() // 1000),
+            )
+            applied.append(step.number)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return applied
+
+
+async def migrate_postgres(conn: asyncpg.Connection, schema: str) -> list[int]:
+    """Apply pending steps inside ``schema`` (created if missing)."""
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+        quoted = await conn.fetchval("SELECT quote_ident($1)", schema)
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        await conn.execute(f"SET LOCAL search_path TO {quoted}")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        done = {r["number"] for r in await conn.fetch("SELECT number FROM schema_migrations")}
+        for step in migrations("postgres"):
+            if step.number in done:
+                continue
+            await conn.execute(step.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (number, name, applied_at) VALUES ($1, $2, now())",
+                step.number,
+                step.name,
+            )
+            applied.append(step.number)
+    return applied

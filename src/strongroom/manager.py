@@ -1,0 +1,293 @@
+"""SecretsManager: the seed's API over whichever store the configuration chose."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Self
+
+from strongroom.app import Strongroom, default_app
+from strongroom.backends.base import WriteMode
+from strongroom.core.actor import current_actor
+from strongroom.core.config import Settings
+from strongroom.core.errors import (
+    SecretDisabledError,
+    SecretExpiredError,
+    SecretNotYetValidError,
+    ValidationError,
+)
+from strongroom.core.logging import get_logger
+from strongroom.core.models import (
+    JSON_CONTENT_TYPE,
+    UNSET,
+    NewVersion,
+    PropertyChanges,
+    SecretBundle,
+    SecretType,
+    VersionProperties,
+    _Unset,
+)
+from strongroom.core.validation import (
+    encode_value,
+    expiry_from_days,
+    validate_aware,
+    validate_content_type,
+    validate_name,
+    validate_secret_type,
+    validate_tags,
+    validate_version,
+)
+
+__all__ = ["SecretsManager", "check_readable"]
+
+log = get_logger("strongroom.manager")
+
+
+def check_readable(props: VersionProperties, now: datetime) -> None:
+    """Raise the typed error that says why this version's value may not be read now."""
+    if not props.enabled:
+        raise SecretDisabledError(f"secret {props.name!r} version {props.version!r} is disabled")
+    if props.not_before is not None and now < props.not_before:
+        raise SecretNotYetValidError(
+            f"secret {props.name!r} is not valid before {props.not_before.isoformat()}"
+        )
+    if props.expires_at is not None and now >= props.expires_at:
+        raise SecretExpiredError(
+            f"secret {props.name!r} expired at {props.expires_at.isoformat()}"
+        )
+
+
+def _new_version_id() -> str:
+    return secrets.token_hex(16)
+
+
+class SecretsManager:
+    """Create, read, version, delete and recover secrets.
+
+    ``SecretsManager()`` uses the process default configuration from the environment and opens
+    its stores on first use; pass ``app`` (a :class:`Strongroom`) or ``settings`` to choose.
+    """
+
+    def __init__(self, app: Strongroom | None = None, *, settings: Settings | None = None) -> None:
+        self._app = app
+        self._settings = settings
+        self._owns_app = False
+
+    async def initialize(self) -> None:
+        await self._ready()
+
+    async def _ready(self) -> Strongroom:
+        if self._app is not None and not self._app.closed:
+            return self._app
+        if self._settings is not None:
+            self._app = await Strongroom.open(self._settings)
+            self._owns_app = True
+            return self._app
+        return await default_app()
+
+    async def close(self) -> None:
+        """Close the stores this manager opened itself (never the shared default)."""
+        if self._app is not None and self._owns_app:
+            await self._app.close()
+
+    async def __aenter__(self) -> Self:
+        await self._ready()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def create_secret(
+        self,
+        name: str,
+        value: str | dict[str, Any] | list[Any],
+        secret_type: SecretType | str = SecretType.GENERIC,
+        metadata: Mapping[str, str] | None = None,
+        expires_in_days: int | None = None,
+        content_type: str | None = None,
+        not_before: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Store a new secret; fails if the name is in use (update it to add a version)."""
+        app = await self._ready()
+        now = app.clock()
+        validate_name(name)
+        data, content_type = encode_value(value, content_type)
+        new = NewVersion(
+            name=name,
+            version=_new_version_id(),
+            secret_type=validate_secret_type(secret_type),
+            content_type=content_type,
+            tags=validate_tags(metadata),
+            created_at=now,
+            expires_at=expiry_from_days(expires_in_days, now),
+            not_before=validate_aware(not_before, "not_before"),
+        )
+        props = await app.store.write_version(new, data, WriteMode.CREATE)
+        log.info("secret created", name=props.name, version=props.version, actor=current_actor().id)
+        return props.to_dict()
+
+    async def update_secret(
+        self,
+        name: str,
+        value: str | dict[str, Any] | list[Any],
+        metadata: Mapping[str, str] | None = None,
+        *,
+        secret_type: SecretType | str | None = None,
+        content_type: str | None = None,
+        expires_in_days: int | None = None,
+        not_before: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Add a new current version. Type and metadata carry over unless given."""
+        app = await self._ready()
+        now = app.clock()
+        validate_name(name)
+        tags = validate_tags(metadata) if metadata is not None else None
+        kind = validate_secret_type(secret_type) if secret_type is not None else None
+        expires_at = expiry_from_days(expires_in_days, now)
+        nbf = validate_aware(not_before, "not_before")
+        previous = await app.store.get_properties(name)
+        if (
+            content_type is None
+            and isinstance(value, str)
+            and previous.content_type != JSON_CONTENT_TYPE
+        ):
+            content_type = previous.content_type
+        data, content_type = encode_value(value, content_type)
+        new = NewVersion(
+            name=name,
+            version=_new_version_id(),
+            secret_type=kind or previous.secret_type,
+            content_type=content_type,
+            tags=tags if tags is not None else dict(previous.tags),
+            created_at=now,
+            expires_at=expires_at,
+            not_before=nbf,
+        )
+        props = await app.store.write_version(new, data, WriteMode.UPDATE)
+        log.info("secret updated", name=props.name, version=props.version, actor=current_actor().id)
+        return props.to_dict()
+
+    async def update_secret_properties(
+        self,
+        name: str,
+        version: str | None = None,
+        *,
+        enabled: bool | _Unset = UNSET,
+        expires_at: datetime | None | _Unset = UNSET,
+        not_before: datetime | None | _Unset = UNSET,
+        metadata: Mapping[str, str] | None | _Unset = UNSET,
+        content_type: str | None | _Unset = UNSET,
+    ) -> dict[str, Any]:
+        """Change a version's properties (the current one by default) without a new value."""
+        app = await self._ready()
+        validate_name(name)
+        if version is not None:
+            validate_version(version)
+        if enabled is not UNSET and not isinstance(enabled, bool):
+            raise ValidationError("enabled must be True or False")
+        changes = PropertyChanges(
+            updated_at=app.clock(),
+            enabled=enabled,
+            expires_at=expires_at if expires_at is UNSET else validate_aware(expires_at, "expires_at"),
+            not_before=(
+                not_before if not_before is UNSET else validate_aware(not_before, "not_before")
+            ),
+            tags=UNSET if metadata is UNSET else validate_tags(metadata),
+            content_type=(
+                content_type
+                if content_type is UNSET or content_type is None
+                else validate_content_type(content_type)
+            ),
+        )
+        props = await app.store.update_properties(name, version, changes)
+        log.info("secret properties updated", name=props.name, version=props.version)
+        return props.to_dict()
+
+    async def delete_secret(self, name: str, immediate: bool = False) -> dict[str, Any]:
+        """Soft-delete (recoverable for the recovery window), or purge at once if ``immediate``."""
+        app = await self._ready()
+        validate_name(name)
+        if immediate:
+            await app.store.purge(name, deleted_only=False)
+            log.info("secret purged", name=name, actor=current_actor().id)
+            return {"name": name, "deleted": True, "purged": True}
+        now = app.clock()
+        deleted = await app.store.delete(
+            name, deleted_at=now, purge_at=now + timedelta(days=app.settings.recovery_days)
+        )
+        log.info("secret deleted", name=name, actor=current_actor().id)
+        return {**deleted.to_dict(), "deleted": True, "purged": False}
+
+    async def recover_deleted_secret(self, name: str) -> dict[str, Any]:
+        app = await self._ready()
+        validate_name(name)
+        props = await app.store.recover(name)
+        log.info("secret recovered", name=name, actor=current_actor().id)
+        return props.to_dict()
+
+    async def purge_deleted_secret(self, name: str) -> dict[str, Any]:
+        """Remove a soft-deleted secret and all its versions for good."""
+        app = await self._ready()
+        validate_name(name)
+        await app.store.purge(name, deleted_only=True)
+        log.info("secret purged", name=name, actor=current_actor().id)
+        return {"name": name, "purged": True}
+
+    async def rotate_master_key(self) -> dict[str, Any]:
+        """Re-wrap every data key under a new keyring version; reads keep working meanwhile."""
+        app = await self._ready()
+        result = await app.store.rotate_key()
+        log.info("master key rotated", kek_version=result.kek_version, rewrapped=result.rewrapped)
+        return {
+            "key_version": result.kek_version,
+            "previous_versions": result.previous_versions,
+            "rewrapped": result.rewrapped,
+        }
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get_secret(self, name: str, version: str | None = None) -> Any:
+        """The value: text, or decoded JSON for ``application/json`` secrets."""
+        bundle = await self.get_secret_bundle(name, version)
+        return bundle.value.reveal()
+
+    async def get_secret_bundle(self, name: str, version: str | None = None) -> SecretBundle:
+        """The value as an opaque :class:`SecretValue` with its properties."""
+        app = await self._ready()
+        validate_name(name)
+        if version is not None:
+            validate_version(version)
+        bundle = await app.store.get_version(name, version)
+        check_readable(bundle.properties, app.clock())
+        return bundle
+
+    async def get_secret_properties(self, name: str, version: str | None = None) -> dict[str, Any]:
+        app = await self._ready()
+        validate_name(name)
+        if version is not None:
+            validate_version(version)
+        return (await app.store.get_properties(name, version)).to_dict()
+
+    async def list_secrets(self) -> list[dict[str, Any]]:
+        """Properties of every live secret's current version (never a value)."""
+        app = await self._ready()
+        return [p.to_dict() for p in await app.store.list_secrets()]
+
+    async def get_secret_versions(self, name: str) -> list[dict[str, Any]]:
+        """Every version's properties, newest first."""
+        app = await self._ready()
+        validate_name(name)
+        return [p.to_dict() for p in await app.store.list_versions(name)]
+
+    async def list_deleted_secrets(self) -> list[dict[str, Any]]:
+        app = await self._ready()
+        await app.store.purge_expired(app.clock())
+        return [d.to_dict() for d in await app.store.list_deleted()]
+
+    async def get_deleted_secret(self, name: str) -> dict[str, Any]:
+        app = await self._ready()
+        validate_name(name)
+        return (await app.store.get_deleted(name)).to_dict()
