@@ -49,11 +49,12 @@ def build_store(settings: Settings) -> SecretStore:
         has_key = settings.master_key is not None or settings.master_key_file is not None
         return MemoryStore(load_master_key(settings) if has_key else None)
     if backend is Backend.SQLITE:
-        from strongroom.backends.sqlite import SqliteStore
+        from strongroom.backends.sqlite import SqliteStore  # noqa: PLC0415 (loaded on use)
 
         return SqliteStore(settings.sqlite_path, load_master_key(settings))
     if backend is Backend.POSTGRES:
-        from strongroom.backends.postgres import PostgresStore
+        # Imported on use: asyncpg costs start-up time to every process that never needs it.
+        from strongroom.backends.postgres import PostgresStore  # noqa: PLC0415
 
         return PostgresStore(
             settings.postgres_dsn(),
@@ -135,7 +136,7 @@ async def default_app() -> Strongroom:
 
 async def reset_default_app() -> None:
     """Close the process default (the next use opens it again from the environment)."""
-    global _default  # noqa: PLW0603
+    global _default
     if _default is not None:
         app, _default = _default[1], None
         await app.close()

@@ -53,9 +53,7 @@ def check_readable(props: VersionProperties, now: datetime) -> None:
             f"secret {props.name!r} is not valid before {props.not_before.isoformat()}"
         )
     if props.expires_at is not None and now >= props.expires_at:
-        raise SecretExpiredError(
-            f"secret {props.name!r} expired at {props.expires_at.isoformat()}"
-        )
+        raise SecretExpiredError(f"secret {props.name!r} expired at {props.expires_at.isoformat()}")
 
 
 def _new_version_id() -> str:
@@ -176,10 +174,10 @@ class SecretsManager:
         version: str | None = None,
         *,
         enabled: bool | _Unset = UNSET,
-        expires_at: datetime | None | _Unset = UNSET,
-        not_before: datetime | None | _Unset = UNSET,
-        metadata: Mapping[str, str] | None | _Unset = UNSET,
-        content_type: str | None | _Unset = UNSET,
+        expires_at: datetime | _Unset | None = UNSET,
+        not_before: datetime | _Unset | None = UNSET,
+        metadata: Mapping[str, str] | _Unset | None = UNSET,
+        content_type: str | _Unset | None = UNSET,
     ) -> dict[str, Any]:
         """Change a version's properties (the current one by default) without a new value."""
         app = await self._ready()
@@ -191,7 +189,9 @@ class SecretsManager:
         changes = PropertyChanges(
             updated_at=app.clock(),
             enabled=enabled,
-            expires_at=expires_at if expires_at is UNSET else validate_aware(expires_at, "expires_at"),
+            expires_at=expires_at
+            if expires_at is UNSET
+            else validate_aware(expires_at, "expires_at"),
             not_before=(
                 not_before if not_before is UNSET else validate_aware(not_before, "not_before")
             ),

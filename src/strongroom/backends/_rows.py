@@ -34,9 +34,19 @@ def tags_from_json(text: str | None) -> dict[str, str]:
     return loaded
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+def _required(value: datetime | None) -> datetime:
+    if value is None:
+        raise ValueError("a required timestamp column is NULL")
+    return value
+
+
 def props_from_row(row: Any, *, micros: bool, current: bool) -> VersionProperties:
     """Build properties from a row with the columns of ``secret_versions`` plus ``name``."""
-    conv = from_micros if micros else (lambda v: v)
+    conv = from_micros if micros else _same
     return VersionProperties(
         name=row["name"],
         version=row["version"],
@@ -44,8 +54,8 @@ def props_from_row(row: Any, *, micros: bool, current: bool) -> VersionPropertie
         content_type=row["content_type"],
         tags=tags_from_json(row["tags"]),
         enabled=bool(row["enabled"]),
-        created_at=conv(row["created_at"]),
-        updated_at=conv(row["updated_at"]),
+        created_at=_required(conv(row["created_at"])),
+        updated_at=_required(conv(row["updated_at"])),
         expires_at=conv(row["expires_at"]),
         not_before=conv(row["not_before"]),
         current=current,

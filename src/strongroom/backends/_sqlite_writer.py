@@ -10,6 +10,7 @@ concurrent writers share one fsync.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -52,7 +53,9 @@ class SqliteWriter:
         self._path = path
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._conn = connect(path)
-        self._thread = threading.Thread(target=self._run, name="strongroom-sqlite-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="strongroom-sqlite-writer", daemon=True
+        )
         self._thread.start()
 
     async def submit(self, job: Callable[[sqlite3.Connection], T]) -> T:
@@ -111,12 +114,11 @@ class SqliteWriter:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
-                try:
+                # If even the rollback fails the connection is unusable; callers learn why below.
+                with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # the connection is unusable; every caller below learns why
-            error = _unavailable(exc)
-            outcomes = [(None, error)] * len(group)
+            failure = _unavailable(exc)
+            outcomes = [(None, failure)] * len(group)
         for (_job, future, loop), (result, error) in zip(group, outcomes, strict=True):
             try:
                 loop.call_soon_threadsafe(_resolve, future, result, error)
@@ -125,6 +127,8 @@ class SqliteWriter:
 
 
 def _unavailable(exc: sqlite3.Error) -> StoreUnavailableError:
-    error = StoreUnavailableError(f"the SQLite store did not accept the write ({type(exc).__name__}: {exc})")
+    error = StoreUnavailableError(
+        f"the SQLite store did not accept the write ({type(exc).__name__}: {exc})"
+    )
     error.__cause__ = exc
     return error

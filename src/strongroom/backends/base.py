@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from strongroom.core.errors import (
+    DeletedSecretConflictError,
+    SecretAlreadyExistsError,
+    SecretIsDeletedError,
+    SecretNotFoundError,
+)
 from strongroom.core.models import (
     DeletedSecret,
     NewVersion,
@@ -74,8 +80,9 @@ class SecretStore(Protocol):
 
     async def list_versions(self, name: str) -> list[VersionProperties]: ...
 
-    async def delete(self, name: str, *, deleted_at: datetime, purge_at: datetime) -> DeletedSecret:
-        ...
+    async def delete(
+        self, name: str, *, deleted_at: datetime, purge_at: datetime
+    ) -> DeletedSecret: ...
 
     async def get_deleted(self, name: str) -> DeletedSecret: ...
 
@@ -95,22 +102,16 @@ class SecretStore(Protocol):
 
 
 def not_found(name: str, version: str | None = None) -> Exception:
-    from strongroom.core.errors import SecretNotFoundError
-
     if version is None:
         return SecretNotFoundError(f"secret {name!r} not found")
     return SecretNotFoundError(f"secret {name!r} has no version {version!r}")
 
 
 def is_deleted(name: str) -> Exception:
-    from strongroom.core.errors import SecretIsDeletedError
-
     return SecretIsDeletedError(f"secret {name!r} is deleted; recover or purge it first")
 
 
 def name_conflict(name: str, *, deleted: bool) -> Exception:
-    from strongroom.core.errors import DeletedSecretConflictError, SecretAlreadyExistsError
-
     if deleted:
         return DeletedSecretConflictError(
             f"secret {name!r} is deleted but recoverable; recover or purge it to reuse the name"

@@ -155,7 +155,8 @@ class MemoryStore:
 
     async def get_deleted(self, name: str) -> DeletedSecret:
         secret = self._deleted(name)
-        assert secret.deleted_at is not None and secret.purge_at is not None  # noqa: S101
+        if secret.deleted_at is None or secret.purge_at is None:
+            raise not_found(name)
         return DeletedSecret(secret.current().props, secret.deleted_at, secret.purge_at)
 
     async def list_deleted(self) -> list[DeletedSecret]:
@@ -176,9 +177,7 @@ class MemoryStore:
 
     async def purge_expired(self, now: datetime) -> int:
         expired = [
-            key
-            for key, s in self._secrets.items()
-            if s.purge_at is not None and s.purge_at <= now
+            key for key, s in self._secrets.items() if s.purge_at is not None and s.purge_at <= now
         ]
         for key in expired:
             del self._secrets[key]

@@ -25,7 +25,14 @@ from strongroom.backends.base import (
     name_key,
     not_found,
 )
-from strongroom.core.crypto import Envelope, Keyring, KeyringRow, MasterKey, Sealed, UnknownKeyVersion
+from strongroom.core.crypto import (
+    Envelope,
+    Keyring,
+    KeyringRow,
+    MasterKey,
+    Sealed,
+    UnknownKeyVersion,
+)
 from strongroom.core.errors import ConfigurationError, StoreUnavailableError, StrongroomError
 from strongroom.core.models import (
     DeletedSecret,
@@ -146,7 +153,7 @@ class PostgresStore:
             await pool.close()
 
     @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _conn(self) -> AsyncIterator[Any]:
         """A pooled connection, with driver and server errors turned into strongroom errors."""
         if self._pool is None:
             raise StoreUnavailableError("the PostgreSQL store is closed")
@@ -319,7 +326,9 @@ class PostgresStore:
                 *params,
             )
         return [
-            DeletedSecret(props_from_row(r, micros=False, current=True), r["deleted_at"], r["purge_at"])
+            DeletedSecret(
+                props_from_row(r, micros=False, current=True), r["deleted_at"], r["purge_at"]
+            )
             for r in rows
         ]
 
@@ -385,10 +394,13 @@ class PostgresStore:
 
     async def _rotate_locked(self) -> KeyRotationResult:
         async with self._conn() as conn, conn.transaction():
-            previous = [r["version"] for r in await conn.fetch("SELECT version FROM secret_keyring")]
+            previous = [
+                r["version"] for r in await conn.fetch("SELECT version FROM secret_keyring")
+            ]
             row = Keyring.new_row(self._master, max(previous) + 1)
             await conn.execute(
-                "INSERT INTO secret_keyring (version, wrapped_key, created_at) VALUES ($1, $2, now())",
+                "INSERT INTO secret_keyring (version, wrapped_key, created_at) "
+                "VALUES ($1, $2, now())",
                 row.version,
                 row.wrapped_key,
             )

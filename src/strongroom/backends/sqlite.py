@@ -7,6 +7,7 @@ with ``synchronous=FULL``, so a write is on disk when its call returns.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -29,10 +30,16 @@ from strongroom.backends.base import (
     name_key,
     not_found,
 )
-from strongroom.core.crypto import Envelope, Keyring, KeyringRow, MasterKey, Sealed, UnknownKeyVersion
+from strongroom.core.crypto import (
+    Envelope,
+    Keyring,
+    KeyringRow,
+    MasterKey,
+    Sealed,
+    UnknownKeyVersion,
+)
 from strongroom.core.errors import StoreUnavailableError
 from strongroom.core.models import (
-    UNSET,
     DeletedSecret,
     NewVersion,
     PropertyChanges,
@@ -182,7 +189,9 @@ class SqliteStore:
             envelope = self._envelope or self._load_keyring()
             sealed = envelope.seal(key, new.version, value)
             try:
-                return await self._write(lambda c, s=sealed: self._insert(c, new, s, mode))
+                return await self._write(
+                    functools.partial(self._insert, new=new, sealed=sealed, mode=mode)
+                )
             except _StaleKeyring:
                 self._load_keyring()
         raise StoreUnavailableError("the keyring kept changing during the write; try again")
@@ -290,7 +299,9 @@ class SqliteStore:
         key = name_key(name)
 
         def job(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT deleted_at FROM secrets WHERE name_key = ?", (key,)).fetchone()
+            row = conn.execute(
+                "SELECT deleted_at FROM secrets WHERE name_key = ?", (key,)
+            ).fetchone()
             if row is None:
                 raise not_found(name)
             if row["deleted_at"] is not None:
@@ -347,7 +358,9 @@ class SqliteStore:
         key = name_key(name)
 
         def job(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT deleted_at FROM secrets WHERE name_key = ?", (key,)).fetchone()
+            row = conn.execute(
+                "SELECT deleted_at FROM secrets WHERE name_key = ?", (key,)
+            ).fetchone()
             if row is None or (deleted_only and row["deleted_at"] is None):
                 raise not_found(name)
             conn.execute("DELETE FROM secrets WHERE name_key = ?", (key,))

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
+from strongroom.core.errors import ValidationError
+
 __all__ = ["Actor", "acting_as", "current_actor", "default_actor"]
 
 
@@ -48,8 +50,6 @@ def acting_as(
     Works across ``await`` in the block, and tasks started inside inherit it.
     """
     if not isinstance(actor_id, str) or not actor_id:
-        from strongroom.core.errors import ValidationError
-
         raise ValidationError("actor id must be a non-empty string")
     actor = Actor(id=actor_id, ip=ip, user_agent=user_agent)
     token = _current.set(actor)

@@ -16,6 +16,7 @@ import base64
 import binascii
 import secrets
 from dataclasses import dataclass
+from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -81,7 +82,7 @@ class MasterKey:
     def __repr__(self) -> str:
         return "MasterKey(<hidden>)"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("MasterKey cannot be pickled")
 
 
@@ -169,7 +170,9 @@ class Envelope:
     def seal(self, name_key: str, version: str, plaintext: bytes) -> Sealed:
         dek = secrets.token_bytes(KEY_BYTES)
         nonce = secrets.token_bytes(NONCE_BYTES)
-        ciphertext = nonce + AESGCM(dek).encrypt(nonce, plaintext, _aad(b"value", name_key, version))
+        ciphertext = nonce + AESGCM(dek).encrypt(
+            nonce, plaintext, _aad(b"value", name_key, version)
+        )
         kek_version, wrapped = self.keyring.wrap_dek(dek, _aad(b"dek", name_key, version))
         return Sealed(ciphertext, wrapped, kek_version)
 

@@ -45,7 +45,9 @@ def configure_logging(level: str = "INFO", *, debug: bool = False) -> None:
     if not isinstance(numeric, int):
         numeric = logging.INFO
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False) if debug else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=False)
+        if debug
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[

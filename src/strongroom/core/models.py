@@ -10,9 +10,9 @@ from typing import Any, NoReturn
 
 __all__ = [
     "JSON_CONTENT_TYPE",
+    "UNSET",
     "DeletedSecret",
     "NewVersion",
-    "UNSET",
     "PropertyChanges",
     "SecretBundle",
     "SecretType",
@@ -28,7 +28,7 @@ class SecretType(enum.StrEnum):
 
     API_KEY = "api_key"
     DATABASE_CREDENTIAL = "database_credential"
-    JWT_SECRET = "jwt_secret"
+    JWT_SECRET = "jwt_secret"  # noqa: S105 (a type name, not a secret)
     ENCRYPTION_KEY = "encryption_key"
     THIRD_PARTY_CREDENTIAL = "third_party_credential"
     CERTIFICATE = "certificate"
@@ -160,10 +160,10 @@ class PropertyChanges:
 
     updated_at: datetime
     enabled: bool | _Unset = UNSET
-    expires_at: datetime | None | _Unset = UNSET
-    not_before: datetime | None | _Unset = UNSET
+    expires_at: datetime | _Unset | None = UNSET
+    not_before: datetime | _Unset | None = UNSET
     tags: dict[str, str] | _Unset = UNSET
-    content_type: str | None | _Unset = UNSET
+    content_type: str | _Unset | None = UNSET
 
     def apply(self, props: VersionProperties) -> VersionProperties:
         """The properties after this change (used by stores that hold rows in memory)."""

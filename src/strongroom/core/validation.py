@@ -76,9 +76,7 @@ def encode_value(value: object, content_type: str | None) -> tuple[bytes, str | 
                     "content type is application/json but the value is not JSON"
                 ) from exc
     else:
-        raise ValidationError(
-            f"secret value must be str, dict or list, not {type(value).__name__}"
-        )
+        raise ValidationError(f"secret value must be str, dict or list, not {type(value).__name__}")
     if not text:
         raise ValidationError("secret value must not be empty")
     try:
@@ -144,7 +142,9 @@ def expiry_from_days(expires_in_days: object, now: datetime) -> datetime | None:
         or not isinstance(expires_in_days, int)
         or not 1 <= expires_in_days <= MAX_EXPIRES_IN_DAYS
     ):
-        raise ValidationError(f"expires_in_days must be a whole number from 1 to {MAX_EXPIRES_IN_DAYS}")
+        raise ValidationError(
+            f"expires_in_days must be a whole number from 1 to {MAX_EXPIRES_IN_DAYS}"
+        )
     return now + timedelta(days=expires_in_days)
 
 

@@ -1,0 +1,102 @@
+"""Shared fixtures: every behaviour runs on every store (memory, sqlite, postgres).
+
+PostgreSQL tests use ``DATABASE_URL`` (default: the local server, database ``test``), each in a
+schema of its own that is dropped afterwards. A missing server is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from strongroom import SecretsManager, Settings, Strongroom
+from strongroom.core.clock import ManualClock
+
+PG_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+STORES = ["memory", "sqlite", "postgres"]
+DURABLE_STORES = ["sqlite", "postgres"]
+
+
+def new_master_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def make_settings(
+    backend: str, home: Path, *, schema: str | None = None, master_key: str | None = None
+) -> Settings:
+    return Settings(
+        STRONGROOM_BACKEND=backend,
+        STRONGROOM_HOME=home,
+        DATABASE_URL=PG_URL,
+        STRONGROOM_PG_SCHEMA=schema or "strongroom",
+        STRONGROOM_MASTER_KEY=master_key or new_master_key(),
+    )
+
+
+async def drop_schema(schema: str) -> None:
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def postgres_available() -> None:
+    """Fail (not skip) the PostgreSQL tests when the server cannot be reached."""
+    try:
+        conn = await asyncpg.connect(PG_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL is required for these tests and is not reachable at {PG_URL}: {exc}"
+        )
+    await conn.close()
+
+
+@pytest.fixture
+async def pg_schema(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    await request.getfixturevalue("postgres_available")
+    schema = f"t_{secrets.token_hex(6)}"
+    yield schema
+    await drop_schema(schema)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    backend = request.param
+    schema = None
+    if backend == "postgres":
+        schema = await request.getfixturevalue("pg_schema")
+    return make_settings(backend, tmp_path, schema=schema)
+
+
+@pytest.fixture
+async def app(store_settings: Settings, clock: ManualClock) -> AsyncIterator[Strongroom]:
+    instance = await Strongroom.open(store_settings, clock=clock)
+    yield instance
+    await instance.close()
+
+
+@pytest.fixture
+def manager(app: Strongroom) -> SecretsManager:
+    return SecretsManager(app)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``store_settings`` over every store unless a test narrows it with
+    ``@pytest.mark.stores("sqlite", "postgres")``."""
+    if "store_settings" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("stores")
+        stores = list(marker.args) if marker else STORES
+        metafunc.parametrize("store_settings", stores, indirect=True)
