@@ -7,10 +7,12 @@ import asyncio
 
 from strongroom.app import Strongroom
 from strongroom.core.config import Settings
+from strongroom.core.logging import configure_logging
 
 
 async def _status() -> None:
     settings = Settings()
+    configure_logging(settings.log_level, debug=settings.debug)
     async with await Strongroom.open(settings) as app:
         where = settings.sqlite_path if app.profile == "sqlite" else app.profile
         print(f"strongroom: profile {app.profile} at {where}")  # noqa: T201

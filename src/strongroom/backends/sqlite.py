@@ -8,6 +8,7 @@ with ``synchronous=FULL``, so a write is on disk when its call returns.
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -99,6 +100,8 @@ class SqliteStore:
     async def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Owner-only from the first byte; SQLite gives its -wal and -shm files the same mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             bootstrap = connect(str(self.path))
             try:
                 migrate_sqlite(bootstrap)
