@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Self
 
+import structlog
+
 from strongroom.backends.base import SecretStore
 from strongroom.backends.memory import MemoryStore
 from strongroom.core.clock import Clock, system_clock
@@ -87,6 +89,8 @@ class Strongroom:
         clock: Clock = system_clock,
     ) -> Self:
         settings = settings or Settings()
+        if not structlog.is_configured():
+            configure_logging(settings.log_level, debug=settings.debug)
         store = store or build_store(settings)
         await store.open()
         app = cls(settings, store, clock)
@@ -112,12 +116,11 @@ class Strongroom:
 
 _default: tuple[asyncio.AbstractEventLoop, Strongroom] | None = None
 _default_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
-_logging_configured = False
 
 
 async def default_app() -> Strongroom:
     """The process default, opened from the environment on first use in this event loop."""
-    global _default, _default_lock, _logging_configured  # noqa: PLW0603
+    global _default, _default_lock  # noqa: PLW0603
     loop = asyncio.get_running_loop()
     if _default is not None and _default[0] is loop and not _default[1].closed:
         return _default[1]
@@ -127,9 +130,6 @@ async def default_app() -> Strongroom:
         if _default is not None and _default[0] is loop and not _default[1].closed:
             return _default[1]
         settings = Settings()
-        if not _logging_configured:
-            configure_logging(settings.log_level, debug=settings.debug)
-            _logging_configured = True
         _default = (loop, await Strongroom.open(settings))
         return _default[1]
 

@@ -1,0 +1,28 @@
+"""The public surface is pinned: adding or removing a name is a deliberate change."""
+
+from __future__ import annotations
+
+import strongroom
+
+EXPECTED = {
+    "Actor", "Backend", "ConfigurationError", "CryptoError", "DecryptionError",
+    "DeletedSecretConflictError", "InsecureKeyFileError", "ManualClock",
+    "SecretAlreadyExistsError", "SecretDisabledError", "SecretExpiredError",
+    "SecretIsDeletedError", "SecretNotFoundError", "SecretNotReadableError",
+    "SecretNotYetValidError", "SecretType", "SecretValue", "SecretsManager", "Settings",
+    "StoreUnavailableError", "Strongroom", "StrongroomError", "ValidationError",
+    "WrongMasterKeyError", "acting_as", "current_actor",
+}  # fmt: skip
+
+
+def test_public_names() -> None:
+    assert set(strongroom.__all__) == EXPECTED
+    for name in strongroom.__all__:
+        assert getattr(strongroom, name) is not None
+
+
+def test_every_error_is_a_strongroom_error() -> None:
+    errors = [getattr(strongroom, n) for n in EXPECTED if n.endswith("Error")]
+    assert all(issubclass(e, strongroom.StrongroomError) for e in errors)
+    assert issubclass(strongroom.ValidationError, ValueError)
+    assert issubclass(strongroom.SecretIsDeletedError, strongroom.SecretNotFoundError)
