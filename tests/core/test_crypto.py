@@ -34,7 +34,7 @@ def test_ciphertext_is_bound_to_name_and_version(
     envelope: Envelope, name: str, version: str
 ) -> None:
     sealed = envelope.seal("db", "0" * 32, b"hunter2")
-    with pytest.raises(DecryptionError, match="^cannot decrypt$"):
+    with pytest.raises(DecryptionError, match=r"^cannot decrypt$"):
         envelope.open(name, version, sealed)
 
 
