@@ -31,6 +31,7 @@ from strongroom.backends.base import (
     name_key,
     not_found,
 )
+from strongroom.core.clock import system_clock
 from strongroom.core.crypto import (
     Envelope,
     Keyring,
@@ -132,7 +133,7 @@ class SqliteStore:
             row = Keyring.new_row(self._master, 1)
             conn.execute(
                 "INSERT INTO secret_keyring (version, wrapped_key, created_at) VALUES (?, ?, ?)",
-                (row.version, row.wrapped_key, to_micros(datetime.now().astimezone())),
+                (row.version, row.wrapped_key, to_micros(system_clock())),
             )
 
     def _load_keyring(self) -> Envelope:
@@ -395,7 +396,7 @@ class SqliteStore:
         Reads keep working throughout: each row names the keyring version that wraps it, and
         old versions are deleted only when no row refers to them (a foreign key enforces it).
         """
-        now = to_micros(datetime.now().astimezone())
+        now = to_micros(system_clock())
 
         def start(conn: sqlite3.Connection) -> tuple[int, list[int]]:
             previous = [r[0] for r in conn.execute("SELECT version FROM secret_keyring")]
