@@ -11,14 +11,20 @@ from typing import Self
 
 import structlog
 
+from strongroom.audit import AuditLog
 from strongroom.backends.base import SecretStore
 from strongroom.backends.memory import MemoryStore
+from strongroom.core.audit import ChainKey
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.config import Backend, Settings
 from strongroom.core.crypto import MasterKey
 from strongroom.core.errors import ConfigurationError
 from strongroom.core.keyfile import create_key_file, read_key_file
 from strongroom.core.logging import configure_logging, get_logger
+from strongroom.core.metrics import Metrics
+from strongroom.db.audit_sqlite import SqliteAuditStore
+from strongroom.db.audit_store import AuditStore
+from strongroom.threats import ThreatRules
 
 __all__ = ["Strongroom", "default_app", "load_master_key", "reset_default_app"]
 
@@ -45,22 +51,30 @@ def load_master_key(settings: Settings) -> MasterKey:
     )
 
 
-def build_store(settings: Settings) -> SecretStore:
+def resolve_master_key(settings: Settings) -> MasterKey:
+    """The configured master key; the memory profile makes a throwaway one if none is set."""
+    if settings.backend is Backend.MEMORY and (
+        settings.master_key is None and settings.master_key_file is None
+    ):
+        return MasterKey.generate()[0]
+    return load_master_key(settings)
+
+
+def build_store(settings: Settings, master: MasterKey) -> SecretStore:
     backend = settings.backend
     if backend is Backend.MEMORY:
-        has_key = settings.master_key is not None or settings.master_key_file is not None
-        return MemoryStore(load_master_key(settings) if has_key else None)
+        return MemoryStore(master)
     if backend is Backend.SQLITE:
         from strongroom.backends.sqlite import SqliteStore  # noqa: PLC0415 (loaded on use)
 
-        return SqliteStore(settings.sqlite_path, load_master_key(settings))
+        return SqliteStore(settings.sqlite_path, master)
     if backend is Backend.POSTGRES:
         # Imported on use: asyncpg costs start-up time to every process that never needs it.
         from strongroom.backends.postgres import PostgresStore  # noqa: PLC0415
 
         return PostgresStore(
             settings.postgres_dsn(),
-            load_master_key(settings),
+            master,
             schema=settings.pg_schema,
             min_size=settings.pg_pool_min,
             max_size=max(settings.pg_pool_min, settings.pg_pool_max),
@@ -71,13 +85,49 @@ def build_store(settings: Settings) -> SecretStore:
     )
 
 
-class Strongroom:
-    """A configuration wired to its open stores."""
+def build_audit_store(settings: Settings) -> AuditStore:
+    """Audit lives beside the secrets: the same SQLite file or PostgreSQL database (or the one
+    named by STRONGROOM_AUDIT_DATABASE_URL); the memory profile keeps it in memory."""
+    if settings.audit_database_url is not None or settings.backend is Backend.POSTGRES:
+        from strongroom.db.audit_postgres import PostgresAuditStore  # noqa: PLC0415
 
-    def __init__(self, settings: Settings, store: SecretStore, clock: Clock = system_clock) -> None:
+        return PostgresAuditStore(settings.audit_dsn(), schema=settings.pg_schema)
+    if settings.backend is Backend.MEMORY:
+        return SqliteAuditStore(None)
+    return SqliteAuditStore(settings.sqlite_path)
+
+
+def threat_rules_from(settings: Settings) -> ThreatRules:
+    """Threat rules from settings: business hours as "7-19" (off when unset: 24/7 dispatch)."""
+    hours = None
+    if settings.business_hours:
+        try:
+            start, end = (int(part) for part in settings.business_hours.split("-", 1))
+        except ValueError:
+            raise ConfigurationError("STRONGROOM_BUSINESS_HOURS must look like 7-19") from None
+        hours = (start, end)
+    return ThreatRules(business_hours=hours, business_timezone=settings.business_timezone)
+
+
+class Strongroom:
+    """A configuration wired to its open stores and its audit log."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SecretStore,
+        audit: AuditLog,
+        *,
+        clock: Clock = system_clock,
+        metrics: Metrics,
+        threat_rules: ThreatRules,
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.audit = audit
         self.clock = clock
+        self.metrics = metrics
+        self.threat_rules = threat_rules
         self.closed = False
 
     @classmethod
@@ -87,13 +137,39 @@ class Strongroom:
         *,
         store: SecretStore | None = None,
         clock: Clock = system_clock,
+        audit: bool = True,
+        threat_rules: ThreatRules | None = None,
     ) -> Self:
+        """Open the configured stores. ``audit=False`` (code only, never configuration) runs
+        without an audit log, for benchmarks that measure what auditing costs."""
         settings = settings or Settings()
         if not structlog.is_configured():
             configure_logging(settings.log_level, debug=settings.debug)
-        store = store or build_store(settings)
+        master = resolve_master_key(settings)
+        store = store or build_store(settings, master)
+        metrics = Metrics()
+        audit_log = AuditLog(
+            build_audit_store(settings) if audit else None,
+            ChainKey(master.derive(ChainKey.PURPOSE)),
+            clock=clock,
+            metrics=metrics,
+            timeout=settings.audit_timeout_seconds,
+            fail_open=settings.audit_fail_open,
+        )
         await store.open()
-        app = cls(settings, store, clock)
+        try:
+            await audit_log.open()
+        except BaseException:
+            await store.close()
+            raise
+        app = cls(
+            settings,
+            store,
+            audit_log,
+            clock=clock,
+            metrics=metrics,
+            threat_rules=threat_rules or threat_rules_from(settings),
+        )
         await store.purge_expired(clock())
         log.debug("opened", backend=store.backend)
         return app
@@ -105,7 +181,10 @@ class Strongroom:
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
-            await self.store.close()
+            try:
+                await self.audit.close()
+            finally:
+                await self.store.close()
 
     async def __aenter__(self) -> Self:
         return self

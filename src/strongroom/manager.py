@@ -10,6 +10,7 @@ from typing import Any, Self
 from strongroom.app import Strongroom, default_app
 from strongroom.backends.base import WriteMode
 from strongroom.core.actor import current_actor
+from strongroom.core.audit import AuditAction
 from strongroom.core.config import Settings
 from strongroom.core.errors import (
     SecretDisabledError,
@@ -110,20 +111,23 @@ class SecretsManager:
     ) -> dict[str, Any]:
         """Store a new secret; fails if the name is in use (update it to add a version)."""
         app = await self._ready()
-        now = app.clock()
-        validate_name(name)
-        data, content_type = encode_value(value, content_type)
-        new = NewVersion(
-            name=name,
-            version=_new_version_id(),
-            secret_type=validate_secret_type(secret_type),
-            content_type=content_type,
-            tags=validate_tags(metadata),
-            created_at=now,
-            expires_at=expiry_from_days(expires_in_days, now),
-            not_before=validate_aware(not_before, "not_before"),
-        )
-        props = await app.store.write_version(new, data, WriteMode.CREATE)
+        async with app.audit.operation(AuditAction.CREATE, name) as op:
+            now = app.clock()
+            validate_name(name)
+            data, content_type = encode_value(value, content_type)
+            new = NewVersion(
+                name=name,
+                version=_new_version_id(),
+                secret_type=validate_secret_type(secret_type),
+                content_type=content_type,
+                tags=validate_tags(metadata),
+                created_at=now,
+                expires_at=expiry_from_days(expires_in_days, now),
+                not_before=validate_aware(not_before, "not_before"),
+            )
+            op.details.update(_version_details(new))
+            await app.store.purge_expired(now)  # a lapsed deleted secret frees its name
+            props = await app.store.write_version(new, data, WriteMode.CREATE)
         log.info("secret created", name=props.name, version=props.version, actor=current_actor().id)
         return props.to_dict()
 
@@ -140,31 +144,33 @@ class SecretsManager:
     ) -> dict[str, Any]:
         """Add a new current version. Type and metadata carry over unless given."""
         app = await self._ready()
-        now = app.clock()
-        validate_name(name)
-        tags = validate_tags(metadata) if metadata is not None else None
-        kind = validate_secret_type(secret_type) if secret_type is not None else None
-        expires_at = expiry_from_days(expires_in_days, now)
-        nbf = validate_aware(not_before, "not_before")
-        previous = await app.store.get_properties(name)
-        if (
-            content_type is None
-            and isinstance(value, str)
-            and previous.content_type != JSON_CONTENT_TYPE
-        ):
-            content_type = previous.content_type
-        data, content_type = encode_value(value, content_type)
-        new = NewVersion(
-            name=name,
-            version=_new_version_id(),
-            secret_type=kind or previous.secret_type,
-            content_type=content_type,
-            tags=tags if tags is not None else dict(previous.tags),
-            created_at=now,
-            expires_at=expires_at,
-            not_before=nbf,
-        )
-        props = await app.store.write_version(new, data, WriteMode.UPDATE)
+        async with app.audit.operation(AuditAction.UPDATE, name) as op:
+            now = app.clock()
+            validate_name(name)
+            tags = validate_tags(metadata) if metadata is not None else None
+            kind = validate_secret_type(secret_type) if secret_type is not None else None
+            expires_at = expiry_from_days(expires_in_days, now)
+            nbf = validate_aware(not_before, "not_before")
+            previous = await app.store.get_properties(name)
+            if (
+                content_type is None
+                and isinstance(value, str)
+                and previous.content_type != JSON_CONTENT_TYPE
+            ):
+                content_type = previous.content_type
+            data, content_type = encode_value(value, content_type)
+            new = NewVersion(
+                name=name,
+                version=_new_version_id(),
+                secret_type=kind or previous.secret_type,
+                content_type=content_type,
+                tags=tags if tags is not None else dict(previous.tags),
+                created_at=now,
+                expires_at=expires_at,
+                not_before=nbf,
+            )
+            op.details.update(_version_details(new))
+            props = await app.store.write_version(new, data, WriteMode.UPDATE)
         log.info("secret updated", name=props.name, version=props.version, actor=current_actor().id)
         return props.to_dict()
 
@@ -181,65 +187,79 @@ class SecretsManager:
     ) -> dict[str, Any]:
         """Change a version's properties (the current one by default) without a new value."""
         app = await self._ready()
-        validate_name(name)
-        if version is not None:
-            validate_version(version)
-        if enabled is not UNSET and not isinstance(enabled, bool):
-            raise ValidationError("enabled must be True or False")
-        changes = PropertyChanges(
-            updated_at=app.clock(),
-            enabled=enabled,
-            expires_at=expires_at
-            if expires_at is UNSET
-            else validate_aware(expires_at, "expires_at"),
-            not_before=(
-                not_before if not_before is UNSET else validate_aware(not_before, "not_before")
-            ),
-            tags=UNSET if metadata is UNSET else validate_tags(metadata),
-            content_type=(
-                content_type
-                if content_type is UNSET or content_type is None
-                else validate_content_type(content_type)
-            ),
-        )
-        props = await app.store.update_properties(name, version, changes)
+        async with app.audit.operation(AuditAction.UPDATE, name, operation="properties") as op:
+            validate_name(name)
+            if version is not None:
+                validate_version(version)
+            if enabled is not UNSET and not isinstance(enabled, bool):
+                raise ValidationError("enabled must be True or False")
+            changes = PropertyChanges(
+                updated_at=app.clock(),
+                enabled=enabled,
+                expires_at=(
+                    expires_at if expires_at is UNSET else validate_aware(expires_at, "expires_at")
+                ),
+                not_before=(
+                    not_before if not_before is UNSET else validate_aware(not_before, "not_before")
+                ),
+                tags=UNSET if metadata is UNSET else validate_tags(metadata),
+                content_type=(
+                    content_type
+                    if content_type is UNSET or content_type is None
+                    else validate_content_type(content_type)
+                ),
+            )
+            if enabled is not UNSET:
+                op.details["enabled"] = enabled
+            props = await app.store.update_properties(name, version, changes)
+            op.details["version"] = props.version
         log.info("secret properties updated", name=props.name, version=props.version)
         return props.to_dict()
 
     async def delete_secret(self, name: str, immediate: bool = False) -> dict[str, Any]:
         """Soft-delete (recoverable for the recovery window), or purge at once if ``immediate``."""
         app = await self._ready()
-        validate_name(name)
-        if immediate:
-            await app.store.purge(name, deleted_only=False)
-            log.info("secret purged", name=name, actor=current_actor().id)
-            return {"name": name, "deleted": True, "purged": True}
-        now = app.clock()
-        deleted = await app.store.delete(
-            name, deleted_at=now, purge_at=now + timedelta(days=app.settings.recovery_days)
-        )
-        log.info("secret deleted", name=name, actor=current_actor().id)
-        return {**deleted.to_dict(), "deleted": True, "purged": False}
+        async with app.audit.operation(AuditAction.DELETE, name, immediate=immediate) as op:
+            validate_name(name)
+            if immediate:
+                await app.store.purge(name, deleted_only=False)
+                result = {"name": name, "deleted": True, "purged": True}
+            else:
+                now = app.clock()
+                deleted = await app.store.delete(
+                    name, deleted_at=now, purge_at=now + timedelta(days=app.settings.recovery_days)
+                )
+                op.details["recoverable_days"] = app.settings.recovery_days
+                result = {**deleted.to_dict(), "deleted": True, "purged": False}
+        log.info("secret deleted", name=name, actor=current_actor().id, count=int(immediate))
+        return result
 
     async def recover_deleted_secret(self, name: str) -> dict[str, Any]:
         app = await self._ready()
-        validate_name(name)
-        props = await app.store.recover(name)
+        async with app.audit.operation(AuditAction.RECOVER, name) as op:
+            validate_name(name)
+            await app.store.purge_expired(app.clock())  # past its window: gone, not recoverable
+            props = await app.store.recover(name)
+            op.details["version"] = props.version
         log.info("secret recovered", name=name, actor=current_actor().id)
         return props.to_dict()
 
     async def purge_deleted_secret(self, name: str) -> dict[str, Any]:
         """Remove a soft-deleted secret and all its versions for good."""
         app = await self._ready()
-        validate_name(name)
-        await app.store.purge(name, deleted_only=True)
+        async with app.audit.operation(AuditAction.PURGE, name):
+            validate_name(name)
+            await app.store.purge_expired(app.clock())
+            await app.store.purge(name, deleted_only=True)
         log.info("secret purged", name=name, actor=current_actor().id)
         return {"name": name, "purged": True}
 
     async def rotate_master_key(self) -> dict[str, Any]:
         """Re-wrap every data key under a new keyring version; reads keep working meanwhile."""
         app = await self._ready()
-        result = await app.store.rotate_key()
+        async with app.audit.operation(AuditAction.KEY_ROTATE) as op:
+            result = await app.store.rotate_key()
+            op.details.update(key_version=result.kek_version, rewrapped=result.rewrapped)
         log.info("master key rotated", kek_version=result.kek_version, rewrapped=result.rewrapped)
         return {
             "key_version": result.kek_version,
@@ -255,39 +275,71 @@ class SecretsManager:
         return bundle.value.reveal()
 
     async def get_secret_bundle(self, name: str, version: str | None = None) -> SecretBundle:
-        """The value as an opaque :class:`SecretValue` with its properties."""
+        """The value as an opaque :class:`SecretValue` with its properties.
+
+        The READ event is committed before the value is handed out; if it cannot be, the call
+        fails with AuditUnavailableError and no value.
+        """
         app = await self._ready()
-        validate_name(name)
-        if version is not None:
-            validate_version(version)
-        bundle = await app.store.get_version(name, version)
-        check_readable(bundle.properties, app.clock())
+        async with app.audit.operation(AuditAction.READ, name) as op:
+            validate_name(name)
+            if version is not None:
+                validate_version(version)
+            bundle = await app.store.get_version(name, version)
+            op.details["version"] = bundle.properties.version
+            check_readable(bundle.properties, app.clock())
         return bundle
 
     async def get_secret_properties(self, name: str, version: str | None = None) -> dict[str, Any]:
         app = await self._ready()
-        validate_name(name)
-        if version is not None:
-            validate_version(version)
-        return (await app.store.get_properties(name, version)).to_dict()
+        async with app.audit.operation(AuditAction.DESCRIBE, name) as op:
+            validate_name(name)
+            if version is not None:
+                validate_version(version)
+            props = await app.store.get_properties(name, version)
+            op.details["version"] = props.version
+        return props.to_dict()
 
     async def list_secrets(self) -> list[dict[str, Any]]:
         """Properties of every live secret's current version (never a value)."""
         app = await self._ready()
-        return [p.to_dict() for p in await app.store.list_secrets()]
+        async with app.audit.operation(AuditAction.LIST) as op:
+            found = await app.store.list_secrets()
+            op.details["count"] = len(found)
+        return [p.to_dict() for p in found]
 
     async def get_secret_versions(self, name: str) -> list[dict[str, Any]]:
         """Every version's properties, newest first."""
         app = await self._ready()
-        validate_name(name)
-        return [p.to_dict() for p in await app.store.list_versions(name)]
+        async with app.audit.operation(AuditAction.LIST, name, operation="versions") as op:
+            validate_name(name)
+            found = await app.store.list_versions(name)
+            op.details["count"] = len(found)
+        return [p.to_dict() for p in found]
 
     async def list_deleted_secrets(self) -> list[dict[str, Any]]:
         app = await self._ready()
-        await app.store.purge_expired(app.clock())
-        return [d.to_dict() for d in await app.store.list_deleted()]
+        async with app.audit.operation(AuditAction.LIST, operation="deleted") as op:
+            await app.store.purge_expired(app.clock())
+            found = await app.store.list_deleted()
+            op.details["count"] = len(found)
+        return [d.to_dict() for d in found]
 
     async def get_deleted_secret(self, name: str) -> dict[str, Any]:
         app = await self._ready()
-        validate_name(name)
-        return (await app.store.get_deleted(name)).to_dict()
+        async with app.audit.operation(AuditAction.DESCRIBE, name, operation="deleted"):
+            validate_name(name)
+            await app.store.purge_expired(app.clock())
+            found = await app.store.get_deleted(name)
+        return found.to_dict()
+
+
+def _version_details(new: NewVersion) -> dict[str, Any]:
+    """What an audit row says about a new version: its id, type and tags; never the value."""
+    return {
+        "version": new.version,
+        "secret_type": new.secret_type.value,
+        "content_type": new.content_type,
+        "tags": dict(new.tags),
+        "expires_at": new.expires_at,
+    }

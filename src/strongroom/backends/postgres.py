@@ -33,7 +33,12 @@ from strongroom.core.crypto import (
     Sealed,
     UnknownKeyVersion,
 )
-from strongroom.core.errors import ConfigurationError, StoreUnavailableError, StrongroomError
+from strongroom.core.errors import (
+    ConfigurationError,
+    DecryptionError,
+    StoreUnavailableError,
+    StrongroomError,
+)
 from strongroom.core.models import (
     DeletedSecret,
     NewVersion,
@@ -43,6 +48,7 @@ from strongroom.core.models import (
     VersionProperties,
 )
 from strongroom.db.migrate import migrate_postgres
+from strongroom.db.pg import keep_session
 
 __all__ = ["PostgresStore"]
 
@@ -126,6 +132,7 @@ class PostgresStore:
                 min_size=self._min,
                 max_size=self._max,
                 server_settings={"search_path": self.schema},
+                reset=keep_session,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreUnavailableError(
@@ -248,15 +255,23 @@ class PostgresStore:
         return _check_live(row, name, version)
 
     async def get_version(self, name: str, version: str | None = None) -> SecretBundle:
-        row = await self._fetch_live(name, version)
-        props = props_from_row(row, micros=False, current=_current(row))
-        sealed = Sealed(row["ciphertext"], row["wrapped_dek"], row["kek_version"])
-        envelope = await self._ensure_envelope()
-        try:
-            data = envelope.open(name_key(name), props.version, sealed)
-        except UnknownKeyVersion:
-            data = (await self._load_keyring()).open(name_key(name), props.version, sealed)
-        return SecretBundle(props, SecretValue(props.name, props.version, data, props.content_type))
+        for _attempt in range(3):
+            row = await self._fetch_live(name, version)
+            props = props_from_row(row, micros=False, current=_current(row))
+            sealed = Sealed(row["ciphertext"], row["wrapped_dek"], row["kek_version"])
+            envelope = await self._ensure_envelope()
+            try:
+                data = envelope.open(name_key(name), props.version, sealed)
+            except UnknownKeyVersion:
+                # A key rotation is under way or has finished: learn the keyring again and
+                # re-read the row, which may have been re-wrapped meanwhile.
+                await self._load_keyring()
+                continue
+            return SecretBundle(
+                props, SecretValue(props.name, props.version, data, props.content_type)
+            )
+        # Still naming a keyring version the store does not hold: the row cannot be opened.
+        raise DecryptionError("cannot decrypt")
 
     async def get_properties(self, name: str, version: str | None = None) -> VersionProperties:
         row = await self._fetch_live(name, version)

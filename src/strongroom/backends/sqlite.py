@@ -22,7 +22,6 @@ from strongroom.backends._rows import (
     tags_to_json,
     to_micros,
 )
-from strongroom.backends._sqlite_writer import SqliteWriter, connect
 from strongroom.backends.base import (
     KeyRotationResult,
     WriteMode,
@@ -40,7 +39,7 @@ from strongroom.core.crypto import (
     Sealed,
     UnknownKeyVersion,
 )
-from strongroom.core.errors import StoreUnavailableError
+from strongroom.core.errors import DecryptionError, StoreUnavailableError
 from strongroom.core.models import (
     DeletedSecret,
     NewVersion,
@@ -50,6 +49,7 @@ from strongroom.core.models import (
     VersionProperties,
 )
 from strongroom.db.migrate import migrate_sqlite
+from strongroom.db.sqlite_writer import SqliteWriter, acquire_writer, connect, release_writer
 
 __all__ = ["SqliteStore"]
 
@@ -108,7 +108,7 @@ class SqliteStore:
                 migrate_sqlite(bootstrap)
             finally:
                 bootstrap.close()
-            self._writer = SqliteWriter(str(self.path))
+            self._writer = acquire_writer(str(self.path))
             self._read = connect(str(self.path), synchronous="NORMAL")
         except sqlite3.Error as exc:
             await self.close()
@@ -122,7 +122,7 @@ class SqliteStore:
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
+            release_writer(self._writer)
             self._writer = None
         if self._read is not None:
             self._read.close()
@@ -159,13 +159,6 @@ class SqliteStore:
                 return self._read.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"SQLite read failed ({type(exc).__name__})") from exc
-
-    def _open_value(self, key: str, version: str, sealed: Sealed) -> bytes:
-        envelope = self._envelope or self._load_keyring()
-        try:
-            return envelope.open(key, version, sealed)
-        except UnknownKeyVersion:
-            return self._load_keyring().open(key, version, sealed)
 
     def _live_row(self, name: str, version: str | None) -> sqlite3.Row:
         key = name_key(name)
@@ -204,10 +197,10 @@ class SqliteStore:
         self, conn: sqlite3.Connection, new: NewVersion, sealed: Sealed, mode: WriteMode
     ) -> VersionProperties:
         key = name_key(new.name)
+        created = to_micros(new.created_at)
         row = conn.execute(
             "SELECT name, current_seq, deleted_at FROM secrets WHERE name_key = ?", (key,)
         ).fetchone()
-        created = to_micros(new.created_at)
         if mode is WriteMode.CREATE:
             if row is not None:
                 raise name_conflict(new.name, deleted=row["deleted_at"] is not None)
@@ -242,11 +235,22 @@ class SqliteStore:
         )  # fmt: skip
 
     async def get_version(self, name: str, version: str | None = None) -> SecretBundle:
-        row = self._live_row(name, version)
-        props = props_from_row(row, micros=True, current=_current(row))
-        sealed = Sealed(row["ciphertext"], row["wrapped_dek"], row["kek_version"])
-        data = self._open_value(name_key(name), props.version, sealed)
-        return SecretBundle(props, SecretValue(props.name, props.version, data, props.content_type))
+        for _attempt in range(3):
+            row = self._live_row(name, version)
+            props = props_from_row(row, micros=True, current=_current(row))
+            sealed = Sealed(row["ciphertext"], row["wrapped_dek"], row["kek_version"])
+            envelope = self._envelope or self._load_keyring()
+            try:
+                data = envelope.open(name_key(name), props.version, sealed)
+            except UnknownKeyVersion:
+                # Another process rotated the key: learn the keyring again, re-read the row.
+                self._load_keyring()
+                continue
+            return SecretBundle(
+                props, SecretValue(props.name, props.version, data, props.content_type)
+            )
+        # Still naming a keyring version the store does not hold: the row cannot be opened.
+        raise DecryptionError("cannot decrypt")
 
     async def get_properties(self, name: str, version: str | None = None) -> VersionProperties:
         row = self._live_row(name, version)

@@ -40,11 +40,20 @@ class Settings(BaseSettings):
     master_key_file: Path | None = Field(default=None, alias="STRONGROOM_MASTER_KEY_FILE")
     backend_name: Backend | None = Field(default=None, alias="STRONGROOM_BACKEND")
     recovery_days: int = Field(default=90, ge=7, le=90, alias="STRONGROOM_RECOVERY_DAYS")
+    audit_database_url: SecretStr | None = Field(
+        default=None, alias="STRONGROOM_AUDIT_DATABASE_URL"
+    )
+    audit_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=300, alias="STRONGROOM_AUDIT_TIMEOUT_SECONDS"
+    )
+    audit_fail_open: bool = Field(default=False, alias="STRONGROOM_AUDIT_FAIL_OPEN")
+    business_hours: str | None = Field(default=None, alias="STRONGROOM_BUSINESS_HOURS")
+    business_timezone: str = Field(default="UTC", alias="STRONGROOM_BUSINESS_TIMEZONE")
     pg_schema: str = Field(
         default="strongroom", pattern=r"^[a-z_][a-z0-9_]{0,62}$", alias="STRONGROOM_PG_SCHEMA"
     )
     pg_pool_min: int = Field(default=2, ge=1, alias="STRONGROOM_PG_POOL_MIN")
-    pg_pool_max: int = Field(default=10, ge=1, alias="STRONGROOM_PG_POOL_MAX")
+    pg_pool_max: int = Field(default=16, ge=1, alias="STRONGROOM_PG_POOL_MAX")
 
     @field_validator("azure_key_vault_url", mode="before")
     @classmethod
@@ -76,6 +85,14 @@ class Settings(BaseSettings):
     @property
     def default_key_file(self) -> Path:
         return self.home / "master.key"
+
+    def audit_dsn(self) -> str:
+        if self.audit_database_url is None:
+            return self.postgres_dsn()
+        dsn = self.audit_database_url.get_secret_value()
+        if not dsn.startswith(("postgresql://", "postgres://")):
+            raise ConfigurationError("STRONGROOM_AUDIT_DATABASE_URL must be a postgresql:// URL")
+        return dsn
 
     def postgres_dsn(self) -> str:
         if self.database_url is None:

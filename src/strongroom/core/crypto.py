@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from strongroom.core.errors import ConfigurationError, DecryptionError, WrongMasterKeyError
 
@@ -45,12 +47,18 @@ class UnknownKeyVersion(LookupError):
 class MasterKey:
     """The root key. Never printed, never stored next to the data it protects."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "_raw")
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) != KEY_BYTES:
             raise ConfigurationError(f"a master key is {KEY_BYTES} bytes, got {len(raw)}")
+        self._raw = raw
         self._aead = AESGCM(raw)
+
+    def derive(self, purpose: bytes) -> bytes:
+        """A 256-bit subkey for one purpose (HKDF-SHA256), e.g. the audit chain's MAC key."""
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose)
+        return hkdf.derive(self._raw)
 
     @classmethod
     def generate(cls) -> tuple[MasterKey, str]:

@@ -18,12 +18,14 @@ secret and version at most: a value never appears in an error.
     │   ├── DecryptionError                     "cannot decrypt", whatever check failed
     │   ├── WrongMasterKeyError                 the master key does not open this store
     │   └── InsecureKeyFileError                key file readable by group or others
-    └── StoreUnavailableError                   the store cannot be reached or written
+    ├── StoreUnavailableError                   the store cannot be reached or written
+    └── AuditUnavailableError                   the event could not be recorded: refused
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuditUnavailableError",
     "ConfigurationError",
     "CryptoError",
     "DecryptionError",
@@ -126,3 +128,9 @@ class StoreUnavailableError(StrongroomError):
     """The store could not be reached, or did not accept the write."""
 
     code = "store_unavailable"
+
+
+class AuditUnavailableError(StrongroomError):
+    """The audit log could not record the event, so the operation was refused (fail-closed)."""
+
+    code = "audit_unavailable"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -31,12 +32,24 @@ def read_key_file(path: Path) -> MasterKey:
 
 
 def create_key_file(path: Path) -> MasterKey:
-    """Make a new random key file with mode 0600; never overwrites an existing one."""
+    """Make a new random key file with mode 0600, or read the one another process made first.
+
+    The key is written to a private temporary file and linked into place, so a concurrent
+    reader never sees a half-written key and two starters never end up with two keys.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key, text = MasterKey.generate()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(text + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return read_key_file(path)
+    finally:
+        temp.unlink(missing_ok=True)
     return key

@@ -8,6 +8,7 @@ lock (``BEGIN IMMEDIATE`` in SQLite, an advisory lock in PostgreSQL).
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -16,10 +17,18 @@ from typing import Literal
 
 import asyncpg
 
-__all__ = ["Migration", "migrate_postgres", "migrate_sqlite", "migrations"]
+__all__ = [
+    "SCHEMA_NAME",
+    "Migration",
+    "migrate_postgres",
+    "migrate_sqlite",
+    "migrations",
+    "statements",
+]
 
 Dialect = Literal["sqlite", "postgres"]
 _LOCK_ID = 0x5354524F4E47  # "STRONG": advisory lock key for migrations
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,18 +49,19 @@ def migrations(dialect: Dialect) -> list[Migration]:
     return sorted(found, key=lambda m: m.number)
 
 
-def _statements(script: str) -> list[str]:
-    statements, buffer = [], ""
+def statements(script: str) -> list[str]:
+    """Split a script into statements (SQLite's own notion of a complete statement)."""
+    found, buffer = [], ""
     for line in script.splitlines(keepends=True):
         buffer += line
         if sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
+            found.append(buffer.strip())
             buffer = ""
     if buffer.strip() and not all(
         ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
     ):
-        statements.append(buffer.strip())
-    return statements
+        found.append(buffer.strip())
+    return found
 
 
 def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
@@ -67,7 +77,7 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
         for step in migrations("sqlite"):
             if step.number in done:
                 continue
-            for statement in _statements(step.sql):
+            for statement in statements(step.sql):
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO schema_migrations (number, name, applied_at) VALUES (?, ?, ?)",

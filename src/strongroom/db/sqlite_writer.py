@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 from strongroom.core.errors import StoreUnavailableError, StrongroomError
 
-__all__ = ["SqliteWriter", "connect"]
+__all__ = ["SqliteWriter", "acquire_writer", "connect", "release_writer"]
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
@@ -27,8 +28,10 @@ _MAX_GROUP = 512
 _STOP = object()
 
 
-def connect(path: str, *, synchronous: str = "FULL") -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+def connect(path: str, *, synchronous: str = "FULL", uri: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=30.0, uri=uri
+    )
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
@@ -49,10 +52,10 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
 class SqliteWriter:
     """Owns the write connection; :meth:`submit` runs a job in the next group commit."""
 
-    def __init__(self, path: str) -> None:
-        self._path = path
+    def __init__(self, path: str, *, uri: bool = False) -> None:
+        self.path = path
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._conn = connect(path)
+        self._conn = connect(path, uri=uri)
         self._thread = threading.Thread(
             target=self._run, name="strongroom-sqlite-writer", daemon=True
         )
@@ -132,3 +135,33 @@ def _unavailable(exc: sqlite3.Error) -> StoreUnavailableError:
     )
     error.__cause__ = exc
     return error
+
+
+_shared: dict[str, tuple[SqliteWriter, int]] = {}
+_shared_lock = threading.Lock()
+
+
+def acquire_writer(path: str) -> SqliteWriter:
+    """The one writer thread of this file in this process (stores sharing a file share it, so
+    they never wait on each other's locks)."""
+    key = os.path.realpath(path)
+    with _shared_lock:
+        writer, users = _shared.get(key, (None, 0))
+        if writer is None:
+            writer = SqliteWriter(path)
+        _shared[key] = (writer, users + 1)
+        return writer
+
+
+def release_writer(writer: SqliteWriter) -> None:
+    key = os.path.realpath(writer.path)
+    with _shared_lock:
+        current, users = _shared.get(key, (None, 0))
+        if current is not writer:
+            writer.close()
+            return
+        if users <= 1:
+            del _shared[key]
+            writer.close()
+        else:
+            _shared[key] = (writer, users - 1)

@@ -1,0 +1,272 @@
+"""``python -m bench``: run the benchmarks, print one table, write bench/results/latest.json.
+
+Timings never fail the run: goals are printed as PASS or MISS. The exit status is 1 only when a
+benchmark could not run because something raised (a skipped, unreachable PostgreSQL is not that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import platform
+import pstats
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.bench_crypto import run_crypto
+from bench.bench_store import BACKENDS, PG_URL, StoreRun, run_store
+from bench.harness import ResultRow, fmt_ms, fmt_rate, fmt_ratio, render_table
+from strongroom.core.logging import configure_logging
+
+__all__ = ["main"]
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_HEADERS = (
+    "section", "operation", "tasks", "ops", "ops/s", "spread", "p50 ms", "p99 ms",
+    "ratio", "vs", "goal", "result",
+)  # fmt: skip
+_ALIGN = "llrrrrrrrlll"
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", choices=BACKENDS, help="measure one store (crypto always runs)")
+    parser.add_argument("--quick", action="store_true", help="short runs (smoke test, noisy)")
+    parser.add_argument("--seconds", type=float, help="time budget per measurement")
+    parser.add_argument(
+        "--tasks",
+        default="1,32",
+        help="comma-separated concurrent task counts for the store runs (default: 1,32)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per measurement (median)")
+    parser.add_argument("--pg-url", default=PG_URL, help="PostgreSQL URL (default: DATABASE_URL)")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="strongroom log level during the run (INFO writes a log line per update)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=RESULTS_DIR / "latest.json", help="where to write results"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        nargs="?",
+        const=RESULTS_DIR / "profile.pstats",
+        help="profile the store runs with cProfile (main thread only: not the crypto references, "
+        "not the SQLite writer thread), dump the stats here and print the top entries",
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.task_counts = [int(t) for t in args.tasks.split(",") if t.strip()]
+    except ValueError:
+        parser.error("--tasks takes integers, e.g. 1,32")
+    if not args.task_counts or min(args.task_counts) < 1:
+        parser.error("--tasks takes positive integers, e.g. 1,32")
+    if args.rounds < 1:
+        parser.error("--rounds takes a positive integer")
+    if args.seconds is None:
+        args.seconds = 0.5 if args.quick else 2.5
+    args.warmup = 0.1 if args.quick else 0.4
+    return args
+
+
+def _git_commit() -> str | None:
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        head = subprocess.run(
+            [git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [git, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}{'+dirty' if dirty else ''}"
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _environment(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git": _git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "event_loop": type(asyncio.new_event_loop()).__name__,
+        "cryptography": _version("cryptography"),
+        "asyncpg": _version("asyncpg"),
+        "sqlite": sqlite3.sqlite_version,
+        "seconds_per_measurement": args.seconds,
+        "warmup_seconds": args.warmup,
+        "tasks": args.task_counts,
+        "log_level": args.log_level,
+        "profiled": args.profile is not None,
+        "rounds": args.rounds,
+        "load_before": _load(),
+    }
+
+
+def _load() -> str:
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def _serial(row: ResultRow) -> bool:
+    """True when one task ran every operation: the operation never yielded to the loop."""
+    m = row.measurement
+    return m.concurrency > 1 and m.task_ops_min == 0
+
+
+def _table_row(row: ResultRow) -> list[str]:
+    m = row.measurement
+    return [
+        row.section,
+        row.operation,
+        "-" if row.section == "crypto" else f"{m.concurrency}{'*' if _serial(row) else ''}",
+        f"{m.ops:,}",
+        fmt_rate(m.ops_per_s),
+        f"{m.spread:.0%}" if m.spread is not None else "",
+        fmt_ms(m.p50_ms),
+        fmt_ms(m.p99_ms),
+        fmt_ratio(row.ratio),
+        row.reference or "",
+        row.goal.text if row.goal else "",
+        row.status,
+    ]
+
+
+async def _run(
+    args: argparse.Namespace, profiler: cProfile.Profile | None
+) -> tuple[list[ResultRow], list[StoreRun], list[str]]:
+    errors: list[str] = []
+    rows = run_crypto(
+        seconds=min(args.seconds, 2.0), warmup_seconds=args.warmup, rounds=args.rounds
+    )
+    references = {r.operation: r.measurement.ops_per_s for r in rows}
+    stores: list[StoreRun] = []
+    for backend in [args.only] if args.only else BACKENDS:
+        print(f"  measuring {backend} ...", file=sys.stderr, flush=True)
+        if profiler is not None:
+            profiler.enable()
+        try:
+            run = await run_store(
+                backend,
+                references=references,
+                tasks=args.task_counts,
+                seconds=args.seconds,
+                warmup_seconds=args.warmup,
+                rounds=args.rounds,
+                pg_url=args.pg_url,
+            )
+        except Exception as exc:
+            traceback.print_exc()
+            errors.append(f"{backend}: {type(exc).__name__}: {exc}")
+            run = StoreRun(backend, skipped=f"error: {type(exc).__name__}")
+        finally:
+            if profiler is not None:
+                profiler.disable()
+        stores.append(run)
+        rows.extend(run.rows)
+    return rows, stores, errors
+
+
+def _report(
+    rows: list[ResultRow], stores: list[StoreRun], env: dict[str, Any], elapsed: float
+) -> str:
+    lines = [
+        f"strongroom bench  git {env['git']}  python {env['python']}  "
+        f"cryptography {env['cryptography']}  sqlite {env['sqlite']}  cpus {env['cpus']}",
+    ]
+    for run in stores:
+        if run.backend == "postgres" and run.info:
+            lines.append(
+                f"postgres {run.info['server_version']}  pool {run.info['pool_min']}-"
+                f"{run.info['pool_max']}  synchronous_commit={run.info['synchronous_commit']}"
+            )
+    lines += ["", render_table(_HEADERS, [_table_row(r) for r in rows], _ALIGN), ""]
+    if any(_serial(r) for r in rows):
+        lines.append(
+            "* one task ran every operation: the call never yields to the event loop, so the "
+            "other tasks never got to run"
+        )
+    lines += [f"{run.backend}: SKIPPED - {run.skipped}" for run in stores if run.skipped]
+    lines.append(
+        f"ops/s = median of {env['rounds']} rounds, spread = (fastest - slowest round) / median; "
+        "ratio = ops/s / ops/s of the reference in 'vs' (same run)"
+    )
+    lines.append(
+        f"{env['seconds_per_measurement']} s per measurement after {env['warmup_seconds']} s "
+        f"warm-up; total {elapsed:.1f} s; load average {env['load_before']} before, "
+        f"{env['load_after']} after"
+    )
+    if env["profiled"]:
+        lines.append("NOTE: store runs under cProfile - their timings are inflated, not comparable")
+    return "\n".join(lines)
+
+
+def _write_json(
+    path: Path,
+    env: dict[str, Any],
+    rows: list[ResultRow],
+    stores: list[StoreRun],
+    errors: list[str],
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "environment": env,
+        "stores": {run.backend: {"info": run.info, "skipped": run.skipped} for run in stores},
+        "results": [r.to_dict() for r in rows],
+        "errors": errors,
+    }
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    configure_logging(args.log_level)
+    env = _environment(args)
+    started = time.perf_counter()
+    profiler = cProfile.Profile() if args.profile else None
+    rows, stores, errors = asyncio.run(_run(args, profiler))
+    elapsed = time.perf_counter() - started
+    env["total_seconds"] = round(elapsed, 1)
+    env["load_after"] = _load()
+
+    print(_report(rows, stores, env, elapsed))
+    _write_json(args.json, env, rows, stores, errors)
+    print(f"results written to {args.json}")
+    if profiler is not None:
+        args.profile.parent.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(args.profile)
+        print(f"\ncProfile stats written to {args.profile} (python -m pstats {args.profile})")
+        stats = pstats.Stats(profiler, stream=sys.stdout)
+        stats.sort_stats(pstats.SortKey.TIME).print_stats(30)
+    for error in errors:
+        print(f"ERROR {error}", file=sys.stderr)
+    return 1 if errors else 0

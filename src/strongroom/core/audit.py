@@ -1,0 +1,192 @@
+"""Audit events and their hash chain (pure: no I/O).
+
+An event's ``chain_hash`` is HMAC-SHA256, under a key derived from the master key, of the
+previous event's hash and a canonical encoding of the event. Changing, removing or inserting a
+row breaks the chain at that row; without the master key nobody can forge a consistent chain.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, hmac
+
+__all__ = [
+    "DETAIL_FIELDS",
+    "GENESIS_HASH",
+    "AuditAction",
+    "AuditEvent",
+    "AuditResult",
+    "ChainKey",
+    "canonical",
+    "clean_details",
+    "clean_text",
+]
+
+GENESIS_HASH = b"\x00" * 32
+MAX_TEXT = 1024
+
+
+class AuditAction(enum.StrEnum):
+    """What was done: the seed's six actions and those the API adds."""
+
+    CREATE = "CREATE"
+    READ = "READ"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+    REVOKE = "REVOKE"
+    ROTATE = "ROTATE"
+    LIST = "LIST"
+    DESCRIBE = "DESCRIBE"
+    RECOVER = "RECOVER"
+    PURGE = "PURGE"
+    KEY_ROTATE = "KEY_ROTATE"
+    AUDIT_PRUNE = "AUDIT_PRUNE"
+
+
+class AuditResult(enum.StrEnum):
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    PARTIAL = "PARTIAL"
+
+
+#: Keys an event's details may carry; anything else is dropped before it is written.
+DETAIL_FIELDS = frozenset(
+    {
+        "version", "secret_type", "content_type", "tags", "enabled", "expires_at",
+        "not_before", "reason", "count", "immediate", "recoverable_days",
+        "key_version", "rewrapped", "operation", "approved_by", "requested_by", "severity",
+        "revocation_id", "rotation", "attempt", "pruned", "anchor_seq", "denied_action",
+    }
+)  # fmt: skip
+
+
+def clean_text(value: object, limit: int = MAX_TEXT) -> str | None:
+    """Text as stored: NUL (refused by PostgreSQL) becomes U+FFFD; long text is cut."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text.replace("\x00", "\ufffd")[:limit]
+
+
+def _clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, enum.Enum):
+        return _clean_json(value.value)
+    if isinstance(value, dict):
+        return {clean_text(k, 256): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_json(v) for v in value]
+    return clean_text(repr(type(value)))
+
+
+def clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    """Keep allowlisted keys only, with JSON-safe values."""
+    if not details:
+        return {}
+    return {k: _clean_json(v) for k, v in details.items() if k in DETAIL_FIELDS}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One row of ``secrets_audit_log`` before it is chained."""
+
+    action: AuditAction
+    resource_name: str | None
+    timestamp: datetime
+    result: AuditResult
+    actor_id: str
+    actor_ip: str | None = None
+    actor_user_agent: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    error_message: str | None = None
+    error_code: str | None = None
+    duration_ms: int | None = None
+
+    @classmethod
+    def build(cls, **fields: Any) -> AuditEvent:
+        """An event with every text field cleaned and details allowlisted."""
+        return cls(
+            action=AuditAction(fields["action"]),
+            resource_name=clean_text(fields.get("resource_name"), 256),
+            timestamp=fields["timestamp"].astimezone(UTC),
+            result=AuditResult(fields["result"]),
+            actor_id=clean_text(fields["actor_id"], 256) or "unknown",
+            actor_ip=clean_text(fields.get("actor_ip"), 64),
+            actor_user_agent=clean_text(fields.get("actor_user_agent"), 512),
+            details=clean_details(fields.get("details")),
+            error_message=clean_text(fields.get("error_message")),
+            error_code=clean_text(fields.get("error_code"), 64),
+            duration_ms=fields.get("duration_ms"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action.value,
+            "resource_name": self.resource_name,
+            "timestamp": self.timestamp,
+            "result": self.result.value,
+            "actor_id": self.actor_id,
+            "actor_ip": self.actor_ip,
+            "actor_user_agent": self.actor_user_agent,
+            "details": self.details,
+            "error_message": self.error_message,
+            "error_code": self.error_code,
+            "duration_ms": self.duration_ms,
+        }
+
+
+def _micros(when: datetime) -> int:
+    return int(when.timestamp()) * 1_000_000 + when.microsecond
+
+
+def canonical(event: AuditEvent, seq: int) -> bytes:
+    """The bytes the chain covers: sorted-key JSON of every column, times in microseconds."""
+    return json.dumps(
+        [
+            seq,
+            event.action.value,
+            event.resource_name,
+            _micros(event.timestamp),
+            event.result.value,
+            event.actor_id,
+            event.actor_ip,
+            event.actor_user_agent,
+            event.details,
+            event.error_message,
+            event.error_code,
+            event.duration_ms,
+        ],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    ).encode("ascii")
+
+
+class ChainKey:
+    """The HMAC key of the audit chain, derived from the master key with HKDF."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    PURPOSE = b"strongroom/audit-chain/1"
+
+    def link(self, previous: bytes, event: AuditEvent, seq: int) -> bytes:
+        mac = hmac.HMAC(self._key, hashes.SHA256())
+        mac.update(previous)
+        mac.update(canonical(event, seq))
+        return mac.finalize()
+
+    def __repr__(self) -> str:
+        return "ChainKey(<hidden>)"

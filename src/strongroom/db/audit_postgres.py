@@ -1,0 +1,224 @@
+"""Audit events in PostgreSQL, safe with many writer processes.
+
+Each batch is one transaction: lock the chain head row, chain the events after it, insert
+them with COPY, advance the head. The row lock orders batches from every process into one
+chain; a batch costs a handful of round trips whatever its size.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from strongroom.core.audit import AuditEvent, ChainKey
+from strongroom.core.errors import ConfigurationError, StoreUnavailableError, StrongroomError
+from strongroom.db.audit_sql import (
+    EVENT_COLUMNS,
+    POSTGRES,
+    analysis_sql,
+    count_sql,
+    summary_sql,
+    trail_sql,
+)
+from strongroom.db.audit_sqlite import event_from_row
+from strongroom.db.audit_store import ChainState, StoredEvent, TrailFilter
+from strongroom.db.migrate import SCHEMA_NAME, migrate_postgres
+from strongroom.db.pg import keep_session
+
+__all__ = ["PostgresAuditStore"]
+
+_COPY_COLUMNS = [
+    "id", "action", "resource_name", "timestamp", "result", "actor_id", "actor_ip",
+    "actor_user_agent", "details", "error_message", "error_code", "duration_ms", "prev_hash",
+    "chain_hash",
+]  # fmt: skip
+
+
+class PostgresAuditStore:
+    backend = "postgres"
+
+    def __init__(
+        self, dsn: str, *, schema: str = "strongroom", min_size: int = 1, max_size: int = 4
+    ) -> None:
+        if not SCHEMA_NAME.fullmatch(schema):
+            raise ConfigurationError("the PostgreSQL schema name must match [a-z_][a-z0-9_]*")
+        self._dsn = dsn
+        self.schema = schema
+        self._min, self._max = min_size, max_size
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        try:
+            bootstrap = await asyncpg.connect(self._dsn)
+            try:
+                await migrate_postgres(bootstrap, self.schema)
+            finally:
+                await bootstrap.close()
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min,
+                max_size=self._max,
+                server_settings={"search_path": self.schema},
+                reset=keep_session,
+                init=_init_connection,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreUnavailableError(
+                f"cannot open the PostgreSQL audit log ({type(exc).__name__})"
+            ) from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[Any]:
+        if self._pool is None:
+            raise StoreUnavailableError("the PostgreSQL audit log is closed")
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except StrongroomError:
+            raise
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreUnavailableError(
+                f"the PostgreSQL audit log failed ({type(exc).__name__})"
+            ) from exc
+
+    async def append(self, events: list[AuditEvent], key: ChainKey) -> list[int]:
+        if not events:
+            return []
+        async with self._conn() as conn, conn.transaction():
+            head = await conn.fetchrow(
+                "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = 1 FOR UPDATE"
+            )
+            last_seq, prev = head["last_seq"], bytes(head["last_hash"])
+            records, ids = [], []
+            for offset, event in enumerate(events, start=1):
+                seq = last_seq + offset
+                link = key.link(prev, event, seq)
+                records.append(
+                    (
+                        seq, event.action.value, event.resource_name, event.timestamp,
+                        event.result.value, event.actor_id, event.actor_ip,
+                        event.actor_user_agent,
+                        json.dumps(event.details, sort_keys=True, separators=(",", ":")),
+                        event.error_message, event.error_code, event.duration_ms, prev, link,
+                    )
+                )  # fmt: skip
+                ids.append(seq)
+                prev = link
+            await conn.copy_records_to_table(
+                "secrets_audit_log",
+                records=records,
+                columns=_COPY_COLUMNS,
+                schema_name=self.schema,
+            )
+            await conn.execute(
+                "UPDATE secrets_audit_chain SET last_seq = $1, last_hash = $2 WHERE id = 1",
+                ids[-1],
+                prev,
+            )
+        return ids
+
+    async def trail(self, where: TrailFilter, limit: int, offset: int) -> list[StoredEvent]:
+        sql, params = POSTGRES.compile(*trail_sql(where, limit, offset))
+        async with self._conn() as conn:
+            rows = await conn.fetch(sql, *params)
+        return [event_from_row(r, micros=False) for r in rows]
+
+    async def count(self, where: TrailFilter) -> int:
+        sql, params = POSTGRES.compile(*count_sql(where))
+        async with self._conn() as conn:
+            return int(await conn.fetchval(sql, *params))
+
+    async def summary_groups(
+        self, resource_name: str | None, since: datetime
+    ) -> list[tuple[str, str | None, int, int]]:
+        sql, params = POSTGRES.compile(
+            summary_sql(POSTGRES, resource_name), {"since": since, "resource_name": resource_name}
+        )
+        async with self._conn() as conn:
+            rows = await conn.fetch(sql, *params)
+        return [(r["dimension"], r["key"], int(r["events"]), int(r["failures"] or 0)) for r in rows]
+
+    async def chain_state(self) -> ChainState:
+        async with self._conn() as conn:
+            r = await conn.fetchrow(
+                "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM secrets_audit_chain"
+            )
+        return ChainState(r[0], bytes(r[1]), r[2], bytes(r[3]))
+
+    async def max_id(self) -> int:
+        async with self._conn() as conn:
+            return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM secrets_audit_log"))
+
+    async def scan(
+        self, after_id: int, up_to_id: int, batch: int
+    ) -> AsyncIterator[list[StoredEvent]]:
+        cursor = after_id
+        while cursor < up_to_id:
+            async with self._conn() as conn:
+                rows = await conn.fetch(
+                    f"SELECT {EVENT_COLUMNS} FROM secrets_audit_log "  # noqa: S608
+                    "WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+                    cursor,
+                    up_to_id,
+                    batch,
+                )
+            if not rows:
+                return
+            yield [event_from_row(r, micros=False) for r in rows]
+            cursor = rows[-1]["id"]
+
+    async def prune(self, before: datetime) -> tuple[int, int]:
+        async with self._conn() as conn, conn.transaction():
+            head = await conn.fetchrow(
+                "SELECT anchor_seq FROM secrets_audit_chain WHERE id = 1 FOR UPDATE"
+            )
+            upto = await conn.fetchval(
+                "SELECT max(id) FROM secrets_audit_log WHERE timestamp < $1", before
+            )
+            if upto is None:
+                return 0, int(head["anchor_seq"])
+            anchor_hash = await conn.fetchval(
+                "SELECT chain_hash FROM secrets_audit_log WHERE id = $1", upto
+            )
+            status = await conn.execute("DELETE FROM secrets_audit_log WHERE id <= $1", upto)
+            await conn.execute(
+                "UPDATE secrets_audit_chain SET anchor_seq = $1, anchor_hash = $2 WHERE id = 1",
+                upto,
+                anchor_hash,
+            )
+        return int(status.split()[-1]), int(upto)
+
+    async def analyse(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        sql, values = POSTGRES.compile(analysis_sql(POSTGRES, query, params), params)
+        async with self._conn() as conn:
+            rows = await conn.fetch(sql, *values)
+        return [dict(r) for r in rows]
+
+
+def _jsonb_encode(text: str) -> bytes:
+    return b"\x01" + text.encode("utf-8")  # binary jsonb: format version 1, then the text
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    return json.loads(data[1:].decode("utf-8"))
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # Binary jsonb codec: COPY needs a binary encoder, and rows arrive decoded.
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_jsonb_encode,
+        decoder=_jsonb_decode,
+        schema="pg_catalog",
+        format="binary",
+    )

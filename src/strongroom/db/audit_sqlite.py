@@ -1,0 +1,276 @@
+"""Audit events in SQLite: the embedded profile's file, or a private in-memory database.
+
+Appends go through the file's shared writer thread (group-committed with everything else
+written to the file); the chain head is read and advanced inside that transaction, so appends
+from several processes on one file still form one chain. Queries run in a worker thread on a
+read connection (WAL readers never block the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from strongroom.backends._rows import from_micros, to_micros
+from strongroom.core.audit import AuditEvent, ChainKey
+from strongroom.core.errors import StoreUnavailableError
+from strongroom.db.audit_sql import (
+    EVENT_COLUMNS,
+    SQLITE,
+    TIME_COLUMNS,
+    analysis_sql,
+    as_datetime_params,
+    count_sql,
+    summary_sql,
+    trail_sql,
+)
+from strongroom.db.audit_store import ChainState, StoredEvent, TrailFilter
+from strongroom.db.migrate import migrate_sqlite, migrations, statements
+from strongroom.db.sqlite_writer import SqliteWriter, acquire_writer, connect, release_writer
+
+__all__ = ["SqliteAuditStore", "event_from_row"]
+
+T = TypeVar("T")
+_INSERT = (
+    "INSERT INTO secrets_audit_log (id, action, resource_name, timestamp, result, actor_id, "
+    "actor_ip, actor_user_agent, details, error_message, error_code, duration_ms, prev_hash, "
+    "chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+_SCAN = (
+    f"SELECT {EVENT_COLUMNS} FROM secrets_audit_log "  # noqa: S608 (fixed columns)
+    "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
+)
+
+
+def _fetch(sql: str, params: Any, conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return conn.execute(sql, params).fetchall()
+
+
+def event_from_row(row: Any, *, micros: bool) -> StoredEvent:
+    details = row["details"]
+    if isinstance(details, str):
+        details = json.loads(details)
+    timestamp = from_micros(row["timestamp"]) if micros else row["timestamp"]
+    return StoredEvent(
+        id=row["id"],
+        event=AuditEvent.build(
+            action=row["action"],
+            resource_name=row["resource_name"],
+            timestamp=timestamp,
+            result=row["result"],
+            actor_id=row["actor_id"],
+            actor_ip=row["actor_ip"],
+            actor_user_agent=row["actor_user_agent"],
+            details=details,
+            error_message=row["error_message"],
+            error_code=row["error_code"],
+            duration_ms=row["duration_ms"],
+        ),
+        prev_hash=bytes(row["prev_hash"]),
+        chain_hash=bytes(row["chain_hash"]),
+    )
+
+
+def _details_json(event: AuditEvent) -> str:
+    return json.dumps(event.details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class SqliteAuditStore:
+    def __init__(self, path: Path | None) -> None:
+        """``path=None`` keeps the log in this process's memory (the memory profile)."""
+        self.path = path
+        self.backend = "sqlite" if path else "memory"
+        self._writer: SqliteWriter | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    async def open(self) -> None:
+        try:
+            if self.path is None:
+                self._writer = SqliteWriter(":memory:")
+                await self._writer.submit(_migrate_in_group)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                bootstrap = connect(str(self.path))
+                try:
+                    migrate_sqlite(bootstrap)
+                finally:
+                    bootstrap.close()
+                self._writer = acquire_writer(str(self.path))
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"cannot open the SQLite audit log: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            if self.path is None:
+                self._writer.close()
+            else:
+                release_writer(self._writer)
+            self._writer = None
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _writer_or_fail(self) -> SqliteWriter:
+        if self._writer is None:
+            raise StoreUnavailableError("the SQLite audit log is closed")
+        return self._writer
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(str(self.path), synchronous="NORMAL")
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a query: in the writer for a memory log, else on a worker thread's reader."""
+        writer = self._writer_or_fail()
+        if self.path is None:
+            return await writer.submit(fn)
+
+        def run() -> T:
+            try:
+                return fn(self._reader())
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(
+                    f"SQLite audit query failed ({type(exc).__name__})"
+                ) from exc
+
+        return await asyncio.to_thread(run)
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    async def append(self, events: list[AuditEvent], key: ChainKey) -> list[int]:
+        def job(conn: sqlite3.Connection) -> list[int]:
+            last_seq, last_hash = conn.execute(
+                "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = 1"
+            ).fetchone()
+            prev = bytes(last_hash)
+            rows, ids = [], []
+            for offset, event in enumerate(events, start=1):
+                seq = last_seq + offset
+                link = key.link(prev, event, seq)
+                rows.append(
+                    (
+                        seq, event.action.value, event.resource_name, to_micros(event.timestamp),
+                        event.result.value, event.actor_id, event.actor_ip,
+                        event.actor_user_agent, _details_json(event), event.error_message,
+                        event.error_code, event.duration_ms, prev, link,
+                    )
+                )  # fmt: skip
+                ids.append(seq)
+                prev = link
+            conn.executemany(_INSERT, rows)
+            conn.execute(
+                "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ? WHERE id = 1",
+                (ids[-1], prev),
+            )
+            return ids
+
+        if not events:
+            return []
+        return await self._writer_or_fail().submit(job)
+
+    async def trail(self, where: TrailFilter, limit: int, offset: int) -> list[StoredEvent]:
+        sql, params = SQLITE.compile(*trail_sql(where, limit, offset))
+        values = [to_micros(v) if isinstance(v, datetime) else v for v in params]
+        rows = await self._read(lambda c: c.execute(sql, values).fetchall())
+        return [event_from_row(r, micros=True) for r in rows]
+
+    async def count(self, where: TrailFilter) -> int:
+        sql, params = SQLITE.compile(*count_sql(where))
+        values = [to_micros(v) if isinstance(v, datetime) else v for v in params]
+        rows = await self._read(lambda c: c.execute(sql, values).fetchall())
+        return int(rows[0]["n"])
+
+    async def summary_groups(
+        self, resource_name: str | None, since: datetime
+    ) -> list[tuple[str, str | None, int, int]]:
+        sql, params = SQLITE.compile(
+            summary_sql(SQLITE, resource_name),
+            {"since": to_micros(since), "resource_name": resource_name},
+        )
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        return [(r["dimension"], r["key"], int(r["events"]), int(r["failures"] or 0)) for r in rows]
+
+    async def chain_state(self) -> ChainState:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM secrets_audit_chain"
+            ).fetchall()
+        )
+        r = rows[0]
+        return ChainState(r[0], bytes(r[1]), r[2], bytes(r[3]))
+
+    async def max_id(self) -> int:
+        rows = await self._read(
+            lambda c: c.execute("SELECT coalesce(max(id), 0) FROM secrets_audit_log").fetchall()
+        )
+        return int(rows[0][0])
+
+    async def scan(
+        self, after_id: int, up_to_id: int, batch: int
+    ) -> AsyncIterator[list[StoredEvent]]:
+        cursor = after_id
+        while cursor < up_to_id:
+            rows = await self._read(functools.partial(_fetch, _SCAN, (cursor, up_to_id, batch)))
+            if not rows:
+                return
+            yield [event_from_row(r, micros=True) for r in rows]
+            cursor = rows[-1]["id"]
+
+    async def prune(self, before: datetime) -> tuple[int, int]:
+        def job(conn: sqlite3.Connection) -> tuple[int, int]:
+            # Prune a prefix of the chain: everything up to the last event older than `before`.
+            row = conn.execute(
+                "SELECT max(id) FROM secrets_audit_log WHERE timestamp < ?", (to_micros(before),)
+            ).fetchone()
+            upto = row[0]
+            if upto is None:
+                anchor = conn.execute("SELECT anchor_seq FROM secrets_audit_chain").fetchone()
+                return 0, int(anchor[0])
+            anchor_hash = conn.execute(
+                "SELECT chain_hash FROM secrets_audit_log WHERE id = ?", (upto,)
+            ).fetchone()[0]
+            deleted = conn.execute("DELETE FROM secrets_audit_log WHERE id <= ?", (upto,)).rowcount
+            conn.execute(
+                "UPDATE secrets_audit_chain SET anchor_seq = ?, anchor_hash = ? WHERE id = 1",
+                (upto, anchor_hash),
+            )
+            return deleted, upto
+
+        return await self._writer_or_fail().submit(job)
+
+    async def analyse(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        sql, values = SQLITE.compile(
+            analysis_sql(SQLITE, query, params), as_datetime_params(params, to_micros)
+        )
+        rows = await self._read(lambda c: c.execute(sql, values).fetchall())
+        return [
+            {k: from_micros(r[k]) if k in TIME_COLUMNS else r[k] for k in r.keys()}  # noqa: SIM118
+            for r in rows
+        ]
+
+
+def _migrate_in_group(conn: sqlite3.Connection) -> None:
+    """Create the audit tables inside the writer's transaction (memory databases)."""
+    for step in migrations("sqlite"):
+        if step.name == "audit":
+            for statement in statements(step.sql):
+                conn.execute(statement)

@@ -1,0 +1,85 @@
+"""The audit store protocol: append chained events, query them, and analyse them in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from strongroom.core.audit import AuditAction, AuditEvent, AuditResult, ChainKey
+
+__all__ = ["AuditStore", "ChainState", "StoredEvent", "TrailFilter"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as stored: its chain position (``id``) and hashes."""
+
+    id: int
+    event: AuditEvent
+    prev_hash: bytes
+    chain_hash: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **self.event.to_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    last_seq: int
+    last_hash: bytes
+    anchor_seq: int
+    anchor_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TrailFilter:
+    resource_name: str | None = None
+    action: AuditAction | None = None
+    actor_id: str | None = None
+    result: AuditResult | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class AuditStore(Protocol):
+    """Where audit events live: SQLite (file or memory) or PostgreSQL."""
+
+    backend: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def append(self, events: list[AuditEvent], key: ChainKey) -> list[int]:
+        """Chain and commit ``events`` in one transaction; their ids, in order."""
+        ...
+
+    async def trail(self, where: TrailFilter, limit: int, offset: int) -> list[StoredEvent]: ...
+
+    async def count(self, where: TrailFilter) -> int: ...
+
+    async def summary_groups(
+        self, resource_name: str | None, since: datetime
+    ) -> list[tuple[str, str | None, int, int]]:
+        """(dimension, key, events, failures) for dimensions action, result, actor, ip, day."""
+        ...
+
+    async def chain_state(self) -> ChainState: ...
+
+    async def max_id(self) -> int:
+        """The highest id in the table (0 if empty), chained or not."""
+        ...
+
+    def scan(self, after_id: int, up_to_id: int, batch: int) -> AsyncIterator[list[StoredEvent]]:
+        """Events with after_id < id <= up_to_id, ascending, in batches."""
+        ...
+
+    async def prune(self, before: datetime) -> tuple[int, int]:
+        """Delete events older than ``before`` (whole chain prefix); (deleted, new anchor id)."""
+        ...
+
+    async def analyse(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run one of the named threat-analysis queries of :mod:`strongroom.db.audit_sql`."""
+        ...
