@@ -54,8 +54,9 @@ class SqliteWriter:
 
     def __init__(self, path: str, *, uri: bool = False) -> None:
         self.path = path
+        self._uri = uri
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._conn = connect(path, uri=uri)
+        self._conn: sqlite3.Connection | None = connect(path, uri=uri)
         self._thread = threading.Thread(
             target=self._run, name="strongroom-sqlite-writer", daemon=True
         )
@@ -71,7 +72,8 @@ class SqliteWriter:
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join()
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
 
     def _run(self) -> None:
         while True:
@@ -95,8 +97,10 @@ class SqliteWriter:
 
     def _commit_group(self, group: list[tuple[Job, asyncio.Future[Any], Any]]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
-        conn = self._conn
         try:
+            if self._conn is None:  # the last group failed: start on a fresh connection
+                self._conn = connect(self.path, uri=self._uri)
+            conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             for job, _future, _loop in group:
                 conn.execute("SAVEPOINT job")
@@ -116,10 +120,15 @@ class SqliteWriter:
                 conn.execute("RELEASE job")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                # If even the rollback fails the connection is unusable; callers learn why below.
+            # Drop the connection (a failed commit can leave it unusable); the next group
+            # reconnects, so the store recovers by itself once the file is writable again.
+            # An in-memory database lives only in its connection, so that one is kept.
+            if self._conn is not None and self.path != ":memory:":
                 with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    self._conn.close()
+                self._conn = None
             failure = _unavailable(exc)
             outcomes = [(None, failure)] * len(group)
         for (_job, future, loop), (result, error) in zip(group, outcomes, strict=True):
