@@ -60,8 +60,7 @@ async def postgres_available() -> None:
 
 
 @pytest.fixture
-async def pg_schema(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    await request.getfixturevalue("postgres_available")
+async def pg_schema(postgres_available: None) -> AsyncIterator[str]:
     schema = f"t_{secrets.token_hex(6)}"
     yield schema
     await drop_schema(schema)
@@ -73,11 +72,9 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     backend = request.param
-    schema = None
-    if backend == "postgres":
-        schema = await request.getfixturevalue("pg_schema")
+    schema = request.getfixturevalue("pg_schema") if backend == "postgres" else None
     return make_settings(backend, tmp_path, schema=schema)
 
 

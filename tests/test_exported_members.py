@@ -5,11 +5,11 @@ from __future__ import annotations
 import strongroom
 
 EXPECTED = {
-    "Actor", "Backend", "ConfigurationError", "CryptoError", "DecryptionError",
+    "Actor", "AuditAction", "AuditResult", "AuditUnavailableError", "Backend", "ConfigurationError", "CryptoError", "DecryptionError",
     "DeletedSecretConflictError", "InsecureKeyFileError", "ManualClock",
     "SecretAlreadyExistsError", "SecretDisabledError", "SecretExpiredError",
     "SecretIsDeletedError", "SecretNotFoundError", "SecretNotReadableError",
-    "SecretNotYetValidError", "SecretType", "SecretValue", "SecretsManager", "Settings",
+    "SecretNotYetValidError", "SecretType", "SecretValue", "SecretsAudit", "SecretsManager", "ThreatRules", "Settings",
     "StoreUnavailableError", "Strongroom", "StrongroomError", "ValidationError",
     "WrongMasterKeyError", "acting_as", "current_actor",
 }  # fmt: skip

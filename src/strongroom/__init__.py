@@ -1,10 +1,13 @@
 """strongroom: secrets management with encrypted stores, rotation, audit and revocation."""
 
 from strongroom.app import Strongroom
+from strongroom.audit import SecretsAudit
 from strongroom.core.actor import Actor, acting_as, current_actor
+from strongroom.core.audit import AuditAction, AuditResult
 from strongroom.core.clock import ManualClock
 from strongroom.core.config import Backend, Settings
 from strongroom.core.errors import (
+    AuditUnavailableError,
     ConfigurationError,
     CryptoError,
     DecryptionError,
@@ -24,9 +27,13 @@ from strongroom.core.errors import (
 )
 from strongroom.core.models import SecretType, SecretValue
 from strongroom.manager import SecretsManager
+from strongroom.threats import ThreatRules
 
 __all__ = [
     "Actor",
+    "AuditAction",
+    "AuditResult",
+    "AuditUnavailableError",
     "Backend",
     "ConfigurationError",
     "CryptoError",
@@ -43,11 +50,13 @@ __all__ = [
     "SecretNotYetValidError",
     "SecretType",
     "SecretValue",
+    "SecretsAudit",
     "SecretsManager",
     "Settings",
     "StoreUnavailableError",
     "Strongroom",
     "StrongroomError",
+    "ThreatRules",
     "ValidationError",
     "WrongMasterKeyError",
     "acting_as",

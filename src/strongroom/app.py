@@ -94,7 +94,7 @@ def build_audit_store(settings: Settings) -> AuditStore:
         return PostgresAuditStore(settings.audit_dsn(), schema=settings.pg_schema)
     if settings.backend is Backend.MEMORY:
         return SqliteAuditStore(None)
-    return SqliteAuditStore(settings.sqlite_path)
+    return SqliteAuditStore(settings.sqlite_path, sync=settings.audit_fsync)
 
 
 def threat_rules_from(settings: Settings) -> ThreatRules:

@@ -8,19 +8,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Self
 
-from strongroom.core.actor import current_actor
+from strongroom.core.actor import Actor, current_actor, default_actor
 from strongroom.core.audit import (
     GENESIS_HASH,
     AuditAction,
     AuditEvent,
     AuditResult,
     ChainKey,
+    clean_details,
+    clean_text,
 )
 from strongroom.core.clock import Clock
 from strongroom.core.errors import AuditUnavailableError, StrongroomError, ValidationError
@@ -37,6 +38,7 @@ __all__ = ["AuditLog", "Operation", "SecretsAudit"]
 log = get_logger("strongroom.audit")
 _MAX_BATCH = 1000
 _MAX_LIMIT = 10_000
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -46,12 +48,16 @@ class Operation:
     details: dict[str, Any] = field(default_factory=dict)
     result: AuditResult = AuditResult.SUCCESS
     resource_name: str | None = None
+    actor: Actor = field(default_factory=default_actor)
+    timestamp: datetime = _NEVER
+    started: float = 0.0
 
 
 def _resource(name: object) -> str | None:
+    """Names are recorded in their canonical (lower-case) form, cleaned like any text."""
     if name is None:
         return None
-    return name.lower() if isinstance(name, str) else repr(name)
+    return clean_text(name.lower() if isinstance(name, str) else repr(name), 256)
 
 
 class AuditLog:
@@ -100,17 +106,18 @@ class AuditLog:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._pending.append((event, future))
-        self.metrics.set("audit_queue_depth", len(self._pending))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
+        # No per-call timer: the flusher bounds each batch by the timeout, so a caller waits at
+        # most for the batch in flight and its own (twice the timeout when the store hangs).
         try:
-            await asyncio.wait_for(asyncio.shield(future), self.timeout)
-        except (TimeoutError, AuditUnavailableError) as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else "was refused"
+            await future
+        except AuditUnavailableError as exc:
+            reason = str(exc)
             self._failed(event, reason)
             if not self.fail_open:
                 raise AuditUnavailableError(
-                    f"the audit log is unavailable (write {reason}); the operation was refused"
+                    f"the audit log is unavailable ({reason}); the operation was refused"
                 ) from None
 
     def _failed(self, event: AuditEvent, reason: str) -> None:
@@ -134,11 +141,11 @@ class AuditLog:
                     self.store.append([event for event, _ in batch], self.key), self.timeout
                 )
             except (StrongroomError, TimeoutError) as exc:
-                error = AuditUnavailableError(f"audit write failed ({type(exc).__name__})")
+                reason = "write timed out" if isinstance(exc, TimeoutError) else "write failed"
+                error = AuditUnavailableError(f"{reason}: {type(exc).__name__}")
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
-                        future.exception()  # retrieved here: a timed-out caller may be gone
                 continue
             elapsed = time.perf_counter() - started
             self.metrics.inc("audit_events_total", len(batch))
@@ -148,102 +155,103 @@ class AuditLog:
                 if not future.done():
                     future.set_result(None)
 
-    @asynccontextmanager
-    async def operation(
+    def operation(
         self, action: AuditAction, resource_name: object = None, **details: Any
-    ) -> AsyncIterator[Operation]:
+    ) -> AuditedOperation:
         """Audit the block: SUCCESS when it ends, FAILURE with the error's code when it raises.
 
         The event is committed before control returns to the caller, so a value read inside the
         block is handed out only once its READ is on record.
         """
-        op = Operation(details=details, resource_name=_resource(resource_name))
-        actor = current_actor()
-        timestamp = self.clock()
-        started = time.perf_counter()
-        try:
-            yield op
-        except StrongroomError as exc:
-            await self._finish(op, action, actor, timestamp, started, exc)
-            raise
-        except Exception as exc:
-            await self._finish(op, action, actor, timestamp, started, exc)
-            raise
-        await self._finish(op, action, actor, timestamp, started, None)
+        return AuditedOperation(self, action, _resource(resource_name), details)
 
-    async def _finish(
-        self,
-        op: Operation,
-        action: AuditAction,
-        actor: Any,
-        timestamp: datetime,
-        started: float,
-        error: BaseException | None,
-    ) -> None:
-        if self.store is None:
-            return
+    def event_for(
+        self, op: Operation, action: AuditAction, error: BaseException | None
+    ) -> AuditEvent:
+        """The event an operation leaves (fields cleaned here, on the hot path, not rebuilt)."""
         code: str | None = None
         message: str | None = None
         if isinstance(error, StrongroomError):
-            code, message = error.code, str(error)
+            code, message = error.code, clean_text(str(error))
         elif error is not None:
             code, message = "internal", type(error).__name__  # foreign errors: no message
-        event = AuditEvent.build(
+        actor = op.actor
+        return AuditEvent(
             action=action,
             resource_name=op.resource_name,
-            timestamp=timestamp,
+            timestamp=op.timestamp,
             result=AuditResult.FAILURE if error is not None else op.result,
             actor_id=actor.id,
             actor_ip=actor.ip,
             actor_user_agent=actor.user_agent,
-            details=op.details,
+            details=clean_details(op.details),
             error_message=message,
             error_code=code,
-            duration_ms=int((time.perf_counter() - started) * 1000),
+            duration_ms=int((time.perf_counter() - op.started) * 1000),
         )
-        await self.record(event)
 
 
-@dataclass(frozen=True, slots=True)
-class IntegrityReport:
-    valid: bool
-    checked: int
-    first_id: int | None
-    last_id: int
-    broken_at: int | None = None
-    reason: str | None = None
+class AuditedOperation:
+    """``async with audit.operation(...) as op:`` (a plain class: this runs on every call)."""
 
-    def to_dict(self) -> dict[str, Any]:
+    __slots__ = ("_action", "_log", "_op")
+
+    def __init__(
+        self, log: AuditLog, action: AuditAction, resource_name: str | None, details: Any
+    ) -> None:
+        self._log = log
+        self._action = action
+        self._op = Operation(details=details, resource_name=resource_name)
+
+    async def __aenter__(self) -> Operation:
+        op = self._op
+        op.actor = current_actor()
+        op.timestamp = self._log.clock()
+        op.started = time.perf_counter()
+        return op
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._log.store is None or (exc is not None and not isinstance(exc, Exception)):
+            return  # no audit log, or cancellation / interpreter exit: nothing to record
+        await self._log.record(self._log.event_for(self._op, self._action, exc))
+
+
+class ChainVerifier:
+    """Checks a chain one stored event at a time (pure; the caller does the reading)."""
+
+    def __init__(self, key: ChainKey, anchor_seq: int, anchor_hash: bytes) -> None:
+        self.key = key
+        self.expected_id = anchor_seq + 1
+        self.expected_prev = anchor_hash
+        self.checked = 0
+        self.first_id: int | None = None
+        self.last_id = anchor_seq
+
+    def check(self, stored: StoredEvent) -> tuple[int, str] | None:
+        """None if ``stored`` extends the chain, else (id, reason) of the first break."""
+        if stored.id != self.expected_id:
+            if stored.id > self.expected_id:
+                return self.expected_id, f"events {self.expected_id}..{stored.id - 1} are missing"
+            return stored.id, "event id out of order"
+        if stored.prev_hash != self.expected_prev:
+            return stored.id, "link to the previous event is broken (event removed or replaced)"
+        if self.key.link(self.expected_prev, stored.event, stored.id) != stored.chain_hash:
+            return stored.id, "event content does not match its hash (modified or forged)"
+        self.expected_id, self.expected_prev = stored.id + 1, stored.chain_hash
+        self.checked += 1
+        self.first_id = stored.id if self.first_id is None else self.first_id
+        self.last_id = stored.id
+        return None
+
+    def report(self, broken: tuple[int, str] | None = None) -> dict[str, Any]:
         return {
-            "valid": self.valid,
+            "valid": broken is None,
             "checked": self.checked,
             "first_id": self.first_id,
             "last_id": self.last_id,
-            "broken_at": self.broken_at,
-            "reason": self.reason,
+            "broken_at": broken[0] if broken else None,
+            "reason": broken[1] if broken else None,
         }
-
-
-def verify_chain(
-    key: ChainKey, events: Iterator[StoredEvent], anchor_seq: int, anchor_hash: bytes
-) -> Iterator[tuple[int, str] | None]:
-    """Pure check of a chain segment; yields None per good event or (id, reason) and stops."""
-    expected_id, expected_prev = anchor_seq + 1, anchor_hash
-    for stored in events:
-        if stored.id != expected_id:
-            if stored.id > expected_id:
-                yield expected_id, f"events {expected_id}..{stored.id - 1} are missing"
-            else:
-                yield stored.id, "event id out of order"
-            return
-        if stored.prev_hash != expected_prev:
-            yield stored.id, "link to the previous event is broken (event removed or replaced)"
-            return
-        if key.link(expected_prev, stored.event, stored.id) != stored.chain_hash:
-            yield stored.id, "event content does not match its hash (modified or forged)"
-            return
-        expected_id, expected_prev = stored.id + 1, stored.chain_hash
-        yield None
 
 
 class SecretsAudit:
@@ -412,34 +420,32 @@ class SecretsAudit:
         )
 
     async def verify_integrity(self, *, batch: int = 5000) -> dict[str, Any]:
-        """Walk the hash chain; report the first event that was modified, removed or inserted."""
+        """Walk the hash chain; report the first event that was modified, removed or inserted.
+
+        Reads the chain head first, so events appended meanwhile (by any process) are left for
+        the next run rather than reported.
+        """
         app, store = await self._store()
         state = await store.chain_state()
+        anchor_hash = state.anchor_hash if state.anchor_seq else GENESIS_HASH
+        verifier = ChainVerifier(app.audit.key, state.anchor_seq, anchor_hash)
         up_to = max(state.last_seq, await store.max_id())
-        checked, first_id, last_id = 0, None, state.anchor_seq
-        expected_prev = state.anchor_hash if state.anchor_seq else GENESIS_HASH
-        expected_seq = state.anchor_seq
-        async for rows in store.scan(expected_seq, up_to, batch):
-            for outcome in verify_chain(app.audit.key, iter(rows), expected_seq, expected_prev):
-                if outcome is not None:
-                    return IntegrityReport(False, checked, first_id, last_id, *outcome).to_dict()
-                checked += 1
-            first_id = first_id if first_id is not None else rows[0].id
-            expected_seq, expected_prev, last_id = rows[-1].id, rows[-1].chain_hash, rows[-1].id
-            if last_id > state.last_seq:
-                return IntegrityReport(
-                    False, checked, first_id, last_id, last_id, "event is beyond the chain head"
-                ).to_dict()
-        if last_id < state.last_seq:
-            return IntegrityReport(
-                False, checked, first_id, last_id, last_id + 1,
-                f"events {last_id + 1}..{state.last_seq} are missing",
-            ).to_dict()  # fmt: skip
-        if state.last_seq and expected_prev != state.last_hash:
-            return IntegrityReport(
-                False, checked, first_id, last_id, last_id, "chain head does not match"
-            ).to_dict()
-        return IntegrityReport(True, checked, first_id, last_id).to_dict()
+        async for rows in store.scan(state.anchor_seq, up_to, batch):
+            for stored in rows:
+                if stored.id > state.last_seq:
+                    return verifier.report((stored.id, "event is beyond the chain head"))
+                broken = verifier.check(stored)
+                if broken is not None:
+                    return verifier.report(broken)
+        if verifier.last_id < state.last_seq:
+            missing = (
+                verifier.last_id + 1,
+                f"events {verifier.last_id + 1}..{state.last_seq} are missing",
+            )
+            return verifier.report(missing)
+        if state.last_seq and verifier.expected_prev != state.last_hash:
+            return verifier.report((verifier.last_id, "chain head does not match"))
+        return verifier.report()
 
     async def export_lines(
         self,

@@ -22,6 +22,13 @@ class Actor:
     user_agent: str | None = None
 
 
+def _clean(text: str | None, limit: int) -> str | None:
+    """As audit rows store text: NUL (refused by PostgreSQL) becomes U+FFFD; cut at ``limit``."""
+    if text is None:
+        return None
+    return str(text).replace("\x00", "\ufffd")[:limit]
+
+
 @cache
 def default_actor() -> Actor:
     """The OS user at this host, e.g. ``alice@dispatch-01``."""
@@ -51,7 +58,9 @@ def acting_as(
     """
     if not isinstance(actor_id, str) or not actor_id:
         raise ValidationError("actor id must be a non-empty string")
-    actor = Actor(id=actor_id, ip=ip, user_agent=user_agent)
+    actor = Actor(
+        id=_clean(actor_id, 256) or actor_id, ip=_clean(ip, 64), user_agent=_clean(user_agent, 512)
+    )
     token = _current.set(actor)
     try:
         yield actor

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     audit_timeout_seconds: float = Field(
         default=5.0, gt=0, le=300, alias="STRONGROOM_AUDIT_TIMEOUT_SECONDS"
     )
+    audit_fsync: bool = Field(default=True, alias="STRONGROOM_AUDIT_FSYNC")
     audit_fail_open: bool = Field(default=False, alias="STRONGROOM_AUDIT_FAIL_OPEN")
     business_hours: str | None = Field(default=None, alias="STRONGROOM_BUSINESS_HOURS")
     business_timezone: str = Field(default="UTC", alias="STRONGROOM_BUSINESS_TIMEZONE")

@@ -113,6 +113,8 @@ def validate_tags(metadata: Mapping[str, Any] | None) -> dict[str, str]:
     for key, value in metadata.items():
         if not isinstance(key, str) or not 1 <= len(key) <= MAX_TAG_LENGTH:
             raise ValidationError(f"metadata keys must be strings of 1-{MAX_TAG_LENGTH} characters")
+        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+            raise ValidationError("metadata must not contain NUL characters")
         if not isinstance(value, str) or len(value) > MAX_TAG_LENGTH:
             raise ValidationError(
                 f"metadata value of {key[:40]!r} must be a string of at most "

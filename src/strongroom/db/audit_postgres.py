@@ -32,11 +32,17 @@ from strongroom.db.pg import keep_session
 
 __all__ = ["PostgresAuditStore"]
 
-_COPY_COLUMNS = [
-    "id", "action", "resource_name", "timestamp", "result", "actor_id", "actor_ip",
-    "actor_user_agent", "details", "error_message", "error_code", "duration_ms", "prev_hash",
-    "chain_hash",
-]  # fmt: skip
+_APPEND = (
+    "WITH head AS (UPDATE secrets_audit_chain SET last_seq = $2, last_hash = $3 "
+    "WHERE id = 1 AND last_seq = $1 RETURNING 1) "
+    "INSERT INTO secrets_audit_log (id, action, resource_name, timestamp, result, actor_id, "
+    "actor_ip, actor_user_agent, details, error_message, error_code, duration_ms, prev_hash, "
+    "chain_hash) SELECT i, a, r, t, res, ai, ip, ua, d::jsonb, em, ec, dm, ph, ch FROM unnest("
+    "$4::bigint[], $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[], "
+    "$10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::int[], "
+    "$16::bytea[], $17::bytea[]) AS b(i, a, r, t, res, ai, ip, ua, d, em, ec, dm, ph, ch) "
+    "WHERE EXISTS (SELECT 1 FROM head)"
+)
 
 
 class PostgresAuditStore:
@@ -51,6 +57,7 @@ class PostgresAuditStore:
         self.schema = schema
         self._min, self._max = min_size, max_size
         self._pool: asyncpg.Pool | None = None
+        self._head: tuple[int, bytes] | None = None  # (last_seq, last_hash) as last written
 
     async def open(self) -> None:
         try:
@@ -92,40 +99,43 @@ class PostgresAuditStore:
             ) from exc
 
     async def append(self, events: list[AuditEvent], key: ChainKey) -> list[int]:
+        """One statement per batch: advance the chain head only if it is where this process
+        last saw it, and insert the batch only if the head moved (a data-modifying CTE, atomic
+        on its own). If another process wrote meanwhile, re-read the head and chain again."""
         if not events:
             return []
-        async with self._conn() as conn, conn.transaction():
-            head = await conn.fetchrow(
-                "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = 1 FOR UPDATE"
-            )
-            last_seq, prev = head["last_seq"], bytes(head["last_hash"])
-            records, ids = [], []
-            for offset, event in enumerate(events, start=1):
-                seq = last_seq + offset
-                link = key.link(prev, event, seq)
-                records.append(
-                    (
-                        seq, event.action.value, event.resource_name, event.timestamp,
-                        event.result.value, event.actor_id, event.actor_ip,
-                        event.actor_user_agent,
-                        json.dumps(event.details, sort_keys=True, separators=(",", ":")),
-                        event.error_message, event.error_code, event.duration_ms, prev, link,
+        async with self._conn() as conn:
+            for _attempt in range(100):
+                if self._head is None:
+                    row = await conn.fetchrow(
+                        "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = 1"
                     )
-                )  # fmt: skip
-                ids.append(seq)
-                prev = link
-            await conn.copy_records_to_table(
-                "secrets_audit_log",
-                records=records,
-                columns=_COPY_COLUMNS,
-                schema_name=self.schema,
-            )
-            await conn.execute(
-                "UPDATE secrets_audit_chain SET last_seq = $1, last_hash = $2 WHERE id = 1",
-                ids[-1],
-                prev,
-            )
-        return ids
+                    self._head = (row["last_seq"], bytes(row["last_hash"]))
+                last_seq, prev = self._head
+                columns: list[list[Any]] = [[] for _ in range(14)]
+                for offset, event in enumerate(events, start=1):
+                    seq = last_seq + offset
+                    link = key.link(prev, event, seq)
+                    for column, value in zip(
+                        columns,
+                        (
+                            seq, event.action.value, event.resource_name, event.timestamp,
+                            event.result.value, event.actor_id, event.actor_ip,
+                            event.actor_user_agent,
+                            json.dumps(event.details, sort_keys=True, separators=(",", ":")),
+                            event.error_message, event.error_code, event.duration_ms, prev, link,
+                        ),
+                        strict=True,
+                    ):  # fmt: skip
+                        column.append(value)
+                    prev = link
+                new_seq = last_seq + len(events)
+                status = await conn.execute(_APPEND, last_seq, new_seq, prev, *columns)
+                if status == f"INSERT 0 {len(events)}":
+                    self._head = (new_seq, prev)
+                    return list(range(last_seq + 1, new_seq + 1))
+                self._head = None  # another writer advanced the chain: re-read and retry
+        raise StoreUnavailableError("the audit chain head kept moving; giving up this batch")
 
     async def trail(self, where: TrailFilter, limit: int, offset: int) -> list[StoredEvent]:
         sql, params = POSTGRES.compile(*trail_sql(where, limit, offset))

@@ -84,9 +84,13 @@ def _details_json(event: AuditEvent) -> str:
 
 
 class SqliteAuditStore:
-    def __init__(self, path: Path | None) -> None:
-        """``path=None`` keeps the log in this process's memory (the memory profile)."""
+    def __init__(self, path: Path | None, *, sync: bool = True) -> None:
+        """``path=None`` keeps the log in this process's memory (the memory profile).
+
+        ``sync=False`` commits audit-only groups without fsync (see SqliteWriter.submit).
+        """
         self.path = path
+        self._sync = sync
         self.backend = "sqlite" if path else "memory"
         self._writer: SqliteWriter | None = None
         self._local = threading.local()
@@ -185,7 +189,7 @@ class SqliteAuditStore:
 
         if not events:
             return []
-        return await self._writer_or_fail().submit(job)
+        return await self._writer_or_fail().submit(job, sync=self._sync)
 
     async def trail(self, where: TrailFilter, limit: int, offset: int) -> list[StoredEvent]:
         sql, params = SQLITE.compile(*trail_sql(where, limit, offset))

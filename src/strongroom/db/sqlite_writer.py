@@ -57,15 +57,22 @@ class SqliteWriter:
         self._uri = uri
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._conn: sqlite3.Connection | None = connect(path, uri=uri)
+        self._synced = True
         self._thread = threading.Thread(
             target=self._run, name="strongroom-sqlite-writer", daemon=True
         )
         self._thread.start()
 
-    async def submit(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    async def submit(self, job: Callable[[sqlite3.Connection], T], *, sync: bool = True) -> T:
+        """Run ``job`` in the next group commit and return its result once committed.
+
+        ``sync=False`` lets a group made only of such jobs commit without fsync (WAL with
+        ``synchronous=NORMAL``: safe if the process dies, not if the machine loses power before
+        the next synced commit or checkpoint); any synced job in the group syncs them all.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((job, future, loop))
+        self._queue.put((job, future, loop, sync))
         return await future
 
     def close(self) -> None:
@@ -95,14 +102,24 @@ class SqliteWriter:
             if stop:
                 return
 
-    def _commit_group(self, group: list[tuple[Job, asyncio.Future[Any], Any]]) -> None:
+    def _commit_group(self, group: list[tuple[Job, asyncio.Future[Any], Any, bool]]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             if self._conn is None:  # the last group failed: start on a fresh connection
                 self._conn = connect(self.path, uri=self._uri)
+                self._synced = True
             conn = self._conn
+            sync = any(job_sync for *_, job_sync in group)
+            if sync != self._synced:
+                conn.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+                self._synced = sync
             conn.execute("BEGIN IMMEDIATE")
-            for job, _future, _loop in group:
+            for job, future, _loop, _sync in group:
+                if future.cancelled():
+                    # The caller gave up (e.g. its timeout fired while the file was locked):
+                    # do not write what it was told had failed.
+                    outcomes.append((None, None))
+                    continue
                 conn.execute("SAVEPOINT job")
                 try:
                     result = job(conn)
@@ -131,7 +148,7 @@ class SqliteWriter:
                 self._conn = None
             failure = _unavailable(exc)
             outcomes = [(None, failure)] * len(group)
-        for (_job, future, loop), (result, error) in zip(group, outcomes, strict=True):
+        for (_job, future, loop, _sync), (result, error) in zip(group, outcomes, strict=True):
             try:
                 loop.call_soon_threadsafe(_resolve, future, result, error)
             except RuntimeError:
