@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from strongroom.core.errors import StoreUnavailableError, StrongroomError
+from strongroom.core.errors import StoreUnavailableError
 
 __all__ = ["SqliteWriter", "acquire_writer", "connect", "release_writer"]
 
@@ -120,21 +120,7 @@ class SqliteWriter:
                     # do not write what it was told had failed.
                     outcomes.append((None, None))
                     continue
-                conn.execute("SAVEPOINT job")
-                try:
-                    result = job(conn)
-                except StrongroomError as exc:
-                    conn.execute("ROLLBACK TO job")
-                    outcomes.append((None, exc))
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK TO job")
-                    outcomes.append((None, _unavailable(exc)))
-                except Exception as exc:  # a bug in a job: undo it and hand it to its caller
-                    conn.execute("ROLLBACK TO job")
-                    outcomes.append((None, exc))
-                else:
-                    outcomes.append((result, None))
-                conn.execute("RELEASE job")
+                outcomes.append(_run_job(conn, job))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             # Drop the connection (a failed commit can leave it unusable); the next group
@@ -153,6 +139,22 @@ class SqliteWriter:
                 loop.call_soon_threadsafe(_resolve, future, result, error)
             except RuntimeError:
                 continue  # the caller's event loop has closed; nobody is waiting
+
+
+def _run_job(conn: sqlite3.Connection, job: Job) -> tuple[Any, BaseException | None]:
+    """Run one job in its own savepoint; a failing job is undone alone."""
+    conn.execute("SAVEPOINT job")
+    try:
+        result = job(conn)
+    except sqlite3.Error as exc:
+        conn.execute("ROLLBACK TO job")
+        return None, _unavailable(exc)
+    except Exception as exc:  # StrongroomError or a bug in a job: undo it, hand it back
+        conn.execute("ROLLBACK TO job")
+        return None, exc
+    finally:
+        conn.execute("RELEASE job")
+    return result, None
 
 
 def _unavailable(exc: sqlite3.Error) -> StoreUnavailableError:
