@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from conftest import drop_schema, make_settings
 from strongroom import SecretsManager, Settings, Strongroom
 
 pytestmark = [pytest.mark.slow, pytest.mark.stores("sqlite", "postgres")]
@@ -59,21 +56,6 @@ asyncio.run(main())
 
 def expected_value(name: str, n: int) -> str:
     return f"{name}:{n}:" + "x" * (n % 97)
-
-
-# conftest's pg_schema and store_settings await request.getfixturevalue() inside async fixtures,
-# which pytest-asyncio 1.x refuses; these overrides do the same in a form it accepts.
-@pytest.fixture
-async def pg_schema(postgres_available: None) -> AsyncIterator[str]:
-    schema = f"t_{secrets.token_hex(6)}"
-    yield schema
-    await drop_schema(schema)
-
-
-@pytest.fixture
-def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    schema = request.getfixturevalue("pg_schema") if request.param == "postgres" else None
-    return make_settings(request.param, tmp_path, schema=schema)
 
 
 def child_env(settings: Settings) -> dict[str, str]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import strongroom
 
 EXPECTED = {
-    "Actor", "AuditAction", "AuditResult", "AuditUnavailableError", "Backend", "ConfigurationError", "CryptoError", "DecryptionError",
-    "DeletedSecretConflictError", "InsecureKeyFileError", "ManualClock",
-    "SecretAlreadyExistsError", "SecretDisabledError", "SecretExpiredError",
-    "SecretIsDeletedError", "SecretNotFoundError", "SecretNotReadableError",
-    "SecretNotYetValidError", "SecretType", "SecretValue", "SecretsAudit", "SecretsManager", "ThreatRules", "Settings",
-    "StoreUnavailableError", "Strongroom", "StrongroomError", "ValidationError",
-    "WrongMasterKeyError", "acting_as", "current_actor",
+    "Actor", "AuditAction", "AuditResult", "AuditUnavailableError", "Backend",
+    "ConfigurationError", "CryptoError", "DecryptionError", "DeletedSecretConflictError",
+    "InsecureKeyFileError", "ManualClock", "SecretAlreadyExistsError", "SecretDisabledError",
+    "SecretExpiredError", "SecretIsDeletedError", "SecretNotFoundError",
+    "SecretNotReadableError", "SecretNotYetValidError", "SecretType", "SecretValue",
+    "SecretsAudit", "SecretsManager", "Settings", "StoreUnavailableError", "Strongroom",
+    "StrongroomError", "ThreatRules", "ValidationError", "WrongMasterKeyError", "acting_as",
+    "current_actor",
 }  # fmt: skip
 
 

@@ -9,13 +9,12 @@ import os
 import secrets
 import stat
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from conftest import PG_URL, drop_schema
+from conftest import PG_URL
 from strongroom import (
     ConfigurationError,
     InsecureKeyFileError,
@@ -32,15 +31,6 @@ _KEY_ENV = ("STRONGROOM_MASTER_KEY", "STRONGROOM_MASTER_KEY_FILE", "DATABASE_URL
 def _no_key_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in (*_KEY_ENV, "STRONGROOM_BACKEND", "AZURE_KEY_VAULT_URL", "STRONGROOM_HOME"):
         monkeypatch.delenv(var, raising=False)
-
-
-# conftest's pg_schema awaits request.getfixturevalue() inside an async fixture, which
-# pytest-asyncio 1.x refuses; this override does the same thing in a form it accepts.
-@pytest.fixture
-async def pg_schema(postgres_available: None) -> AsyncIterator[str]:
-    schema = f"t_{secrets.token_hex(6)}"
-    yield schema
-    await drop_schema(schema)
 
 
 def embedded(home: Path, **extra: object) -> Settings:

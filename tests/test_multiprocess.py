@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from conftest import PG_URL, drop_schema, make_settings
+from conftest import PG_URL, make_settings
 from strongroom import SecretsManager, Settings, Strongroom
 
 pytestmark = pytest.mark.slow
@@ -107,15 +106,6 @@ async def main(count, writes):
 asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 """
 )
-
-
-# conftest's pg_schema awaits request.getfixturevalue() inside an async fixture, which
-# pytest-asyncio 1.x refuses; this override does the same thing in a form it accepts.
-@pytest.fixture
-async def pg_schema(postgres_available: None) -> AsyncIterator[str]:
-    schema = f"t_{secrets.token_hex(6)}"
-    yield schema
-    await drop_schema(schema)
 
 
 @pytest.fixture

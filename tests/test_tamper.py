@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from conftest import PG_URL, drop_schema, make_settings, new_master_key
+from conftest import PG_URL, make_settings, new_master_key
 from strongroom import (
     DecryptionError,
     SecretsManager,
@@ -27,22 +26,6 @@ from strongroom import (
 )
 
 pytestmark = pytest.mark.stores("sqlite", "postgres")
-
-
-# conftest's pg_schema and store_settings call ``await request.getfixturevalue(...)`` inside
-# async fixtures, which pytest-asyncio 1.x refuses ("Runner.run() cannot be called from a
-# running event loop"); these overrides do the same thing in a form it accepts.
-@pytest.fixture
-async def pg_schema(postgres_available: None) -> AsyncIterator[str]:
-    schema = f"t_{secrets.token_hex(6)}"
-    yield schema
-    await drop_schema(schema)
-
-
-@pytest.fixture
-def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    schema = request.getfixturevalue("pg_schema") if request.param == "postgres" else None
-    return make_settings(request.param, tmp_path, schema=schema)
 
 
 _TABLES = ("secret_keyring", "secrets", "secret_versions")

@@ -128,6 +128,7 @@ class SecretsManager:
             op.details.update(_version_details(new))
             await app.store.purge_expired(now)  # a lapsed deleted secret frees its name
             props = await app.store.write_version(new, data, WriteMode.CREATE)
+            op.details["version"] = props.version
         log.info("secret created", name=props.name, version=props.version, actor=current_actor().id)
         return props.to_dict()
 
@@ -171,6 +172,7 @@ class SecretsManager:
             )
             op.details.update(_version_details(new))
             props = await app.store.write_version(new, data, WriteMode.UPDATE)
+            op.details["version"] = props.version
         log.info("secret updated", name=props.name, version=props.version, actor=current_actor().id)
         return props.to_dict()
 
@@ -335,9 +337,9 @@ class SecretsManager:
 
 
 def _version_details(new: NewVersion) -> dict[str, Any]:
-    """What an audit row says about a new version: its id, type and tags; never the value."""
+    """What an audit row says about a new version: type and tags (its id once it is written);
+    never the value."""
     return {
-        "version": new.version,
         "secret_type": new.secret_type.value,
         "content_type": new.content_type,
         "tags": dict(new.tags),

@@ -64,13 +64,22 @@ def rate_anomaly(
     window_count: int,
     baseline_count: int,
     window: timedelta,
-    baseline: timedelta,
+    history: timedelta,
     rules: ThreatRules,
 ) -> float | None:
-    """How many times above its own baseline rate an actor is, when that is suspicious."""
-    if rules.rate_factor is None or baseline_count <= 0 or window_count < rules.rate_min_events:
+    """How many times above its own baseline rate an actor is, when that is suspicious.
+
+    ``history`` is how long the baseline really covers (an actor seen for two hours has two
+    hours of baseline, not seven days); less history than one window is no baseline at all.
+    """
+    if (
+        rules.rate_factor is None
+        or baseline_count <= 0
+        or window_count < rules.rate_min_events
+        or history < window
+    ):
         return None
-    expected = baseline_count * (window / baseline)
+    expected = baseline_count * (window / history)
     ratio = window_count / max(expected, 1.0)
     return ratio if ratio >= rules.rate_factor else None
 
@@ -141,8 +150,10 @@ async def detect(
     if rules.business_hours is not None:
         threats.extend(_off_hours(rows.get("hourly", []), rules))
     for row in rows.get("rates", []):
+        first_seen = row["first_seen"]
+        history = since - max(since - baseline, first_seen) if first_seen else timedelta(0)
         ratio = rate_anomaly(
-            int(row["window_count"]), int(row["baseline_count"]), window, baseline, rules
+            int(row["window_count"]), int(row["baseline_count"]), window, history, rules
         )
         if ratio is not None:
             threats.append(

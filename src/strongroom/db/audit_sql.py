@@ -52,13 +52,13 @@ class Dialect:
 SQLITE = Dialect(
     name="sqlite",
     day="date(timestamp / 1000000, 'unixepoch')",
-    hour="(timestamp / 3600000000) * 3600000000",
+    hour="(timestamp / 900000000) * 900000000",
     json_param=":details",
 )
 POSTGRES = Dialect(
     name="postgres",
     day="to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-    hour="date_trunc('hour', timestamp)",
+    hour="date_bin('15 minutes', timestamp, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
     json_param=":details::jsonb",
 )
 
@@ -195,6 +195,8 @@ ANALYSES: dict[str, str] = {
         "AND h.actor_user_agent = w.origin AND h.timestamp >= :baseline "
         "AND h.timestamp < :since)"
     ),
+    # Quarter-hour buckets: every time zone's offset is a multiple of 15 minutes, so all events
+    # of a bucket share one local hour wherever business hours are defined.
     "hourly": (
         "SELECT actor_id, {hour} AS hour, count(*) AS count, max(actor_ip) AS actor_ip "
         "FROM secrets_audit_log WHERE timestamp >= :since" + _SCOPE + " "
@@ -203,6 +205,7 @@ ANALYSES: dict[str, str] = {
     "rates": (
         "SELECT actor_id, sum(CASE WHEN timestamp >= :since THEN 1 ELSE 0 END) AS window_count, "
         "sum(CASE WHEN timestamp < :since THEN 1 ELSE 0 END) AS baseline_count, "
+        "min(timestamp) AS first_seen, "
         "max(actor_ip) AS actor_ip FROM secrets_audit_log "
         "WHERE timestamp >= :baseline" + _SCOPE + " GROUP BY actor_id"
     ),
