@@ -1,7 +1,6 @@
 """strongroom: secrets management with encrypted stores, rotation, audit and revocation."""
 
 from strongroom.app import Strongroom
-from strongroom.audit import SecretsAudit
 from strongroom.core.actor import Actor, acting_as, current_actor
 from strongroom.core.audit import AuditAction, AuditResult
 from strongroom.core.clock import ManualClock
@@ -27,6 +26,7 @@ from strongroom.core.errors import (
 )
 from strongroom.core.models import SecretType, SecretValue
 from strongroom.manager import SecretsManager
+from strongroom.secrets_audit import SecretsAudit
 from strongroom.threats import ThreatRules
 
 __all__ = [

@@ -6,16 +6,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any, Self
+from datetime import UTC, datetime
+from typing import Any
 
 from strongroom.core.actor import Actor, current_actor, default_actor
 from strongroom.core.audit import (
-    GENESIS_HASH,
     AuditAction,
     AuditEvent,
     AuditResult,
@@ -24,20 +21,15 @@ from strongroom.core.audit import (
     clean_text,
 )
 from strongroom.core.clock import Clock
-from strongroom.core.errors import AuditUnavailableError, StrongroomError, ValidationError
+from strongroom.core.errors import AuditUnavailableError, StrongroomError
 from strongroom.core.logging import get_logger
 from strongroom.core.metrics import Metrics
-from strongroom.db.audit_store import AuditStore, StoredEvent, TrailFilter
+from strongroom.db.audit_store import AuditStore, StoredEvent
 
-if TYPE_CHECKING:
-    from strongroom.app import Strongroom
-    from strongroom.core.config import Settings
-
-__all__ = ["AuditLog", "Operation", "SecretsAudit"]
+__all__ = ["AuditLog", "AuditedOperation", "ChainVerifier", "Operation", "resource_key"]
 
 log = get_logger("strongroom.audit")
 _MAX_BATCH = 1000
-_MAX_LIMIT = 10_000
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -53,7 +45,7 @@ class Operation:
     started: float = 0.0
 
 
-def _resource(name: object) -> str | None:
+def resource_key(name: object) -> str | None:
     """Names are recorded in their canonical (lower-case) form, cleaned like any text."""
     if name is None:
         return None
@@ -163,7 +155,7 @@ class AuditLog:
         The event is committed before control returns to the caller, so a value read inside the
         block is handed out only once its READ is on record.
         """
-        return AuditedOperation(self, action, _resource(resource_name), details)
+        return AuditedOperation(self, action, resource_key(resource_name), details)
 
     def event_for(
         self, op: Operation, action: AuditAction, error: BaseException | None
@@ -252,269 +244,3 @@ class ChainVerifier:
             "broken_at": broken[0] if broken else None,
             "reason": broken[1] if broken else None,
         }
-
-
-class SecretsAudit:
-    """The seed's audit API: trail, summary, threat detection, integrity, export, retention.
-
-    ``SecretsAudit()`` uses the process default, so it sees what ``SecretsManager()`` did.
-    """
-
-    def __init__(self, app: Strongroom | None = None, *, settings: Settings | None = None) -> None:
-        self._app = app
-        self._settings = settings
-        self._owns_app = False
-
-    async def initialize(self) -> None:
-        await self._ready()
-
-    async def _ready(self) -> Strongroom:
-        from strongroom.app import Strongroom, default_app  # noqa: PLC0415 (services -> wiring)
-
-        if self._app is not None and not self._app.closed:
-            return self._app
-        if self._settings is not None:
-            self._app = await Strongroom.open(self._settings)
-            self._owns_app = True
-            return self._app
-        return await default_app()
-
-    async def close(self) -> None:
-        if self._app is not None and self._owns_app:
-            await self._app.close()
-
-    async def __aenter__(self) -> Self:
-        await self._ready()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _store(self) -> tuple[Strongroom, AuditStore]:
-        app = await self._ready()
-        if app.audit.store is None:
-            raise AuditUnavailableError("auditing is switched off for this instance")
-        return app, app.audit.store
-
-    # -- recording -------------------------------------------------------------------------
-
-    async def log_event(
-        self,
-        action: AuditAction | str,
-        resource_name: str | None = None,
-        result: AuditResult | str = AuditResult.SUCCESS,
-        *,
-        details: dict[str, Any] | None = None,
-        error_message: str | None = None,
-        duration_ms: int | None = None,
-    ) -> None:
-        """Record an event for an action taken outside strongroom's own calls."""
-        app = await self._ready()
-        actor = current_actor()
-        try:
-            event = AuditEvent.build(
-                action=action,
-                resource_name=_resource(resource_name),
-                timestamp=app.clock(),
-                result=result,
-                actor_id=actor.id,
-                actor_ip=actor.ip,
-                actor_user_agent=actor.user_agent,
-                details=details,
-                error_message=error_message,
-                duration_ms=duration_ms,
-            )
-        except ValueError as exc:
-            raise ValidationError(f"invalid audit event: {exc}") from None
-        await app.audit.record(event)
-
-    # -- queries ---------------------------------------------------------------------------
-
-    async def get_audit_trail(
-        self,
-        resource_name: str | None = None,
-        action: AuditAction | str | None = None,
-        limit: int = 100,
-        *,
-        actor_id: str | None = None,
-        result: AuditResult | str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        """Events newest first, filtered and paginated in SQL."""
-        _, store = await self._store()
-        where = _trail_filter(resource_name, action, actor_id, result, since, until)
-        if not 1 <= limit <= _MAX_LIMIT or offset < 0:
-            raise ValidationError(f"limit must be 1-{_MAX_LIMIT} and offset at least 0")
-        return [e.to_dict() for e in await store.trail(where, limit, offset)]
-
-    async def count_events(
-        self,
-        resource_name: str | None = None,
-        action: AuditAction | str | None = None,
-        *,
-        actor_id: str | None = None,
-        result: AuditResult | str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> int:
-        _, store = await self._store()
-        return await store.count(
-            _trail_filter(resource_name, action, actor_id, result, since, until)
-        )
-
-    async def get_audit_summary(
-        self, resource_name: str | None = None, days: int = 30
-    ) -> dict[str, Any]:
-        """Totals by action, result, actor and day; unique actors and IPs; failure rate."""
-        app, store = await self._store()
-        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
-            raise ValidationError("days must be a whole number from 1 to 3650")
-        until = app.clock()
-        since = until - timedelta(days=days)
-        groups = await store.summary_groups(_resource(resource_name), since)
-        by: dict[str, dict[str, int]] = {"action": {}, "result": {}, "actor": {}, "ip": {}}
-        per_day: dict[str, dict[str, int]] = {}
-        for dimension, key, events, failures in groups:
-            if dimension == "day":
-                per_day[str(key)] = {"events": events, "failures": failures}
-            elif key is not None:
-                by[dimension][key] = events
-        total = sum(by["result"].values())
-        failures = by["result"].get(AuditResult.FAILURE.value, 0)
-        return {
-            "resource_name": _resource(resource_name),
-            "days": days,
-            "since": since,
-            "until": until,
-            "total_events": total,
-            "by_action": by["action"],
-            "by_result": by["result"],
-            "by_actor": dict(sorted(by["actor"].items(), key=lambda kv: (-kv[1], kv[0]))),
-            "unique_actors": len(by["actor"]),
-            "unique_ips": len(by["ip"]),
-            "failure_rate": (failures / total) if total else 0.0,
-            "per_day": [{"date": d, **per_day[d]} for d in sorted(per_day)],
-        }
-
-    async def detect_suspicious_activity(
-        self,
-        resource_name: str | None = None,
-        failure_threshold: int = 5,
-        time_window_minutes: int = 30,
-        actor_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Run every threat rule over the window; ``threats_detected`` counts what they found."""
-        from strongroom.threats import detect  # noqa: PLC0415 (keeps audit import light)
-
-        app, store = await self._store()
-        return await detect(
-            store,
-            app.threat_rules,
-            now=app.clock(),
-            resource_name=_resource(resource_name),
-            actor_id=actor_id,
-            failure_threshold=failure_threshold,
-            window_minutes=time_window_minutes,
-        )
-
-    async def verify_integrity(self, *, batch: int = 5000) -> dict[str, Any]:
-        """Walk the hash chain; report the first event that was modified, removed or inserted.
-
-        Reads the chain head first, so events appended meanwhile (by any process) are left for
-        the next run rather than reported.
-        """
-        app, store = await self._store()
-        state = await store.chain_state()
-        anchor_hash = state.anchor_hash if state.anchor_seq else GENESIS_HASH
-        verifier = ChainVerifier(app.audit.key, state.anchor_seq, anchor_hash)
-        up_to = max(state.last_seq, await store.max_id())
-        async for rows in store.scan(state.anchor_seq, up_to, batch):
-            for stored in rows:
-                if stored.id > state.last_seq:
-                    return verifier.report((stored.id, "event is beyond the chain head"))
-                broken = verifier.check(stored)
-                if broken is not None:
-                    return verifier.report(broken)
-        if verifier.last_id < state.last_seq:
-            missing = (
-                verifier.last_id + 1,
-                f"events {verifier.last_id + 1}..{state.last_seq} are missing",
-            )
-            return verifier.report(missing)
-        if state.last_seq and verifier.expected_prev != state.last_hash:
-            return verifier.report((verifier.last_id, "chain head does not match"))
-        return verifier.report()
-
-    async def export_lines(
-        self,
-        *,
-        resource_name: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        batch: int = 5000,
-    ) -> AsyncIterator[str]:
-        """Events oldest first as JSON lines (one event a line, control characters escaped)."""
-        _, store = await self._store()
-        state = await store.chain_state()
-        async for rows in store.scan(state.anchor_seq, state.last_seq, batch):
-            for stored in rows:
-                event = stored.event
-                if resource_name is not None and event.resource_name != _resource(resource_name):
-                    continue
-                if since is not None and event.timestamp < since:
-                    continue
-                if until is not None and event.timestamp >= until:
-                    continue
-                record = stored.to_dict()
-                record["timestamp"] = event.timestamp.isoformat()
-                record["chain_hash"] = stored.chain_hash.hex()
-                yield json.dumps(record, ensure_ascii=True, sort_keys=True, default=str)
-
-    async def export(self, destination: IO[str], **filters: Any) -> int:
-        """Write JSON lines to an open text stream; returns the number of events."""
-        count = 0
-        async for line in self.export_lines(**filters):
-            destination.write(line + "\n")
-            count += 1
-        return count
-
-    async def prune(self, older_than: timedelta | datetime) -> dict[str, Any]:
-        """Delete events older than a cut-off; the chain stays verifiable from its new start."""
-        app, store = await self._store()
-        if isinstance(older_than, timedelta):
-            cutoff = app.clock() - older_than
-        elif isinstance(older_than, datetime) and older_than.tzinfo is not None:
-            cutoff = older_than
-        else:
-            raise ValidationError("older_than must be a timedelta or a timezone-aware datetime")
-        async with app.audit.operation(AuditAction.AUDIT_PRUNE) as op:
-            deleted, anchor = await store.prune(cutoff)
-            op.details.update(pruned=deleted, anchor_seq=anchor)
-        return {"pruned": deleted, "anchor_id": anchor, "cutoff": cutoff}
-
-
-def _trail_filter(
-    resource_name: str | None,
-    action: AuditAction | str | None,
-    actor_id: str | None,
-    result: AuditResult | str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> TrailFilter:
-    try:
-        return TrailFilter(
-            resource_name=_resource(resource_name),
-            action=AuditAction(action.upper() if isinstance(action, str) else action)
-            if action is not None
-            else None,
-            actor_id=actor_id,
-            result=AuditResult(result.upper() if isinstance(result, str) else result)
-            if result is not None
-            else None,
-            since=since,
-            until=until,
-        )
-    except ValueError:
-        raise ValidationError("unknown audit action or result") from None

@@ -5,13 +5,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Self
+from typing import Any
 
-from strongroom.app import Strongroom, default_app
 from strongroom.backends.base import WriteMode
 from strongroom.core.actor import current_actor
 from strongroom.core.audit import AuditAction
-from strongroom.core.config import Settings
 from strongroom.core.errors import (
     SecretDisabledError,
     SecretExpiredError,
@@ -39,6 +37,7 @@ from strongroom.core.validation import (
     validate_tags,
     validate_version,
 )
+from strongroom.facade import StrongroomFacade
 
 __all__ = ["SecretsManager", "check_readable"]
 
@@ -61,41 +60,12 @@ def _new_version_id() -> str:
     return secrets.token_hex(16)
 
 
-class SecretsManager:
+class SecretsManager(StrongroomFacade):
     """Create, read, version, delete and recover secrets.
 
     ``SecretsManager()`` uses the process default configuration from the environment and opens
     its stores on first use; pass ``app`` (a :class:`Strongroom`) or ``settings`` to choose.
     """
-
-    def __init__(self, app: Strongroom | None = None, *, settings: Settings | None = None) -> None:
-        self._app = app
-        self._settings = settings
-        self._owns_app = False
-
-    async def initialize(self) -> None:
-        await self._ready()
-
-    async def _ready(self) -> Strongroom:
-        if self._app is not None and not self._app.closed:
-            return self._app
-        if self._settings is not None:
-            self._app = await Strongroom.open(self._settings)
-            self._owns_app = True
-            return self._app
-        return await default_app()
-
-    async def close(self) -> None:
-        """Close the stores this manager opened itself (never the shared default)."""
-        if self._app is not None and self._owns_app:
-            await self._app.close()
-
-    async def __aenter__(self) -> Self:
-        await self._ready()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # -- writes ----------------------------------------------------------------------------
 

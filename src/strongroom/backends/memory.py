@@ -172,8 +172,10 @@ class MemoryStore:
         return secret.current().props
 
     async def purge(self, name: str, *, deleted_only: bool = True) -> None:
-        secret = self._deleted(name) if deleted_only else self._live(name)
-        del self._secrets[name_key(secret.current().props.name)]
+        secret = self._secrets.get(name_key(name))
+        if secret is None or (deleted_only and secret.deleted_at is None):
+            raise not_found(name)
+        del self._secrets[name_key(name)]
 
     async def purge_expired(self, now: datetime) -> int:
         expired = [

@@ -8,9 +8,7 @@ needs it.
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
@@ -34,10 +32,8 @@ from strongroom.core.crypto import (
     UnknownKeyVersion,
 )
 from strongroom.core.errors import (
-    ConfigurationError,
     DecryptionError,
     StoreUnavailableError,
-    StrongroomError,
 )
 from strongroom.core.models import (
     DeletedSecret,
@@ -47,12 +43,10 @@ from strongroom.core.models import (
     SecretValue,
     VersionProperties,
 )
-from strongroom.db.migrate import migrate_postgres
-from strongroom.db.pg import keep_session
+from strongroom.db.pg import check_schema, open_pool, pooled
 
 __all__ = ["PostgresStore"]
 
-_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _KEY_ROTATION_LOCK = 0x53524B524F54  # advisory lock: one master-key rotation at a time
 _REWRAP_BATCH = 500
 _COLUMNS = (
@@ -109,11 +103,9 @@ class PostgresStore:
         min_size: int = 2,
         max_size: int = 10,
     ) -> None:
-        if not _SCHEMA.fullmatch(schema):
-            raise ConfigurationError("the PostgreSQL schema name must match [a-z_][a-z0-9_]*")
         self._dsn = dsn
         self._master = master_key
-        self.schema = schema
+        self.schema = check_schema(schema)
         self._min, self._max = min_size, max_size
         self._pool: asyncpg.Pool | None = None
         self._envelope: Envelope | None = None
@@ -121,23 +113,13 @@ class PostgresStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        try:
-            bootstrap = await asyncpg.connect(self._dsn)
-            try:
-                await migrate_postgres(bootstrap, self.schema)
-            finally:
-                await bootstrap.close()
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=self._min,
-                max_size=self._max,
-                server_settings={"search_path": self.schema},
-                reset=keep_session,
-            )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreUnavailableError(
-                f"cannot open the PostgreSQL store ({type(exc).__name__})"
-            ) from exc
+        self._pool = await open_pool(
+            self._dsn,
+            self.schema,
+            min_size=self._min,
+            max_size=self._max,
+            what="the PostgreSQL store",
+        )
         async with self._conn() as conn, conn.transaction():
             await conn.execute("LOCK TABLE secret_keyring IN EXCLUSIVE MODE")
             if await conn.fetchval("SELECT count(*) FROM secret_keyring") == 0:
@@ -159,24 +141,14 @@ class PostgresStore:
             pool, self._pool = self._pool, None
             await pool.close()
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[Any]:
-        """A pooled connection, with driver and server errors turned into strongroom errors."""
-        if self._pool is None:
-            raise StoreUnavailableError("the PostgreSQL store is closed")
-        try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except (StrongroomError, _StaleKeyring):
-            raise
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreUnavailableError(
-                f"the PostgreSQL store failed ({type(exc).__name__})"
-            ) from exc
+    def _conn(self) -> AbstractAsyncContextManager[Any]:
+        return pooled(self._pool, "the PostgreSQL store", (_StaleKeyring,))
 
-    async def _load_keyring(self) -> Envelope:
-        async with self._conn() as conn:
-            rows = await conn.fetch("SELECT version, wrapped_key FROM secret_keyring")
+    async def _load_keyring(self, conn: Any = None) -> Envelope:
+        if conn is None:
+            async with self._conn() as own:
+                return await self._load_keyring(own)
+        rows = await conn.fetch("SELECT version, wrapped_key FROM secret_keyring")
         self._envelope = Envelope(
             Keyring.load(self._master, [KeyringRow(r["version"], r["wrapped_key"]) for r in rows])
         )
@@ -400,15 +372,17 @@ class PostgresStore:
         old version until no row refers to it. Writers that sealed under a retired version are
         refused by the insert and reseal.
         """
-        async with self._conn() as lock_conn:
-            await lock_conn.execute("SELECT pg_advisory_lock($1)", _KEY_ROTATION_LOCK)
+        # One connection does the whole rotation, so a rotation waiting for the lock never
+        # holds a second connection that the running one needs (small pools stay live).
+        async with self._conn() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", _KEY_ROTATION_LOCK)
             try:
-                return await self._rotate_locked()
+                return await self._rotate_locked(conn)
             finally:
-                await lock_conn.execute("SELECT pg_advisory_unlock($1)", _KEY_ROTATION_LOCK)
+                await conn.execute("SELECT pg_advisory_unlock($1)", _KEY_ROTATION_LOCK)
 
-    async def _rotate_locked(self) -> KeyRotationResult:
-        async with self._conn() as conn, conn.transaction():
+    async def _rotate_locked(self, conn: Any) -> KeyRotationResult:
+        async with conn.transaction():
             previous = [
                 r["version"] for r in await conn.fetch("SELECT version FROM secret_keyring")
             ]
@@ -424,37 +398,36 @@ class PostgresStore:
                 "WHERE version < $1 AND retired_at IS NULL",
                 row.version,
             )
-        envelope = await self._load_keyring()
+        envelope = await self._load_keyring(conn)
         rewrapped = 0
         while True:
-            async with self._conn() as conn:
-                batch = await conn.fetch(
-                    "SELECT name_key, seq, version, ciphertext, wrapped_dek, kek_version "
-                    "FROM secret_versions WHERE kek_version <> $1 LIMIT $2",
-                    row.version,
-                    _REWRAP_BATCH,
+            batch = await conn.fetch(
+                "SELECT name_key, seq, version, ciphertext, wrapped_dek, kek_version "
+                "FROM secret_versions WHERE kek_version <> $1 LIMIT $2",
+                row.version,
+                _REWRAP_BATCH,
+            )
+            if not batch:
+                try:
+                    await conn.execute(
+                        "DELETE FROM secret_keyring WHERE version <> $1", row.version
+                    )
+                except asyncpg.ForeignKeyViolationError:
+                    continue  # a writer sealed under a retired key meanwhile
+                break
+            updates = []
+            for r in batch:
+                sealed = Sealed(r["ciphertext"], r["wrapped_dek"], r["kek_version"])
+                fresh = envelope.rewrap(r["name_key"], r["version"], sealed)
+                updates.append(
+                    (fresh.wrapped_dek, row.version, r["name_key"], r["seq"], r["kek_version"])
                 )
-                if not batch:
-                    try:
-                        await conn.execute(
-                            "DELETE FROM secret_keyring WHERE version <> $1", row.version
-                        )
-                    except asyncpg.ForeignKeyViolationError:
-                        continue  # a writer sealed under a retired key meanwhile
-                    break
-                updates = []
-                for r in batch:
-                    sealed = Sealed(r["ciphertext"], r["wrapped_dek"], r["kek_version"])
-                    fresh = envelope.rewrap(r["name_key"], r["version"], sealed)
-                    updates.append(
-                        (fresh.wrapped_dek, row.version, r["name_key"], r["seq"], r["kek_version"])
-                    )
-                async with conn.transaction():
-                    await conn.executemany(
-                        "UPDATE secret_versions SET wrapped_dek = $1, kek_version = $2 "
-                        "WHERE name_key = $3 AND seq = $4 AND kek_version = $5",
-                        updates,
-                    )
-                rewrapped += len(updates)
-        await self._load_keyring()
+            async with conn.transaction():
+                await conn.executemany(
+                    "UPDATE secret_versions SET wrapped_dek = $1, kek_version = $2 "
+                    "WHERE name_key = $3 AND seq = $4 AND kek_version = $5",
+                    updates,
+                )
+            rewrapped += len(updates)
+        await self._load_keyring(conn)
         return KeyRotationResult(row.version, previous, rewrapped)

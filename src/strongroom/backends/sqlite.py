@@ -7,6 +7,7 @@ with ``synchronous=FULL``, so a write is on disk when its call returns.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import sqlite3
@@ -95,6 +96,7 @@ class SqliteStore:
         self._read: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._envelope: Envelope | None = None
+        self._rotation_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -399,11 +401,22 @@ class SqliteStore:
 
         Reads keep working throughout: each row names the keyring version that wraps it, and
         old versions are deleted only when no row refers to them (a foreign key enforces it).
+        Rotations in this process take turns; one found unfinished in the file (another
+        process's, or one cut short by a crash) is completed rather than stacked upon.
         """
+        async with self._rotation_lock:
+            return await self._rotate()
+
+    async def _rotate(self) -> KeyRotationResult:
         now = to_micros(system_clock())
 
         def start(conn: sqlite3.Connection) -> tuple[int, list[int]]:
             previous = [r[0] for r in conn.execute("SELECT version FROM secret_keyring")]
+            unfinished = conn.execute(
+                "SELECT 1 FROM secret_keyring WHERE retired_at IS NOT NULL LIMIT 1"
+            ).fetchone()
+            if unfinished is not None:
+                return max(previous), previous
             row = Keyring.new_row(self._master, max(previous) + 1)
             conn.execute(
                 "INSERT INTO secret_keyring (version, wrapped_key, created_at) VALUES (?, ?, ?)",

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from strongroom.core.audit import AuditEvent, ChainKey
-from strongroom.core.errors import ConfigurationError, StoreUnavailableError, StrongroomError
+from strongroom.core.errors import StoreUnavailableError
 from strongroom.db.audit_sql import (
     EVENT_COLUMNS,
     POSTGRES,
@@ -27,8 +27,7 @@ from strongroom.db.audit_sql import (
 )
 from strongroom.db.audit_sqlite import event_from_row
 from strongroom.db.audit_store import ChainState, StoredEvent, TrailFilter
-from strongroom.db.migrate import SCHEMA_NAME, migrate_postgres
-from strongroom.db.pg import keep_session
+from strongroom.db.pg import check_schema, open_pool, pooled
 
 __all__ = ["PostgresAuditStore"]
 
@@ -51,52 +50,28 @@ class PostgresAuditStore:
     def __init__(
         self, dsn: str, *, schema: str = "strongroom", min_size: int = 1, max_size: int = 4
     ) -> None:
-        if not SCHEMA_NAME.fullmatch(schema):
-            raise ConfigurationError("the PostgreSQL schema name must match [a-z_][a-z0-9_]*")
         self._dsn = dsn
-        self.schema = schema
+        self.schema = check_schema(schema)
         self._min, self._max = min_size, max_size
         self._pool: asyncpg.Pool | None = None
         self._head: tuple[int, bytes] | None = None  # (last_seq, last_hash) as last written
 
     async def open(self) -> None:
-        try:
-            bootstrap = await asyncpg.connect(self._dsn)
-            try:
-                await migrate_postgres(bootstrap, self.schema)
-            finally:
-                await bootstrap.close()
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=self._min,
-                max_size=self._max,
-                server_settings={"search_path": self.schema},
-                reset=keep_session,
-                init=_init_connection,
-            )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreUnavailableError(
-                f"cannot open the PostgreSQL audit log ({type(exc).__name__})"
-            ) from exc
+        self._pool = await open_pool(
+            self._dsn,
+            self.schema,
+            min_size=self._min,
+            max_size=self._max,
+            what="the PostgreSQL audit log",
+        )
 
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[Any]:
-        if self._pool is None:
-            raise StoreUnavailableError("the PostgreSQL audit log is closed")
-        try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except StrongroomError:
-            raise
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreUnavailableError(
-                f"the PostgreSQL audit log failed ({type(exc).__name__})"
-            ) from exc
+    def _conn(self) -> AbstractAsyncContextManager[Any]:
+        return pooled(self._pool, "the PostgreSQL audit log")
 
     async def append(self, events: list[AuditEvent], key: ChainKey) -> list[int]:
         """One statement per batch: advance the chain head only if it is where this process
@@ -213,22 +188,3 @@ class PostgresAuditStore:
         async with self._conn() as conn:
             rows = await conn.fetch(sql, *values)
         return [dict(r) for r in rows]
-
-
-def _jsonb_encode(text: str) -> bytes:
-    return b"\x01" + text.encode("utf-8")  # binary jsonb: format version 1, then the text
-
-
-def _jsonb_decode(data: bytes) -> Any:
-    return json.loads(data[1:].decode("utf-8"))
-
-
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    # Binary jsonb codec: COPY needs a binary encoder, and rows arrive decoded.
-    await conn.set_type_codec(
-        "jsonb",
-        encoder=_jsonb_encode,
-        decoder=_jsonb_decode,
-        schema="pg_catalog",
-        format="binary",
-    )

@@ -1,10 +1,26 @@
-"""Pool settings shared by strongroom's PostgreSQL stores."""
+"""What strongroom's PostgreSQL stores share: schema checks, pools and error translation."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-__all__ = ["keep_session"]
+import asyncpg
+
+from strongroom.core.errors import ConfigurationError, StoreUnavailableError, StrongroomError
+from strongroom.db.migrate import SCHEMA_NAME, migrate_postgres
+
+__all__ = ["DRIVER_ERRORS", "check_schema", "keep_session", "open_pool", "pooled"]
+
+#: What asyncpg raises when the server or the network fails us.
+DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def check_schema(schema: str) -> str:
+    if not SCHEMA_NAME.fullmatch(schema):
+        raise ConfigurationError("the PostgreSQL schema name must match [a-z_][a-z0-9_]*")
+    return schema
 
 
 async def keep_session(_conn: Any) -> None:
@@ -14,3 +30,42 @@ async def keep_session(_conn: Any) -> None:
     state beyond the pool's start-up ``search_path``, and releases its advisory locks itself.
     """
     return
+
+
+async def open_pool(
+    dsn: str, schema: str, *, min_size: int, max_size: int, what: str
+) -> asyncpg.Pool:
+    """Migrate ``schema`` and open a pool whose connections work inside it."""
+    try:
+        bootstrap = await asyncpg.connect(dsn)
+        try:
+            await migrate_postgres(bootstrap, schema)
+        finally:
+            await bootstrap.close()
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            server_settings={"search_path": schema},
+            reset=keep_session,
+        )
+    except DRIVER_ERRORS as exc:
+        raise StoreUnavailableError(f"cannot open {what} ({type(exc).__name__})") from exc
+
+
+@asynccontextmanager
+async def pooled(
+    pool: asyncpg.Pool | None, what: str, passthrough: tuple[type[BaseException], ...] = ()
+) -> AsyncIterator[Any]:
+    """A pooled connection; driver and server errors become StoreUnavailableError (strongroom
+    errors and ``passthrough`` types pass unchanged)."""
+    if pool is None:
+        raise StoreUnavailableError(f"{what} is closed")
+    unchanged: tuple[type[BaseException], ...] = (StrongroomError, *passthrough)
+    try:
+        async with pool.acquire() as conn:
+            yield conn
+    except unchanged:
+        raise
+    except DRIVER_ERRORS as exc:
+        raise StoreUnavailableError(f"{what} failed ({type(exc).__name__})") from exc

@@ -1,0 +1,44 @@
+"""The seed's classes as thin facades over one wiring (``Strongroom``)."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from strongroom.app import Strongroom, default_app
+from strongroom.core.config import Settings
+
+__all__ = ["StrongroomFacade"]
+
+
+class StrongroomFacade:
+    """Built with no arguments, a facade uses the process default (opened on first use), so
+    ``SecretsAudit()`` sees what ``SecretsManager()`` did; ``app`` or ``settings`` choose."""
+
+    def __init__(self, app: Strongroom | None = None, *, settings: Settings | None = None) -> None:
+        self._app = app
+        self._settings = settings
+        self._owns_app = False
+
+    async def initialize(self) -> None:
+        await self._ready()
+
+    async def _ready(self) -> Strongroom:
+        if self._app is not None and not self._app.closed:
+            return self._app
+        if self._settings is not None:
+            self._app = await Strongroom.open(self._settings)
+            self._owns_app = True
+            return self._app
+        return await default_app()
+
+    async def close(self) -> None:
+        """Close the stores this facade opened itself (never the shared default)."""
+        if self._app is not None and self._owns_app:
+            await self._app.close()
+
+    async def __aenter__(self) -> Self:
+        await self._ready()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
