@@ -420,7 +420,13 @@ class PostgresStore:
                 sealed = Sealed(r["ciphertext"], r["wrapped_dek"], r["kek_version"])
                 fresh = envelope.rewrap(r["name_key"], r["version"], sealed)
                 updates.append(
-                    (fresh.wrapped_dek, row.version, r["name_key"], r["seq"], r["kek_version"])
+                    (
+                        fresh.wrapped_dek,
+                        fresh.kek_version,
+                        r["name_key"],
+                        r["seq"],
+                        r["kek_version"],
+                    )
                 )
             async with conn.transaction():
                 await conn.executemany(

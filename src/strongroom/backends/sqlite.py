@@ -446,7 +446,13 @@ class SqliteStore:
                 sealed = Sealed(r["ciphertext"], r["wrapped_dek"], r["kek_version"])
                 fresh = envelope.rewrap(r["name_key"], r["version"], sealed)
                 updates.append(
-                    (fresh.wrapped_dek, new_version, r["name_key"], r["seq"], r["kek_version"])
+                    (
+                        fresh.wrapped_dek,
+                        fresh.kek_version,
+                        r["name_key"],
+                        r["seq"],
+                        r["kek_version"],
+                    )
                 )
 
             def apply(conn: sqlite3.Connection, rows: list[Any] = updates) -> int:
