@@ -24,6 +24,7 @@ from strongroom.core.logging import configure_logging, get_logger
 from strongroom.core.metrics import Metrics
 from strongroom.db.audit_sqlite import SqliteAuditStore
 from strongroom.db.audit_store import AuditStore
+from strongroom.db.sqlite_db import SqliteDatabase
 from strongroom.threats import ThreatRules
 
 __all__ = ["Strongroom", "default_app", "load_master_key", "reset_default_app"]
@@ -93,8 +94,8 @@ def build_audit_store(settings: Settings) -> AuditStore:
 
         return PostgresAuditStore(settings.audit_dsn(), schema=settings.pg_schema)
     if settings.backend is Backend.MEMORY:
-        return SqliteAuditStore(None)
-    return SqliteAuditStore(settings.sqlite_path, sync=settings.audit_fsync)
+        return SqliteAuditStore(SqliteDatabase(None))
+    return SqliteAuditStore(SqliteDatabase(settings.sqlite_path), sync=settings.audit_fsync)
 
 
 def threat_rules_from(settings: Settings) -> ThreatRules:

@@ -8,19 +8,15 @@ read connection (WAL readers never block the writer).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from strongroom.backends._rows import from_micros, to_micros
 from strongroom.core.audit import AuditEvent, ChainKey
-from strongroom.core.errors import StoreUnavailableError
 from strongroom.db.audit_sql import (
     EVENT_COLUMNS,
     SQLITE,
@@ -32,8 +28,7 @@ from strongroom.db.audit_sql import (
     trail_sql,
 )
 from strongroom.db.audit_store import ChainState, StoredEvent, TrailFilter
-from strongroom.db.migrate import migrate_sqlite, migrations, statements
-from strongroom.db.sqlite_writer import SqliteWriter, acquire_writer, connect, release_writer
+from strongroom.db.sqlite_db import SqliteDatabase
 
 __all__ = ["SqliteAuditStore", "event_from_row"]
 
@@ -84,79 +79,20 @@ def _details_json(event: AuditEvent) -> str:
 
 
 class SqliteAuditStore:
-    def __init__(self, path: Path | None, *, sync: bool = True) -> None:
-        """``path=None`` keeps the log in this process's memory (the memory profile).
-
-        ``sync=False`` commits audit-only groups without fsync (see SqliteWriter.submit).
-        """
-        self.path = path
+    def __init__(self, db: SqliteDatabase, *, sync: bool = True) -> None:
+        """``sync=False`` commits audit-only groups without fsync (see SqliteWriter.submit)."""
+        self.db = db
         self._sync = sync
-        self.backend = "sqlite" if path else "memory"
-        self._writer: SqliteWriter | None = None
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
+        self.backend = "memory" if db.in_memory else "sqlite"
 
     async def open(self) -> None:
-        try:
-            if self.path is None:
-                self._writer = SqliteWriter(":memory:")
-                await self._writer.submit(_migrate_in_group)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                bootstrap = connect(str(self.path))
-                try:
-                    migrate_sqlite(bootstrap)
-                finally:
-                    bootstrap.close()
-                self._writer = acquire_writer(str(self.path))
-        except sqlite3.Error as exc:
-            raise StoreUnavailableError(f"cannot open the SQLite audit log: {exc}") from exc
+        await self.db.open()
 
     async def close(self) -> None:
-        if self._writer is not None:
-            if self.path is None:
-                self._writer.close()
-            else:
-                release_writer(self._writer)
-            self._writer = None
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
-
-    # -- plumbing --------------------------------------------------------------------------
-
-    def _writer_or_fail(self) -> SqliteWriter:
-        if self._writer is None:
-            raise StoreUnavailableError("the SQLite audit log is closed")
-        return self._writer
-
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(str(self.path), synchronous="NORMAL")
-            conn.execute("PRAGMA query_only=ON")
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+        await self.db.close()
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a query: in the writer for a memory log, else on a worker thread's reader."""
-        writer = self._writer_or_fail()
-        if self.path is None:
-            return await writer.submit(fn)
-
-        def run() -> T:
-            try:
-                return fn(self._reader())
-            except sqlite3.Error as exc:
-                raise StoreUnavailableError(
-                    f"SQLite audit query failed ({type(exc).__name__})"
-                ) from exc
-
-        return await asyncio.to_thread(run)
+        return await self.db.read(fn)
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -189,7 +125,7 @@ class SqliteAuditStore:
 
         if not events:
             return []
-        return await self._writer_or_fail().submit(job, sync=self._sync)
+        return await self.db.write(job, sync=self._sync)
 
     async def trail(self, where: TrailFilter, limit: int, offset: int) -> list[StoredEvent]:
         sql, params = SQLITE.compile(*trail_sql(where, limit, offset))
@@ -259,7 +195,7 @@ class SqliteAuditStore:
             )
             return deleted, upto
 
-        return await self._writer_or_fail().submit(job)
+        return await self.db.write(job)
 
     async def analyse(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         sql, values = SQLITE.compile(
@@ -270,11 +206,3 @@ class SqliteAuditStore:
             {k: from_micros(r[k]) if k in TIME_COLUMNS else r[k] for k in r.keys()}  # noqa: SIM118
             for r in rows
         ]
-
-
-def _migrate_in_group(conn: sqlite3.Connection) -> None:
-    """Create the audit tables inside the writer's transaction (memory databases)."""
-    for step in migrations("sqlite"):
-        if step.name == "audit":
-            for statement in statements(step.sql):
-                conn.execute(statement)

@@ -1,0 +1,113 @@
+"""One SQLite database shared by the stores that keep tables in it (audit, rotation).
+
+A file database uses the file's shared writer thread for writes and per-thread read-only
+connections for queries; a memory database (the memory profile) has one connection, owned by
+its writer thread, for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from strongroom.core.errors import StoreUnavailableError
+from strongroom.db.migrate import migrate_sqlite, migrations, statements
+from strongroom.db.sqlite_writer import SqliteWriter, acquire_writer, connect, release_writer
+
+__all__ = ["SqliteDatabase"]
+
+T = TypeVar("T")
+
+
+class SqliteDatabase:
+    """Opened by each store that uses it and closed when the last one lets go."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._writer: SqliteWriter | None = None
+        self._users = 0
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    @property
+    def in_memory(self) -> bool:
+        return self.path is None
+
+    async def open(self) -> None:
+        self._users += 1
+        if self._writer is not None:
+            return
+        try:
+            if self.path is None:
+                self._writer = SqliteWriter(":memory:")
+                await self._writer.submit(_migrate_all)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                bootstrap = connect(str(self.path))
+                try:
+                    migrate_sqlite(bootstrap)
+                finally:
+                    bootstrap.close()
+                self._writer = acquire_writer(str(self.path))
+        except sqlite3.Error as exc:
+            self._users -= 1
+            raise StoreUnavailableError(f"cannot open the SQLite database: {exc}") from exc
+
+    async def close(self) -> None:
+        self._users = max(0, self._users - 1)
+        if self._users or self._writer is None:
+            return
+        if self.path is None:
+            self._writer.close()
+        else:
+            release_writer(self._writer)
+        self._writer = None
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    def _writer_or_fail(self) -> SqliteWriter:
+        if self._writer is None:
+            raise StoreUnavailableError("the SQLite database is closed")
+        return self._writer
+
+    async def write(self, job: Callable[[sqlite3.Connection], T], *, sync: bool = True) -> T:
+        """Run ``job`` in the writer's next group commit."""
+        return await self._writer_or_fail().submit(job, sync=sync)
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(str(self.path), synchronous="NORMAL")
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a query: in the writer for a memory database, else on a worker thread."""
+        writer = self._writer_or_fail()
+        if self.path is None:
+            return await writer.submit(fn)
+
+        def run() -> T:
+            try:
+                return fn(self._reader())
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(f"SQLite query failed ({type(exc).__name__})") from exc
+
+        return await asyncio.to_thread(run)
+
+
+def _migrate_all(conn: sqlite3.Connection) -> None:
+    """Create every table inside the writer's transaction (memory databases)."""
+    for step in migrations("sqlite"):
+        for statement in statements(step.sql):
+            conn.execute(statement)
