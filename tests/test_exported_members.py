@@ -10,7 +10,8 @@ EXPECTED = {
     "InsecureKeyFileError", "ManualClock", "SecretAlreadyExistsError", "SecretDisabledError",
     "SecretExpiredError", "SecretIsDeletedError", "SecretNotFoundError",
     "SecretNotReadableError", "SecretNotYetValidError", "SecretType", "SecretValue",
-    "SecretsAudit", "SecretsManager", "Settings", "StoreUnavailableError", "Strongroom",
+    "SecretsAudit", "SecretsManager", "SecretsRotation", "RotationConfig", "RotationFailedError",
+    "RotationNotConfiguredError", "Settings", "StoreUnavailableError", "Strongroom",
     "StrongroomError", "ThreatRules", "ValidationError", "WrongMasterKeyError", "acting_as",
     "current_actor",
 }  # fmt: skip

@@ -25,7 +25,9 @@ from strongroom.core.errors import (
     WrongMasterKeyError,
 )
 from strongroom.core.models import SecretType, SecretValue
+from strongroom.core.rotation import RotationConfig
 from strongroom.manager import SecretsManager
+from strongroom.rotation import RotationFailedError, RotationNotConfiguredError, SecretsRotation
 from strongroom.secrets_audit import SecretsAudit
 from strongroom.threats import ThreatRules
 
@@ -41,6 +43,9 @@ __all__ = [
     "DeletedSecretConflictError",
     "InsecureKeyFileError",
     "ManualClock",
+    "RotationConfig",
+    "RotationFailedError",
+    "RotationNotConfiguredError",
     "SecretAlreadyExistsError",
     "SecretDisabledError",
     "SecretExpiredError",
@@ -52,6 +57,7 @@ __all__ = [
     "SecretValue",
     "SecretsAudit",
     "SecretsManager",
+    "SecretsRotation",
     "Settings",
     "StoreUnavailableError",
     "Strongroom",

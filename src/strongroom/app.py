@@ -7,7 +7,7 @@ built with no arguments share the process default, so what one records another s
 from __future__ import annotations
 
 import asyncio
-from typing import Self
+from typing import Any, Self
 
 import structlog
 
@@ -24,6 +24,7 @@ from strongroom.core.logging import configure_logging, get_logger
 from strongroom.core.metrics import Metrics
 from strongroom.db.audit_sqlite import SqliteAuditStore
 from strongroom.db.audit_store import AuditStore
+from strongroom.db.rotation_store import PostgresRotationStore, RotationStore, SqliteRotationStore
 from strongroom.db.sqlite_db import SqliteDatabase
 from strongroom.threats import ThreatRules
 
@@ -86,16 +87,23 @@ def build_store(settings: Settings, master: MasterKey) -> SecretStore:
     )
 
 
-def build_audit_store(settings: Settings) -> AuditStore:
-    """Audit lives beside the secrets: the same SQLite file or PostgreSQL database (or the one
-    named by STRONGROOM_AUDIT_DATABASE_URL); the memory profile keeps it in memory."""
+def build_state_stores(settings: Settings) -> tuple[AuditStore, RotationStore]:
+    """Audit and rotation state live beside the secrets: the same SQLite file or PostgreSQL
+    database (or the one named by STRONGROOM_AUDIT_DATABASE_URL); the memory profile keeps them
+    in an in-process SQLite database."""
     if settings.audit_database_url is not None or settings.backend is Backend.POSTGRES:
         from strongroom.db.audit_postgres import PostgresAuditStore  # noqa: PLC0415
 
-        return PostgresAuditStore(settings.audit_dsn(), schema=settings.pg_schema)
+        dsn = settings.audit_dsn()
+        return (
+            PostgresAuditStore(dsn, schema=settings.pg_schema),
+            PostgresRotationStore(dsn, schema=settings.pg_schema),
+        )
     if settings.backend is Backend.MEMORY:
-        return SqliteAuditStore(SqliteDatabase(None))
-    return SqliteAuditStore(SqliteDatabase(settings.sqlite_path), sync=settings.audit_fsync)
+        db = SqliteDatabase(None)
+        return SqliteAuditStore(db), SqliteRotationStore(db)
+    db = SqliteDatabase(settings.sqlite_path)
+    return SqliteAuditStore(db, sync=settings.audit_fsync), SqliteRotationStore(db)
 
 
 def threat_rules_from(settings: Settings) -> ThreatRules:
@@ -122,10 +130,16 @@ class Strongroom:
         clock: Clock = system_clock,
         metrics: Metrics,
         threat_rules: ThreatRules,
+        rotation_store: RotationStore,
     ) -> None:
         self.settings = settings
         self.store = store
         self.audit = audit
+        self.rotation_store = rotation_store
+        # Code that rotation configurations name: attached per process, by secret name.
+        self.callbacks: dict[str, Any] = {}
+        self.verifiers: dict[str, Any] = {}
+        self.rotators: dict[str, Any] = {}
         self.clock = clock
         self.metrics = metrics
         self.threat_rules = threat_rules
@@ -149,8 +163,9 @@ class Strongroom:
         master = resolve_master_key(settings)
         store = store or build_store(settings, master)
         metrics = Metrics()
+        audit_store, rotation_store = build_state_stores(settings)
         audit_log = AuditLog(
-            build_audit_store(settings) if audit else None,
+            audit_store if audit else None,
             ChainKey(master.derive(ChainKey.PURPOSE)),
             clock=clock,
             metrics=metrics,
@@ -160,6 +175,11 @@ class Strongroom:
         await store.open()
         try:
             await audit_log.open()
+            try:
+                await rotation_store.open()
+            except BaseException:
+                await audit_log.close()
+                raise
         except BaseException:
             await store.close()
             raise
@@ -170,6 +190,7 @@ class Strongroom:
             clock=clock,
             metrics=metrics,
             threat_rules=threat_rules or threat_rules_from(settings),
+            rotation_store=rotation_store,
         )
         await store.purge_expired(clock())
         log.debug("opened", backend=store.backend)
@@ -183,6 +204,7 @@ class Strongroom:
         if not self.closed:
             self.closed = True
             try:
+                await self.rotation_store.close()
                 await self.audit.close()
             finally:
                 await self.store.close()

@@ -7,12 +7,11 @@ ever joined into SQL text; every value travels as a parameter.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from strongroom.db.audit_store import TrailFilter
+from strongroom.db.dialect import POSTGRES, SQLITE, Dialect
 
 __all__ = ["ANALYSES", "POSTGRES", "SQLITE", "Dialect", "summary_sql", "trail_sql"]
 
@@ -20,47 +19,8 @@ EVENT_COLUMNS = (
     "id, action, resource_name, timestamp, result, actor_id, actor_ip, actor_user_agent, "
     "details, error_message, error_code, duration_ms, prev_hash, chain_hash"
 )
-_PARAM = re.compile(r"(?<!:):([a-z_]+)")
 #: Result columns holding times, converted back to datetimes.
 TIME_COLUMNS = frozenset({"first_seen", "last_seen", "hour"})
-
-
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    name: str
-    day: str
-    hour: str
-    json_param: str
-
-    def compile(self, sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
-        """``:name`` parameters to positional ones, in order of appearance."""
-        order: list[str] = []
-
-        def placeholder(match: re.Match[str]) -> str:
-            key = match.group(1)
-            if self.name == "sqlite":
-                order.append(key)
-                return "?"
-            if key not in order:
-                order.append(key)
-            return f"${order.index(key) + 1}"
-
-        text = _PARAM.sub(placeholder, sql)
-        return text, [params[key] for key in order]
-
-
-SQLITE = Dialect(
-    name="sqlite",
-    day="date(timestamp / 1000000, 'unixepoch')",
-    hour="(timestamp / 900000000) * 900000000",
-    json_param=":details",
-)
-POSTGRES = Dialect(
-    name="postgres",
-    day="to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-    hour="date_bin('15 minutes', timestamp, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
-    json_param=":details::jsonb",
-)
 
 
 def _filters(where: TrailFilter) -> tuple[str, dict[str, Any]]:

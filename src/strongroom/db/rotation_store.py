@@ -1,0 +1,298 @@
+"""Rotation configurations and schedule in ``secrets_rotation_config`` (SQLite or PostgreSQL).
+
+The scheduler's due check is one indexed query that also takes a lease on what it returns
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL; the single writer on SQLite), so schedulers on
+several replicas never rotate the same secret in the same cycle.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from strongroom.backends._rows import from_micros, to_micros
+from strongroom.db.dialect import POSTGRES, SQLITE, Dialect
+from strongroom.db.pg import open_pool, pooled
+from strongroom.db.sqlite_db import SqliteDatabase
+
+__all__ = [
+    "COLUMNS",
+    "PostgresRotationStore",
+    "RotationStore",
+    "SqliteRotationStore",
+]
+
+COLUMNS = (
+    "secret_name", "rotation_days", "rotation_hours_before_expiry", "enabled", "description",
+    "force_on_next", "last_rotation", "next_rotation", "display_name", "generator",
+    "generator_options", "has_callback", "rotator", "secret_type", "grace_period_hours",
+    "expires_at", "due_at", "attempts", "last_attempt", "last_result", "last_error",
+    "lease_owner", "lease_until", "previous_version", "previous_disable_at", "created_at",
+    "updated_at",
+)  # fmt: skip
+_TIMES = frozenset(
+    {"last_rotation", "next_rotation", "expires_at", "due_at", "last_attempt", "lease_until",
+     "previous_disable_at", "created_at", "updated_at"}
+)  # fmt: skip
+_BOOLS = frozenset({"enabled", "force_on_next", "has_callback"})
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM secrets_rotation_config"
+
+_UPSERT = (
+    f"INSERT INTO secrets_rotation_config ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in COLUMNS)}) "
+    "ON CONFLICT (secret_name) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = excluded.{c}"
+        for c in COLUMNS
+        if c not in ("secret_name", "created_at", "lease_owner", "lease_until", "attempts")
+    )
+)
+
+# The due check: enabled, due, not leased by a live scheduler; oldest first.
+_DUE = (
+    "SELECT secret_name FROM secrets_rotation_config "
+    "WHERE enabled = :true AND due_at <= :now AND (lease_until IS NULL OR lease_until < :now) "
+    "ORDER BY due_at LIMIT :limit"
+)
+_CLAIM_PG = (
+    "UPDATE secrets_rotation_config SET lease_owner = :owner, lease_until = :lease_until "
+    f"WHERE secret_name IN ({_DUE} FOR UPDATE SKIP LOCKED) "
+    f"RETURNING {', '.join(COLUMNS)}"
+)
+_CLAIM_ONE = (
+    "UPDATE secrets_rotation_config SET lease_owner = :owner, lease_until = :lease_until "
+    "WHERE secret_name = :secret_name AND (lease_until IS NULL OR lease_until < :now OR "
+    "lease_owner = :owner)"
+)
+_FINISH = (
+    "UPDATE secrets_rotation_config SET last_rotation = :last_rotation, "
+    "next_rotation = :next_rotation, expires_at = :expires_at, due_at = :due_at, "
+    "attempts = :attempts, last_attempt = :last_attempt, last_result = :last_result, "
+    "last_error = :last_error, force_on_next = :force_on_next, lease_owner = NULL, "
+    "lease_until = NULL, previous_version = :previous_version, "
+    "previous_disable_at = :previous_disable_at, updated_at = :updated_at "
+    "WHERE secret_name = :secret_name"
+)
+_SCHEDULE = (
+    "UPDATE secrets_rotation_config SET due_at = :due_at, force_on_next = :force_on_next, "
+    "last_rotation = :last_rotation, next_rotation = :next_rotation, expires_at = :expires_at, "
+    "updated_at = :updated_at WHERE secret_name = :secret_name"
+)
+_GRACE = (
+    f"{_SELECT} WHERE previous_disable_at IS NOT NULL AND previous_disable_at <= :now "
+    "ORDER BY previous_disable_at LIMIT :limit"
+)
+
+
+class RotationStore(Protocol):
+    backend: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def upsert(self, row: dict[str, Any]) -> None: ...
+    async def delete(self, name: str) -> bool: ...
+    async def get(self, name: str) -> dict[str, Any] | None: ...
+    async def list_all(self) -> list[dict[str, Any]]: ...
+    async def claim_due(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[dict[str, Any]]: ...
+    async def claim(
+        self, name: str, now: datetime, owner: str, lease_until: datetime
+    ) -> dict[str, Any] | None: ...
+    async def finish(self, values: dict[str, Any]) -> None: ...
+    async def schedule(self, values: dict[str, Any]) -> None: ...
+    async def grace_expired(self, now: datetime, limit: int) -> list[dict[str, Any]]: ...
+    async def clear_grace(self, name: str, version: str) -> None: ...
+
+
+class _Sql:
+    """Parameter and row conversion for one dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+
+    def params(self, values: dict[str, Any]) -> dict[str, Any]:
+        if self.dialect is POSTGRES:
+            return values
+        return {
+            k: (to_micros(v) if isinstance(v, datetime) else int(v) if isinstance(v, bool) else v)
+            for k, v in values.items()
+        }
+
+    def row(self, row: Any) -> dict[str, Any]:
+        out = {c: row[c] for c in COLUMNS}
+        if self.dialect is SQLITE:
+            for c in _TIMES:
+                out[c] = from_micros(out[c])
+            for c in _BOOLS:
+                out[c] = bool(out[c])
+        return out
+
+    def compile(self, sql: str, values: dict[str, Any]) -> tuple[str, Sequence[Any]]:
+        return self.dialect.compile(sql, self.params({"true": True, **values}))
+
+
+class SqliteRotationStore:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+        self.backend = "memory" if db.in_memory else "sqlite"
+        self._sql = _Sql(SQLITE)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def _write(self, sql: str, values: dict[str, Any]) -> int:
+        text, params = self._sql.compile(sql, values)
+        return await self.db.write(lambda c: c.execute(text, params).rowcount)
+
+    async def _fetch(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+        text, params = self._sql.compile(sql, values)
+        rows = await self.db.read(lambda c: c.execute(text, params).fetchall())
+        return [self._sql.row(r) for r in rows]
+
+    async def upsert(self, row: dict[str, Any]) -> None:
+        await self._write(_UPSERT, {"lease_owner": None, "lease_until": None, **row})
+
+    async def delete(self, name: str) -> bool:
+        sql = "DELETE FROM secrets_rotation_config WHERE secret_name = :secret_name"
+        return await self._write(sql, {"secret_name": name}) > 0
+
+    async def get(self, name: str) -> dict[str, Any] | None:
+        rows = await self._fetch(f"{_SELECT} WHERE secret_name = :n", {"n": name})
+        return rows[0] if rows else None
+
+    async def list_all(self) -> list[dict[str, Any]]:
+        return await self._fetch(f"{_SELECT} ORDER BY secret_name", {})
+
+    async def claim_due(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        values = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
+        due_sql, due_params = self._sql.compile(_DUE, values)
+        claim_sql, _ = self._sql.compile(_CLAIM_ONE, {**values, "secret_name": ""})
+
+        def job(conn: sqlite3.Connection) -> list[Any]:
+            names = [r[0] for r in conn.execute(due_sql, due_params).fetchall()]
+            claimed = []
+            for name in names:
+                params = self._sql.params({**values, "secret_name": name})
+                ordered = [
+                    params[k] for k in ("owner", "lease_until", "secret_name", "now", "owner")
+                ]
+                if conn.execute(claim_sql, ordered).rowcount:
+                    claimed.append(name)
+            if not claimed:
+                return []
+            marks = ", ".join("?" for _ in claimed)
+            return conn.execute(
+                f"{_SELECT} WHERE secret_name IN ({marks}) ORDER BY due_at", claimed
+            ).fetchall()
+
+        rows = await self.db.write(job)
+        return [self._sql.row(r) for r in rows]
+
+    async def claim(
+        self, name: str, now: datetime, owner: str, lease_until: datetime
+    ) -> dict[str, Any] | None:
+        values = {"now": now, "owner": owner, "lease_until": lease_until, "secret_name": name}
+        if await self._write(_CLAIM_ONE, values) == 0:
+            return None
+        return await self.get(name)
+
+    async def finish(self, values: dict[str, Any]) -> None:
+        await self._write(_FINISH, values)
+
+    async def schedule(self, values: dict[str, Any]) -> None:
+        await self._write(_SCHEDULE, values)
+
+    async def grace_expired(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        return await self._fetch(_GRACE, {"now": now, "limit": limit})
+
+    async def clear_grace(self, name: str, version: str) -> None:
+        await self._write(
+            "UPDATE secrets_rotation_config SET previous_disable_at = NULL "
+            "WHERE secret_name = :secret_name AND previous_version = :version",
+            {"secret_name": name, "version": version},
+        )
+
+
+class PostgresRotationStore:
+    backend = "postgres"
+
+    def __init__(self, dsn: str, *, schema: str) -> None:
+        self._dsn = dsn
+        self.schema = schema
+        self._pool: Any = None
+        self._sql = _Sql(POSTGRES)
+
+    async def open(self) -> None:
+        self._pool = await open_pool(
+            self._dsn, self.schema, min_size=1, max_size=4, what="the PostgreSQL rotation store"
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def _write(self, sql: str, values: dict[str, Any]) -> int:
+        text, params = self._sql.compile(sql, values)
+        async with pooled(self._pool, "the PostgreSQL rotation store") as conn:
+            status = await conn.execute(text, *params)
+        return int(status.split()[-1])
+
+    async def _fetch(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+        text, params = self._sql.compile(sql, values)
+        async with pooled(self._pool, "the PostgreSQL rotation store") as conn:
+            rows = await conn.fetch(text, *params)
+        return [self._sql.row(r) for r in rows]
+
+    async def upsert(self, row: dict[str, Any]) -> None:
+        await self._write(_UPSERT, {"lease_owner": None, "lease_until": None, **row})
+
+    async def delete(self, name: str) -> bool:
+        sql = "DELETE FROM secrets_rotation_config WHERE secret_name = :secret_name"
+        return await self._write(sql, {"secret_name": name}) > 0
+
+    async def get(self, name: str) -> dict[str, Any] | None:
+        rows = await self._fetch(f"{_SELECT} WHERE secret_name = :n", {"n": name})
+        return rows[0] if rows else None
+
+    async def list_all(self) -> list[dict[str, Any]]:
+        return await self._fetch(f"{_SELECT} ORDER BY secret_name", {})
+
+    async def claim_due(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        values = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
+        rows = await self._fetch(_CLAIM_PG, values)
+        return sorted(rows, key=lambda r: r["due_at"])
+
+    async def claim(
+        self, name: str, now: datetime, owner: str, lease_until: datetime
+    ) -> dict[str, Any] | None:
+        values = {"now": now, "owner": owner, "lease_until": lease_until, "secret_name": name}
+        if await self._write(_CLAIM_ONE, values) == 0:
+            return None
+        return await self.get(name)
+
+    async def finish(self, values: dict[str, Any]) -> None:
+        await self._write(_FINISH, values)
+
+    async def schedule(self, values: dict[str, Any]) -> None:
+        await self._write(_SCHEDULE, values)
+
+    async def grace_expired(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        return await self._fetch(_GRACE, {"now": now, "limit": limit})
+
+    async def clear_grace(self, name: str, version: str) -> None:
+        await self._write(
+            "UPDATE secrets_rotation_config SET previous_disable_at = NULL "
+            "WHERE secret_name = :secret_name AND previous_version = :version",
+            {"secret_name": name, "version": version},
+        )

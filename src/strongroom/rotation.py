@@ -1,0 +1,545 @@
+"""SecretsRotation: the seed's scheduled rotation, with generators, target systems, retries,
+a grace period for the previous version, and leases so replicas never rotate twice."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import secrets
+import socket
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from strongroom.backends.base import WriteMode, name_key
+from strongroom.core.audit import AuditAction
+from strongroom.core.errors import (
+    SecretNotFoundError,
+    StrongroomError,
+    ValidationError,
+)
+from strongroom.core.logging import get_logger
+from strongroom.core.models import (
+    JSON_CONTENT_TYPE,
+    NewVersion,
+    PropertyChanges,
+    SecretType,
+    VersionProperties,
+)
+from strongroom.core.rotation import (
+    RotationCallback,
+    RotationConfig,
+    RotationOutcome,
+    due_at,
+    next_rotation,
+    policy_days,
+    retry_delay,
+)
+from strongroom.core.validation import encode_value, validate_name
+from strongroom.facade import StrongroomFacade
+from strongroom.generators import check_generator, generate
+from strongroom.rotators.base import Rotator
+
+if TYPE_CHECKING:
+    from strongroom.app import Strongroom
+    from strongroom.core.config import Settings
+    from strongroom.manager import SecretsManager
+    from strongroom.secrets_audit import SecretsAudit
+
+__all__ = ["RotationFailedError", "RotationNotConfiguredError", "SecretsRotation"]
+
+log = get_logger("strongroom.rotation")
+LEASE = timedelta(minutes=10)
+CLAIM_BATCH = 1000
+CONCURRENCY = 32
+
+
+class RotationNotConfiguredError(SecretNotFoundError):
+    """No rotation configuration exists for this secret."""
+
+    code = "rotation_not_configured"
+
+
+class RotationFailedError(StrongroomError):
+    """A rotation step failed; the current version is untouched and a retry is scheduled."""
+
+    code = "rotation_failed"
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _safe_reason(exc: BaseException) -> str:
+    """Why a step failed, without a callback's message (it might quote the value)."""
+    if isinstance(exc, StrongroomError):
+        return str(exc)
+    return f"{type(exc).__name__} raised"
+
+
+class SecretsRotation(StrongroomFacade):
+    """``SecretsRotation(secrets_manager, audit)`` as in the seed, or ``SecretsRotation(app)``."""
+
+    def __init__(
+        self,
+        secrets_manager: SecretsManager | Strongroom | None = None,
+        audit: SecretsAudit | None = None,
+        *,
+        settings: Settings | None = None,
+    ) -> None:
+        from strongroom.app import Strongroom  # noqa: PLC0415 (type at run time only here)
+
+        if isinstance(secrets_manager, Strongroom):
+            super().__init__(secrets_manager, settings=settings)
+            self._manager = None
+        else:
+            super().__init__(settings=settings)
+            self._manager = secrets_manager
+        self._audit = audit
+        self.owner = _owner()
+        self._scheduler: asyncio.Task[None] | None = None
+
+    async def _ready(self) -> Strongroom:
+        if self._manager is not None:
+            return await self._manager._ready()
+        return await super()._ready()
+
+    # -- configuration ---------------------------------------------------------------------
+
+    async def register_secret(self, config: RotationConfig) -> dict[str, Any]:
+        """Store ``config`` (and attach its callback in this process). The secret may not
+        exist yet: the first rotation creates it."""
+        app = await self._ready()
+        config.validate()
+        if config.generator is not None:
+            check_generator(config.generator, config.generator_options)
+        elif config.rotation_callback is None and name_key(config.name) not in app.callbacks:
+            raise ValidationError("a rotation needs a rotation_callback or a generator")
+        if config.rotator is not None and config.rotator not in app.rotators:
+            raise ValidationError(f"unknown rotator {config.rotator!r}; register_rotator first")
+        key = name_key(config.name)
+        if config.rotation_callback is not None:
+            app.callbacks[key] = config.rotation_callback
+        if config.verify_callback is not None:
+            app.verifiers[key] = config.verify_callback
+        now = app.clock()
+        current = await self._current(app, config.name)
+        existing = await app.rotation_store.get(key)
+        force = bool(existing and existing["force_on_next"])
+        last = current.created_at if current else None
+        expires = current.expires_at if current else None
+        row = {
+            "secret_name": key,
+            "display_name": config.name,
+            "rotation_days": config.rotation_days,
+            "rotation_hours_before_expiry": config.rotation_hours_before_expiry,
+            "enabled": config.enabled,
+            "description": config.description,
+            "force_on_next": force,
+            "last_rotation": last,
+            "next_rotation": next_rotation(last, config.rotation_days),
+            "generator": config.generator,
+            "generator_options": _json(config.generator_options),
+            "has_callback": config.rotation_callback is not None,
+            "rotator": config.rotator,
+            "secret_type": (config.secret_type.value if config.secret_type else None),
+            "grace_period_hours": config.grace_period_hours,
+            "expires_at": expires,
+            "due_at": now
+            if force
+            else due_at(
+                last, config.rotation_days, expires, config.rotation_hours_before_expiry, now=now
+            ),
+            "attempts": existing["attempts"] if existing else 0,
+            "last_attempt": existing["last_attempt"] if existing else None,
+            "last_result": existing["last_result"] if existing else None,
+            "last_error": existing["last_error"] if existing else None,
+            "previous_version": existing["previous_version"] if existing else None,
+            "previous_disable_at": existing["previous_disable_at"] if existing else None,
+            "created_at": existing["created_at"] if existing else now,
+            "updated_at": now,
+        }
+        await app.rotation_store.upsert(row)
+        log.info("rotation registered", name=config.name, count=config.rotation_days)
+        return await self.get_rotation_status(config.name)
+
+    async def unregister_secret(self, name: str) -> bool:
+        app = await self._ready()
+        validate_name(name)
+        key = name_key(name)
+        app.callbacks.pop(key, None)
+        app.verifiers.pop(key, None)
+        return await app.rotation_store.delete(key)
+
+    async def register_callback(self, name: str, callback: RotationCallback) -> None:
+        """Re-attach a callback by secret name (callbacks are code: they do not survive a
+        restart; configurations do)."""
+        app = await self._ready()
+        validate_name(name)
+        if not callable(callback):
+            raise ValidationError("callback must be callable")
+        app.callbacks[name_key(name)] = callback
+
+    async def register_rotator(self, name: str, rotator: Rotator) -> None:
+        """Make a target system (e.g. a PostgresRoleRotator) available to configurations."""
+        app = await self._ready()
+        if not isinstance(rotator, Rotator):
+            raise ValidationError("a rotator needs apply, verify and rollback methods")
+        app.rotators[name] = rotator
+
+    async def force_rotation(self, name: str) -> dict[str, Any]:
+        """Rotate at the next check whatever the schedule says (sets ``force_on_next``)."""
+        app = await self._ready()
+        row = await self._row(app, name)
+        now = app.clock()
+        await app.rotation_store.schedule(
+            {
+                "secret_name": row["secret_name"],
+                "due_at": now,
+                "force_on_next": True,
+                "last_rotation": row["last_rotation"],
+                "next_rotation": row["next_rotation"],
+                "expires_at": row["expires_at"],
+                "updated_at": now,
+            }
+        )
+        return await self.get_rotation_status(name)
+
+    # -- status ----------------------------------------------------------------------------
+
+    async def get_rotation_status(self, name: str) -> dict[str, Any]:
+        app = await self._ready()
+        return _status(await self._row(app, name), app.clock())
+
+    async def list_rotation_configs(self) -> list[dict[str, Any]]:
+        app = await self._ready()
+        now = app.clock()
+        return [_status(row, now) for row in await app.rotation_store.list_all()]
+
+    async def get_rotation_history(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
+        """ROTATE events of this secret, newest first (from the audit log)."""
+        from strongroom.secrets_audit import SecretsAudit  # noqa: PLC0415
+
+        app = await self._ready()
+        validate_name(name)
+        return await SecretsAudit(app).get_audit_trail(name, AuditAction.ROTATE, limit)
+
+    async def compliance_report(
+        self, policies: dict[SecretType, int] | None = None
+    ) -> dict[str, Any]:
+        """Every live secret: its policy (configured, or the default of its type) and whether
+        it is overdue. The defaults are the seed's: API keys 90 days, database credentials 60,
+        JWT secrets 30, anything else 90."""
+        app = await self._ready()
+        now = app.clock()
+        configs = {row["secret_name"]: row for row in await app.rotation_store.list_all()}
+        entries = []
+        for props in await app.store.list_secrets():
+            row = configs.get(name_key(props.name))
+            if row is not None:
+                entry = {
+                    "name": props.name,
+                    "secret_type": props.secret_type.value,
+                    "policy": "configured",
+                    "rotation_days": row["rotation_days"],
+                    "enabled": row["enabled"],
+                    "last_rotation": row["last_rotation"],
+                    "due_at": row["due_at"],
+                }
+            else:
+                days = policy_days(props.secret_type, policies)
+                entry = {
+                    "name": props.name,
+                    "secret_type": props.secret_type.value,
+                    "policy": "default",
+                    "rotation_days": days,
+                    "enabled": False,
+                    "last_rotation": props.created_at,
+                    "due_at": props.created_at + timedelta(days=days),
+                }
+            entry["overdue"] = entry["due_at"] <= now
+            entry["days_overdue"] = max(0, (now - entry["due_at"]).days) if entry["overdue"] else 0
+            entries.append(entry)
+        return {
+            "checked_at": now,
+            "secrets": len(entries),
+            "without_policy": [e["name"] for e in entries if e["policy"] == "default"],
+            "overdue": [e["name"] for e in entries if e["overdue"]],
+            "compliant": sum(
+                1 for e in entries if e["policy"] == "configured" and not e["overdue"]
+            ),
+            "entries": entries,
+        }
+
+    # -- rotating --------------------------------------------------------------------------
+
+    async def rotate_secret(self, name: str, force: bool = False) -> dict[str, Any]:
+        """Rotate now if due (or if ``force``); returns what happened, raising nothing for a
+        failed rotation (it is recorded, audited and retried)."""
+        app = await self._ready()
+        row = await self._row(app, name)
+        now = app.clock()
+        if not force and (not row["enabled"] or row["due_at"] > now):
+            return {"name": row["display_name"], "rotated": False, "reason": "not due"}
+        claimed = await app.rotation_store.claim(row["secret_name"], now, self.owner, now + LEASE)
+        if claimed is None:
+            return {"name": row["display_name"], "rotated": False, "reason": "rotating elsewhere"}
+        return await self._rotate(app, claimed)
+
+    async def run_check(self) -> dict[str, Any]:
+        """One scheduler cycle: claim every due secret (leased to this scheduler), rotate them,
+        then disable previous versions whose grace period has ended."""
+        app = await self._ready()
+        results: list[dict[str, Any]] = []
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(row: dict[str, Any]) -> None:
+            async with gate:
+                results.append(await self._rotate(app, row))
+
+        while True:
+            now = app.clock()
+            rows = await app.rotation_store.claim_due(now, self.owner, now + LEASE, CLAIM_BATCH)
+            if not rows:
+                break
+            await asyncio.gather(*(one(row) for row in rows))
+            if len(rows) < CLAIM_BATCH:
+                break
+        disabled = await self._end_grace_periods(app)
+        rotated = [r["name"] for r in results if r["rotated"]]
+        failed = [r["name"] for r in results if not r["rotated"]]
+        return {"rotated": rotated, "failed": failed, "grace_ended": disabled}
+
+    async def start_rotation_scheduler(self, check_interval_seconds: int = 3600) -> None:
+        """Check now (catching up on anything missed while down), then every interval."""
+        if isinstance(check_interval_seconds, bool) or not check_interval_seconds > 0:
+            raise ValidationError("check_interval_seconds must be positive")
+        await self._ready()
+        if self._scheduler is not None and not self._scheduler.done():
+            return
+        self._scheduler = asyncio.get_running_loop().create_task(
+            self._schedule(float(check_interval_seconds))
+        )
+
+    async def stop_rotation_scheduler(self) -> None:
+        task, self._scheduler = self._scheduler, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _schedule(self, interval: float) -> None:
+        while True:
+            try:
+                outcome = await self.run_check()
+                if outcome["rotated"] or outcome["failed"]:
+                    log.info(
+                        "rotation check",
+                        count=len(outcome["rotated"]),
+                        error=",".join(outcome["failed"]) or None,
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the scheduler outlives any one failure; logged, retried
+                log.error("rotation check failed", error=type(exc).__name__)
+            await asyncio.sleep(interval)
+
+    # -- one rotation ----------------------------------------------------------------------
+
+    async def _rotate(self, app: Strongroom, row: dict[str, Any]) -> dict[str, Any]:
+        name = row["display_name"]
+        now = app.clock()
+        try:
+            async with app.audit.operation(
+                AuditAction.ROTATE, name, attempt=row["attempts"] + 1
+            ) as op:
+                props = await self._promote_new_version(app, row, now)
+                op.details.update(version=props.version)
+        except Exception as exc:  # every failure is recorded and retried, never raised
+            return await self._failed(app, row, now, exc)
+        current_prev = row.get("_previous")
+        grace = timedelta(hours=row["grace_period_hours"])
+        await app.rotation_store.finish(
+            {
+                "secret_name": row["secret_name"],
+                "last_rotation": props.created_at,
+                "next_rotation": next_rotation(props.created_at, row["rotation_days"]),
+                "expires_at": props.expires_at,
+                "due_at": due_at(
+                    props.created_at, row["rotation_days"], props.expires_at,
+                    row["rotation_hours_before_expiry"], now=now,
+                ),
+                "attempts": 0,
+                "last_attempt": now,
+                "last_result": RotationOutcome.SUCCESS.value,
+                "last_error": None,
+                "force_on_next": False,
+                "previous_version": current_prev,
+                "previous_disable_at": (now + grace) if current_prev else None,
+                "updated_at": now,
+            }
+        )  # fmt: skip
+        log.info("secret rotated", name=name, version=props.version)
+        return {"name": name, "rotated": True, "version": props.version}
+
+    async def _promote_new_version(
+        self, app: Strongroom, row: dict[str, Any], now: datetime
+    ) -> VersionProperties:
+        """Generate, apply to the target, verify, then make the new value current."""
+        name = row["display_name"]
+        key = row["secret_name"]
+        current = await self._current(app, name)
+        row["_previous"] = current.version if current else None
+        value = await self._generate(app, row)
+        data, content_type = encode_value(
+            value, current.content_type if current and isinstance(value, str) else None
+        )
+        if content_type == JSON_CONTENT_TYPE and isinstance(value, str):
+            content_type = None
+        rotator = app.rotators.get(row["rotator"]) if row["rotator"] else None
+        if row["rotator"] and rotator is None:
+            raise RotationFailedError(f"rotator {row['rotator']!r} is not registered here")
+        if rotator is not None:
+            old = (await app.store.get_version(name)).value.reveal() if current else None
+            await rotator.apply(name, value, old)
+            try:
+                await rotator.verify(name, value)
+            except Exception:
+                await rotator.rollback(name, old)
+                raise
+        verifier = app.verifiers.get(key)
+        if verifier is not None:
+            verdict = verifier(name, value)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+            if not verdict:
+                raise RotationFailedError("the new value did not pass verification")
+        lifetime = (
+            (current.expires_at - current.created_at) if current and current.expires_at else None
+        )
+        new = NewVersion(
+            name=name,
+            version=secrets.token_hex(16),
+            secret_type=(
+                current.secret_type if current
+                else SecretType(row["secret_type"] or SecretType.GENERIC.value)
+            ),
+            content_type=content_type,
+            tags=dict(current.tags) if current else {"rotation": "managed"},
+            created_at=now,
+            expires_at=(now + lifetime) if lifetime else None,
+        )  # fmt: skip
+        mode = WriteMode.UPDATE if current else WriteMode.CREATE
+        return await app.store.write_version(new, data, mode)
+
+    async def _generate(self, app: Strongroom, row: dict[str, Any]) -> Any:
+        callback = app.callbacks.get(row["secret_name"])
+        if callback is not None:
+            value = callback(row["display_name"])
+            if inspect.isawaitable(value):
+                value = await value
+            return value
+        if row["generator"]:
+            return generate(row["generator"], _unjson(row["generator_options"]))
+        raise RotationFailedError(
+            "no rotation callback is attached in this process (register_callback after a "
+            "restart) and no generator is configured"
+        )
+
+    async def _failed(
+        self, app: Strongroom, row: dict[str, Any], now: datetime, exc: BaseException
+    ) -> dict[str, Any]:
+        attempts = row["attempts"] + 1
+        reason = _safe_reason(exc)
+        await app.rotation_store.finish(
+            {
+                "secret_name": row["secret_name"],
+                "last_rotation": row["last_rotation"],
+                "next_rotation": row["next_rotation"],
+                "expires_at": row["expires_at"],
+                "due_at": now + retry_delay(attempts),
+                "attempts": attempts,
+                "last_attempt": now,
+                "last_result": RotationOutcome.FAILURE.value,
+                "last_error": reason,
+                "force_on_next": row["force_on_next"],
+                "previous_version": row["previous_version"],
+                "previous_disable_at": row["previous_disable_at"],
+                "updated_at": now,
+            }
+        )
+        log.warning("rotation failed", name=row["display_name"], error=reason, attempt=attempts)
+        return {"name": row["display_name"], "rotated": False, "error": reason}
+
+    async def _end_grace_periods(self, app: Strongroom) -> list[str]:
+        """Disable previous versions whose grace period is over."""
+        ended = []
+        now = app.clock()
+        for row in await app.rotation_store.grace_expired(now, CLAIM_BATCH):
+            version = row["previous_version"]
+            try:
+                await app.store.update_properties(
+                    row["display_name"], version, PropertyChanges(updated_at=now, enabled=False)
+                )
+                ended.append(row["display_name"])
+            except SecretNotFoundError:
+                pass  # the version or the secret is gone: nothing left to disable
+            await app.rotation_store.clear_grace(row["secret_name"], version)
+        return ended
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def _current(app: Strongroom, name: str) -> VersionProperties | None:
+        try:
+            return await app.store.get_properties(name)
+        except SecretNotFoundError:
+            return None
+
+    @staticmethod
+    async def _row(app: Strongroom, name: str) -> dict[str, Any]:
+        validate_name(name)
+        row = await app.rotation_store.get(name_key(name))
+        if row is None:
+            raise RotationNotConfiguredError(f"no rotation is configured for {name!r}")
+        return row
+
+
+def _status(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    due = row["due_at"]
+    return {
+        "name": row["display_name"],
+        "enabled": row["enabled"],
+        "rotation_days": row["rotation_days"],
+        "rotation_hours_before_expiry": row["rotation_hours_before_expiry"],
+        "description": row["description"],
+        "generator": row["generator"],
+        "rotator": row["rotator"],
+        "last_rotation": row["last_rotation"],
+        "next_rotation": row["next_rotation"],
+        "expires_at": row["expires_at"],
+        "due_at": due,
+        "days_until_rotation": (due - now).days if due > now else -((now - due).days),
+        "overdue": bool(row["enabled"] and due <= now),
+        "force_on_next": row["force_on_next"],
+        "attempts": row["attempts"],
+        "last_attempt": row["last_attempt"],
+        "last_result": row["last_result"],
+        "last_error": row["last_error"],
+        "grace_period_hours": row["grace_period_hours"],
+    }
+
+
+def _json(options: dict[str, Any]) -> str:
+    import json  # noqa: PLC0415
+
+    try:
+        return json.dumps(options or {}, sort_keys=True)
+    except (TypeError, ValueError):
+        raise ValidationError("generator_options must be JSON-serialisable") from None
+
+
+def _unjson(text: str | None) -> dict[str, Any]:
+    import json  # noqa: PLC0415
+
+    loaded: dict[str, Any] = json.loads(text) if text else {}
+    return loaded
