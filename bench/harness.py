@@ -4,6 +4,8 @@
   records each operation's latency with ``time.perf_counter_ns``.
 - :func:`run_sync` does the same for a plain function (crypto references): throughput from a
   tight loop, latency percentiles from a loop that times every call.
+- :func:`run_async_interleaved` times several operations round by round in turn, so a pair
+  compared as a ratio (audited / unaudited) sees the same background noise.
 - :class:`Goal` is a target printed next to a result (PASS/MISS), never asserted.
 - :func:`render_table` prints plain-text aligned columns.
 """
@@ -32,6 +34,7 @@ __all__ = [
     "percentile",
     "render_table",
     "run_async",
+    "run_async_interleaved",
     "run_sync",
     "summarize",
 ]
@@ -177,6 +180,49 @@ async def run_async(
     return summarize(label, concurrency, latencies, elapsed, round_rates=rates, per_task=per_task)
 
 
+async def run_async_interleaved(
+    ops: Sequence[tuple[str, AsyncOp]],
+    *,
+    concurrency: int = 1,
+    seconds: float = 2.0,
+    warmup_seconds: float = 0.3,
+    rounds: int = 5,
+) -> list[Measurement]:
+    """Like :func:`run_async` for each of ``ops`` (label, op), but round by round in turn:
+    round 1 of every op, then round 2 of every op (in reverse order), ... Each op gets
+    ``seconds`` in all. A ratio of two of the results then compares rounds run side by side,
+    not minutes apart."""
+    for _, op in ops:
+        if warmup_seconds > 0:
+            await _drive(op, concurrency, warmup_seconds, None)
+    gc.collect()
+    rounds = max(1, rounds)
+    latencies: list[list[int]] = [[] for _ in ops]
+    per_task = [[0] * concurrency for _ in ops]
+    rates: list[list[float]] = [[] for _ in ops]
+    elapsed = [0] * len(ops)
+    order = list(range(len(ops)))
+    for _ in range(rounds):
+        for k in order:
+            lat, ns, done = await _drive(ops[k][1], concurrency, seconds / rounds, None)
+            latencies[k] += lat
+            elapsed[k] += ns
+            rates[k].append(len(lat) / (ns / _NS_PER_S))
+            per_task[k] = [a + b for a, b in zip(per_task[k], done, strict=True)]
+        order.reverse()  # A B, B A, A B, ...: neither op always runs right after the other
+    return [
+        summarize(
+            label,
+            concurrency,
+            latencies[k],
+            elapsed[k],
+            round_rates=rates[k],
+            per_task=per_task[k],
+        )
+        for k, (label, _) in enumerate(ops)
+    ]
+
+
 def run_sync(
     op: SyncOp, *, label: str, seconds: float = 2.0, warmup_seconds: float = 0.2, rounds: int = 5
 ) -> Measurement:
@@ -225,14 +271,21 @@ def run_sync(
 
 @dataclass(frozen=True, slots=True)
 class Goal:
-    """A target shown beside a result: at least ``min_ops_per_s`` and/or p99 under a bound."""
+    """A target shown beside a result: at least ``min_ops_per_s``, p99 and/or p50 (the median)
+    under a bound, and/or a ratio against the row's reference of at least ``min_ratio``."""
 
     text: str
     min_ops_per_s: float | None = None
     max_p99_ms: float | None = None
+    max_p50_ms: float | None = None
+    min_ratio: float | None = None
 
-    def met(self, m: Measurement) -> bool:
+    def met(self, m: Measurement, ratio: float | None = None) -> bool:
         if self.min_ops_per_s is not None and m.ops_per_s < self.min_ops_per_s:
+            return False
+        if self.max_p50_ms is not None and m.p50_ms >= self.max_p50_ms:
+            return False
+        if self.min_ratio is not None and (ratio is None or ratio < self.min_ratio):
             return False
         return not (self.max_p99_ms is not None and m.p99_ms >= self.max_p99_ms)
 
@@ -247,12 +300,14 @@ class ResultRow:
     reference: str | None = None
     ratio: float | None = None
     goal: Goal | None = None
+    #: A short remark printed in the last column (e.g. the audit writer's mean batch size).
+    note: str | None = None
 
     @property
     def status(self) -> str:
         if self.goal is None:
             return ""
-        return "PASS" if self.goal.met(self.measurement) else "MISS"
+        return "PASS" if self.goal.met(self.measurement, self.ratio) else "MISS"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -263,6 +318,7 @@ class ResultRow:
             "ratio": self.ratio,
             "goal": asdict(self.goal) if self.goal else None,
             "status": self.status or None,
+            "note": self.note,
         }
 
 

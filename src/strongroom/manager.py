@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from strongroom.backends.base import WriteMode
+from strongroom.app import Strongroom
+from strongroom.backends.base import RewrapProgress, WriteMode, name_key
 from strongroom.core.actor import current_actor
 from strongroom.core.audit import AuditAction
 from strongroom.core.errors import (
@@ -27,6 +28,7 @@ from strongroom.core.models import (
     VersionProperties,
     _Unset,
 )
+from strongroom.core.rotation import due_at, next_rotation
 from strongroom.core.validation import (
     encode_value,
     expiry_from_days,
@@ -99,6 +101,7 @@ class SecretsManager(StrongroomFacade):
             await app.store.purge_expired(now)  # a lapsed deleted secret frees its name
             props = await app.store.write_version(new, data, WriteMode.CREATE)
             op.details["version"] = props.version
+        await _restart_rotation_clock(app, props)
         log.info("secret created", name=props.name, version=props.version, actor=current_actor().id)
         return props.to_dict()
 
@@ -143,6 +146,7 @@ class SecretsManager(StrongroomFacade):
             op.details.update(_version_details(new))
             props = await app.store.write_version(new, data, WriteMode.UPDATE)
             op.details["version"] = props.version
+        await _restart_rotation_clock(app, props)
         log.info("secret updated", name=props.name, version=props.version, actor=current_actor().id)
         return props.to_dict()
 
@@ -226,11 +230,14 @@ class SecretsManager(StrongroomFacade):
         log.info("secret purged", name=name, actor=current_actor().id)
         return {"name": name, "purged": True}
 
-    async def rotate_master_key(self) -> dict[str, Any]:
-        """Re-wrap every data key under a new keyring version; reads keep working meanwhile."""
+    async def rotate_master_key(self, *, progress: RewrapProgress | None = None) -> dict[str, Any]:
+        """Re-wrap every data key under a new keyring version; reads keep working meanwhile.
+
+        ``progress(done, total)`` is called between batches (the CLI draws a bar with it).
+        """
         app = await self._ready()
         async with app.audit.operation(AuditAction.KEY_ROTATE) as op:
-            result = await app.store.rotate_key()
+            result = await app.store.rotate_key(progress)
             op.details.update(key_version=result.kek_version, rewrapped=result.rewrapped)
         log.info("master key rotated", kek_version=result.kek_version, rewrapped=result.rewrapped)
         return {
@@ -315,3 +322,25 @@ def _version_details(new: NewVersion) -> dict[str, Any]:
         "tags": dict(new.tags),
         "expires_at": new.expires_at,
     }
+
+
+async def _restart_rotation_clock(app: Strongroom, props: VersionProperties) -> None:
+    """A version written by hand counts as a rotation: its schedule starts again from it."""
+    row = await app.rotation_store.get(name_key(props.name))
+    if row is None:
+        return
+    now = app.clock()
+    await app.rotation_store.schedule(
+        {
+            "secret_name": row["secret_name"],
+            "last_rotation": props.created_at,
+            "next_rotation": next_rotation(props.created_at, row["rotation_days"]),
+            "expires_at": props.expires_at,
+            "force_on_next": row["force_on_next"],
+            "due_at": now if row["force_on_next"] else due_at(
+                props.created_at, row["rotation_days"], props.expires_at,
+                row["rotation_hours_before_expiry"], now=now,
+            ),
+            "updated_at": now,
+        }
+    )  # fmt: skip
