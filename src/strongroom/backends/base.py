@@ -8,6 +8,7 @@ above them does validation, expiry checks and carry-over of properties.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -28,6 +29,7 @@ from strongroom.core.models import (
 
 __all__ = [
     "KeyRotationResult",
+    "RewrapProgress",
     "SecretStore",
     "WriteMode",
     "is_deleted",
@@ -45,6 +47,11 @@ class WriteMode(enum.Enum):
 def name_key(name: str) -> str:
     """Names compare case-insensitively, as in Key Vault; this is the comparison key."""
     return name.lower()
+
+
+#: Called during key rotation with (data keys re-wrapped so far, data keys to re-wrap in all),
+#: so a command line can draw a progress bar; it must not block.
+RewrapProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +101,7 @@ class SecretStore(Protocol):
 
     async def purge_expired(self, now: datetime) -> int: ...
 
-    async def rotate_key(self) -> KeyRotationResult: ...
+    async def rotate_key(self, progress: RewrapProgress | None = None) -> KeyRotationResult: ...
 
     async def key_version(self) -> int: ...
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from strongroom.backends.base import (
     KeyRotationResult,
+    RewrapProgress,
     WriteMode,
     is_deleted,
     name_conflict,
@@ -185,16 +186,19 @@ class MemoryStore:
             del self._secrets[key]
         return len(expired)
 
-    async def rotate_key(self) -> KeyRotationResult:
+    async def rotate_key(self, progress: RewrapProgress | None = None) -> KeyRotationResult:
         previous = self._envelope.keyring.versions
         new_version = max(previous) + 1
         self._rows.append(Keyring.new_row(self._master, new_version))
         self._envelope = Envelope(Keyring.load(self._master, self._rows))
         count = 0
+        total = sum(len(secret.versions) for secret in self._secrets.values())
         for key, secret in self._secrets.items():
             for row in secret.versions:
                 row.sealed = self._envelope.rewrap(key, row.props.version, row.sealed)
                 count += 1
+        if progress is not None:
+            progress(count, total)
         self._rows = [r for r in self._rows if r.version == new_version]
         self._envelope = Envelope(Keyring.load(self._master, self._rows))
         return KeyRotationResult(new_version, previous, count)

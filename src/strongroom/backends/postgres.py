@@ -17,6 +17,7 @@ import asyncpg
 from strongroom.backends._rows import props_from_row, tags_to_json
 from strongroom.backends.base import (
     KeyRotationResult,
+    RewrapProgress,
     WriteMode,
     is_deleted,
     name_conflict,
@@ -364,7 +365,7 @@ class PostgresStore:
 
     # -- master key rotation ---------------------------------------------------------------
 
-    async def rotate_key(self) -> KeyRotationResult:
+    async def rotate_key(self, progress: RewrapProgress | None = None) -> KeyRotationResult:
         """Add a keyring version, re-wrap every data key under it, drop the old versions.
 
         Readers in any process keep working: a row names the keyring version that wraps it, a
@@ -377,11 +378,11 @@ class PostgresStore:
         async with self._conn() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", _KEY_ROTATION_LOCK)
             try:
-                return await self._rotate_locked(conn)
+                return await self._rotate_locked(conn, progress)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _KEY_ROTATION_LOCK)
 
-    async def _rotate_locked(self, conn: Any) -> KeyRotationResult:
+    async def _rotate_locked(self, conn: Any, progress: RewrapProgress | None) -> KeyRotationResult:
         async with conn.transaction():
             previous = [
                 r["version"] for r in await conn.fetch("SELECT version FROM secret_keyring")
@@ -400,7 +401,14 @@ class PostgresStore:
             )
         envelope = await self._load_keyring(conn)
         rewrapped = 0
+        total = int(
+            await conn.fetchval(
+                "SELECT count(*) FROM secret_versions WHERE kek_version <> $1", row.version
+            )
+        )
         while True:
+            if progress is not None:
+                progress(rewrapped, max(total, rewrapped))
             batch = await conn.fetch(
                 "SELECT name_key, seq, version, ciphertext, wrapped_dek, kek_version "
                 "FROM secret_versions WHERE kek_version <> $1 LIMIT $2",

@@ -25,6 +25,7 @@ from strongroom.backends._rows import (
 )
 from strongroom.backends.base import (
     KeyRotationResult,
+    RewrapProgress,
     WriteMode,
     is_deleted,
     name_conflict,
@@ -396,7 +397,7 @@ class SqliteStore:
 
     # -- master key rotation ---------------------------------------------------------------
 
-    async def rotate_key(self) -> KeyRotationResult:
+    async def rotate_key(self, progress: RewrapProgress | None = None) -> KeyRotationResult:
         """Add a keyring version, re-wrap every data key under it, then drop the old ones.
 
         Reads keep working throughout: each row names the keyring version that wraps it, and
@@ -405,9 +406,9 @@ class SqliteStore:
         process's, or one cut short by a crash) is completed rather than stacked upon.
         """
         async with self._rotation_lock:
-            return await self._rotate()
+            return await self._rotate(progress)
 
-    async def _rotate(self) -> KeyRotationResult:
+    async def _rotate(self, progress: RewrapProgress | None) -> KeyRotationResult:
         now = to_micros(system_clock())
 
         def start(conn: sqlite3.Connection) -> tuple[int, list[int]]:
@@ -431,7 +432,14 @@ class SqliteStore:
         new_version, previous = await self._write(start)
         envelope = self._load_keyring()
         rewrapped = 0
+        total = int(
+            self._query(
+                "SELECT count(*) AS n FROM secret_versions WHERE kek_version <> ?", (new_version,)
+            )[0]["n"]
+        )
         while True:
+            if progress is not None:
+                progress(rewrapped, max(total, rewrapped))
             batch = self._query(
                 "SELECT name_key, seq, version, ciphertext, wrapped_dek, kek_version "
                 "FROM secret_versions WHERE kek_version <> ? LIMIT ?",
