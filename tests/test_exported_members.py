@@ -7,13 +7,13 @@ import strongroom
 EXPECTED = {
     "Actor", "AuditAction", "AuditResult", "AuditUnavailableError", "Backend",
     "ConfigurationError", "CryptoError", "DecryptionError", "DeletedSecretConflictError",
-    "InsecureKeyFileError", "ManualClock", "SecretAlreadyExistsError", "SecretDisabledError",
-    "SecretExpiredError", "SecretIsDeletedError", "SecretNotFoundError",
+    "InsecureKeyFileError", "ManualClock", "RotationConfig", "RotationFailedError",
+    "RotationNotConfiguredError", "RotationTargetError", "SecretAlreadyExistsError",
+    "SecretDisabledError", "SecretExpiredError", "SecretIsDeletedError", "SecretNotFoundError",
     "SecretNotReadableError", "SecretNotYetValidError", "SecretType", "SecretValue",
-    "SecretsAudit", "SecretsManager", "SecretsRotation", "RotationConfig", "RotationFailedError",
-    "RotationNotConfiguredError", "Settings", "StoreUnavailableError", "Strongroom",
-    "StrongroomError", "ThreatRules", "ValidationError", "WrongMasterKeyError", "acting_as",
-    "current_actor",
+    "SecretsAudit", "SecretsManager", "SecretsRotation", "Settings", "StoreUnavailableError",
+    "Strongroom", "StrongroomError", "ThreatRules", "ValidationError", "WrongMasterKeyError",
+    "acting_as", "current_actor",
 }  # fmt: skip
 
 

@@ -12,6 +12,9 @@ from strongroom.core.errors import (
     DecryptionError,
     DeletedSecretConflictError,
     InsecureKeyFileError,
+    RotationFailedError,
+    RotationNotConfiguredError,
+    RotationTargetError,
     SecretAlreadyExistsError,
     SecretDisabledError,
     SecretExpiredError,
@@ -27,7 +30,7 @@ from strongroom.core.errors import (
 from strongroom.core.models import SecretType, SecretValue
 from strongroom.core.rotation import RotationConfig
 from strongroom.manager import SecretsManager
-from strongroom.rotation import RotationFailedError, RotationNotConfiguredError, SecretsRotation
+from strongroom.rotation import SecretsRotation
 from strongroom.secrets_audit import SecretsAudit
 from strongroom.threats import ThreatRules
 
@@ -46,6 +49,7 @@ __all__ = [
     "RotationConfig",
     "RotationFailedError",
     "RotationNotConfiguredError",
+    "RotationTargetError",
     "SecretAlreadyExistsError",
     "SecretDisabledError",
     "SecretExpiredError",

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from strongroom.backends.base import WriteMode, name_key
 from strongroom.core.audit import AuditAction
 from strongroom.core.errors import (
+    RotationFailedError,
+    RotationNotConfiguredError,
     SecretNotFoundError,
     StrongroomError,
     ValidationError,
@@ -52,18 +54,6 @@ log = get_logger("strongroom.rotation")
 LEASE = timedelta(minutes=10)
 CLAIM_BATCH = 1000
 CONCURRENCY = 32
-
-
-class RotationNotConfiguredError(SecretNotFoundError):
-    """No rotation configuration exists for this secret."""
-
-    code = "rotation_not_configured"
-
-
-class RotationFailedError(StrongroomError):
-    """A rotation step failed; the current version is untouched and a retry is scheduled."""
-
-    code = "rotation_failed"
 
 
 def _owner() -> str:

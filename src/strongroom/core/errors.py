@@ -7,7 +7,8 @@ secret and version at most: a value never appears in an error.
     ├── ValidationError (also ValueError)       bad name, value, metadata, expiry, option
     ├── ConfigurationError                      settings that cannot work together
     ├── SecretNotFoundError (also LookupError)  no such secret or version
-    │   └── SecretIsDeletedError                the name is held by a soft-deleted secret
+    │   ├── SecretIsDeletedError                the name is held by a soft-deleted secret
+    │   └── RotationNotConfiguredError          no rotation configuration for this secret
     ├── SecretAlreadyExistsError                create_secret on a name in use
     │   └── DeletedSecretConflictError          ... in use by a soft-deleted secret
     ├── SecretNotReadableError                  the secret exists but may not be read now
@@ -18,6 +19,8 @@ secret and version at most: a value never appears in an error.
     │   ├── DecryptionError                     "cannot decrypt", whatever check failed
     │   ├── WrongMasterKeyError                 the master key does not open this store
     │   └── InsecureKeyFileError                key file readable by group or others
+    ├── RotationFailedError                     a rotation step failed (retried later)
+    │   └── RotationTargetError                 the target system refused the new credential
     ├── StoreUnavailableError                   the store cannot be reached or written
     └── AuditUnavailableError                   the event could not be recorded: refused
 """
@@ -31,6 +34,9 @@ __all__ = [
     "DecryptionError",
     "DeletedSecretConflictError",
     "InsecureKeyFileError",
+    "RotationFailedError",
+    "RotationNotConfiguredError",
+    "RotationTargetError",
     "SecretAlreadyExistsError",
     "SecretDisabledError",
     "SecretExpiredError",
@@ -134,3 +140,21 @@ class AuditUnavailableError(StrongroomError):
     """The audit log could not record the event, so the operation was refused (fail-closed)."""
 
     code = "audit_unavailable"
+
+
+class RotationNotConfiguredError(SecretNotFoundError):
+    """No rotation configuration exists for this secret."""
+
+    code = "rotation_not_configured"
+
+
+class RotationFailedError(StrongroomError):
+    """A rotation step failed; the current version is untouched and a retry is scheduled."""
+
+    code = "rotation_failed"
+
+
+class RotationTargetError(RotationFailedError):
+    """The target system refused or did not accept the new credential."""
+
+    code = "rotation_target"

@@ -15,17 +15,11 @@ import asyncpg
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from strongroom.core.errors import StrongroomError, ValidationError
+from strongroom.core.errors import RotationTargetError, ValidationError
 
-__all__ = ["PostgresRoleRotator", "RotationTargetError", "scram_sha256_verifier"]
+__all__ = ["PostgresRoleRotator", "scram_sha256_verifier"]
 
 SCRAM_ITERATIONS = 4096
-
-
-class RotationTargetError(StrongroomError):
-    """The target system refused or did not accept the new credential."""
-
-    code = "rotation_target"
 
 
 def _hmac(key: bytes, message: bytes) -> bytes:
