@@ -234,7 +234,7 @@ class SecretsRotation(StrongroomFacade):
                     "rotation_days": row["rotation_days"],
                     "enabled": row["enabled"],
                     "last_rotation": row["last_rotation"],
-                    "due_at": row["due_at"],
+                    "due_at": policy_due(row, now),
                 }
             else:
                 days = policy_days(props.secret_type, policies)
@@ -348,6 +348,10 @@ class SecretsRotation(StrongroomFacade):
             return await self._failed(app, row, now, exc)
         current_prev = row.get("_previous")
         grace = timedelta(hours=row["grace_period_hours"])
+        pending = row["previous_version"] if row["previous_disable_at"] else None
+        if pending and pending != current_prev:
+            # Rotated again within a grace period: the older version's grace ends now.
+            await self._disable_version(app, name, pending, now)
         await app.rotation_store.finish(
             {
                 "secret_name": row["secret_name"],
@@ -376,7 +380,6 @@ class SecretsRotation(StrongroomFacade):
     ) -> VersionProperties:
         """Generate, apply to the target, verify, then make the new value current."""
         name = row["display_name"]
-        key = row["secret_name"]
         current = await self._current(app, name)
         row["_previous"] = current.version if current else None
         value = await self._generate(app, row)
@@ -388,26 +391,50 @@ class SecretsRotation(StrongroomFacade):
         rotator = app.rotators.get(row["rotator"]) if row["rotator"] else None
         if row["rotator"] and rotator is None:
             raise RotationFailedError(f"rotator {row['rotator']!r} is not registered here")
+        old = None
         if rotator is not None:
             old = (await app.store.get_version(name)).value.reveal() if current else None
             await rotator.apply(name, value, old)
-            try:
+        try:
+            if rotator is not None:
                 await rotator.verify(name, value)
-            except Exception:
+            await self._verify(app, row["secret_name"], name, value)
+            return await self._write_new_version(app, row, current, data, content_type, now)
+        except BaseException:
+            # Whatever failed after the target took the new credential, put the old one back:
+            # the current version must stay the credential that works.
+            if rotator is not None:
                 await rotator.rollback(name, old)
-                raise
+            raise
+
+    @staticmethod
+    async def _verify(app: Strongroom, key: str, name: str, value: Any) -> None:
         verifier = app.verifiers.get(key)
-        if verifier is not None:
+        if verifier is None:
+            return
+        try:
             verdict = verifier(name, value)
             if inspect.isawaitable(verdict):
                 verdict = await verdict
-            if not verdict:
-                raise RotationFailedError("the new value did not pass verification")
-        lifetime = (
-            (current.expires_at - current.created_at) if current and current.expires_at else None
-        )
+        except Exception as exc:
+            raise RotationFailedError(f"verify callback raised {type(exc).__name__}") from None
+        if not verdict:
+            raise RotationFailedError("the new value did not pass verification")
+
+    @staticmethod
+    async def _write_new_version(
+        app: Strongroom,
+        row: dict[str, Any],
+        current: VersionProperties | None,
+        data: bytes,
+        content_type: str | None,
+        now: datetime,
+    ) -> VersionProperties:
+        lifetime = None
+        if current is not None and current.expires_at is not None:
+            lifetime = current.expires_at - current.created_at  # new versions live as long
         new = NewVersion(
-            name=name,
+            name=row["display_name"],
             version=secrets.token_hex(16),
             secret_type=(
                 current.secret_type if current
@@ -424,9 +451,16 @@ class SecretsRotation(StrongroomFacade):
     async def _generate(self, app: Strongroom, row: dict[str, Any]) -> Any:
         callback = app.callbacks.get(row["secret_name"])
         if callback is not None:
-            value = callback(row["display_name"])
-            if inspect.isawaitable(value):
-                value = await value
+            # User code: its exception (even a strongroom one) may quote a value, so only its
+            # type travels on.
+            try:
+                value = callback(row["display_name"])
+                if inspect.isawaitable(value):
+                    value = await value
+            except Exception as exc:
+                raise RotationFailedError(
+                    f"rotation callback raised {type(exc).__name__}"
+                ) from None
             return value
         if row["generator"]:
             return generate(row["generator"], _unjson(row["generator_options"]))
@@ -466,17 +500,22 @@ class SecretsRotation(StrongroomFacade):
         now = app.clock()
         for row in await app.rotation_store.grace_expired(now, CLAIM_BATCH):
             version = row["previous_version"]
-            try:
-                await app.store.update_properties(
-                    row["display_name"], version, PropertyChanges(updated_at=now, enabled=False)
-                )
+            if await self._disable_version(app, row["display_name"], version, now):
                 ended.append(row["display_name"])
-            except SecretNotFoundError:
-                pass  # the version or the secret is gone: nothing left to disable
             await app.rotation_store.clear_grace(row["secret_name"], version)
         return ended
 
     # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def _disable_version(app: Strongroom, name: str, version: str, now: datetime) -> bool:
+        try:
+            await app.store.update_properties(
+                name, version, PropertyChanges(updated_at=now, enabled=False)
+            )
+        except SecretNotFoundError:
+            return False  # the version or the secret is gone: nothing left to disable
+        return True
 
     @staticmethod
     async def _current(app: Strongroom, name: str) -> VersionProperties | None:
@@ -494,8 +533,17 @@ class SecretsRotation(StrongroomFacade):
         return row
 
 
+def policy_due(row: dict[str, Any], now: datetime) -> datetime:
+    """When the policy says the secret is due (retries of a failing rotation do not move it)."""
+    due = due_at(
+        row["last_rotation"], row["rotation_days"], row["expires_at"],
+        row["rotation_hours_before_expiry"], now=now,
+    )  # fmt: skip
+    return min(due, row["due_at"]) if row["force_on_next"] else due
+
+
 def _status(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    due = row["due_at"]
+    due = policy_due(row, now)
     return {
         "name": row["display_name"],
         "enabled": row["enabled"],
@@ -508,6 +556,7 @@ def _status(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "next_rotation": row["next_rotation"],
         "expires_at": row["expires_at"],
         "due_at": due,
+        "next_attempt": row["due_at"] if row["enabled"] else None,
         "days_until_rotation": (due - now).days if due > now else -((now - due).days),
         "overdue": bool(row["enabled"] and due <= now),
         "force_on_next": row["force_on_next"],

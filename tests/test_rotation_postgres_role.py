@@ -1,0 +1,321 @@
+"""PostgresRoleRotator against real PostgreSQL roles: the password really changes, a failed
+verification puts the old one back, and role names are quoted safely.
+
+The local server trusts every login from 127.0.0.1, so the session fixture adds one pg_hba rule
+(before the first ``host ... trust`` line) that makes members of ``strongroom_password_auth``
+log in with SCRAM-SHA-256; each test's role is a member. The secrets themselves live in SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from conftest import PG_URL
+from strongroom import (
+    ManualClock,
+    RotationConfig,
+    SecretsAudit,
+    SecretsManager,
+    SecretsRotation,
+    SecretType,
+    Strongroom,
+)
+from strongroom.rotators import PostgresRoleRotator, scram_sha256_verifier
+from strongroom.rotators.postgres_role import RotationTargetError
+
+pytestmark = pytest.mark.stores("sqlite")
+
+GROUP = "strongroom_password_auth"
+HBA_RULE = f"host all +{GROUP} 127.0.0.1/32 scram-sha-256"
+LOGIN = {"host": "127.0.0.1", "port": 5432, "database": "test"}
+ROTATOR = "pg-app"
+
+
+def _tokens(line: str) -> list[str]:
+    return line.split("#", 1)[0].split()
+
+
+def _with_password_rule(text: str) -> str | None:
+    """``text`` with HBA_RULE before the first ``host ... trust`` line; None if it is already
+    there. Other lines are kept as they are."""
+    lines = text.splitlines(keepends=True)
+    rule = HBA_RULE.split()
+    for index, line in enumerate(lines):
+        tokens = _tokens(line)
+        if tokens == rule:
+            return None
+        if tokens and tokens[0].startswith("host") and "trust" in tokens[3:]:
+            lines.insert(index, HBA_RULE + "\n")
+            return "".join(lines)
+    return None  # no trust rule for TCP: passwords are checked already
+
+
+def _ensure_password_rule(hba: Path) -> None:
+    updated = _with_password_rule(hba.read_text())
+    if updated is not None:
+        with hba.open("r+") as handle:  # in place: owner and mode stay as they are
+            handle.write(updated)
+            handle.truncate()
+
+
+async def _admin_execute(query: str, *args: Any) -> None:
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        statement = await conn.fetchval(query, *args)
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def create_role(role: str, password: str) -> None:
+    """A LOGIN role in the password group, its password set as a SCRAM verifier."""
+    await _admin_execute(
+        f"SELECT format('CREATE ROLE %I LOGIN IN ROLE {GROUP} PASSWORD %L', $1::text, $2::text)",
+        role,
+        scram_sha256_verifier(password),
+    )
+
+
+async def drop_role(role: str) -> None:
+    await _admin_execute("SELECT format('DROP ROLE IF EXISTS %I', $1::text)", role)
+
+
+async def login(role: str, password: str, **overrides: Any) -> str:
+    """Log in as ``role`` and return current_user (raises on a refused password)."""
+    conn = await asyncpg.connect(user=role, password=password, **{**LOGIN, **overrides})
+    try:
+        user: str = await conn.fetchval("SELECT current_user")
+    finally:
+        await conn.close()
+    return user
+
+
+async def assert_refused(role: str, password: str) -> None:
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await login(role, password)
+
+
+@pytest.fixture(scope="session")
+async def password_auth(postgres_available: None) -> None:
+    """Make members of GROUP log in with a password on 127.0.0.1 (idempotent, never skips)."""
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        hba = Path(await conn.fetchval("SHOW hba_file"))
+        try:
+            _ensure_password_rule(hba)
+        except OSError as exc:
+            pytest.fail(
+                f"the PostgreSQL role rotator tests need to add {HBA_RULE!r} to {hba} before its "
+                f"first 'host ... trust' line (run them as root or the postgres user): {exc}"
+            )
+        await conn.execute("SELECT pg_reload_conf()")
+        await conn.execute(
+            f"DO $$ BEGIN CREATE ROLE {GROUP} NOLOGIN; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+    finally:
+        await conn.close()
+
+    # The reload is asynchronous: wait until a wrong password is really refused.
+    probe, password = f"sr_probe_{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    await create_role(probe, password)
+    try:
+        for _ in range(100):
+            try:
+                await login(probe, "not-" + password)
+            except asyncpg.InvalidPasswordError:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail(f"PostgreSQL still accepts any password for {GROUP} members ({hba})")
+        assert await login(probe, password) == probe
+    finally:
+        await drop_role(probe)
+
+
+@pytest.fixture
+async def make_role(password_auth: None) -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """``await make_role(password, prefix=...)``: a uniquely named role, dropped afterwards."""
+    made: list[str] = []
+
+    async def make(password: str, prefix: str = "sr_app") -> str:
+        role = f"{prefix}_{secrets.token_hex(4)}"
+        await create_role(role, password)
+        made.append(role)
+        return role
+
+    yield make
+    for role in made:
+        await drop_role(role)
+
+
+async def setup_rotation(
+    app: Strongroom,
+    name: str,
+    role: str,
+    password: str,
+    rotator: PostgresRoleRotator,
+    **config: Any,
+) -> tuple[SecretsManager, SecretsRotation, str]:
+    """The secret seeded with the role's password and a config rotating it through ROTATOR."""
+    manager, rotation = SecretsManager(app), SecretsRotation(app)
+    created = await manager.create_secret(
+        name, password, secret_type=SecretType.DATABASE_CREDENTIAL
+    )
+    await rotation.register_rotator(ROTATOR, rotator)
+    await rotation.register_secret(
+        RotationConfig(
+            name=name,
+            generator="password",
+            rotator=ROTATOR,
+            secret_type=SecretType.DATABASE_CREDENTIAL,
+            **config,
+        )
+    )
+    return manager, rotation, created["version"]
+
+
+async def test_rotation_changes_the_role_password(
+    app: Strongroom, clock: ManualClock, make_role: Callable[..., Awaitable[str]]
+) -> None:
+    initial = secrets.token_urlsafe(24)
+    role = await make_role(initial)
+    assert await login(role, initial) == role
+    rotator = PostgresRoleRotator(admin_dsn=PG_URL, role=role, login=LOGIN)
+    manager, rotation, first = await setup_rotation(app, "db-app", role, initial, rotator)
+
+    clock.advance(days=90)
+    assert (await rotation.run_check())["rotated"] == ["db-app"]
+    new = await manager.get_secret("db-app")
+    assert new != initial
+    assert len(new) == 32
+    await assert_refused(role, initial)
+    assert await login(role, new) == role
+    props = await manager.get_secret_properties("db-app")
+    assert props["version"] != first
+    assert props["secret_type"] == "database_credential"
+    assert await manager.get_secret("db-app", version=first) == initial  # grace period
+
+    # The server holds a SCRAM verifier, never the plaintext.
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        stored = await conn.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = $1", role)
+    finally:
+        await conn.close()
+    assert stored.startswith("SCRAM-SHA-256$4096:")
+    assert new not in stored
+
+    # And again: each rotation's password replaces the last.
+    clock.advance(days=90)
+    assert (await rotation.run_check())["rotated"] == ["db-app"]
+    newer = await manager.get_secret("db-app")
+    assert newer not in (initial, new)
+    await assert_refused(role, new)
+    assert await login(role, newer) == role
+
+
+async def test_a_role_name_with_a_quote_and_capitals_is_quoted_safely(
+    app: Strongroom, make_role: Callable[..., Awaitable[str]]
+) -> None:
+    initial = secrets.token_urlsafe(24)
+    role = await make_role(initial, prefix='App"Role')
+    assert await login(role, initial) == role
+    rotator = PostgresRoleRotator(admin_dsn=PG_URL, role=role, login=LOGIN)
+    manager, rotation, _ = await setup_rotation(app, "db-quoted", role, initial, rotator)
+
+    result = await rotation.rotate_secret("db-quoted", force=True)
+    assert result["rotated"] is True, result
+    new = await manager.get_secret("db-quoted")
+    await assert_refused(role, initial)
+    assert await login(role, new) == role
+
+
+class RefusingRotator(PostgresRoleRotator):
+    """Verifies for real, then refuses the first ``refusals`` new passwords anyway."""
+
+    def __init__(self, *args: Any, refusals: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refusals = refusals
+        self.offered: list[str] = []
+
+    async def verify(self, name: str, new: Any) -> None:
+        self.offered.append(new)
+        await super().verify(name, new)
+        if len(self.offered) <= self.refusals:
+            raise RotationTargetError("verification refused by the test")
+
+
+async def test_a_failed_verification_puts_the_old_password_back(
+    app: Strongroom, clock: ManualClock, make_role: Callable[..., Awaitable[str]]
+) -> None:
+    initial = secrets.token_urlsafe(24)
+    role = await make_role(initial)
+    rotator = RefusingRotator(admin_dsn=PG_URL, role=role, login=LOGIN)
+    manager, rotation, first = await setup_rotation(app, "db-refused", role, initial, rotator)
+
+    clock.advance(days=90)
+    assert (await rotation.run_check())["failed"] == ["db-refused"]
+    [refused] = rotator.offered
+    assert await login(role, initial) == role  # rolled back
+    await assert_refused(role, refused)
+    assert (await manager.get_secret_properties("db-refused"))["version"] == first
+    assert await manager.get_secret("db-refused") == initial
+    status = await rotation.get_rotation_status("db-refused")
+    assert status["last_result"] == "FAILURE"
+    assert refused not in status["last_error"]
+    [failure] = await SecretsAudit(app).get_audit_trail("db-refused", "ROTATE", result="FAILURE")
+    assert failure["error_code"] == "rotation_target"
+
+    # The retry, after the delay, generates a fresh password and succeeds.
+    clock.advance(minutes=1)
+    assert (await rotation.run_check())["rotated"] == ["db-refused"]
+    assert len(rotator.offered) == 2
+    new = rotator.offered[1]
+    assert new not in (refused, initial)
+    assert await manager.get_secret("db-refused") == new
+    assert await login(role, new) == role
+    await assert_refused(role, initial)
+    await assert_refused(role, refused)
+
+
+async def test_a_verification_login_that_cannot_connect_keeps_the_old_password(
+    app: Strongroom, clock: ManualClock, make_role: Callable[..., Awaitable[str]]
+) -> None:
+    initial = secrets.token_urlsafe(24)
+    role = await make_role(initial)
+    rotator = PostgresRoleRotator(admin_dsn=PG_URL, role=role, login={**LOGIN, "port": 1})
+    manager, rotation, first = await setup_rotation(app, "db-unreachable", role, initial, rotator)
+
+    result = await rotation.rotate_secret("db-unreachable", force=True)
+    assert result["rotated"] is False
+    assert await login(role, initial) == role
+    assert (await manager.get_secret_properties("db-unreachable"))["version"] == first
+    assert len(await manager.get_secret_versions("db-unreachable")) == 1
+    status = await rotation.get_rotation_status("db-unreachable")
+    assert status["last_result"] == "FAILURE"
+    assert "login" in status["last_error"]
+
+
+async def test_a_failed_verify_callback_also_puts_the_old_password_back(
+    app: Strongroom, clock: ManualClock, make_role: Callable[..., Awaitable[str]]
+) -> None:
+    """The rotator accepted the new password but the config's own verification refused it:
+    the secret keeps the old password, so the role must too."""
+    initial = secrets.token_urlsafe(24)
+    role = await make_role(initial)
+    rotator = PostgresRoleRotator(admin_dsn=PG_URL, role=role, login=LOGIN)
+    manager, rotation, first = await setup_rotation(
+        app, "db-checked", role, initial, rotator, verify_callback=lambda name, value: False
+    )
+
+    result = await rotation.rotate_secret("db-checked", force=True)
+    assert result["rotated"] is False
+    assert (await manager.get_secret_properties("db-checked"))["version"] == first
+    assert await login(role, initial) == role  # what the secret holds still logs in
