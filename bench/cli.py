@@ -1,5 +1,9 @@
 """``python -m bench``: run the benchmarks, print one table, write bench/results/latest.json.
 
+Crypto references, then each store's get_secret/update_secret, then the audit benchmarks (audited
+vs unaudited reads, the audit writer's ingest rate, audit queries over a generated dataset),
+then the rotation scheduler (one due check over 100,000 configurations, rotating the 1,000 due).
+
 Timings never fail the run: goals are printed as PASS or MISS. The exit status is 1 only when a
 benchmark could not run because something raised (a skipped, unreachable PostgreSQL is not that).
 """
@@ -25,7 +29,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.bench_audit import (
+    INGEST_TASKS,
+    QUERY_EVENTS,
+    QUERY_EVENTS_QUICK,
+    AuditRun,
+    close_datasets,
+    run_audit,
+)
 from bench.bench_crypto import run_crypto
+from bench.bench_rotation import RotationRun, run_rotation
 from bench.bench_store import BACKENDS, PG_URL, StoreRun, run_store
 from bench.harness import ResultRow, fmt_ms, fmt_rate, fmt_ratio, render_table
 from strongroom.core.logging import configure_logging
@@ -35,20 +48,43 @@ __all__ = ["main"]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _HEADERS = (
     "section", "operation", "tasks", "ops", "ops/s", "spread", "p50 ms", "p99 ms",
-    "ratio", "vs", "goal", "result",
+    "ratio", "vs", "goal", "result", "note",
 )  # fmt: skip
-_ALIGN = "llrrrrrrrlll"
+_ALIGN = "llrrrrrrrllll"
+AUDIT = "audit"
+ROTATION = "rotation"
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=BACKENDS, help="measure one store (crypto always runs)")
+    parser.add_argument(
+        "--only",
+        choices=(*BACKENDS, AUDIT, ROTATION),
+        help="measure one store (crypto runs too), or only the audit or rotation benchmarks",
+    )
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test, noisy)")
     parser.add_argument("--seconds", type=float, help="time budget per measurement")
     parser.add_argument(
         "--tasks",
         default="1,32",
         help="comma-separated concurrent task counts for the store runs (default: 1,32)",
+    )
+    parser.add_argument(
+        "--ingest-tasks",
+        default=",".join(str(t) for t in INGEST_TASKS),
+        help="comma-separated concurrent task counts for the audit ingest runs "
+        f"(default: {','.join(str(t) for t in INGEST_TASKS)})",
+    )
+    parser.add_argument(
+        "--audit-events",
+        type=int,
+        help=f"events in the audit query dataset (default: {QUERY_EVENTS:,}; "
+        f"{QUERY_EVENTS_QUICK:,} with --quick)",
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="EXPLAIN (ANALYZE, BUFFERS) every audit query, not only those that miss their goal",
     )
     parser.add_argument("--rounds", type=int, default=5, help="rounds per measurement (median)")
     parser.add_argument("--pg-url", default=PG_URL, help="PostgreSQL URL (default: DATABASE_URL)")
@@ -65,16 +101,23 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         nargs="?",
         const=RESULTS_DIR / "profile.pstats",
-        help="profile the store runs with cProfile (main thread only: not the crypto references, "
-        "not the SQLite writer thread), dump the stats here and print the top entries",
+        help="profile the store and audit runs with cProfile (main thread only: not the crypto "
+        "references, not the SQLite writer thread), dump the stats here and print the top entries",
     )
     args = parser.parse_args(argv)
     try:
         args.task_counts = [int(t) for t in args.tasks.split(",") if t.strip()]
+        args.ingest_task_counts = [int(t) for t in args.ingest_tasks.split(",") if t.strip()]
     except ValueError:
-        parser.error("--tasks takes integers, e.g. 1,32")
+        parser.error("--tasks and --ingest-tasks take integers, e.g. 1,32")
     if not args.task_counts or min(args.task_counts) < 1:
         parser.error("--tasks takes positive integers, e.g. 1,32")
+    if not args.ingest_task_counts or min(args.ingest_task_counts) < 1:
+        parser.error("--ingest-tasks takes positive integers, e.g. 1,32,256")
+    if args.audit_events is None:
+        args.audit_events = QUERY_EVENTS_QUICK if args.quick else QUERY_EVENTS
+    if args.audit_events < 1:
+        parser.error("--audit-events takes a positive integer")
     if args.rounds < 1:
         parser.error("--rounds takes a positive integer")
     if args.seconds is None:
@@ -123,6 +166,8 @@ def _environment(args: argparse.Namespace) -> dict[str, Any]:
         "seconds_per_measurement": args.seconds,
         "warmup_seconds": args.warmup,
         "tasks": args.task_counts,
+        "ingest_tasks": args.ingest_task_counts,
+        "audit_events": args.audit_events,
         "log_level": args.log_level,
         "profiled": args.profile is not None,
         "rounds": args.rounds,
@@ -158,19 +203,35 @@ def _table_row(row: ResultRow) -> list[str]:
         row.reference or "",
         row.goal.text if row.goal else "",
         row.status,
+        row.note or "",
     ]
 
 
 async def _run(
     args: argparse.Namespace, profiler: cProfile.Profile | None
-) -> tuple[list[ResultRow], list[StoreRun], list[str]]:
+) -> tuple[list[ResultRow], list[StoreRun], AuditRun | None, RotationRun | None, list[str]]:
+    try:
+        return await _run_all(args, profiler)
+    finally:
+        # The audit query dataset is shared by everything in this run; it goes at the end.
+        await close_datasets()
+
+
+async def _run_all(
+    args: argparse.Namespace, profiler: cProfile.Profile | None
+) -> tuple[list[ResultRow], list[StoreRun], AuditRun | None, RotationRun | None, list[str]]:
     errors: list[str] = []
-    rows = run_crypto(
-        seconds=min(args.seconds, 2.0), warmup_seconds=args.warmup, rounds=args.rounds
-    )
+    rows: list[ResultRow] = []
+    if args.only not in (AUDIT, ROTATION):
+        rows = run_crypto(
+            seconds=min(args.seconds, 2.0), warmup_seconds=args.warmup, rounds=args.rounds
+        )
     references = {r.operation: r.measurement.ops_per_s for r in rows}
     stores: list[StoreRun] = []
-    for backend in [args.only] if args.only else BACKENDS:
+    backends: Sequence[str] = (
+        () if args.only in (AUDIT, ROTATION) else [args.only] if args.only else BACKENDS
+    )
+    for backend in backends:
         print(f"  measuring {backend} ...", file=sys.stderr, flush=True)
         if profiler is not None:
             profiler.enable()
@@ -193,11 +254,62 @@ async def _run(
                 profiler.disable()
         stores.append(run)
         rows.extend(run.rows)
-    return rows, stores, errors
+    audit: AuditRun | None = None
+    if args.only in (None, AUDIT):
+        if profiler is not None:
+            profiler.enable()
+        try:
+            audit = await run_audit(
+                read_tasks=args.task_counts,
+                ingest_tasks=args.ingest_task_counts,
+                seconds=args.seconds,
+                warmup_seconds=args.warmup,
+                rounds=args.rounds,
+                pg_url=args.pg_url,
+                query_events=args.audit_events,
+                quick=args.quick,
+                explain_all=args.explain,
+                progress=lambda text: print(f"  measuring {text} ...", file=sys.stderr, flush=True),
+            )
+        except Exception as exc:
+            traceback.print_exc()
+            errors.append(f"audit: {type(exc).__name__}: {exc}")
+        finally:
+            if profiler is not None:
+                profiler.disable()
+        if audit is not None:
+            rows.extend(audit.rows)
+    rotation = await _run_rotation(args, profiler, errors)
+    rows.extend(rotation.rows if rotation is not None else ())
+    return rows, stores, audit, rotation, errors
+
+
+async def _run_rotation(
+    args: argparse.Namespace, profiler: cProfile.Profile | None, errors: list[str]
+) -> RotationRun | None:
+    """The rotation scheduler benchmarks (unless another section was picked with --only)."""
+    if args.only not in (None, ROTATION):
+        return None
+    if profiler is not None:
+        profiler.enable()
+    try:
+        return await run_rotation(pg_url=args.pg_url, quick=args.quick)
+    except Exception as exc:
+        traceback.print_exc()
+        errors.append(f"rotation: {type(exc).__name__}: {exc}")
+        return None
+    finally:
+        if profiler is not None:
+            profiler.disable()
 
 
 def _report(
-    rows: list[ResultRow], stores: list[StoreRun], env: dict[str, Any], elapsed: float
+    rows: list[ResultRow],
+    stores: list[StoreRun],
+    audit: AuditRun | None,
+    rotation: RotationRun | None,
+    env: dict[str, Any],
+    elapsed: float,
 ) -> str:
     lines = [
         f"strongroom bench  git {env['git']}  python {env['python']}  "
@@ -216,6 +328,12 @@ def _report(
             "other tasks never got to run"
         )
     lines += [f"{run.backend}: SKIPPED - {run.skipped}" for run in stores if run.skipped]
+    if audit is not None:
+        lines += audit.skipped
+        lines += audit.notes
+    if rotation is not None:
+        lines += rotation.skipped
+        lines += rotation.notes
     lines.append(
         f"ops/s = median of {env['rounds']} rounds, spread = (fastest - slowest round) / median; "
         "ratio = ops/s / ops/s of the reference in 'vs' (same run)"
@@ -235,12 +353,24 @@ def _write_json(
     env: dict[str, Any],
     rows: list[ResultRow],
     stores: list[StoreRun],
+    audit: AuditRun | None,
+    rotation: RotationRun | None,
     errors: list[str],
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "environment": env,
         "stores": {run.backend: {"info": run.info, "skipped": run.skipped} for run in stores},
+        "audit": (
+            {"info": audit.info, "skipped": audit.skipped, "notes": audit.notes}
+            if audit is not None
+            else None
+        ),
+        "rotation": (
+            {"info": rotation.info, "skipped": rotation.skipped, "notes": rotation.notes}
+            if rotation is not None
+            else None
+        ),
         "results": [r.to_dict() for r in rows],
         "errors": errors,
     }
@@ -253,13 +383,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = _environment(args)
     started = time.perf_counter()
     profiler = cProfile.Profile() if args.profile else None
-    rows, stores, errors = asyncio.run(_run(args, profiler))
+    rows, stores, audit, rotation, errors = asyncio.run(_run(args, profiler))
     elapsed = time.perf_counter() - started
     env["total_seconds"] = round(elapsed, 1)
     env["load_after"] = _load()
 
-    print(_report(rows, stores, env, elapsed))
-    _write_json(args.json, env, rows, stores, errors)
+    print(_report(rows, stores, audit, rotation, env, elapsed))
+    _write_json(args.json, env, rows, stores, audit, rotation, errors)
     print(f"results written to {args.json}")
     if profiler is not None:
         args.profile.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from strongroom.core.errors import (
     SecretDisabledError,
     SecretExpiredError,
     SecretNotYetValidError,
+    SecretRevokedError,
     ValidationError,
 )
 from strongroom.core.logging import get_logger
@@ -48,6 +49,8 @@ log = get_logger("strongroom.manager")
 
 def check_readable(props: VersionProperties, now: datetime) -> None:
     """Raise the typed error that says why this version's value may not be read now."""
+    if props.revoked_at is not None:
+        raise SecretRevokedError(f"secret {props.name!r} version {props.version!r} was revoked")
     if not props.enabled:
         raise SecretDisabledError(f"secret {props.name!r} version {props.version!r} is disabled")
     if props.not_before is not None and now < props.not_before:

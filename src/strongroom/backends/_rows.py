@@ -58,5 +58,6 @@ def props_from_row(row: Any, *, micros: bool, current: bool) -> VersionPropertie
         updated_at=_required(conv(row["updated_at"])),
         expires_at=conv(row["expires_at"]),
         not_before=conv(row["not_before"]),
+        revoked_at=conv(row["revoked_at"]),
         current=current,
     )

@@ -203,6 +203,18 @@ class MemoryStore:
         self._envelope = Envelope(Keyring.load(self._master, self._rows))
         return KeyRotationResult(new_version, previous, count)
 
+    async def revoke_all(self, name: str, revoked_at: datetime) -> int:
+        secret = self._secrets.get(name_key(name))
+        if secret is None:
+            raise not_found(name)
+        changes = PropertyChanges(updated_at=revoked_at, enabled=False)
+        count = 0
+        for row in secret.versions:
+            if row.props.revoked_at is None:
+                row.props = replace(changes.apply(row.props), revoked_at=revoked_at)
+                count += 1
+        return count
+
     async def key_version(self) -> int:
         return self._envelope.keyring.current_version
 

@@ -53,7 +53,7 @@ _REWRAP_BATCH = 500
 _COLUMNS = (
     "s.name, s.deleted_at, s.purge_at, s.current_seq, v.seq, v.version, v.secret_type, "
     "v.content_type, v.tags::text AS tags, v.enabled, v.created_at, v.updated_at, "
-    "v.expires_at, v.not_before"
+    "v.expires_at, v.not_before, v.revoked_at"
 )
 _SEALED = ", v.ciphertext, v.wrapped_dek, v.kek_version"
 _SELECT_CURRENT = (
@@ -353,6 +353,22 @@ class PostgresStore:
         async with self._conn() as conn:
             status = await conn.execute(
                 "DELETE FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= $1", now
+            )
+        return int(status.split()[-1])
+
+    async def revoke_all(self, name: str, revoked_at: datetime) -> int:
+        key = name_key(name)
+        async with self._conn() as conn, conn.transaction():
+            if (
+                await conn.fetchval("SELECT 1 FROM secrets WHERE name_key = $1 FOR UPDATE", key)
+                is None
+            ):
+                raise not_found(name)
+            status = await conn.execute(
+                "UPDATE secret_versions SET enabled = false, revoked_at = $2, updated_at = $2 "
+                "WHERE name_key = $1 AND revoked_at IS NULL",
+                key,
+                revoked_at,
             )
         return int(status.split()[-1])
 

@@ -59,7 +59,8 @@ T = TypeVar("T")
 _REWRAP_BATCH = 500
 _COLUMNS = (
     "s.name, s.deleted_at, s.purge_at, s.current_seq, v.seq, v.version, v.secret_type, "
-    "v.content_type, v.tags, v.enabled, v.created_at, v.updated_at, v.expires_at, v.not_before"
+    "v.content_type, v.tags, v.enabled, v.created_at, v.updated_at, v.expires_at, v.not_before, "
+    "v.revoked_at"
 )
 _SELECT_CURRENT = (
     f"SELECT {_COLUMNS}, v.ciphertext, v.wrapped_dek, v.kek_version FROM secrets s "  # noqa: S608
@@ -383,6 +384,21 @@ class SqliteStore:
             return conn.execute(
                 "DELETE FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= ?",
                 (to_micros(now),),
+            ).rowcount
+
+        return await self._write(job)
+
+    async def revoke_all(self, name: str, revoked_at: datetime) -> int:
+        key = name_key(name)
+        when = to_micros(revoked_at)
+
+        def job(conn: sqlite3.Connection) -> int:
+            if conn.execute("SELECT 1 FROM secrets WHERE name_key = ?", (key,)).fetchone() is None:
+                raise not_found(name)
+            return conn.execute(
+                "UPDATE secret_versions SET enabled = 0, revoked_at = ?, updated_at = ? "
+                "WHERE name_key = ? AND revoked_at IS NULL",
+                (when, when, key),
             ).rowcount
 
         return await self._write(job)

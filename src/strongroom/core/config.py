@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     """One configuration; the profile follows from what is set (DESIGN.md, profiles)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="", case_sensitive=False, extra="ignore", populate_by_name=True
+        env_prefix="", case_sensitive=False, extra="ignore", populate_by_name=False
     )
 
     azure_key_vault_url: str | None = Field(default=None, alias="AZURE_KEY_VAULT_URL")

@@ -12,9 +12,14 @@ secret and version at most: a value never appears in an error.
     ├── SecretAlreadyExistsError                create_secret on a name in use
     │   └── DeletedSecretConflictError          ... in use by a soft-deleted secret
     ├── SecretNotReadableError                  the secret exists but may not be read now
+    │   ├── SecretRevokedError                  revoked in an emergency: never readable again
     │   ├── SecretDisabledError
     │   ├── SecretExpiredError
     │   └── SecretNotYetValidError
+    ├── RevocationError
+    │   ├── RevocationNotFoundError (also LookupError)
+    │   ├── RevocationStateError                the request's state does not allow this step
+    │   └── SeparationOfDutiesError             self-approval, or a second approval by one person
     ├── CryptoError
     │   ├── DecryptionError                     "cannot decrypt", whatever check failed
     │   ├── WrongMasterKeyError                 the master key does not open this store
@@ -34,6 +39,9 @@ __all__ = [
     "DecryptionError",
     "DeletedSecretConflictError",
     "InsecureKeyFileError",
+    "RevocationError",
+    "RevocationNotFoundError",
+    "RevocationStateError",
     "RotationFailedError",
     "RotationNotConfiguredError",
     "RotationTargetError",
@@ -44,6 +52,8 @@ __all__ = [
     "SecretNotFoundError",
     "SecretNotReadableError",
     "SecretNotYetValidError",
+    "SecretRevokedError",
+    "SeparationOfDutiesError",
     "StoreUnavailableError",
     "StrongroomError",
     "ValidationError",
@@ -98,6 +108,12 @@ class SecretNotReadableError(StrongroomError):
     """The secret exists but its value may not be read now."""
 
     code = "not_readable"
+
+
+class SecretRevokedError(SecretNotReadableError):
+    """The version was revoked in an emergency; no one can read it again."""
+
+    code = "revoked"
 
 
 class SecretDisabledError(SecretNotReadableError):
@@ -158,3 +174,23 @@ class RotationTargetError(RotationFailedError):
     """The target system refused or did not accept the new credential."""
 
     code = "rotation_target"
+
+
+class RevocationError(StrongroomError):
+    code = "revocation"
+
+
+class RevocationNotFoundError(RevocationError, LookupError):
+    code = "not_found"
+
+
+class RevocationStateError(RevocationError):
+    """The request is not in a state that allows this step (e.g. it is already closed)."""
+
+    code = "revocation_state"
+
+
+class SeparationOfDutiesError(RevocationError):
+    """Nobody approves their own request, and nobody approves one twice."""
+
+    code = "denied"

@@ -89,6 +89,7 @@ class VersionProperties:
     expires_at: datetime | None
     not_before: datetime | None
     current: bool = True
+    revoked_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +104,8 @@ class VersionProperties:
             "expires_at": self.expires_at,
             "not_before": self.not_before,
             "current": self.current,
+            "revoked": self.revoked_at is not None,
+            "revoked_at": self.revoked_at,
         }
 
 

@@ -13,9 +13,12 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import asyncpg
+if TYPE_CHECKING:
+    # Only for the annotation: importing asyncpg costs every SQLite-only process (the CLI's
+    # start-up among them) about 10 ms.
+    import asyncpg
 
 __all__ = [
     "SCHEMA_NAME",

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from strongroom.core.errors import ConfigurationError, StoreUnavailableError, StrongroomError
 from strongroom.db.migrate import SCHEMA_NAME, migrate_postgres
 
-__all__ = ["DRIVER_ERRORS", "check_schema", "keep_session", "open_pool", "pooled"]
+if TYPE_CHECKING:
+    import asyncpg
 
-#: What asyncpg raises when the server or the network fails us.
-DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+__all__ = ["check_schema", "driver_errors", "keep_session", "open_pool", "pooled"]
+
+
+def driver_errors() -> tuple[type[BaseException], ...]:
+    """What asyncpg raises when the server or the network fails us.
+
+    asyncpg is imported here, on first use, not when this module loads: processes that never
+    touch PostgreSQL (the embedded profile, the CLI's start-up) do not pay its import time.
+    """
+    import asyncpg  # noqa: PLC0415
+
+    return (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def check_schema(schema: str) -> str:
@@ -36,6 +45,8 @@ async def open_pool(
     dsn: str, schema: str, *, min_size: int, max_size: int, what: str
 ) -> asyncpg.Pool:
     """Migrate ``schema`` and open a pool whose connections work inside it."""
+    import asyncpg  # noqa: PLC0415 (see driver_errors)
+
     try:
         bootstrap = await asyncpg.connect(dsn)
         try:
@@ -49,7 +60,7 @@ async def open_pool(
             server_settings={"search_path": schema},
             reset=keep_session,
         )
-    except DRIVER_ERRORS as exc:
+    except driver_errors() as exc:
         raise StoreUnavailableError(f"cannot open {what} ({type(exc).__name__})") from exc
 
 
@@ -62,10 +73,11 @@ async def pooled(
     if pool is None:
         raise StoreUnavailableError(f"{what} is closed")
     unchanged: tuple[type[BaseException], ...] = (StrongroomError, *passthrough)
+    failures = driver_errors()
     try:
         async with pool.acquire() as conn:
             yield conn
     except unchanged:
         raise
-    except DRIVER_ERRORS as exc:
+    except failures as exc:
         raise StoreUnavailableError(f"{what} failed ({type(exc).__name__})") from exc

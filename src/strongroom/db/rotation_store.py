@@ -7,7 +7,6 @@ several replicas never rotate the same secret in the same cycle.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,7 +17,10 @@ from strongroom.db.pg import open_pool, pooled
 from strongroom.db.sqlite_db import SqliteDatabase
 
 __all__ = [
+    "CLAIM_POSTGRES",
     "COLUMNS",
+    "DUE_POSTGRES",
+    "DUE_SQLITE",
     "PostgresRotationStore",
     "RotationStore",
     "SqliteRotationStore",
@@ -50,16 +52,26 @@ _UPSERT = (
     )
 )
 
-# The due check: enabled, due, not leased by a live scheduler; oldest first.
+# The due check: enabled, due, not leased by a live scheduler; oldest first. "{enabled}" is the
+# literal each dialect's partial index is defined with, so every plan can use the index.
 _DUE = (
     "SELECT secret_name FROM secrets_rotation_config "
-    "WHERE enabled = :true AND due_at <= :now AND (lease_until IS NULL OR lease_until < :now) "
+    "WHERE {enabled} AND due_at <= :now AND (lease_until IS NULL OR lease_until < :now) "
     "ORDER BY due_at LIMIT :limit"
 )
-_CLAIM_PG = (
+# One statement claims what the due check finds. PostgreSQL: ANY(ARRAY(...)) keeps the plan on
+# the primary key whatever the row estimate, and SKIP LOCKED lets replicas share the work.
+DUE_SQLITE = _DUE.replace("{enabled}", "enabled = 1")
+DUE_POSTGRES = _DUE.replace("{enabled}", "enabled")
+CLAIM_POSTGRES = (
     "UPDATE secrets_rotation_config SET lease_owner = :owner, lease_until = :lease_until "
-    f"WHERE secret_name IN ({_DUE} FOR UPDATE SKIP LOCKED) "
-    f"RETURNING {', '.join(COLUMNS)}"
+    "WHERE secret_name = ANY(ARRAY("
+    + DUE_POSTGRES
+    + f" FOR UPDATE SKIP LOCKED)) RETURNING {', '.join(COLUMNS)}"
+)
+_CLAIM_SQLITE = (
+    "UPDATE secrets_rotation_config SET lease_owner = :owner, lease_until = :lease_until "
+    "WHERE secret_name IN (" + DUE_SQLITE + f") RETURNING {', '.join(COLUMNS)}"
 )
 _CLAIM_ONE = (
     "UPDATE secrets_rotation_config SET lease_owner = :owner, lease_until = :lease_until "
@@ -131,7 +143,7 @@ class _Sql:
         return out
 
     def compile(self, sql: str, values: dict[str, Any]) -> tuple[str, Sequence[Any]]:
-        return self.dialect.compile(sql, self.params({"true": True, **values}))
+        return self.dialect.compile(sql, self.params(values))
 
 
 class SqliteRotationStore:
@@ -173,28 +185,9 @@ class SqliteRotationStore:
         self, now: datetime, owner: str, lease_until: datetime, limit: int
     ) -> list[dict[str, Any]]:
         values = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
-        due_sql, due_params = self._sql.compile(_DUE, values)
-        claim_sql, _ = self._sql.compile(_CLAIM_ONE, {**values, "secret_name": ""})
-
-        def job(conn: sqlite3.Connection) -> list[Any]:
-            names = [r[0] for r in conn.execute(due_sql, due_params).fetchall()]
-            claimed = []
-            for name in names:
-                params = self._sql.params({**values, "secret_name": name})
-                ordered = [
-                    params[k] for k in ("owner", "lease_until", "secret_name", "now", "owner")
-                ]
-                if conn.execute(claim_sql, ordered).rowcount:
-                    claimed.append(name)
-            if not claimed:
-                return []
-            marks = ", ".join("?" for _ in claimed)
-            return conn.execute(
-                f"{_SELECT} WHERE secret_name IN ({marks}) ORDER BY due_at", claimed
-            ).fetchall()
-
-        rows = await self.db.write(job)
-        return [self._sql.row(r) for r in rows]
+        text, params = self._sql.compile(_CLAIM_SQLITE, values)
+        rows = await self.db.write(lambda c: c.execute(text, params).fetchall())
+        return sorted((self._sql.row(r) for r in rows), key=lambda r: r["due_at"])
 
     async def claim(
         self, name: str, now: datetime, owner: str, lease_until: datetime
@@ -270,7 +263,7 @@ class PostgresRotationStore:
         self, now: datetime, owner: str, lease_until: datetime, limit: int
     ) -> list[dict[str, Any]]:
         values = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
-        rows = await self._fetch(_CLAIM_PG, values)
+        rows = await self._fetch(CLAIM_POSTGRES, values)
         return sorted(rows, key=lambda r: r["due_at"])
 
     async def claim(
