@@ -7,13 +7,16 @@ import strongroom
 EXPECTED = {
     "Actor", "AuditAction", "AuditResult", "AuditUnavailableError", "Backend",
     "ConfigurationError", "CryptoError", "DecryptionError", "DeletedSecretConflictError",
-    "InsecureKeyFileError", "ManualClock", "RotationConfig", "RotationFailedError",
+    "EmergencyRevoke", "EventSubscriptions", "InsecureKeyFileError", "ManualClock",
+    "RevocationError", "RevocationNotFoundError", "RevocationReason", "RevocationRequest",
+    "RevocationStateError", "RevocationStatus", "RotationConfig", "RotationFailedError",
     "RotationNotConfiguredError", "RotationTargetError", "SecretAlreadyExistsError",
     "SecretDisabledError", "SecretExpiredError", "SecretIsDeletedError", "SecretNotFoundError",
-    "SecretNotReadableError", "SecretNotYetValidError", "SecretType", "SecretValue",
-    "SecretsAudit", "SecretsManager", "SecretsRotation", "Settings", "StoreUnavailableError",
-    "Strongroom", "StrongroomError", "ThreatRules", "ValidationError", "WrongMasterKeyError",
-    "acting_as", "current_actor",
+    "SecretNotReadableError", "SecretNotYetValidError", "SecretRevokedError", "SecretType",
+    "SecretValue", "SecretsAudit", "SecretsManager", "SecretsRotation",
+    "SeparationOfDutiesError", "Settings", "Severity", "StoreUnavailableError", "Strongroom",
+    "StrongroomError", "ThreatRules", "ValidationError", "WrongMasterKeyError", "acting_as",
+    "current_actor",
 }  # fmt: skip
 
 

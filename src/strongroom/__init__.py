@@ -12,6 +12,9 @@ from strongroom.core.errors import (
     DecryptionError,
     DeletedSecretConflictError,
     InsecureKeyFileError,
+    RevocationError,
+    RevocationNotFoundError,
+    RevocationStateError,
     RotationFailedError,
     RotationNotConfiguredError,
     RotationTargetError,
@@ -22,14 +25,24 @@ from strongroom.core.errors import (
     SecretNotFoundError,
     SecretNotReadableError,
     SecretNotYetValidError,
+    SecretRevokedError,
+    SeparationOfDutiesError,
     StoreUnavailableError,
     StrongroomError,
     ValidationError,
     WrongMasterKeyError,
 )
 from strongroom.core.models import SecretType, SecretValue
+from strongroom.core.revocation import (
+    RevocationReason,
+    RevocationRequest,
+    RevocationStatus,
+    Severity,
+)
 from strongroom.core.rotation import RotationConfig
+from strongroom.events import EventSubscriptions
 from strongroom.manager import SecretsManager
+from strongroom.revocation import EmergencyRevoke
 from strongroom.rotation import SecretsRotation
 from strongroom.secrets_audit import SecretsAudit
 from strongroom.threats import ThreatRules
@@ -44,8 +57,16 @@ __all__ = [
     "CryptoError",
     "DecryptionError",
     "DeletedSecretConflictError",
+    "EmergencyRevoke",
+    "EventSubscriptions",
     "InsecureKeyFileError",
     "ManualClock",
+    "RevocationError",
+    "RevocationNotFoundError",
+    "RevocationReason",
+    "RevocationRequest",
+    "RevocationStateError",
+    "RevocationStatus",
     "RotationConfig",
     "RotationFailedError",
     "RotationNotConfiguredError",
@@ -57,12 +78,15 @@ __all__ = [
     "SecretNotFoundError",
     "SecretNotReadableError",
     "SecretNotYetValidError",
+    "SecretRevokedError",
     "SecretType",
     "SecretValue",
     "SecretsAudit",
     "SecretsManager",
     "SecretsRotation",
+    "SeparationOfDutiesError",
     "Settings",
+    "Severity",
     "StoreUnavailableError",
     "Strongroom",
     "StrongroomError",

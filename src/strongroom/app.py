@@ -7,6 +7,7 @@ built with no arguments share the process default, so what one records another s
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any, Self
 
 import structlog
@@ -24,8 +25,20 @@ from strongroom.core.logging import configure_logging, get_logger
 from strongroom.core.metrics import Metrics
 from strongroom.db.audit_sqlite import SqliteAuditStore
 from strongroom.db.audit_store import AuditStore
+from strongroom.db.revocation_store import (
+    PostgresRevocationStore,
+    RevocationStore,
+    SqliteRevocationStore,
+)
 from strongroom.db.rotation_store import PostgresRotationStore, RotationStore, SqliteRotationStore
 from strongroom.db.sqlite_db import SqliteDatabase
+from strongroom.db.subscription_store import (
+    PostgresSubscriptionStore,
+    SqliteSubscriptionStore,
+    SubscriptionStore,
+)
+from strongroom.event_bus import EventBus
+from strongroom.notify import Dispatcher, UrlPolicy, build_dispatcher
 from strongroom.threats import ThreatRules
 
 __all__ = ["Strongroom", "default_app", "load_master_key", "reset_default_app"]
@@ -87,23 +100,37 @@ def build_store(settings: Settings, master: MasterKey) -> SecretStore:
     )
 
 
-def build_state_stores(settings: Settings) -> tuple[AuditStore, RotationStore]:
-    """Audit and rotation state live beside the secrets: the same SQLite file or PostgreSQL
-    database (or the one named by STRONGROOM_AUDIT_DATABASE_URL); the memory profile keeps them
-    in an in-process SQLite database."""
+@dataclass(frozen=True, slots=True)
+class StateStores:
+    """Where audit, rotation, revocation and subscription state live."""
+
+    audit: AuditStore
+    rotation: RotationStore
+    revocation: RevocationStore
+    subscriptions: SubscriptionStore
+
+
+def build_state_stores(settings: Settings) -> StateStores:
+    """State lives beside the secrets: the same SQLite file or PostgreSQL database (or the one
+    named by STRONGROOM_AUDIT_DATABASE_URL); the memory profile keeps it in an in-process
+    SQLite database."""
     if settings.audit_database_url is not None or settings.backend is Backend.POSTGRES:
         from strongroom.db.audit_postgres import PostgresAuditStore  # noqa: PLC0415
 
-        dsn = settings.audit_dsn()
-        return (
-            PostgresAuditStore(dsn, schema=settings.pg_schema),
-            PostgresRotationStore(dsn, schema=settings.pg_schema),
+        dsn, schema = settings.audit_dsn(), settings.pg_schema
+        return StateStores(
+            PostgresAuditStore(dsn, schema=schema),
+            PostgresRotationStore(dsn, schema=schema),
+            PostgresRevocationStore(dsn, schema=schema),
+            PostgresSubscriptionStore(dsn, schema=schema),
         )
-    if settings.backend is Backend.MEMORY:
-        db = SqliteDatabase(None)
-        return SqliteAuditStore(db), SqliteRotationStore(db)
-    db = SqliteDatabase(settings.sqlite_path)
-    return SqliteAuditStore(db, sync=settings.audit_fsync), SqliteRotationStore(db)
+    db = SqliteDatabase(None if settings.backend is Backend.MEMORY else settings.sqlite_path)
+    return StateStores(
+        SqliteAuditStore(db, sync=settings.audit_fsync),
+        SqliteRotationStore(db),
+        SqliteRevocationStore(db),
+        SqliteSubscriptionStore(db),
+    )
 
 
 def threat_rules_from(settings: Settings) -> ThreatRules:
@@ -119,23 +146,29 @@ def threat_rules_from(settings: Settings) -> ThreatRules:
 
 
 class Strongroom:
-    """A configuration wired to its open stores and its audit log."""
+    """A configuration wired to its open stores, its audit log, notifier and event bus."""
 
     def __init__(
         self,
         settings: Settings,
         store: SecretStore,
         audit: AuditLog,
+        state: StateStores,
         *,
         clock: Clock = system_clock,
         metrics: Metrics,
         threat_rules: ThreatRules,
-        rotation_store: RotationStore,
+        notifier: Dispatcher,
+        events: EventBus,
     ) -> None:
         self.settings = settings
         self.store = store
         self.audit = audit
-        self.rotation_store = rotation_store
+        self.rotation_store = state.rotation
+        self.revocation_store = state.revocation
+        self._state = state
+        self.notifier = notifier
+        self.events = events
         # Code that rotation configurations name: attached per process, by secret name.
         self.callbacks: dict[str, Any] = {}
         self.verifiers: dict[str, Any] = {}
@@ -163,34 +196,45 @@ class Strongroom:
         master = resolve_master_key(settings)
         store = store or build_store(settings, master)
         metrics = Metrics()
-        audit_store, rotation_store = build_state_stores(settings)
+        notifier = build_dispatcher(settings, metrics)
+        state = build_state_stores(settings)
         audit_log = AuditLog(
-            audit_store if audit else None,
+            state.audit if audit else None,
             ChainKey(master.derive(ChainKey.PURPOSE)),
             clock=clock,
             metrics=metrics,
             timeout=settings.audit_timeout_seconds,
             fail_open=settings.audit_fail_open,
         )
-        await store.open()
+        events = EventBus(
+            state.subscriptions,
+            master.derive(b"strongroom/event-signing/1"),
+            policy=UrlPolicy(
+                allow_private=settings.webhook_allow_private,
+                allow_loopback=settings.webhook_allow_loopback,
+            ),
+            clock=clock,
+            timeout=settings.notify_timeout_seconds,
+        )
+        opened: list[Any] = []
         try:
-            await audit_log.open()
-            try:
-                await rotation_store.open()
-            except BaseException:
-                await audit_log.close()
-                raise
+            for part in (store, audit_log, state.rotation, state.revocation, state.subscriptions):
+                await part.open()
+                opened.append(part)
         except BaseException:
-            await store.close()
+            for part in reversed(opened):
+                await part.close()
             raise
         app = cls(
             settings,
             store,
             audit_log,
+            state,
             clock=clock,
             metrics=metrics,
             threat_rules=threat_rules or threat_rules_from(settings),
-            rotation_store=rotation_store,
+            notifier=notifier,
+            events=events,
         )
         await store.purge_expired(clock())
         log.debug("opened", backend=store.backend)
@@ -201,13 +245,18 @@ class Strongroom:
         return self.store.backend
 
     async def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                await self.rotation_store.close()
-                await self.audit.close()
-            finally:
-                await self.store.close()
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self.events.drain()
+            await self.notifier.drain()
+            await self._state.subscriptions.close()
+            await self._state.revocation.close()
+            await self._state.rotation.close()
+            await self.audit.close()
+        finally:
+            await self.store.close()
 
     async def __aenter__(self) -> Self:
         return self

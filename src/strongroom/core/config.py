@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +56,27 @@ class Settings(BaseSettings):
     )
     pg_pool_min: int = Field(default=2, ge=1, alias="STRONGROOM_PG_POOL_MIN")
     pg_pool_max: int = Field(default=16, ge=1, alias="STRONGROOM_PG_POOL_MAX")
+    expiry_warning_days: int = Field(
+        default=30, ge=1, le=365, alias="STRONGROOM_EXPIRY_WARNING_DAYS"
+    )
+    # Notifications (strongroom.notify.build_dispatcher); an empty SMTP host means no email.
+    smtp_host: str | None = Field(default=None, alias="STRONGROOM_SMTP_HOST")
+    smtp_port: int = Field(default=25, ge=1, le=65535, alias="STRONGROOM_SMTP_PORT")
+    smtp_tls: Literal["none", "starttls", "tls"] = Field(
+        default="none", alias="STRONGROOM_SMTP_TLS"
+    )
+    smtp_username: str | None = Field(default=None, alias="STRONGROOM_SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(default=None, alias="STRONGROOM_SMTP_PASSWORD")
+    smtp_from: str = Field(default="strongroom@localhost", alias="STRONGROOM_SMTP_FROM")
+    webhook_urls: str | None = Field(default=None, alias="STRONGROOM_WEBHOOK_URLS")  # a,b,c
+    webhook_signing_key: SecretStr | None = Field(
+        default=None, alias="STRONGROOM_WEBHOOK_SIGNING_KEY"
+    )  # base64
+    webhook_allow_private: bool = Field(default=False, alias="STRONGROOM_WEBHOOK_ALLOW_PRIVATE")
+    webhook_allow_loopback: bool = Field(default=False, alias="STRONGROOM_WEBHOOK_ALLOW_LOOPBACK")
+    notify_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=300, alias="STRONGROOM_NOTIFY_TIMEOUT_SECONDS"
+    )
 
     @field_validator("azure_key_vault_url", mode="before")
     @classmethod

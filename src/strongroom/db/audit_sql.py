@@ -106,6 +106,13 @@ def summary_sql(dialect: Dialect, resource_name: str | None) -> str:
 _SCOPE = "{scope}"
 
 ANALYSES: dict[str, str] = {
+    # Who read a secret lately, and whether it is still being read (revocation risk).
+    "readers": (
+        "SELECT count(DISTINCT actor_id) AS readers, "
+        "sum(CASE WHEN timestamp >= :recent THEN 1 ELSE 0 END) AS recent_reads "
+        "FROM secrets_audit_log WHERE resource_name = :resource_name AND action = 'READ' "
+        "AND result = 'SUCCESS' AND timestamp >= :since"
+    ),
     "failures_by_actor": (
         "SELECT actor_id AS key, count(*) AS count, min(timestamp) AS first_seen, "
         "max(timestamp) AS last_seen, count(DISTINCT resource_name) AS resources, "
