@@ -106,6 +106,9 @@ class SecretsManager(StrongroomFacade):
             op.details["version"] = props.version
         await _restart_rotation_clock(app, props)
         log.info("secret created", name=props.name, version=props.version, actor=current_actor().id)
+        await app.events.emit(
+            "secret.created", props.name, version=props.version, actor=current_actor().id
+        )
         return props.to_dict()
 
     async def update_secret(
@@ -151,6 +154,9 @@ class SecretsManager(StrongroomFacade):
             op.details["version"] = props.version
         await _restart_rotation_clock(app, props)
         log.info("secret updated", name=props.name, version=props.version, actor=current_actor().id)
+        await app.events.emit(
+            "secret.updated", props.name, version=props.version, actor=current_actor().id
+        )
         return props.to_dict()
 
     async def update_secret_properties(

@@ -277,6 +277,9 @@ class EmergencyRevoke(StrongroomFacade):
             "details": details, "revoked_at": now, "closed_at": done, "updated_at": done,
         })  # fmt: skip
         log.warning("secret revoked", name=name, revocation_id=row["id"], count=revoked)
+        await app.events.emit(
+            "secret.revoked", name, revocation_id=row["id"], versions_revoked=revoked
+        )
         priority = "critical" if details.get("immediate") else "high"
         await self._announce(app, row, "revocation.completed", priority)
         return row

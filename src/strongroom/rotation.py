@@ -40,6 +40,7 @@ from strongroom.core.rotation import (
 from strongroom.core.validation import encode_value, validate_name
 from strongroom.facade import StrongroomFacade
 from strongroom.generators import check_generator, generate
+from strongroom.notify import Notification
 from strongroom.rotators.base import Rotator
 
 if TYPE_CHECKING:
@@ -296,6 +297,9 @@ class SecretsRotation(StrongroomFacade):
             if len(rows) < CLAIM_BATCH:
                 break
         disabled = await self._end_grace_periods(app)
+        await app.events.check_expiry(
+            await app.store.list_secrets(), timedelta(days=app.settings.expiry_warning_days)
+        )
         rotated = [r["name"] for r in results if r["rotated"]]
         failed = [r["name"] for r in results if not r["rotated"]]
         return {"rotated": rotated, "failed": failed, "grace_ended": disabled}
@@ -373,6 +377,7 @@ class SecretsRotation(StrongroomFacade):
             }
         )  # fmt: skip
         log.info("secret rotated", name=name, version=props.version)
+        await app.events.emit("secret.rotated", name, version=props.version)
         return {"name": name, "rotated": True, "version": props.version}
 
     async def _promote_new_version(
@@ -492,6 +497,21 @@ class SecretsRotation(StrongroomFacade):
             }
         )
         log.warning("rotation failed", name=row["display_name"], error=reason, attempt=attempts)
+        fields = {
+            "error": reason,
+            "attempt": attempts,
+            "next_attempt": (now + retry_delay(attempts)).isoformat(),
+        }
+        await app.events.emit("rotation.failed", row["display_name"], **fields)
+        app.notifier.send_later(
+            Notification(
+                kind="rotation.failed",
+                priority="high",
+                subject=f"strongroom: rotation of {row['display_name']} failed",
+                fields={"secret_name": row["display_name"], **fields},
+                occurred_at=now,
+            )
+        )
         return {"name": row["display_name"], "rotated": False, "error": reason}
 
     async def _end_grace_periods(self, app: Strongroom) -> list[str]:

@@ -14,6 +14,7 @@ from strongroom.core.audit import GENESIS_HASH, AuditAction, AuditEvent, AuditRe
 from strongroom.core.errors import AuditUnavailableError, ValidationError
 from strongroom.db.audit_store import AuditStore, TrailFilter
 from strongroom.facade import StrongroomFacade
+from strongroom.notify import Notification
 from strongroom.threats import detect
 
 __all__ = ["SecretsAudit"]
@@ -141,11 +142,15 @@ class SecretsAudit(StrongroomFacade):
         failure_threshold: int = 5,
         time_window_minutes: int = 30,
         actor_id: str | None = None,
+        *,
+        notify: bool = True,
     ) -> dict[str, Any]:
-        """Run every threat rule over the window; ``threats_detected`` counts what they found."""
+        """Run every threat rule over the window; ``threats_detected`` counts what they found.
 
+        When something is found (and ``notify``), the security team hears of it through the
+        configured notifiers, in the background (the seed's alert triggers)."""
         app, store = await self._store()
-        return await detect(
+        found = await detect(
             store,
             app.threat_rules,
             now=app.clock(),
@@ -154,6 +159,25 @@ class SecretsAudit(StrongroomFacade):
             failure_threshold=failure_threshold,
             window_minutes=time_window_minutes,
         )
+        if notify and found["threats_detected"]:
+            worst = found["threats"][0]["severity"]
+            app.metrics.inc("suspicious_activity_alerts_total", found["threats_detected"])
+            app.notifier.send_later(
+                Notification(
+                    kind="threat.detected",
+                    priority="critical" if worst == "critical" else "high",
+                    subject=f"strongroom: {found['threats_detected']} suspicious activities",
+                    fields={
+                        "threats_detected": found["threats_detected"],
+                        "types": ",".join(sorted({t["type"] for t in found["threats"]})),
+                        "worst_severity": worst,
+                        "window_minutes": time_window_minutes,
+                        "secret_name": resource_key(resource_name),
+                    },
+                    occurred_at=app.clock(),
+                )
+            )
+        return found
 
     async def verify_integrity(self, *, batch: int = 5000) -> dict[str, Any]:
         """Walk the hash chain; report the first event that was modified, removed or inserted.

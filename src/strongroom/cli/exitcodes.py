@@ -1,0 +1,33 @@
+"""Exit codes of the ``strongroom`` command, shared by every command module.
+
+Which error maps to which code is decided in one place, :func:`strongroom.cli.main.exit_code_for`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["EXIT_CODE_HELP", "ExitCode"]
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    DENIED = 4
+
+
+#: The table printed in ``strongroom --help`` and the README.
+EXIT_CODE_HELP = """\
+Exit codes:
+
+\b
+  0  success
+  1  error: a disabled, expired or not-yet-valid secret, a name already in use,
+     a store that cannot be reached, a broken audit chain, ...
+  2  usage or bad input: unknown option, invalid name, tag, value or input file
+  3  not found: no such secret or version, or the name is soft-deleted
+  4  denied or revoked: the audit log cannot record the call (fail-closed), the
+     master key does not open the store or its file is open to others, a
+     revoked secret"""

@@ -1,0 +1,40 @@
+"""``strongroom key ...``: the keyring that wraps every data key."""
+
+from typing import Any
+
+import typer
+
+from strongroom.app import Strongroom
+from strongroom.cli.options import JsonOpt, QuietOpt
+from strongroom.cli.runtime import output, run
+from strongroom.manager import SecretsManager
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="key",
+    help="Manage the keyring that wraps every secret's data key.",
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def rotate(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Add a new key version and re-wrap every data key under it, then drop the old versions.
+
+    Values are not re-encrypted, and reads keep working in every process while it runs. The
+    master key itself (file or STRONGROOM_MASTER_KEY) stays the same.
+    """
+    out = output(ctx, json=json, quiet=quiet)
+
+    async def work(strongroom: Strongroom) -> dict[str, Any]:
+        with out.progress("re-wrapping data keys", None) as bar:
+            return await SecretsManager(strongroom).rotate_master_key(progress=bar.update)
+
+    result = run(ctx, work)
+    previous = ", ".join(str(v) for v in result["previous_versions"]) or "-"
+    out.done(
+        f"Key version {result['key_version']} is current (was {previous}); "
+        f"{result['rewrapped']} data keys re-wrapped.",
+        result,
+    )

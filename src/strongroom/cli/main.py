@@ -1,0 +1,138 @@
+"""The root ``strongroom`` command: global options, command groups, errors to exit codes.
+
+Every error a command raises ends up in :func:`main`, which prints one line on stderr (never a
+traceback, never a value) and exits with the code :func:`exit_code_for` chooses.
+"""
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Annotated, NoReturn
+
+import typer
+
+from strongroom.cli import audit, keys, secrets, store
+from strongroom.cli.exitcodes import EXIT_CODE_HELP, ExitCode
+from strongroom.cli.output import safe
+from strongroom.cli.runtime import CliState
+from strongroom.core import errors
+
+__all__ = ["DENIED_CODES", "app", "exit_code_for", "main"]
+
+HELP = f"""\
+strongroom: secrets stored encrypted, versioned, audited.
+
+Configured by the same environment variables as the library: STRONGROOM_HOME (embedded
+profile, the default), DATABASE_URL (cluster profile), STRONGROOM_BACKEND, STRONGROOM_MASTER_KEY
+or STRONGROOM_MASTER_KEY_FILE, ... Start with `strongroom init`.
+
+Every call is audited as the OS user at this host, or as --as NAME.
+
+{EXIT_CODE_HELP}"""
+
+app = typer.Typer(
+    name="strongroom",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Commands and groups, in the order `strongroom --help` lists them. Secret rotation
+# (`strongroom rotation ...`) and emergency revocation (`strongroom revoke ...`) arrive with
+# their own issues: each adds a module beside these with a typer app, one add_typer line below,
+# and, where it raises new errors, their codes in exit_code_for.
+app.command("init")(store.init)
+app.command("status")(store.status)
+app.add_typer(secrets.app, name="secret")
+app.add_typer(audit.app, name="audit")
+app.add_typer(keys.app, name="key")
+
+#: Error codes (``StrongroomError.code``) that mean "denied or revoked", so errors that later
+#: issues add (a revoked secret, a refused token) exit with 4 without touching this module.
+DENIED_CODES = frozenset({"revoked", "denied", "forbidden", "unauthorized", "permission_denied"})
+
+
+def _version(value: bool) -> None:
+    if value:
+        from strongroom import __version__  # noqa: PLC0415
+
+        sys.stdout.write(f"strongroom {__version__}\n")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="NAME",
+            help="Act as NAME: the audit log records NAME (default: the OS user at this host).",
+        ),
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="JSON output for every command.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print nothing on success (warnings show).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Library log lines (JSON) on stderr.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    ctx.obj = CliState(actor=actor, json=json, quiet=quiet, verbose=verbose)
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit code of an error: the one place that decides it."""
+    if isinstance(exc, errors.SecretNotFoundError):  # includes a soft-deleted name
+        return ExitCode.NOT_FOUND
+    if isinstance(exc, errors.ValidationError):
+        return ExitCode.USAGE
+    denied = (
+        errors.SecretRevokedError,
+        errors.AuditUnavailableError,
+        errors.WrongMasterKeyError,
+        errors.InsecureKeyFileError,
+    )
+    if isinstance(exc, denied):
+        return ExitCode.DENIED
+    if isinstance(exc, errors.StrongroomError) and exc.code in DENIED_CODES:
+        return ExitCode.DENIED
+    # Disabled, expired or not-yet-valid secrets exist but cannot be read now: an error (1),
+    # not "denied", which is kept for refusals of who is asking (revocation, audit, keys).
+    return ExitCode.ERROR
+
+
+def _fail(message: str, code: ExitCode) -> NoReturn:
+    sys.stderr.write(f"strongroom: error: {safe(' '.join(message.split()))}\n")
+    sys.stderr.flush()
+    raise SystemExit(int(code))
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Run the command line; every outcome is an exit code."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="strongroom", standalone_mode=True)
+    except errors.StrongroomError as exc:
+        _fail(f"{exc} [{exc.code}]", exit_code_for(exc))
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or type(exc).__name__}{where}", ExitCode.ERROR)
+    except Exception as exc:
+        # A bug: name the exception type only (its text could carry anything).
+        if os.environ.get("STRONGROOM_CLI_TRACEBACK") == "1":
+            traceback.print_exc()
+        _fail(
+            f"unexpected {type(exc).__name__} (set STRONGROOM_CLI_TRACEBACK=1 to see where)",
+            ExitCode.ERROR,
+        )
+    raise SystemExit(0)  # standalone mode always exits above; this satisfies the type

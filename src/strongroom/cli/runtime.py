@@ -1,0 +1,109 @@
+"""What every command shares: the global options, and running one library call.
+
+Each command opens the configured stores (``Strongroom.open(Settings())`` from the same
+environment variables as the library), acts as ``--as NAME`` or the OS user at this host, does
+its work in one ``asyncio.run`` and closes the stores again. Errors are not handled here: they
+travel up to :func:`strongroom.cli.main.main`, which maps them to exit codes in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+import typer
+
+from strongroom.cli.output import Output
+from strongroom.core.errors import ValidationError
+
+if TYPE_CHECKING:
+    from strongroom.app import Strongroom
+    from strongroom.core.config import Settings
+
+__all__ = ["CliState", "UsageError", "output", "require_tty", "run", "state", "user_agent"]
+
+T = TypeVar("T")
+
+
+class UsageError(ValidationError):
+    """Bad input caught by the CLI itself (exit code 2, like a bad option)."""
+
+
+@dataclass(slots=True)
+class CliState:
+    """The root options (``strongroom --as NAME --json --quiet --verbose ...``)."""
+
+    actor: str | None = None
+    json: bool = False
+    quiet: bool = False
+    verbose: bool = False
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, CliState) else CliState()
+
+
+def output(ctx: typer.Context, *, json: bool = False, quiet: bool = False) -> Output:
+    """The output of this command: ``--json``/``--quiet`` given here or before the command."""
+    root = state(ctx)
+    return Output(json=json or root.json, quiet=quiet or root.quiet)
+
+
+def user_agent() -> str:
+    from strongroom import __version__  # noqa: PLC0415 (package import is already done)
+
+    return f"strongroom-cli/{__version__}"
+
+
+def require_tty(what: str) -> None:
+    """Refuse to prompt when nobody can answer (a script, a pipe)."""
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what}, and standard input is not a terminal to ask on")
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Library logs go to stderr as JSON lines: warnings only, unless ``-v`` or LOG_LEVEL."""
+    from strongroom.core.logging import configure_logging  # noqa: PLC0415
+
+    level = "INFO" if verbose else os.environ.get("LOG_LEVEL", "WARNING")
+    configure_logging(level)
+
+
+def settings() -> Settings:
+    """The library's settings from the environment (validation errors become usage errors)."""
+    from pydantic import ValidationError as PydanticError  # noqa: PLC0415
+
+    from strongroom.core.config import Settings  # noqa: PLC0415
+    from strongroom.core.errors import ConfigurationError  # noqa: PLC0415
+
+    try:
+        return Settings()
+    except PydanticError as exc:
+        fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e.get("loc")) or "settings"
+        raise ConfigurationError(f"invalid configuration in the environment: {fields}") from None
+
+
+def run(ctx: typer.Context, work: Callable[[Strongroom], Awaitable[T]]) -> T:
+    """Open the configured stores, run ``work`` as the acting user, close the stores."""
+    from strongroom.app import Strongroom  # noqa: PLC0415
+    from strongroom.core.actor import acting_as, default_actor  # noqa: PLC0415
+
+    root = state(ctx)
+    actor = root.actor if root.actor is not None else default_actor().id
+    _configure_logging(root.verbose)
+    config = settings()
+
+    async def go() -> T:
+        with acting_as(actor, user_agent=user_agent()):
+            app = await Strongroom.open(config)
+            try:
+                return await work(app)
+            finally:
+                await app.close()
+
+    return asyncio.run(go())

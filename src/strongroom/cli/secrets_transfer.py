@@ -1,0 +1,421 @@
+"""``strongroom secret import|export``: move many secrets at once (formats in ``transfer.py``).
+
+Exports are encrypted with a passphrase unless ``--plain`` is given. Imports check the whole
+input and every name conflict before writing anything, then write concurrently (the stores
+group-commit concurrent writes) with a progress bar.
+"""
+
+import asyncio
+import enum
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from strongroom.app import Strongroom
+from strongroom.cli import transfer
+from strongroom.cli.options import JsonOpt, QuietOpt, TagOpt, parse_tags
+from strongroom.cli.output import Column, Output, ProgressBar, now_utc
+from strongroom.cli.runtime import UsageError, output, require_tty, run
+from strongroom.cli.values import read_secret_text
+from strongroom.core.errors import (
+    SecretAlreadyExistsError,
+    SecretNotReadableError,
+    StrongroomError,
+)
+from strongroom.core.models import SecretType
+from strongroom.manager import SecretsManager
+
+__all__ = ["export", "import_"]
+
+PASSPHRASE_ENV = "STRONGROOM_EXPORT_PASSPHRASE"  # noqa: S105 (a variable name)
+_CONCURRENCY = 16  # below the PostgreSQL pool's default size of 16
+_MIN_PASSPHRASE = 12
+_SHOWN_RENAMES = 10
+
+T = TypeVar("T")
+
+
+class Conflict(enum.StrEnum):
+    FAIL = "fail"
+    SKIP = "skip"
+    UPDATE = "update"
+
+
+class ExportFormat(enum.StrEnum):
+    JSON = "json"
+    ENV = "env"
+
+
+class ImportFormat(enum.StrEnum):
+    AUTO = "auto"
+    ENV = "env"
+    JSON = "json"
+
+
+PassphraseFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        metavar="PATH",
+        help=f"Read the passphrase from this file (else ${PASSPHRASE_ENV}, else a prompt).",
+    ),
+]
+
+
+def _passphrase(path: Path | None, *, twice: bool) -> str:
+    if path is not None:
+        text = read_secret_text(path, "passphrase file").decode("utf-8", "replace")
+        return text.rstrip("\r\n")
+    from_env = os.environ.get(PASSPHRASE_ENV)
+    if from_env:
+        return from_env
+    require_tty(f"a passphrase is needed (use --passphrase-file or ${PASSPHRASE_ENV})")
+    entered: str = typer.prompt("Passphrase", hide_input=True, confirmation_prompt=twice)
+    return entered
+
+
+async def _bounded(
+    jobs: list[Callable[[], Awaitable[T]]], bar: ProgressBar
+) -> list[T | BaseException]:
+    """Run jobs with at most ``_CONCURRENCY`` at a time; a failure is returned, not raised."""
+    gate = asyncio.Semaphore(_CONCURRENCY)
+
+    async def one(job: Callable[[], Awaitable[T]]) -> T | BaseException:
+        async with gate:
+            try:
+                return await job()
+            except StrongroomError as exc:
+                return exc
+            finally:
+                bar.advance()
+
+    return await asyncio.gather(*(one(job) for job in jobs))
+
+
+# -- export --------------------------------------------------------------------------------
+
+
+def _write_output(path: Path | None, text: str, force: bool) -> None:
+    """Write to stdout, or to a new file of mode 0600 (an existing one only with --force)."""
+    if path is None or str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path} exists (add --force to overwrite it)") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def export(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[NAME]...", help="Secrets to export (default: every one)."),
+    ] = None,
+    output_path: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="PATH", help="Write here (mode 0600) not stdout."),
+    ] = None,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="json: strongroom's document; env: a .env file (plain)."),
+    ] = ExportFormat.JSON,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Write values unencrypted (a warning is printed).")
+    ] = False,
+    passphrase_file: PassphraseFileOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Export current values, encrypted with a passphrase (scrypt + AES-256-GCM) by default.
+
+    Each value read is audited. Disabled, expired and not-yet-valid secrets are skipped with a
+    warning. Re-import with `strongroom secret import`.
+    """
+    out = output(ctx, json=json, quiet=quiet)
+    if fmt is ExportFormat.ENV and not plain:
+        raise UsageError("a .env export is plaintext: add --plain to write one")
+    passphrase = None if plain else _passphrase(passphrase_file, twice=True)
+    if passphrase is not None and len(passphrase) < _MIN_PASSPHRASE:
+        out.warn(f"the passphrase is shorter than {_MIN_PASSPHRASE} characters")
+
+    async def work(strongroom: Strongroom) -> tuple[list[transfer.Item], list[str]]:
+        manager = SecretsManager(strongroom)
+        wanted = names or [s["name"] for s in await manager.list_secrets()]
+        with out.progress("exporting", len(wanted)) as bar:
+            found = await _bounded([_reader(manager, name) for name in wanted], bar)
+        items: list[transfer.Item] = []
+        skipped: list[str] = []
+        for name, result in zip(wanted, found, strict=True):
+            if isinstance(result, SecretNotReadableError):
+                skipped.append(name)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                items.append(result)
+        return items, skipped
+
+    items, skipped = run(ctx, work)
+    for name in skipped:
+        out.warn(f"skipped {name}: not readable now (disabled, expired, revoked or not yet valid)")
+    if plain:
+        out.warn("writing secret values unencrypted (--plain)")
+        text = (
+            transfer.render_env(items)
+            if fmt is ExportFormat.ENV
+            else transfer.dumps_document(items, exported_at=now_utc())
+        )
+    else:
+        assert passphrase is not None  # noqa: S101 (set above unless --plain)
+        document = transfer.dumps_document(items, exported_at=now_utc()).encode()
+        text = transfer.encrypt_export(document, passphrase)
+    _write_output(output_path, text, force)
+    to_stdout = output_path is None or str(output_path) == "-"
+    summary = {
+        "exported": len(items),
+        "skipped": skipped,
+        "encrypted": not plain,
+        "format": "encrypted" if not plain else fmt.value,
+        "output": None if to_stdout else str(output_path),
+    }
+    message = (
+        f"Exported {len(items)} secret{'s' if len(items) != 1 else ''} "
+        f"{'encrypted' if not plain else 'in plaintext'}"
+        f"{'' if to_stdout else f' to {output_path}'}"
+    )
+    if to_stdout:
+        out.note(message)  # stdout carries the export itself
+    else:
+        out.done(message, summary)
+
+
+def _reader(manager: SecretsManager, name: str) -> Callable[[], Awaitable[transfer.Item]]:
+    async def read() -> transfer.Item:
+        bundle = await manager.get_secret_bundle(name)
+        props = bundle.properties
+        return transfer.Item(
+            name=props.name,
+            value=bundle.value.reveal_bytes().decode("utf-8"),
+            secret_type=props.secret_type.value,
+            content_type=props.content_type,
+            tags=dict(props.tags),
+            expires_at=props.expires_at,
+            not_before=props.not_before,
+        )
+
+    return read
+
+
+# -- import --------------------------------------------------------------------------------
+
+
+def _load(
+    source: str, fmt: ImportFormat, passphrase_file: Path | None
+) -> tuple[str, list[transfer.Item]]:
+    raw = sys.stdin.buffer.read() if source == "-" else read_secret_text(Path(source))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError("the input is not UTF-8 text") from None
+    kind, data = transfer.detect(text)
+    if fmt is ImportFormat.ENV:
+        kind, data = "env", None
+    elif fmt is ImportFormat.JSON and kind == "env":
+        raise UsageError("the input is not a JSON object")
+    if kind == "encrypted":
+        passphrase = _passphrase(passphrase_file, twice=False)
+        payload = transfer.decrypt_export(data, passphrase).decode("utf-8")
+        kind, data = transfer.detect(payload)
+        if kind != "document":
+            raise UsageError("the encrypted export does not hold a strongroom document")
+        return "encrypted", transfer.from_document(data)
+    return kind, transfer.parse_input(kind, text, data)
+
+
+def _plan(
+    items: list[transfer.Item], live: set[str], deleted: set[str], on_conflict: Conflict
+) -> dict[str, str]:
+    """What happens to each name: create, update or skip; fails if a conflict is not allowed."""
+    plan: dict[str, str] = {}
+    refused: list[str] = []
+    for item in items:
+        key = item.name.lower()
+        if key in deleted:
+            if on_conflict is Conflict.SKIP:
+                plan[item.name] = "skip"
+            else:
+                refused.append(f"{item.name} (deleted: recover or purge it)")
+        elif key in live:
+            if on_conflict is Conflict.FAIL:
+                refused.append(item.name)
+            else:
+                plan[item.name] = "skip" if on_conflict is Conflict.SKIP else "update"
+        else:
+            plan[item.name] = "create"
+    if refused:
+        shown = ", ".join(refused[:5]) + (
+            f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+        )
+        raise SecretAlreadyExistsError(
+            f"{len(refused)} secret{'s' if len(refused) != 1 else ''} already exist: {shown}; "
+            "nothing was imported (use --on-conflict skip or update)"
+        )
+    return plan
+
+
+def _writer(
+    manager: SecretsManager,
+    item: transfer.Item,
+    action: str,
+    secret_type: SecretType | None,
+    extra_tags: dict[str, str],
+) -> Callable[[], Awaitable[str]]:
+    kind = secret_type or item.secret_type or SecretType.GENERIC
+    tags = {**(item.tags or {}), **extra_tags}
+
+    async def write() -> str:
+        if action == "create":
+            await manager.create_secret(
+                item.name,
+                item.value,
+                kind,
+                tags,
+                content_type=item.content_type,
+                not_before=item.not_before,
+            )
+        else:
+            await manager.update_secret(
+                item.name,
+                item.value,
+                tags if (item.tags or extra_tags) else None,
+                secret_type=secret_type or item.secret_type,
+                content_type=item.content_type,
+                not_before=item.not_before,
+            )
+        if item.expires_at is not None:
+            await manager.update_secret_properties(item.name, expires_at=item.expires_at)
+        return action
+
+    return write
+
+
+def import_(
+    ctx: typer.Context,
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE", help="A .env file, a JSON file or an export; - reads stdin."
+        ),
+    ],
+    fmt: Annotated[
+        ImportFormat,
+        typer.Option("--format", help="auto detects an encrypted export, JSON and .env."),
+    ] = ImportFormat.AUTO,
+    on_conflict: Annotated[
+        Conflict,
+        typer.Option(
+            "--on-conflict",
+            help="When a name exists: fail (nothing is written), skip it, or update it.",
+        ),
+    ] = Conflict.FAIL,
+    secret_type: Annotated[
+        SecretType | None,
+        typer.Option("--type", case_sensitive=False, help="Type of every imported secret."),
+    ] = None,
+    tag: TagOpt = None,
+    passphrase_file: PassphraseFileOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would happen and write nothing.")
+    ] = False,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Import secrets from a .env file, a JSON object or an export, all checked before any write.
+
+    .env names have `_` turned into `-` (names allow only letters, digits and -); the mapping
+    is reported.
+    """
+    out = output(ctx, json=json, quiet=quiet)
+    extra_tags = parse_tags(tag) or {}
+    kind, items = _load(source, fmt, passphrase_file)
+    renamed = {item.source: item.name for item in items if item.source}
+
+    async def work(strongroom: Strongroom) -> tuple[dict[str, str], list[tuple[str, str]]]:
+        manager = SecretsManager(strongroom)
+        live = {s["name"].lower() for s in await manager.list_secrets()}
+        gone = {s["name"].lower() for s in await manager.list_deleted_secrets()}
+        plan = _plan(items, live, gone, on_conflict)
+        if dry_run:
+            return plan, []
+        todo = [i for i in items if plan[i.name] != "skip"]
+        with out.progress("importing", len(todo)) as bar:
+            jobs = [_writer(manager, i, plan[i.name], secret_type, extra_tags) for i in todo]
+            results = await _bounded(jobs, bar)
+        failed = [
+            (i.name, r.code)
+            for i, r in zip(todo, results, strict=True)
+            if isinstance(r, StrongroomError)
+        ]
+        return plan, failed
+
+    plan, failed = run(ctx, work)
+    counts = {a: sum(1 for v in plan.values() if v == a) for a in ("create", "update", "skip")}
+    _report(out, kind, plan, counts, renamed, failed, dry_run)
+    if failed:
+        names = ", ".join(f"{n} ({code})" for n, code in failed[:5])
+        raise StrongroomError(f"{len(failed)} of {len(plan)} secrets were not imported: {names}")
+
+
+def _report(
+    out: Output,
+    kind: str,
+    plan: dict[str, str],
+    counts: dict[str, int],
+    renamed: dict[str, str],
+    failed: list[tuple[str, str]],
+    dry_run: bool,
+) -> None:
+    if out.json:
+        out.data(
+            {
+                "format": kind,
+                "dry_run": dry_run,
+                "created": 0 if dry_run else counts["create"] - _failed(failed, plan, "create"),
+                "updated": 0 if dry_run else counts["update"] - _failed(failed, plan, "update"),
+                "skipped": counts["skip"],
+                "failed": [{"name": n, "error_code": c} for n, c in failed],
+                "renamed": renamed,
+                "plan": plan,
+            }
+        )
+        return
+    if renamed and not out.quiet:
+        for key, name in list(renamed.items())[:_SHOWN_RENAMES]:
+            out.note(f"renamed {key} -> {name}")
+        if len(renamed) > _SHOWN_RENAMES:
+            out.note(f"... and {len(renamed) - _SHOWN_RENAMES} more renamed (see --json)")
+    if dry_run:
+        if not out.quiet:
+            out.table(
+                [Column("name", style="bold"), Column("action")],
+                [[name, action] for name, action in plan.items()],
+                title=f"import plan ({kind}): nothing written",
+            )
+        return
+    out.done(
+        f"Imported from {kind}: {counts['create'] - _failed(failed, plan, 'create')} created, "
+        f"{counts['update'] - _failed(failed, plan, 'update')} updated, {counts['skip']} skipped"
+    )
+
+
+def _failed(failed: list[tuple[str, str]], plan: dict[str, str], action: str) -> int:
+    return sum(1 for name, _ in failed if plan.get(name) == action)

@@ -1,0 +1,204 @@
+"""``strongroom init`` and ``strongroom status``: set up a profile and see how it is doing."""
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import typer
+
+from strongroom.app import Strongroom
+from strongroom.cli.options import JsonOpt, QuietOpt
+from strongroom.cli.output import Output
+from strongroom.cli.runtime import UsageError, output, run, settings
+from strongroom.core.config import Backend, Settings
+from strongroom.secrets_audit import SecretsAudit
+
+__all__ = ["init", "status"]
+
+
+def _where(config: Settings) -> str:
+    """Where the secrets live, without credentials."""
+    backend = config.backend
+    if backend is Backend.SQLITE:
+        return str(config.sqlite_path)
+    if backend is Backend.POSTGRES and config.database_url is not None:
+        url = urlsplit(config.database_url.get_secret_value())
+        host = url.hostname or "localhost"
+        port = f":{url.port}" if url.port else ""
+        return f"postgresql://{host}{port}{url.path} schema {config.pg_schema}"
+    if backend is Backend.MEMORY:
+        return "process memory (nothing persists)"
+    return backend.value
+
+
+def _audit_where(config: Settings) -> str:
+    if config.audit_database_url is not None:
+        url = urlsplit(config.audit_database_url.get_secret_value())
+        return f"postgresql://{url.hostname or 'localhost'}{url.path}"
+    return "beside the secrets"
+
+
+def _key_source(config: Settings) -> tuple[str, Path | None]:
+    """Where the master key comes from, and the key file to create if there is none yet."""
+    if config.master_key is not None:
+        return "STRONGROOM_MASTER_KEY", None
+    if config.master_key_file is not None:
+        return str(config.master_key_file), config.master_key_file
+    return str(config.default_key_file), config.default_key_file
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyFileState:
+    source: str
+    created: bool
+
+
+def _ensure_key(config: Settings, key_file: Path | None) -> _KeyFileState:
+    from strongroom.core.keyfile import create_key_file  # noqa: PLC0415
+
+    if key_file is not None:
+        if config.master_key is not None:
+            raise UsageError("--key-file and STRONGROOM_MASTER_KEY cannot both be used")
+        path: Path | None = key_file
+        source = str(key_file)
+    else:
+        source, path = _key_source(config)
+    if config.backend is Backend.MEMORY or path is None or path.exists():
+        return _KeyFileState(source, created=False)
+    create_key_file(path)
+    return _KeyFileState(source, created=True)
+
+
+def init(
+    ctx: typer.Context,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            metavar="PATH",
+            help="Create the master key file here (default: STRONGROOM_MASTER_KEY_FILE or "
+            "$STRONGROOM_HOME/master.key). Every replica of a cluster needs the same key.",
+        ),
+    ] = None,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Set up the configured profile: data directory, master key file (mode 0600), schema.
+
+    Safe to run again: an existing key file is kept and checked, the schema is brought up to
+    date. On the cluster profile, point every replica at the same key (STRONGROOM_MASTER_KEY or
+    STRONGROOM_MASTER_KEY_FILE).
+    """
+    out = output(ctx, json=json, quiet=quiet)
+    config = settings()
+    if config.backend is Backend.SQLITE:
+        config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = _ensure_key(config, key_file)
+    if key_file is not None:
+        # Opening below must use the key just made (or found) at --key-file.
+        os.environ["STRONGROOM_MASTER_KEY_FILE"] = str(key_file)
+
+    async def work(strongroom: Strongroom) -> dict[str, Any]:
+        # The HTTP service's first admin identity is created here once the server lands.
+        return {
+            "profile": strongroom.profile,
+            "store": _where(config),
+            "master_key": key.source,
+            "key_file_created": key.created,
+            "key_version": await strongroom.store.key_version(),
+            "secrets": await strongroom.store.count(),
+        }
+
+    report = run(ctx, work)
+    verb = "created" if key.created else "found"
+    out.done(
+        f"strongroom {report['profile']} profile ready at {report['store']}; "
+        f"master key {verb} at {report['master_key']}",
+        report,
+    )
+    if key.created and config.backend is Backend.POSTGRES:
+        out.note(
+            f"Every replica must use this key: set STRONGROOM_MASTER_KEY_FILE={key.source} "
+            "(mode 0600) or STRONGROOM_MASTER_KEY; keep a copy somewhere safe."
+        )
+
+
+def status(
+    ctx: typer.Context,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Also verify the audit hash chain (reads it all).")
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Profile, stores, key version, counts and health."""
+    out = output(ctx, json=json)
+    config = settings()
+
+    async def work(strongroom: Strongroom) -> dict[str, Any]:
+        audit = SecretsAudit(strongroom)
+        report: dict[str, Any] = {
+            "profile": strongroom.profile,
+            "store": _where(config),
+            "audit_store": _audit_where(config),
+            "master_key": _key_source(config)[0],
+            "key_version": await strongroom.store.key_version(),
+            "secrets": await strongroom.store.count(),
+            "deleted_secrets": len(await strongroom.store.list_deleted()),
+            "audit_events": await audit.count_events(),
+        }
+        if verify:
+            report["audit_chain"] = await audit.verify_integrity()
+        return report
+
+    report = run(ctx, work)
+    problems = _health(report, config)
+    report["health"] = "ok" if not problems else "degraded"
+    report["problems"] = problems
+    if out.json:
+        out.data(report)
+    else:
+        _show_status(out, report)
+    if problems:
+        raise typer.Exit(1)
+
+
+def _health(report: dict[str, Any], config: Settings) -> list[str]:
+    """What needs an operator's attention (the stores answered, or we would not be here)."""
+    problems: list[str] = []
+    chain = report.get("audit_chain")
+    if chain is not None and not chain["valid"]:
+        problems.append(f"audit chain broken at event {chain['broken_at']}: {chain['reason']}")
+    if config.audit_fail_open:
+        problems.append("STRONGROOM_AUDIT_FAIL_OPEN is on: calls are served when audit is down")
+    if config.backend is Backend.SQLITE:
+        mode = stat.S_IMODE(config.home.stat().st_mode)
+        if mode & 0o077:
+            problems.append(f"data directory {config.home} is open to others (mode {mode:04o})")
+    return problems
+
+
+def _show_status(out: Output, report: dict[str, Any]) -> None:
+    health = report["health"]
+    rows: dict[str, Any] = {
+        "profile": report["profile"],
+        "secrets store": report["store"],
+        "audit store": report["audit_store"],
+        "master key": report["master_key"],
+        "key version": str(report["key_version"]),
+        "secrets": f"{report['secrets']} live, {report['deleted_secrets']} deleted",
+        "audit events": str(report["audit_events"]),
+    }
+    chain = report.get("audit_chain")
+    if chain is not None:
+        rows["audit chain"] = (
+            (f"intact ({chain['checked']} verified)", "green")
+            if chain["valid"]
+            else (f"BROKEN at event {chain['broken_at']}", "bold red")
+        )
+    rows["health"] = (health, "green" if health == "ok" else "bold red")
+    if report["problems"]:
+        rows["problems"] = ("; ".join(report["problems"]), "red")
+    out.fields(rows, title="strongroom status")
