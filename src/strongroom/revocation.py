@@ -32,7 +32,7 @@ from strongroom.core.revocation import (
     transition,
 )
 from strongroom.facade import StrongroomFacade
-from strongroom.notify import Notification
+from strongroom.notify import Notification, validate_email_address
 
 if TYPE_CHECKING:
     from strongroom.app import Strongroom
@@ -94,6 +94,8 @@ class EmergencyRevoke(StrongroomFacade):
             AuditAction.REVOKE, getattr(request, "secret_name", None), operation="request"
         ) as op:
             req = request.validated()
+            for address in req.notify_recipients:
+                validate_email_address(address)  # the notifier's own rule, checked up front
             severity = Severity(req.severity)
             props = await app.store.get_properties(req.secret_name)
             if req.rotate_after and await app.rotation_store.get(props.name.lower()) is None:
