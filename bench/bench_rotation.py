@@ -289,9 +289,7 @@ class _RawPostgres:
             await self.conn.execute("SET plan_cache_mode = force_generic_plan")
             generic = [
                 r[0]
-                for r in await self.conn.fetch(
-                    f"EXPLAIN EXECUTE bench_due(now(), {int(limit)})"
-                )
+                for r in await self.conn.fetch(f"EXPLAIN EXECUTE bench_due(now(), {int(limit)})")
             ]
         finally:
             await self.conn.execute("RESET plan_cache_mode")
