@@ -2,7 +2,9 @@
 
 Crypto references, then each store's get_secret/update_secret, then the audit benchmarks (audited
 vs unaudited reads, the audit writer's ingest rate, audit queries over a generated dataset),
-then the rotation scheduler (one due check over 100,000 configurations, rotating the 1,000 due).
+then the rotation scheduler (one due check over 100,000 configurations, rotating the 1,000 due),
+then the command line's start-up (``strongroom secret get`` in a fresh process, see bench_cli),
+then break-glass revocation (request_revocation(immediate=True) to the first refused read).
 
 Timings never fail the run: goals are printed as PASS or MISS. The exit status is 1 only when a
 benchmark could not run because something raised (a skipped, unreachable PostgreSQL is not that).
@@ -37,7 +39,9 @@ from bench.bench_audit import (
     close_datasets,
     run_audit,
 )
+from bench.bench_cli import run_cli
 from bench.bench_crypto import run_crypto
+from bench.bench_revocation import RevocationRun, run_revocation
 from bench.bench_rotation import RotationRun, run_rotation
 from bench.bench_store import BACKENDS, PG_URL, StoreRun, run_store
 from bench.harness import ResultRow, fmt_ms, fmt_rate, fmt_ratio, render_table
@@ -53,14 +57,17 @@ _HEADERS = (
 _ALIGN = "llrrrrrrrllll"
 AUDIT = "audit"
 ROTATION = "rotation"
+CLI = "cli"
+REVOCATION = "revocation"
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=(*BACKENDS, AUDIT, ROTATION),
-        help="measure one store (crypto runs too), or only the audit or rotation benchmarks",
+        choices=(*BACKENDS, AUDIT, ROTATION, CLI, REVOCATION),
+        help="measure one store (crypto runs too), or only the audit, rotation, CLI or "
+        "revocation benchmarks",
     )
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test, noisy)")
     parser.add_argument("--seconds", type=float, help="time budget per measurement")
@@ -209,7 +216,14 @@ def _table_row(row: ResultRow) -> list[str]:
 
 async def _run(
     args: argparse.Namespace, profiler: cProfile.Profile | None
-) -> tuple[list[ResultRow], list[StoreRun], AuditRun | None, RotationRun | None, list[str]]:
+) -> tuple[
+    list[ResultRow],
+    list[StoreRun],
+    AuditRun | None,
+    RotationRun | None,
+    RevocationRun | None,
+    list[str],
+]:
     try:
         return await _run_all(args, profiler)
     finally:
@@ -219,17 +233,28 @@ async def _run(
 
 async def _run_all(
     args: argparse.Namespace, profiler: cProfile.Profile | None
-) -> tuple[list[ResultRow], list[StoreRun], AuditRun | None, RotationRun | None, list[str]]:
+) -> tuple[
+    list[ResultRow],
+    list[StoreRun],
+    AuditRun | None,
+    RotationRun | None,
+    RevocationRun | None,
+    list[str],
+]:
     errors: list[str] = []
     rows: list[ResultRow] = []
-    if args.only not in (AUDIT, ROTATION):
+    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION):
         rows = run_crypto(
             seconds=min(args.seconds, 2.0), warmup_seconds=args.warmup, rounds=args.rounds
         )
     references = {r.operation: r.measurement.ops_per_s for r in rows}
     stores: list[StoreRun] = []
     backends: Sequence[str] = (
-        () if args.only in (AUDIT, ROTATION) else [args.only] if args.only else BACKENDS
+        ()
+        if args.only in (AUDIT, ROTATION, CLI, REVOCATION)
+        else [args.only]
+        if args.only
+        else BACKENDS
     )
     for backend in backends:
         print(f"  measuring {backend} ...", file=sys.stderr, flush=True)
@@ -281,7 +306,24 @@ async def _run_all(
             rows.extend(audit.rows)
     rotation = await _run_rotation(args, profiler, errors)
     rows.extend(rotation.rows if rotation is not None else ())
-    return rows, stores, audit, rotation, errors
+    rows.extend(await _run_cli(args, errors))
+    revocation = await _run_revocation(args, profiler, errors)
+    rows.extend(revocation.rows if revocation is not None else ())
+    return rows, stores, audit, rotation, revocation, errors
+
+
+async def _run_cli(args: argparse.Namespace, errors: list[str]) -> list[ResultRow]:
+    """The command line's start-up (unless another section was picked with --only)."""
+    if args.only not in (None, CLI):
+        return []
+    print("  measuring cli start-up ...", file=sys.stderr, flush=True)
+    try:
+        # Subprocess runs block: keep them off the event loop.
+        return await asyncio.to_thread(run_cli, quick=args.quick)
+    except Exception as exc:
+        traceback.print_exc()
+        errors.append(f"cli: {type(exc).__name__}: {exc}")
+        return []
 
 
 async def _run_rotation(
@@ -303,11 +345,31 @@ async def _run_rotation(
             profiler.disable()
 
 
+async def _run_revocation(
+    args: argparse.Namespace, profiler: cProfile.Profile | None, errors: list[str]
+) -> RevocationRun | None:
+    """The break-glass revocation benchmarks (unless another section was picked with --only)."""
+    if args.only not in (None, REVOCATION):
+        return None
+    if profiler is not None:
+        profiler.enable()
+    try:
+        return await run_revocation(pg_url=args.pg_url, quick=args.quick)
+    except Exception as exc:
+        traceback.print_exc()
+        errors.append(f"revocation: {type(exc).__name__}: {exc}")
+        return None
+    finally:
+        if profiler is not None:
+            profiler.disable()
+
+
 def _report(
     rows: list[ResultRow],
     stores: list[StoreRun],
     audit: AuditRun | None,
     rotation: RotationRun | None,
+    revocation: RevocationRun | None,
     env: dict[str, Any],
     elapsed: float,
 ) -> str:
@@ -334,6 +396,9 @@ def _report(
     if rotation is not None:
         lines += rotation.skipped
         lines += rotation.notes
+    if revocation is not None:
+        lines += revocation.skipped
+        lines += revocation.notes
     lines.append(
         f"ops/s = median of {env['rounds']} rounds, spread = (fastest - slowest round) / median; "
         "ratio = ops/s / ops/s of the reference in 'vs' (same run)"
@@ -355,6 +420,7 @@ def _write_json(
     stores: list[StoreRun],
     audit: AuditRun | None,
     rotation: RotationRun | None,
+    revocation: RevocationRun | None,
     errors: list[str],
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -371,6 +437,11 @@ def _write_json(
             if rotation is not None
             else None
         ),
+        "revocation": (
+            {"info": revocation.info, "skipped": revocation.skipped, "notes": revocation.notes}
+            if revocation is not None
+            else None
+        ),
         "results": [r.to_dict() for r in rows],
         "errors": errors,
     }
@@ -383,13 +454,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = _environment(args)
     started = time.perf_counter()
     profiler = cProfile.Profile() if args.profile else None
-    rows, stores, audit, rotation, errors = asyncio.run(_run(args, profiler))
+    rows, stores, audit, rotation, revocation, errors = asyncio.run(_run(args, profiler))
     elapsed = time.perf_counter() - started
     env["total_seconds"] = round(elapsed, 1)
     env["load_after"] = _load()
 
-    print(_report(rows, stores, audit, rotation, env, elapsed))
-    _write_json(args.json, env, rows, stores, audit, rotation, errors)
+    print(_report(rows, stores, audit, rotation, revocation, env, elapsed))
+    _write_json(args.json, env, rows, stores, audit, rotation, revocation, errors)
     print(f"results written to {args.json}")
     if profiler is not None:
         args.profile.parent.mkdir(parents=True, exist_ok=True)

@@ -6,23 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email
-import email.policy
 import enum
 import json
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from structlog.testing import capture_logs
 
+from helpers_notify import Capture, Receiver, field_lines, free_port, http_receiver, smtp_server
 from strongroom import ConfigurationError, Settings, ValidationError
 from strongroom.core.logging import LOGGED_FIELDS
 from strongroom.core.metrics import Metrics
@@ -44,12 +39,6 @@ from strongroom.notify import (
 
 KEY = secrets.token_bytes(32)
 LOOPBACK = UrlPolicy(allow_loopback=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def revocation(**overrides: Any) -> Notification:
@@ -77,110 +66,19 @@ def revocation(**overrides: Any) -> Notification:
 # ---------------------------------------------------------------- SMTP server
 
 
-class Capture:
-    """aiosmtpd handler: keeps every envelope and refuses the addresses in ``refuse``."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Any] = []
-        self.refuse: set[str] = set()
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
-    ) -> str:
-        if address in self.refuse:
-            return "550 5.1.1 no such mailbox"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 Message accepted"
-
-    def message(self, index: int = 0) -> EmailMessage:
-        raw = self.envelopes[index].original_content or self.envelopes[index].content
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-        return msg
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Capture, int]]:
-    handler = Capture()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
-
-
-def field_lines(msg: EmailMessage) -> dict[str, str]:
-    """The ``key: value`` lines of the fields section (between the header block and the
-    signature), which must hold exactly the notification's fields."""
-    body = msg.get_body(preferencelist=("plain",))
-    assert body is not None
-    blocks = body.get_content().replace("\r\n", "\n").split("\n\n")
-    # blocks: subject, event/priority/occurred_at, fields, signature
-    return dict(line.split(": ", 1) for line in blocks[2].splitlines())
+    with smtp_server() as server:
+        yield server
 
 
 # ---------------------------------------------------------------- HTTP receiver
 
 
-@dataclass
-class Request:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """A tiny HTTP/1.1 server: answers each request with the next scripted status."""
-
-    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
-    hang: bool = False
-    requests: list[Request] = field(default_factory=list)
-    port: int = 0
-    server: asyncio.Server | None = None
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            _method, path, _version = (await reader.readline()).decode().split(" ", 2)
-            headers: dict[str, str] = {}
-            while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                key, value = line.decode().split(":", 1)
-                headers[key.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.requests.append(Request(path, headers, body))
-            if self.hang:
-                await reader.read()  # until the client gives up and closes
-                return
-            status, extra = self.script.pop(0) if self.script else (200, {})
-            head = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
-            response = f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n"
-            writer.write(f"{response}{head}\r\n".encode())
-            await writer.drain()
-        finally:
-            writer.close()
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    assert r.server is not None
-    r.server.close()
-    await r.server.wait_closed()
+    async with http_receiver() as r:
+        yield r
 
 
 def webhook(*urls: str, **options: Any) -> WebhookNotifier:

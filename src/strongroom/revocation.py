@@ -140,8 +140,8 @@ class EmergencyRevoke(StrongroomFacade):
             await self._move(app, row, RevocationEvent.APPROVE, {"details": {
                 **row["details"], "break_glass": True, "approved_without_approval": True,
             }})  # fmt: skip
+            # Executing announces the outcome at the highest priority; no separate notice.
             row = await self._execute(app, row)
-            await self._announce(app, row, "revocation.requested", "critical")
         else:
             await self._announce(app, row, "revocation.requested", _PRIORITY[severity])
         return await self.get_revocation_status(revocation_id)
@@ -176,8 +176,10 @@ class EmergencyRevoke(StrongroomFacade):
                 row.update(changes)
                 approved = False
         if approved:
-            await self._announce(app, row, "revocation.approved", "high")
+            # Revoke first: nobody waits on a mail server or a webhook while the secret is
+            # still readable. Then say it was approved (its completion is announced too).
             await self._execute(app, row)
+            await self._announce(app, row, "revocation.approved", "high")
         return await self.get_revocation_status(revocation_id)
 
     async def reject_revocation(
@@ -222,6 +224,7 @@ class EmergencyRevoke(StrongroomFacade):
             row = await self._row(app, revocation_id)
             op.resource_name = row["secret_name"].lower()
             op.details["revocation_id"] = revocation_id
+            op.details["closed_by"] = by
             _check_actor(by, "by")
             if not isinstance(reason, str) or len(reason) > 1000:
                 raise ValidationError("reason must be text of at most 1000 characters")
@@ -266,12 +269,20 @@ class EmergencyRevoke(StrongroomFacade):
                         deleted_at=now,
                         purge_at=now + timedelta(days=app.settings.recovery_days),
                     )
-        except StrongroomError as exc:
-            details["error"] = str(exc)
+        except Exception as exc:  # recorded as FAILED, never left IN_PROGRESS
+            details["error"] = str(exc) if isinstance(exc, StrongroomError) else type(exc).__name__
             await self._move(app, row, RevocationEvent.FAIL, {
                 "details": details, "closed_at": app.clock(), "updated_at": app.clock(),
             })  # fmt: skip
-            log.error("revocation failed", name=name, revocation_id=row["id"], error=exc.code)
+            log.error(
+                "revocation failed", name=name, revocation_id=row["id"], error=details["error"]
+            )
+            if details.get("versions_revoked"):
+                # Revoked all the same: consumers must hear it, their reads now fail.
+                await app.events.emit(
+                    "secret.revoked", name, revocation_id=row["id"],
+                    versions_revoked=details["versions_revoked"],
+                )  # fmt: skip
             await self._announce(app, row, "revocation.failed", "critical")
             return row
         done = app.clock()

@@ -1,11 +1,10 @@
 """``strongroom audit ...``: the trail, a summary, threat detection, integrity and export."""
 
-import os
 import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any
 
 import typer
 
@@ -17,6 +16,7 @@ from strongroom.cli.output import (
     SEVERITY_STYLE,
     Column,
     now_utc,
+    open_private,
     relative,
     when_cell,
 )
@@ -268,29 +268,15 @@ def export_(
     out = output(ctx)
     now = now_utc()
     start, end = parse_when(since, now), parse_when(until, now)
-    to_stdout = output_path is None or str(output_path) == "-"
+    target = None if output_path is None or str(output_path) == "-" else output_path
 
     async def work(strongroom: Strongroom) -> int:
-        handle = sys.stdout if to_stdout else _open_new(output_path, force)  # type: ignore[arg-type]
-        try:
-            return await _audit(strongroom).export(
-                handle, resource_name=secret, since=start, until=end
-            )
-        finally:
-            if handle is not sys.stdout:
-                handle.close()
+        audit = _audit(strongroom)
+        if target is None:
+            return await audit.export(sys.stdout, resource_name=secret, since=start, until=end)
+        with open_private(target, force=force) as handle:
+            return await audit.export(handle, resource_name=secret, since=start, until=end)
 
     count = run(ctx, work)
-    out.note(
-        f"Exported {count} event{'s' if count != 1 else ''}"
-        + ("" if to_stdout else f" to {output_path}")
-    )
-
-
-def _open_new(path: Path, force: bool) -> TextIO:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise UsageError(f"{path} exists (add --force to overwrite it)") from None
-    return os.fdopen(fd, "w", encoding="utf-8")
+    where = f" to {target}" if target is not None else ""
+    out.note(f"Exported {count} event{'s' if count != 1 else ''}{where}")

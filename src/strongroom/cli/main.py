@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+import strongroom
 from strongroom.cli import audit, keys, secrets, store
 from strongroom.cli.exitcodes import EXIT_CODE_HELP, ExitCode
 from strongroom.cli.output import safe
@@ -58,9 +59,7 @@ DENIED_CODES = frozenset({"revoked", "denied", "forbidden", "unauthorized", "per
 
 def _version(value: bool) -> None:
     if value:
-        from strongroom import __version__  # noqa: PLC0415
-
-        sys.stdout.write(f"strongroom {__version__}\n")
+        sys.stdout.write(f"strongroom {strongroom.__version__}\n")
         raise typer.Exit
 
 

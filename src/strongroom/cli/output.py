@@ -16,10 +16,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from strongroom.core.errors import ValidationError
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, JustifyMethod
     from rich.progress import Progress
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "ProgressBar",
     "dumps",
     "now_utc",
+    "open_private",
     "relative",
     "safe",
     "short_version",
@@ -124,7 +128,7 @@ def short_version(version: str | None) -> str:
 @dataclass(frozen=True, slots=True)
 class Column:
     header: str
-    justify: str = "left"
+    justify: JustifyMethod = "left"
     no_wrap: bool = False
     style: str | None = None
     #: Columns people copy from (version ids) are never squeezed.
@@ -200,7 +204,7 @@ class Output:
         for column in columns:
             table.add_column(
                 column.header,
-                justify=column.justify,  # type: ignore[arg-type]
+                justify=column.justify,
                 no_wrap=column.no_wrap,
                 style=column.style,
                 min_width=column.min_width,
@@ -266,6 +270,18 @@ class ProgressBar:
     def update(self, completed: int, total: int | None = None) -> None:
         if self._progress is not None:
             self._progress.update(self._task, completed=completed, total=total)
+
+
+def open_private(path: Path, *, force: bool) -> TextIO:
+    """A new file only its owner can read (exports hold secrets or audit metadata); an existing
+    file is replaced only with ``force``, and made owner-only too."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ValidationError(f"{path} exists (add --force to overwrite it)") from None
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def now_utc() -> datetime:

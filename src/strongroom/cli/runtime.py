@@ -13,16 +13,18 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import typer
+from pydantic import ValidationError as PydanticError
 
+import strongroom
+from strongroom.app import Strongroom
 from strongroom.cli.output import Output
-from strongroom.core.errors import ValidationError
-
-if TYPE_CHECKING:
-    from strongroom.app import Strongroom
-    from strongroom.core.config import Settings
+from strongroom.core.actor import acting_as, default_actor
+from strongroom.core.config import Settings
+from strongroom.core.errors import ConfigurationError, ValidationError
+from strongroom.core.logging import configure_logging
 
 __all__ = ["CliState", "UsageError", "output", "require_tty", "run", "state", "user_agent"]
 
@@ -55,9 +57,7 @@ def output(ctx: typer.Context, *, json: bool = False, quiet: bool = False) -> Ou
 
 
 def user_agent() -> str:
-    from strongroom import __version__  # noqa: PLC0415 (package import is already done)
-
-    return f"strongroom-cli/{__version__}"
+    return f"strongroom-cli/{strongroom.__version__}"
 
 
 def require_tty(what: str) -> None:
@@ -68,19 +68,13 @@ def require_tty(what: str) -> None:
 
 def _configure_logging(verbose: bool) -> None:
     """Library logs go to stderr as JSON lines: warnings only, unless ``-v`` or LOG_LEVEL."""
-    from strongroom.core.logging import configure_logging  # noqa: PLC0415
-
     level = "INFO" if verbose else os.environ.get("LOG_LEVEL", "WARNING")
     configure_logging(level)
 
 
 def settings() -> Settings:
-    """The library's settings from the environment (validation errors become usage errors)."""
-    from pydantic import ValidationError as PydanticError  # noqa: PLC0415
-
-    from strongroom.core.config import Settings  # noqa: PLC0415
-    from strongroom.core.errors import ConfigurationError  # noqa: PLC0415
-
+    """The library's settings from the environment; a bad variable is a ConfigurationError
+    that names the variable (pydantic's message could echo its value, a key or a URL)."""
     try:
         return Settings()
     except PydanticError as exc:
@@ -90,9 +84,6 @@ def settings() -> Settings:
 
 def run(ctx: typer.Context, work: Callable[[Strongroom], Awaitable[T]]) -> T:
     """Open the configured stores, run ``work`` as the acting user, close the stores."""
-    from strongroom.app import Strongroom  # noqa: PLC0415
-    from strongroom.core.actor import acting_as, default_actor  # noqa: PLC0415
-
     root = state(ctx)
     actor = root.actor if root.actor is not None else default_actor().id
     _configure_logging(root.verbose)

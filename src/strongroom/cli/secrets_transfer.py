@@ -18,7 +18,7 @@ import typer
 from strongroom.app import Strongroom
 from strongroom.cli import transfer
 from strongroom.cli.options import JsonOpt, QuietOpt, TagOpt, parse_tags
-from strongroom.cli.output import Column, Output, ProgressBar, now_utc
+from strongroom.cli.output import Column, Output, ProgressBar, now_utc, open_private
 from strongroom.cli.runtime import UsageError, output, require_tty, run
 from strongroom.cli.values import read_secret_text
 from strongroom.core.errors import (
@@ -100,17 +100,12 @@ async def _bounded(
 
 
 def _write_output(path: Path | None, text: str, force: bool) -> None:
-    """Write to stdout, or to a new file of mode 0600 (an existing one only with --force)."""
+    """Write to stdout, or to a new owner-only file (an existing one only with --force)."""
     if path is None or str(path) == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise UsageError(f"{path} exists (add --force to overwrite it)") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with open_private(path, force=force) as handle:
         handle.write(text)
 
 
@@ -167,17 +162,16 @@ def export(
     items, skipped = run(ctx, work)
     for name in skipped:
         out.warn(f"skipped {name}: not readable now (disabled, expired, revoked or not yet valid)")
-    if plain:
+    if passphrase is not None:
+        document = transfer.dumps_document(items, exported_at=now_utc()).encode()
+        text = transfer.encrypt_export(document, passphrase)
+    else:
         out.warn("writing secret values unencrypted (--plain)")
         text = (
             transfer.render_env(items)
             if fmt is ExportFormat.ENV
             else transfer.dumps_document(items, exported_at=now_utc())
         )
-    else:
-        assert passphrase is not None  # noqa: S101 (set above unless --plain)
-        document = transfer.dumps_document(items, exported_at=now_utc()).encode()
-        text = transfer.encrypt_export(document, passphrase)
     _write_output(output_path, text, force)
     to_stdout = output_path is None or str(output_path) == "-"
     summary = {

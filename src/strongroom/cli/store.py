@@ -14,6 +14,7 @@ from strongroom.cli.options import JsonOpt, QuietOpt
 from strongroom.cli.output import Output
 from strongroom.cli.runtime import UsageError, output, run, settings
 from strongroom.core.config import Backend, Settings
+from strongroom.core.keyfile import create_key_file
 from strongroom.secrets_audit import SecretsAudit
 
 __all__ = ["init", "status"]
@@ -57,8 +58,6 @@ class _KeyFileState:
 
 
 def _ensure_key(config: Settings, key_file: Path | None) -> _KeyFileState:
-    from strongroom.core.keyfile import create_key_file  # noqa: PLC0415
-
     if key_file is not None:
         if config.master_key is not None:
             raise UsageError("--key-file and STRONGROOM_MASTER_KEY cannot both be used")

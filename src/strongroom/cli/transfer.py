@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
 from strongroom.core.errors import DecryptionError, ValidationError
 from strongroom.core.validation import validate_name
 
@@ -380,16 +384,12 @@ def _aad(header: Mapping[str, Any]) -> bytes:
 
 
 def _derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # noqa: PLC0415 (on use)
-
     secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(secret)
 
 
 def encrypt_export(payload: bytes, passphrase: str) -> str:
     """The encrypted export file: a JSON header and the sealed payload, base64."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
-
     if not passphrase:
         raise ValidationError("the passphrase must not be empty")
     salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
@@ -407,9 +407,6 @@ def encrypt_export(payload: bytes, passphrase: str) -> str:
 def decrypt_export(data: Mapping[str, Any], passphrase: str) -> bytes:
     """The payload of an encrypted export; one error whatever failed (wrong passphrase or a
     changed file), as with every decryption in strongroom."""
-    from cryptography.exceptions import InvalidTag  # noqa: PLC0415
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
-
     kdf = data.get("kdf")
     if (
         not isinstance(kdf, dict)

@@ -60,7 +60,8 @@ DETAIL_FIELDS = frozenset(
         "version", "secret_type", "content_type", "tags", "enabled", "expires_at",
         "not_before", "reason", "count", "immediate", "recoverable_days",
         "key_version", "rewrapped", "operation", "approved_by", "requested_by", "severity",
-        "revocation_id", "rotation", "attempt", "pruned", "anchor_seq", "denied_action",
+        "revocation_id", "rotation", "attempt", "closed_by", "pruned", "anchor_seq",
+        "denied_action",
     }
 )  # fmt: skip
 

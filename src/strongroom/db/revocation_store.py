@@ -139,7 +139,7 @@ class SqliteRevocationStore:
         return bool(await self.db.write(lambda c: c.execute(text, params).rowcount))
 
     async def history(self, secret_name: str | None, limit: int) -> list[dict[str, Any]]:
-        where = " WHERE secret_name = :name" if secret_name is not None else ""
+        where = " WHERE lower(secret_name) = lower(:name)" if secret_name is not None else ""
         sql = f"{_select(SQLITE)}{where} ORDER BY requested_at DESC, id DESC LIMIT :limit"
         return await self._fetch(sql, {"name": secret_name, "limit": limit})
 
@@ -195,7 +195,7 @@ class PostgresRevocationStore:
             sql = f"{_select(POSTGRES)} ORDER BY requested_at DESC, id DESC LIMIT :limit"
             return await self._fetch(sql, {"limit": limit})
         sql = (
-            f"{_select(POSTGRES)} WHERE secret_name = :name "
+            f"{_select(POSTGRES)} WHERE lower(secret_name) = lower(:name) "
             "ORDER BY requested_at DESC, id DESC LIMIT :limit"
         )
         return await self._fetch(sql, {"name": secret_name, "limit": limit})

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -33,11 +35,25 @@ def connect(path: str, *, synchronous: str = "FULL", uri: bool = False) -> sqlit
         path, isolation_level=None, check_same_thread=False, timeout=30.0, uri=uri
     )
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
+    _enable_wal(conn)
     conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, attempts: int = 200) -> None:
+    """Switch to WAL. Processes opening a new file together can get "database is locked"
+    here without SQLite's busy handler being consulted, so retry for a few seconds."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02)
+        else:
+            return
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -58,6 +74,7 @@ class SqliteWriter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._conn: sqlite3.Connection | None = connect(path, uri=uri)
         self._synced = True
+        self._lock_fd = _open_lock_file(path) if not uri and path != ":memory:" else None
         self._thread = threading.Thread(
             target=self._run, name="strongroom-sqlite-writer", daemon=True
         )
@@ -81,6 +98,9 @@ class SqliteWriter:
             self._thread.join()
         if self._conn is not None:
             self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _run(self) -> None:
         while True:
@@ -103,6 +123,19 @@ class SqliteWriter:
                 return
 
     def _commit_group(self, group: list[tuple[Job, asyncio.Future[Any], Any, bool]]) -> None:
+        # Writers in other processes queue on a kernel lock rather than in SQLite's busy
+        # handler, which sleeps up to 100 ms between tries: a revocation must not wait that.
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            self._commit_group_locked(group)
+        finally:
+            if self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _commit_group_locked(
+        self, group: list[tuple[Job, asyncio.Future[Any], Any, bool]]
+    ) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             if self._conn is None:  # the last group failed: start on a fresh connection
@@ -139,6 +172,11 @@ class SqliteWriter:
                 loop.call_soon_threadsafe(_resolve, future, result, error)
             except RuntimeError:
                 continue  # the caller's event loop has closed; nobody is waiting
+
+
+def _open_lock_file(path: str) -> int:
+    """The writers' lock file beside the database (owner-only, like the database)."""
+    return os.open(f"{path}-wlock", os.O_RDWR | os.O_CREAT, 0o600)
 
 
 def _run_job(conn: sqlite3.Connection, job: Job) -> tuple[Any, BaseException | None]:
