@@ -133,9 +133,7 @@ class SqliteWriter:
             if self._lock_fd is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _commit_group_locked(
-        self, group: list[tuple[Job, asyncio.Future[Any], Any, bool]]
-    ) -> None:
+    def _commit_group_locked(self, group: list[tuple[Job, asyncio.Future[Any], Any, bool]]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             if self._conn is None:  # the last group failed: start on a fresh connection
