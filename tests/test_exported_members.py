@@ -31,3 +31,9 @@ def test_every_error_is_a_strongroom_error() -> None:
     assert all(issubclass(e, strongroom.StrongroomError) for e in errors)
     assert issubclass(strongroom.ValidationError, ValueError)
     assert issubclass(strongroom.SecretIsDeletedError, strongroom.SecretNotFoundError)
+
+
+def test_public_names_load_lazily_from_their_modules() -> None:
+    # __init__ imports nothing at start-up (PEP 562); each public name maps to its module.
+    assert set(strongroom._EXPORTS) == set(strongroom.__all__)
+    assert set(strongroom.__all__) <= set(dir(strongroom))

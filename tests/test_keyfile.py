@@ -79,6 +79,20 @@ async def test_embedded_profile_creates_an_owner_only_key_file_and_reuses_it(
     assert _mode(key_file) == 0o600
 
 
+async def test_lost_key_file_of_an_existing_store_is_reported_not_replaced(
+    tmp_path: Path,
+) -> None:
+    settings = embedded(tmp_path)
+    async with await Strongroom.open(settings) as app:
+        await SecretsManager(app).create_secret("keyfile-lost", "s3cret-value")
+    settings.default_key_file.unlink()
+
+    with pytest.raises(ConfigurationError, match="master key file") as caught:
+        await Strongroom.open(embedded(tmp_path))
+    assert "exists" in str(caught.value)
+    assert not settings.default_key_file.exists()  # no stray new key that opens nothing
+
+
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660, 0o602])
 async def test_key_file_open_to_group_or_others_is_refused(tmp_path: Path, mode: int) -> None:
     async with await Strongroom.open(embedded(tmp_path)) as app:

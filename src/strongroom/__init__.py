@@ -1,51 +1,114 @@
-"""strongroom: secrets management with encrypted stores, rotation, audit and revocation."""
+"""strongroom: secrets management with encrypted stores, rotation, audit and revocation.
 
-from strongroom.app import Strongroom
-from strongroom.core.actor import Actor, acting_as, current_actor
-from strongroom.core.audit import AuditAction, AuditResult
-from strongroom.core.clock import ManualClock
-from strongroom.core.config import Backend, Settings
-from strongroom.core.errors import (
-    AuditUnavailableError,
-    ConfigurationError,
-    CryptoError,
-    DecryptionError,
-    DeletedSecretConflictError,
-    InsecureKeyFileError,
-    RevocationError,
-    RevocationNotFoundError,
-    RevocationStateError,
-    RotationFailedError,
-    RotationNotConfiguredError,
-    RotationTargetError,
-    SecretAlreadyExistsError,
-    SecretDisabledError,
-    SecretExpiredError,
-    SecretIsDeletedError,
-    SecretNotFoundError,
-    SecretNotReadableError,
-    SecretNotYetValidError,
-    SecretRevokedError,
-    SeparationOfDutiesError,
-    StoreUnavailableError,
-    StrongroomError,
-    ValidationError,
-    WrongMasterKeyError,
-)
-from strongroom.core.models import SecretType, SecretValue
-from strongroom.core.revocation import (
-    RevocationReason,
-    RevocationRequest,
-    RevocationStatus,
-    Severity,
-)
-from strongroom.core.rotation import RotationConfig
-from strongroom.events import EventSubscriptions
-from strongroom.manager import SecretsManager
-from strongroom.revocation import EmergencyRevoke
-from strongroom.rotation import SecretsRotation
-from strongroom.secrets_audit import SecretsAudit
-from strongroom.threats import ThreatRules
+The names below load on first use (PEP 562): ``import strongroom.cli`` or
+``from strongroom import SecretsManager`` does not import rotation, revocation or notification
+code it never touches, which keeps a command line's start-up short. Add a public name in three
+places: the TYPE_CHECKING imports (for type checkers), ``_EXPORTS`` and ``__all__``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from strongroom.app import Strongroom
+    from strongroom.core.actor import Actor, acting_as, current_actor
+    from strongroom.core.audit import AuditAction, AuditResult
+    from strongroom.core.clock import ManualClock
+    from strongroom.core.config import Backend, Settings
+    from strongroom.core.errors import (
+        AuditUnavailableError,
+        ConfigurationError,
+        CryptoError,
+        DecryptionError,
+        DeletedSecretConflictError,
+        InsecureKeyFileError,
+        RevocationError,
+        RevocationNotFoundError,
+        RevocationStateError,
+        RotationFailedError,
+        RotationNotConfiguredError,
+        RotationTargetError,
+        SecretAlreadyExistsError,
+        SecretDisabledError,
+        SecretExpiredError,
+        SecretIsDeletedError,
+        SecretNotFoundError,
+        SecretNotReadableError,
+        SecretNotYetValidError,
+        SecretRevokedError,
+        SeparationOfDutiesError,
+        StoreUnavailableError,
+        StrongroomError,
+        ValidationError,
+        WrongMasterKeyError,
+    )
+    from strongroom.core.models import SecretType, SecretValue
+    from strongroom.core.revocation import (
+        RevocationReason,
+        RevocationRequest,
+        RevocationStatus,
+        Severity,
+    )
+    from strongroom.core.rotation import RotationConfig
+    from strongroom.events import EventSubscriptions
+    from strongroom.manager import SecretsManager
+    from strongroom.revocation import EmergencyRevoke
+    from strongroom.rotation import SecretsRotation
+    from strongroom.secrets_audit import SecretsAudit
+    from strongroom.threats import ThreatRules
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "Actor": "strongroom.core.actor",
+    "AuditAction": "strongroom.core.audit",
+    "AuditResult": "strongroom.core.audit",
+    "AuditUnavailableError": "strongroom.core.errors",
+    "Backend": "strongroom.core.config",
+    "ConfigurationError": "strongroom.core.errors",
+    "CryptoError": "strongroom.core.errors",
+    "DecryptionError": "strongroom.core.errors",
+    "DeletedSecretConflictError": "strongroom.core.errors",
+    "EmergencyRevoke": "strongroom.revocation",
+    "EventSubscriptions": "strongroom.events",
+    "InsecureKeyFileError": "strongroom.core.errors",
+    "ManualClock": "strongroom.core.clock",
+    "RevocationError": "strongroom.core.errors",
+    "RevocationNotFoundError": "strongroom.core.errors",
+    "RevocationReason": "strongroom.core.revocation",
+    "RevocationRequest": "strongroom.core.revocation",
+    "RevocationStateError": "strongroom.core.errors",
+    "RevocationStatus": "strongroom.core.revocation",
+    "RotationConfig": "strongroom.core.rotation",
+    "RotationFailedError": "strongroom.core.errors",
+    "RotationNotConfiguredError": "strongroom.core.errors",
+    "RotationTargetError": "strongroom.core.errors",
+    "SecretAlreadyExistsError": "strongroom.core.errors",
+    "SecretDisabledError": "strongroom.core.errors",
+    "SecretExpiredError": "strongroom.core.errors",
+    "SecretIsDeletedError": "strongroom.core.errors",
+    "SecretNotFoundError": "strongroom.core.errors",
+    "SecretNotReadableError": "strongroom.core.errors",
+    "SecretNotYetValidError": "strongroom.core.errors",
+    "SecretRevokedError": "strongroom.core.errors",
+    "SecretType": "strongroom.core.models",
+    "SecretValue": "strongroom.core.models",
+    "SecretsAudit": "strongroom.secrets_audit",
+    "SecretsManager": "strongroom.manager",
+    "SecretsRotation": "strongroom.rotation",
+    "SeparationOfDutiesError": "strongroom.core.errors",
+    "Settings": "strongroom.core.config",
+    "Severity": "strongroom.core.revocation",
+    "StoreUnavailableError": "strongroom.core.errors",
+    "Strongroom": "strongroom.app",
+    "StrongroomError": "strongroom.core.errors",
+    "ThreatRules": "strongroom.threats",
+    "ValidationError": "strongroom.core.errors",
+    "WrongMasterKeyError": "strongroom.core.errors",
+    "acting_as": "strongroom.core.actor",
+    "current_actor": "strongroom.core.actor",
+}
 
 __all__ = [
     "Actor",
@@ -98,3 +161,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'strongroom' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

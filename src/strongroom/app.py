@@ -48,7 +48,7 @@ log = get_logger("strongroom.app")
 
 def load_master_key(settings: Settings) -> MasterKey:
     """The master key: ``STRONGROOM_MASTER_KEY``, else the key file; the embedded profile makes
-    its key file (mode 0600) on first use."""
+    its key file (mode 0600) on first use, when there is no database file yet."""
     if settings.master_key is not None:
         return MasterKey.from_base64(settings.master_key.get_secret_value())
     if settings.master_key_file is not None:
@@ -56,10 +56,17 @@ def load_master_key(settings: Settings) -> MasterKey:
     path = settings.default_key_file
     if path.exists():
         return read_key_file(path)
-    if settings.backend is Backend.SQLITE:
+    if settings.backend is Backend.SQLITE and not settings.sqlite_path.exists():
         key = create_key_file(path)
         log.info("master key file created", path=str(path))
         return key
+    if settings.backend is Backend.SQLITE:
+        # A new key could never open the existing file: say what is missing instead of
+        # leaving a stray key file behind and reporting a wrong key.
+        raise ConfigurationError(
+            f"{settings.sqlite_path} exists but its master key file {path} does not; restore "
+            "it, or set STRONGROOM_MASTER_KEY or STRONGROOM_MASTER_KEY_FILE"
+        )
     raise ConfigurationError(
         f"the {settings.backend.value} profile needs STRONGROOM_MASTER_KEY or "
         "STRONGROOM_MASTER_KEY_FILE (every replica must use the same key)"

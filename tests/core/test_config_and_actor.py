@@ -74,3 +74,12 @@ async def test_acting_as_reaches_tasks_and_is_undone() -> None:
 def test_acting_as_needs_an_id() -> None:
     with pytest.raises(ValidationError), acting_as(""):
         pass
+
+
+def test_home_comes_only_from_strongroom_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Field names are not environment names: $HOME must not become the data directory.
+    monkeypatch.delenv("STRONGROOM_HOME", raising=False)
+    monkeypatch.setenv("HOME", "/somewhere/else")
+    assert str(Settings().home).endswith(".local/share/strongroom")
+    monkeypatch.setenv("STRONGROOM_HOME", "/srv/strongroom")
+    assert str(Settings().home) == "/srv/strongroom"

@@ -20,15 +20,13 @@ from strongroom.cli.output import (
     relative,
     when_cell,
 )
-from strongroom.cli.runtime import UsageError, output, run
+from strongroom.cli.runtime import UsageError, command_group, output, run
 from strongroom.secrets_audit import SecretsAudit
 
 __all__ = ["app", "parse_when"]
 
-app = typer.Typer(
-    name="audit",
-    help="Review the audit trail, hunt threats, verify the hash chain, export to a SIEM.",
-    no_args_is_help=True,
+app = command_group(
+    "audit", "Review the audit trail, hunt threats, verify the hash chain, export to a SIEM."
 )
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")

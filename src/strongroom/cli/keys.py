@@ -6,16 +6,12 @@ import typer
 
 from strongroom.app import Strongroom
 from strongroom.cli.options import JsonOpt, QuietOpt
-from strongroom.cli.runtime import output, run
+from strongroom.cli.runtime import command_group, output, run
 from strongroom.manager import SecretsManager
 
 __all__ = ["app"]
 
-app = typer.Typer(
-    name="key",
-    help="Manage the keyring that wraps every secret's data key.",
-    no_args_is_help=True,
-)
+app = command_group("key", "Manage the keyring that wraps every secret's data key.")
 
 
 @app.command()

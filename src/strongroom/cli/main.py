@@ -13,13 +13,13 @@ from typing import Annotated, NoReturn
 import typer
 
 import strongroom
-from strongroom.cli import audit, keys, secrets, store
 from strongroom.cli.exitcodes import EXIT_CODE_HELP, ExitCode
+from strongroom.cli.lazy import lazy_group
 from strongroom.cli.output import safe
 from strongroom.cli.runtime import CliState
 from strongroom.core import errors
 
-__all__ = ["DENIED_CODES", "app", "exit_code_for", "main"]
+__all__ = ["COMMANDS", "DENIED_CODES", "app", "exit_code_for", "main"]
 
 HELP = f"""\
 strongroom: secrets stored encrypted, versioned, audited.
@@ -32,8 +32,23 @@ Every call is audited as the OS user at this host, or as --as NAME.
 
 {EXIT_CODE_HELP}"""
 
+#: Every command and group, in the order `strongroom --help` lists them, as "module:attribute".
+#: Each is imported only when used (or listed by --help): the hot path, `strongroom secret get`,
+#: never loads the code of the others. Secret rotation (`strongroom rotation ...`) and emergency
+#: revocation (`strongroom revoke ...`) arrive with their own issues: each adds a module beside
+#: these with a typer app, one line here and, where it raises new errors, their codes in
+#: exit_code_for.
+COMMANDS = {
+    "init": "strongroom.cli.store:init",
+    "status": "strongroom.cli.store:status",
+    "secret": "strongroom.cli.secrets:app",
+    "audit": "strongroom.cli.audit:app",
+    "key": "strongroom.cli.keys:app",
+}
+
 app = typer.Typer(
     name="strongroom",
+    cls=lazy_group(COMMANDS),
     help=HELP,
     no_args_is_help=True,
     add_completion=False,
@@ -41,16 +56,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-# Commands and groups, in the order `strongroom --help` lists them. Secret rotation
-# (`strongroom rotation ...`) and emergency revocation (`strongroom revoke ...`) arrive with
-# their own issues: each adds a module beside these with a typer app, one add_typer line below,
-# and, where it raises new errors, their codes in exit_code_for.
-app.command("init")(store.init)
-app.command("status")(store.status)
-app.add_typer(secrets.app, name="secret")
-app.add_typer(audit.app, name="audit")
-app.add_typer(keys.app, name="key")
 
 #: Error codes (``StrongroomError.code``) that mean "denied or revoked", so errors that later
 #: issues add (a revoked secret, a refused token) exit with 4 without touching this module.

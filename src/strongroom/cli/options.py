@@ -23,7 +23,7 @@ __all__ = [
     "parse_tags",
 ]
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print nothing on success (warnings still show).")
 ]
@@ -37,7 +37,7 @@ VersionOpt = Annotated[
 SourceArg = Annotated[
     str | None,
     typer.Argument(
-        metavar="[-]",
+        metavar="-",
         help="Give - to read the value from standard input. Values are never taken from the "
         "command line itself.",
         show_default=False,

@@ -20,13 +20,23 @@ from pydantic import ValidationError as PydanticError
 
 import strongroom
 from strongroom.app import Strongroom
+from strongroom.cli.lazy import lazy_group
 from strongroom.cli.output import Output
 from strongroom.core.actor import acting_as, default_actor
 from strongroom.core.config import Settings
 from strongroom.core.errors import ConfigurationError, ValidationError
 from strongroom.core.logging import configure_logging
 
-__all__ = ["CliState", "UsageError", "output", "require_tty", "run", "state", "user_agent"]
+__all__ = [
+    "CliState",
+    "UsageError",
+    "command_group",
+    "output",
+    "require_tty",
+    "run",
+    "state",
+    "user_agent",
+]
 
 T = TypeVar("T")
 
@@ -43,6 +53,22 @@ class CliState:
     json: bool = False
     quiet: bool = False
     verbose: bool = False
+
+
+def command_group(name: str, help_text: str, *, lazy: dict[str, str] | None = None) -> typer.Typer:
+    """A command group with the settings every group shares: plain help (no rich panels: the
+    same text on every terminal), -h, and its help when called without a command. ``lazy``
+    names commands imported only when used ("module:function")."""
+    return typer.Typer(
+        name=name,
+        cls=lazy_group(lazy or {}),
+        help=help_text,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -82,12 +108,18 @@ def settings() -> Settings:
         raise ConfigurationError(f"invalid configuration in the environment: {fields}") from None
 
 
-def run(ctx: typer.Context, work: Callable[[Strongroom], Awaitable[T]]) -> T:
-    """Open the configured stores, run ``work`` as the acting user, close the stores."""
+def run(
+    ctx: typer.Context,
+    work: Callable[[Strongroom], Awaitable[T]],
+    *,
+    config: Settings | None = None,
+) -> T:
+    """Open the configured stores (``config``, else the environment's), run ``work`` as the
+    acting user, close the stores."""
     root = state(ctx)
     actor = root.actor if root.actor is not None else default_actor().id
     _configure_logging(root.verbose)
-    config = settings()
+    config = config or settings()
 
     async def go() -> T:
         with acting_as(actor, user_agent=user_agent()):

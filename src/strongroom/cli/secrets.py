@@ -35,18 +35,21 @@ from strongroom.cli.output import (
     when,
     when_cell,
 )
-from strongroom.cli.runtime import output, require_tty, run
-from strongroom.cli.secrets_transfer import export, import_
+from strongroom.cli.runtime import command_group, output, require_tty, run
 from strongroom.cli.values import read_value
 from strongroom.core.models import SecretType
 from strongroom.manager import SecretsManager
 
 __all__ = ["app"]
 
-app = typer.Typer(
-    name="secret",
-    help="Create, read, version, delete and recover secrets.",
-    no_args_is_help=True,
+app = command_group(
+    "secret",
+    "Create, read, version, delete and recover secrets.",
+    # Import and export carry the file formats and the passphrase crypto: loaded on use.
+    lazy={
+        "import": "strongroom.cli.secrets_transfer:import_",
+        "export": "strongroom.cli.secrets_transfer:export",
+    },
 )
 
 TypeOpt = Annotated[
@@ -449,7 +452,3 @@ def deleted(ctx: typer.Context, json: JsonOpt = False) -> None:
         ],
         caption=f"{len(found)} deleted secret{'s' if len(found) != 1 else ''}",
     )
-
-
-app.command("import")(import_)
-app.command("export")(export)

@@ -238,32 +238,39 @@ def _load(
 def _plan(
     items: list[transfer.Item], live: set[str], deleted: set[str], on_conflict: Conflict
 ) -> dict[str, str]:
-    """What happens to each name: create, update or skip; fails if a conflict is not allowed."""
+    """What happens to each name: create, update or skip; fails, writing nothing, if a
+    conflict is not allowed."""
     plan: dict[str, str] = {}
-    refused: list[str] = []
+    taken: list[str] = []
+    held: list[str] = []
     for item in items:
         key = item.name.lower()
-        if key in deleted:
-            if on_conflict is Conflict.SKIP:
-                plan[item.name] = "skip"
-            else:
-                refused.append(f"{item.name} (deleted: recover or purge it)")
+        if on_conflict is Conflict.SKIP and (key in live or key in deleted):
+            plan[item.name] = "skip"
+        elif key in deleted:
+            held.append(item.name)
         elif key in live:
             if on_conflict is Conflict.FAIL:
-                refused.append(item.name)
-            else:
-                plan[item.name] = "skip" if on_conflict is Conflict.SKIP else "update"
+                taken.append(item.name)
+            plan[item.name] = "update"
         else:
             plan[item.name] = "create"
-    if refused:
-        shown = ", ".join(refused[:5]) + (
-            f" and {len(refused) - 5} more" if len(refused) > 5 else ""
-        )
+    if held:
         raise SecretAlreadyExistsError(
-            f"{len(refused)} secret{'s' if len(refused) != 1 else ''} already exist: {shown}; "
-            "nothing was imported (use --on-conflict skip or update)"
+            f"{_names(held)} held by soft-deleted secrets; nothing was imported "
+            "(recover or purge them first, or use --on-conflict skip)"
+        )
+    if taken:
+        raise SecretAlreadyExistsError(
+            f"{_names(taken)} already in use; nothing was imported "
+            "(use --on-conflict skip or update)"
         )
     return plan
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"{len(names)} name{'s' if len(names) != 1 else ''} ({shown})"
 
 
 def _writer(
@@ -402,8 +409,9 @@ def _report(
             out.table(
                 [Column("name", style="bold"), Column("action")],
                 [[name, action] for name, action in plan.items()],
-                title=f"import plan ({kind}): nothing written",
+                title=f"import plan ({kind})",
             )
+        out.note("--dry-run: nothing was written")
         return
     out.done(
         f"Imported from {kind}: {counts['create'] - _failed(failed, plan, 'create')} created, "

@@ -1,6 +1,5 @@
 """``strongroom init`` and ``strongroom status``: set up a profile and see how it is doing."""
 
-import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from strongroom.cli.options import JsonOpt, QuietOpt
 from strongroom.cli.output import Output
 from strongroom.cli.runtime import UsageError, output, run, settings
 from strongroom.core.config import Backend, Settings
+from strongroom.core.errors import WrongMasterKeyError
 from strongroom.core.keyfile import create_key_file
 from strongroom.secrets_audit import SecretsAudit
 
@@ -54,21 +54,19 @@ def _key_source(config: Settings) -> tuple[str, Path | None]:
 @dataclass(frozen=True, slots=True)
 class _KeyFileState:
     source: str
-    created: bool
+    created: Path | None
 
 
-def _ensure_key(config: Settings, key_file: Path | None) -> _KeyFileState:
-    if key_file is not None:
-        if config.master_key is not None:
-            raise UsageError("--key-file and STRONGROOM_MASTER_KEY cannot both be used")
-        path: Path | None = key_file
-        source = str(key_file)
-    else:
-        source, path = _key_source(config)
-    if config.backend is Backend.MEMORY or path is None or path.exists():
-        return _KeyFileState(source, created=False)
+def _ensure_key(config: Settings) -> _KeyFileState:
+    """Make the key file where the configuration expects one, unless it exists (checked when
+    the store opens), the key comes from the environment, or an embedded database is already
+    there (a new key could not open it: opening reports the missing file instead)."""
+    source, path = _key_source(config)
+    existing_db = config.backend is Backend.SQLITE and config.sqlite_path.exists()
+    if config.backend is Backend.MEMORY or path is None or path.exists() or existing_db:
+        return _KeyFileState(source, created=None)
     create_key_file(path)
-    return _KeyFileState(source, created=True)
+    return _KeyFileState(source, created=path)
 
 
 def init(
@@ -93,12 +91,13 @@ def init(
     """
     out = output(ctx, json=json, quiet=quiet)
     config = settings()
+    if key_file is not None:
+        if config.master_key is not None:
+            raise UsageError("--key-file and STRONGROOM_MASTER_KEY cannot both be used")
+        config = config.model_copy(update={"master_key_file": key_file})
     if config.backend is Backend.SQLITE:
         config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = _ensure_key(config, key_file)
-    if key_file is not None:
-        # Opening below must use the key just made (or found) at --key-file.
-        os.environ["STRONGROOM_MASTER_KEY_FILE"] = str(key_file)
+    key = _ensure_key(config)
 
     async def work(strongroom: Strongroom) -> dict[str, Any]:
         # The HTTP service's first admin identity is created here once the server lands.
@@ -106,12 +105,17 @@ def init(
             "profile": strongroom.profile,
             "store": _where(config),
             "master_key": key.source,
-            "key_file_created": key.created,
+            "key_file_created": key.created is not None,
             "key_version": await strongroom.store.key_version(),
             "secrets": await strongroom.store.count(),
         }
 
-    report = run(ctx, work)
+    try:
+        report = run(ctx, work, config=config)
+    except WrongMasterKeyError:
+        if key.created is not None:
+            key.created.unlink()  # a store is already there under another key: leave no stray
+        raise
     verb = "created" if key.created else "found"
     out.done(
         f"strongroom {report['profile']} profile ready at {report['store']}; "

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-import aiosmtplib
 from pydantic import SecretStr
 
 from strongroom.core.clock import Clock, system_clock
@@ -113,6 +112,8 @@ class EmailNotifier:
         return f"EmailNotifier(host={self.host!r}, port={self.port}, sender={self.sender!r})"
 
     async def deliver(self, n: Notification) -> list[DeliveryOutcome]:
+        import aiosmtplib  # noqa: PLC0415 (loaded on first use: start-up cost)
+
         if not n.recipients:
             return []
         msg = render_email(n, sender=self.sender, clock=self._clock)

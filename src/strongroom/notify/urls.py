@@ -21,8 +21,10 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 from strongroom.notify.base import NotificationTargetError
 
@@ -64,6 +66,8 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 def display_url(url: str) -> str:
     """The URL as outcomes and logs show it: no userinfo, no query string, no fragment."""
+    import httpx  # noqa: PLC0415 (loaded on first use: start-up cost)
+
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
@@ -86,6 +90,8 @@ class UrlPolicy:
     def check_static(self, url: str) -> httpx.URL:
         """Every check that needs no DNS: scheme, host, userinfo, port, and literal addresses.
         Raises :class:`NotificationTargetError`."""
+        import httpx  # noqa: PLC0415 (loaded on first use: start-up cost)
+
         if not isinstance(url, str) or not url or len(url) > MAX_URL:
             raise NotificationTargetError(f"a webhook URL is text of at most {MAX_URL} characters")
         if any(ord(c) <= 0x20 or ord(c) == 0x7F or c == "\\" for c in url):

@@ -15,8 +15,10 @@ import email.utils
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
 
@@ -130,6 +132,8 @@ class WebhookNotifier:
             await self._policy.check(url)
 
     async def deliver(self, n: Notification) -> list[DeliveryOutcome]:
+        import httpx  # noqa: PLC0415 (loaded on first use: start-up cost)
+
         body = n.to_json().encode("utf-8")
         async with httpx.AsyncClient(
             follow_redirects=False,
@@ -144,6 +148,8 @@ class WebhookNotifier:
     async def _post(
         self, client: httpx.AsyncClient, url: str, body: bytes, kind: str
     ) -> DeliveryOutcome:
+        import httpx  # noqa: PLC0415 (loaded on first use: start-up cost)
+
         target = display_url(url)
         delivery_id = secrets.token_hex(16)
         status, error, attempt = "", "", 0
