@@ -146,26 +146,14 @@ class _Sql:
         return self.dialect.compile(sql, self.params(values))
 
 
-class SqliteRotationStore:
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
-        self.backend = "memory" if db.in_memory else "sqlite"
-        self._sql = _Sql(SQLITE)
-
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
+class _RotationQueries:
+    """The queries both stores share; subclasses say how to run a statement."""
 
     async def _write(self, sql: str, values: dict[str, Any]) -> int:
-        text, params = self._sql.compile(sql, values)
-        return await self.db.write(lambda c: c.execute(text, params).rowcount)
+        raise NotImplementedError
 
     async def _fetch(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
-        text, params = self._sql.compile(sql, values)
-        rows = await self.db.read(lambda c: c.execute(text, params).fetchall())
-        return [self._sql.row(r) for r in rows]
+        raise NotImplementedError
 
     async def upsert(self, row: dict[str, Any]) -> None:
         await self._write(_UPSERT, {"lease_owner": None, "lease_until": None, **row})
@@ -180,14 +168,6 @@ class SqliteRotationStore:
 
     async def list_all(self) -> list[dict[str, Any]]:
         return await self._fetch(f"{_SELECT} ORDER BY secret_name", {})
-
-    async def claim_due(
-        self, now: datetime, owner: str, lease_until: datetime, limit: int
-    ) -> list[dict[str, Any]]:
-        values = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
-        text, params = self._sql.compile(_CLAIM_SQLITE, values)
-        rows = await self.db.write(lambda c: c.execute(text, params).fetchall())
-        return sorted((self._sql.row(r) for r in rows), key=lambda r: r["due_at"])
 
     async def claim(
         self, name: str, now: datetime, owner: str, lease_until: datetime
@@ -214,7 +194,37 @@ class SqliteRotationStore:
         )
 
 
-class PostgresRotationStore:
+class SqliteRotationStore(_RotationQueries):
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+        self.backend = "memory" if db.in_memory else "sqlite"
+        self._sql = _Sql(SQLITE)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def _write(self, sql: str, values: dict[str, Any]) -> int:
+        text, params = self._sql.compile(sql, values)
+        return await self.db.write(lambda c: c.execute(text, params).rowcount)
+
+    async def _fetch(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+        text, params = self._sql.compile(sql, values)
+        rows = await self.db.read(lambda c: c.execute(text, params).fetchall())
+        return [self._sql.row(r) for r in rows]
+
+    async def claim_due(
+        self, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        values = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
+        text, params = self._sql.compile(_CLAIM_SQLITE, values)
+        rows = await self.db.write(lambda c: c.execute(text, params).fetchall())
+        return sorted((self._sql.row(r) for r in rows), key=lambda r: r["due_at"])
+
+
+class PostgresRotationStore(_RotationQueries):
     backend = "postgres"
 
     def __init__(self, dsn: str, *, schema: str) -> None:
@@ -245,47 +255,9 @@ class PostgresRotationStore:
             rows = await conn.fetch(text, *params)
         return [self._sql.row(r) for r in rows]
 
-    async def upsert(self, row: dict[str, Any]) -> None:
-        await self._write(_UPSERT, {"lease_owner": None, "lease_until": None, **row})
-
-    async def delete(self, name: str) -> bool:
-        sql = "DELETE FROM secrets_rotation_config WHERE secret_name = :secret_name"
-        return await self._write(sql, {"secret_name": name}) > 0
-
-    async def get(self, name: str) -> dict[str, Any] | None:
-        rows = await self._fetch(f"{_SELECT} WHERE secret_name = :n", {"n": name})
-        return rows[0] if rows else None
-
-    async def list_all(self) -> list[dict[str, Any]]:
-        return await self._fetch(f"{_SELECT} ORDER BY secret_name", {})
-
     async def claim_due(
         self, now: datetime, owner: str, lease_until: datetime, limit: int
     ) -> list[dict[str, Any]]:
         values = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
         rows = await self._fetch(CLAIM_POSTGRES, values)
         return sorted(rows, key=lambda r: r["due_at"])
-
-    async def claim(
-        self, name: str, now: datetime, owner: str, lease_until: datetime
-    ) -> dict[str, Any] | None:
-        values = {"now": now, "owner": owner, "lease_until": lease_until, "secret_name": name}
-        if await self._write(_CLAIM_ONE, values) == 0:
-            return None
-        return await self.get(name)
-
-    async def finish(self, values: dict[str, Any]) -> None:
-        await self._write(_FINISH, values)
-
-    async def schedule(self, values: dict[str, Any]) -> None:
-        await self._write(_SCHEDULE, values)
-
-    async def grace_expired(self, now: datetime, limit: int) -> list[dict[str, Any]]:
-        return await self._fetch(_GRACE, {"now": now, "limit": limit})
-
-    async def clear_grace(self, name: str, version: str) -> None:
-        await self._write(
-            "UPDATE secrets_rotation_config SET previous_disable_at = NULL "
-            "WHERE secret_name = :secret_name AND previous_version = :version",
-            {"secret_name": name, "version": version},
-        )
