@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from strongroom.app import Strongroom, default_app
 from strongroom.core.config import Settings
 
-__all__ = ["StrongroomFacade"]
+__all__ = ["ManagerBoundFacade", "StrongroomFacade"]
+
+if TYPE_CHECKING:
+    from strongroom.manager import SecretsManager
+    from strongroom.secrets_audit import SecretsAudit
 
 
 class StrongroomFacade:
@@ -42,3 +46,29 @@ class StrongroomFacade:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class ManagerBoundFacade(StrongroomFacade):
+    """The seed builds rotation and revocation from the manager and the audit:
+    ``SecretsRotation(secrets_manager, audit)``. They share the manager's wiring; a
+    ``Strongroom`` may be passed in its place."""
+
+    def __init__(
+        self,
+        secrets_manager: SecretsManager | Strongroom | None = None,
+        audit: SecretsAudit | None = None,
+        *,
+        settings: Settings | None = None,
+    ) -> None:
+        if isinstance(secrets_manager, Strongroom):
+            super().__init__(secrets_manager, settings=settings)
+            self._manager: SecretsManager | None = None
+        else:
+            super().__init__(settings=settings)
+            self._manager = secrets_manager
+        self._audit = audit
+
+    async def _ready(self) -> Strongroom:
+        if self._manager is not None:
+            return await self._manager._ready()
+        return await super()._ready()

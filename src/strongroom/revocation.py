@@ -31,7 +31,7 @@ from strongroom.core.revocation import (
     required_approvals,
     transition,
 )
-from strongroom.facade import StrongroomFacade
+from strongroom.facade import ManagerBoundFacade
 from strongroom.notify import Notification, validate_email_address
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ _PRIORITY = {
 }
 
 
-class EmergencyRevoke(StrongroomFacade):
+class EmergencyRevoke(ManagerBoundFacade):
     """``EmergencyRevoke(secrets_manager, audit)`` as in the seed, or ``EmergencyRevoke(app)``.
 
     ``approvals_required`` maps a severity to how many distinct approvers it needs (default 1).
@@ -67,23 +67,10 @@ class EmergencyRevoke(StrongroomFacade):
         settings: Settings | None = None,
         approvals_required: Mapping[Severity | str, int] | None = None,
     ) -> None:
-        from strongroom.app import Strongroom  # noqa: PLC0415 (type at run time only here)
-
-        if isinstance(secrets_manager, Strongroom):
-            super().__init__(secrets_manager, settings=settings)
-            self._manager = None
-        else:
-            super().__init__(settings=settings)
-            self._manager = secrets_manager
-        self._audit = audit
+        super().__init__(secrets_manager, audit, settings=settings)
         self._policy = {
             Severity(str(k).lower()): int(v) for k, v in (approvals_required or {}).items()
         }
-
-    async def _ready(self) -> Strongroom:
-        if self._manager is not None:
-            return await self._manager._ready()
-        return await super()._ready()
 
     # -- the seed's API --------------------------------------------------------------------
 

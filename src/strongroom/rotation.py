@@ -38,7 +38,7 @@ from strongroom.core.rotation import (
     retry_delay,
 )
 from strongroom.core.validation import encode_value, validate_name
-from strongroom.facade import StrongroomFacade
+from strongroom.facade import ManagerBoundFacade
 from strongroom.generators import check_generator, generate
 from strongroom.notify import Notification
 from strongroom.rotators.base import Rotator
@@ -68,7 +68,7 @@ def _safe_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__} raised"
 
 
-class SecretsRotation(StrongroomFacade):
+class SecretsRotation(ManagerBoundFacade):
     """``SecretsRotation(secrets_manager, audit)`` as in the seed, or ``SecretsRotation(app)``."""
 
     def __init__(
@@ -78,22 +78,9 @@ class SecretsRotation(StrongroomFacade):
         *,
         settings: Settings | None = None,
     ) -> None:
-        from strongroom.app import Strongroom  # noqa: PLC0415 (type at run time only here)
-
-        if isinstance(secrets_manager, Strongroom):
-            super().__init__(secrets_manager, settings=settings)
-            self._manager = None
-        else:
-            super().__init__(settings=settings)
-            self._manager = secrets_manager
-        self._audit = audit
+        super().__init__(secrets_manager, audit, settings=settings)
         self.owner = _owner()
         self._scheduler: asyncio.Task[None] | None = None
-
-    async def _ready(self) -> Strongroom:
-        if self._manager is not None:
-            return await self._manager._ready()
-        return await super()._ready()
 
     # -- configuration ---------------------------------------------------------------------
 
