@@ -18,7 +18,9 @@ from strongroom.cli import app
 from strongroom.cli.exitcodes import EXIT_CODE_HELP, ExitCode
 from strongroom.cli.main import exit_code_for
 from strongroom.cli.output import relative, safe, when
+from strongroom.cli.runtime import NotFoundError
 from strongroom.core import errors
+from strongroom.notify import NotificationTargetError
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
@@ -46,9 +48,10 @@ def test_commands_load_only_when_used() -> None:
     )
     loaded = run.stdout
     assert "strongroom.cli.secrets'" in loaded
-    for module in ("audit'", "keys'", "store'", "secrets_transfer'", "transfer'"):
+    for module in ("audit'", "keys'", "store'", "secrets_transfer'", "transfer'", "rotation'",
+                   "revoke'", "events'"):  # fmt: skip
         assert f"strongroom.cli.{module}" not in loaded
-    for module in ("rotation'", "revocation'"):  # library parts `get` never uses
+    for module in ("rotation'", "revocation'", "events'", "generators'"):  # `get` never uses
         assert f"strongroom.{module}" not in loaded
 
 
@@ -58,6 +61,11 @@ def test_every_capability_has_a_command() -> None:
     expected = {"init", "status", "key rotate"}
     expected |= {f"secret {c}" for c in [*secret.split(), "import", "export"]}
     expected |= {f"audit {c}" for c in ["trail", "summary", "threats", "verify", "export"]}
+    rotation = "register unregister list status rotate force history check run"
+    expected |= {f"rotation {c}" for c in rotation.split()}
+    revoke = "request approve reject cancel status history pending"
+    expected |= {f"revoke {c}" for c in revoke.split()}
+    expected |= {f"events {c}" for c in ["subscribe", "unsubscribe", "list", "check-expiry"]}
     assert expected <= paths
 
 
@@ -80,8 +88,8 @@ def test_root_help_documents_exit_codes_in_a_subprocess(tmp_path: Path) -> None:
     for code, word in ((0, "success"), (1, "error"), (2, "usage"), (3, "not found"),
                        (4, "denied or revoked")):  # fmt: skip
         assert f"{code}  {word}" in result.stdout
-    assert "secret" in result.stdout
-    assert "audit" in result.stdout
+    for group in ("secret", "rotation", "revoke", "events", "audit", "key"):
+        assert group in result.stdout
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert "| 4 | denied or revoked" in readme
 
@@ -106,6 +114,13 @@ def test_installed_script_points_at_main() -> None:
         (errors.SecretAlreadyExistsError("x"), ExitCode.ERROR),
         (errors.StoreUnavailableError("x"), ExitCode.ERROR),
         (errors.DecryptionError("x"), ExitCode.ERROR),
+        (errors.RotationNotConfiguredError("x"), ExitCode.NOT_FOUND),
+        (errors.RotationFailedError("x"), ExitCode.ERROR),
+        (errors.RevocationNotFoundError("x"), ExitCode.NOT_FOUND),
+        (errors.SeparationOfDutiesError("x"), ExitCode.DENIED),
+        (errors.RevocationStateError("x"), ExitCode.ERROR),
+        (NotificationTargetError("x"), ExitCode.USAGE),
+        (NotFoundError("x"), ExitCode.NOT_FOUND),
     ],
 )
 def test_exit_code_for_each_error(error: Exception, code: ExitCode) -> None:

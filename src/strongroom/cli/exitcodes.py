@@ -25,9 +25,13 @@ Exit codes:
 \b
   0  success
   1  error: a disabled, expired or not-yet-valid secret, a name already in use,
-     a store that cannot be reached, a broken audit chain, ...
-  2  usage or bad input: unknown option, invalid name, tag, value or input file
-  3  not found: no such secret or version, or the name is soft-deleted
+     a store that cannot be reached, a broken audit chain, a failed rotation,
+     an overdue secret (rotation check --fail-on-overdue), a revocation
+     request whose state does not allow the step, ...
+  2  usage or bad input: unknown option, invalid name, tag, value or input file,
+     a refused webhook target
+  3  not found: no such secret or version, or the name is soft-deleted; no
+     rotation policy, revocation request or event subscription of that name/id
   4  denied or revoked: the audit log cannot record the call (fail-closed), the
      master key does not open the store or its file is open to others, a
-     revoked secret"""
+     revoked secret, approving one's own revocation request (or twice)"""

@@ -16,7 +16,7 @@ import strongroom
 from strongroom.cli.exitcodes import EXIT_CODE_HELP, ExitCode
 from strongroom.cli.lazy import lazy_group
 from strongroom.cli.output import safe
-from strongroom.cli.runtime import CliState
+from strongroom.cli.runtime import CliState, NotFoundError
 from strongroom.core import errors
 
 __all__ = ["COMMANDS", "DENIED_CODES", "app", "exit_code_for", "main"]
@@ -34,14 +34,15 @@ Every call is audited as the OS user at this host, or as --as NAME.
 
 #: Every command and group, in the order `strongroom --help` lists them, as "module:attribute".
 #: Each is imported only when used (or listed by --help): the hot path, `strongroom secret get`,
-#: never loads the code of the others. Secret rotation (`strongroom rotation ...`) and emergency
-#: revocation (`strongroom revoke ...`) arrive with their own issues: each adds a module beside
-#: these with a typer app, one line here and, where it raises new errors, their codes in
-#: exit_code_for.
+#: never loads the code of the others. A new group is a module beside these with a typer app,
+#: one line here and, where it raises new errors, their codes in exit_code_for.
 COMMANDS = {
     "init": "strongroom.cli.store:init",
     "status": "strongroom.cli.store:status",
     "secret": "strongroom.cli.secrets:app",
+    "rotation": "strongroom.cli.rotation:app",
+    "revoke": "strongroom.cli.revoke:app",
+    "events": "strongroom.cli.events:app",
     "audit": "strongroom.cli.audit:app",
     "key": "strongroom.cli.keys:app",
 }
@@ -96,18 +97,26 @@ def root(
 
 def exit_code_for(exc: BaseException) -> ExitCode:
     """The exit code of an error: the one place that decides it."""
-    if isinstance(exc, errors.SecretNotFoundError):  # includes a soft-deleted name
+    not_found = (
+        errors.SecretNotFoundError,  # includes a soft-deleted name and a missing rotation config
+        errors.RevocationNotFoundError,
+        NotFoundError,
+    )
+    if isinstance(exc, not_found):
         return ExitCode.NOT_FOUND
-    if isinstance(exc, errors.ValidationError):
+    if isinstance(exc, errors.ValidationError):  # includes a refused webhook target
         return ExitCode.USAGE
     denied = (
         errors.SecretRevokedError,
+        errors.SeparationOfDutiesError,  # approving one's own request, or approving twice
         errors.AuditUnavailableError,
         errors.WrongMasterKeyError,
         errors.InsecureKeyFileError,
     )
     if isinstance(exc, denied):
         return ExitCode.DENIED
+    if isinstance(exc, errors.RevocationStateError):  # a closed request, or one changed meanwhile
+        return ExitCode.ERROR
     if isinstance(exc, errors.StrongroomError) and exc.code in DENIED_CODES:
         return ExitCode.DENIED
     # Disabled, expired or not-yet-valid secrets exist but cannot be read now: an error (1),

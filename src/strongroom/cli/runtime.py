@@ -24,11 +24,12 @@ from strongroom.cli.lazy import lazy_group
 from strongroom.cli.output import Output
 from strongroom.core.actor import acting_as, default_actor
 from strongroom.core.config import Settings
-from strongroom.core.errors import ConfigurationError, ValidationError
+from strongroom.core.errors import ConfigurationError, StrongroomError, ValidationError
 from strongroom.core.logging import configure_logging
 
 __all__ = [
     "CliState",
+    "NotFoundError",
     "UsageError",
     "command_group",
     "output",
@@ -43,6 +44,13 @@ T = TypeVar("T")
 
 class UsageError(ValidationError):
     """Bad input caught by the CLI itself (exit code 2, like a bad option)."""
+
+
+class NotFoundError(StrongroomError, LookupError):
+    """Something a command names is not there and the library only said so with a False
+    (an event subscription id): exit code 3, like a missing secret."""
+
+    code = "not_found"
 
 
 @dataclass(slots=True)
