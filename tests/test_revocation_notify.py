@@ -20,10 +20,15 @@ from helpers_notify import Capture, Receiver, field_lines, free_port, http_recei
 from strongroom import (
     EmergencyRevoke,
     RevocationRequest,
+    RotationConfig,
+    SecretNotFoundError,
     SecretRevokedError,
+    SecretsAudit,
     SecretsManager,
+    SecretsRotation,
     Settings,
     Strongroom,
+    acting_as,
 )
 from strongroom.notify import verify_signature
 
@@ -267,3 +272,45 @@ async def test_the_last_approval_revokes_before_anyone_is_told(
             done = await task
             assert done["status"] == "COMPLETED"
         await app.close()
+
+
+async def test_detected_threats_and_failed_rotations_reach_people(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    """The seed's alert triggers: suspicious activity and a failed rotation are sent through
+    the notifiers (here a signed webhook) without anyone asking for it."""
+    app = await open_app(settings(tmp_path, **webhook_env(receiver.url("/hook"))))
+    try:
+        manager = SecretsManager(app)
+        with acting_as("mallory", ip="203.0.113.9"):
+            for n in range(6):
+                with pytest.raises(SecretNotFoundError):
+                    await manager.get_secret(f"guess-{n}")
+        found = await SecretsAudit(app).detect_suspicious_activity(failure_threshold=5)
+        assert found["threats_detected"] >= 1
+
+        def broken(_name: str) -> str:
+            raise RuntimeError("generator offline")
+
+        rotation = SecretsRotation(app)
+        await rotation.register_secret(RotationConfig(name="billing-key", rotation_callback=broken))
+        outcome = await rotation.run_check()
+        assert outcome["failed"] == ["billing-key"]
+        await app.notifier.drain()
+    finally:
+        await app.close()
+
+    payloads = {}
+    for req in receiver.requests:
+        h = req.headers
+        assert verify_signature(
+            req.body, h["x-strongroom-timestamp"], h["x-strongroom-signature"], KEY
+        )
+        payload = json.loads(req.body)
+        payloads[payload["kind"]] = payload
+    threat = payloads["threat.detected"]
+    assert threat["fields"]["threats_detected"] == found["threats_detected"]
+    assert "failure_burst_actor" in threat["fields"]["types"]
+    failed = payloads["rotation.failed"]
+    assert failed["fields"]["secret_name"] == "billing-key"
+    assert "generator offline" not in json.dumps(failed)
