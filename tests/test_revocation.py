@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from strongroom import (
+    ConfigurationError,
     EmergencyRevoke,
     RevocationNotFoundError,
     RevocationRequest,
@@ -28,6 +29,7 @@ from strongroom import (
     SecretsRotation,
     SecretType,
     SeparationOfDutiesError,
+    Settings,
     Strongroom,
     ValidationError,
     acting_as,
@@ -175,6 +177,24 @@ async def test_required_approvals_follow_the_severity(
     assert [a["by"] for a in second["approvals"]] == ["bob", "carol"]
     assert second["approved_by"] == "bob, carol"
     await assert_unreadable(manager, "root-ca", v1, v2)
+
+
+@pytest.mark.stores("sqlite")
+async def test_required_approvals_come_from_configuration(store_settings: Settings) -> None:
+    configured = store_settings.model_copy(update={"revocation_approvals": "critical=3, high=2"})
+    async with await Strongroom.open(configured) as app:
+        await SecretsManager(app).create_secret("ops-token", canary())
+        revoke = EmergencyRevoke(app)
+        critical = await revoke.request_revocation(request("ops-token", severity="critical"))
+        high = await revoke.request_revocation(request("ops-token", severity="high"))
+        low = await revoke.request_revocation(request("ops-token", severity="low"))
+        assert (critical["required_approvals"], high["required_approvals"]) == (3, 2)
+        assert low["required_approvals"] == 1
+    broken = store_settings.model_copy(update={"revocation_approvals": "urgent=2"})
+    async with await Strongroom.open(broken) as app:
+        await SecretsManager(app).create_secret("ops-token-2", canary())
+        with pytest.raises(ConfigurationError, match="critical=2"):
+            await EmergencyRevoke(app).request_revocation(request("ops-token-2"))
 
 
 async def test_closed_requests_refuse_every_change(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from strongroom.core.audit import AuditAction
 from strongroom.core.errors import (
+    ConfigurationError,
     RevocationNotFoundError,
     RevocationStateError,
     SecretNotFoundError,
@@ -107,7 +108,9 @@ class EmergencyRevoke(ManagerBoundFacade):
                     "risk": risk,
                     "deliveries": [],
                 },
-                "required_approvals": required_approvals(severity, self._policy),
+                "required_approvals": required_approvals(
+                    severity, self._policy or approvals_from(app.settings.revocation_approvals)
+                ),
                 "approvals": [],
                 "closed_by": None,
                 "closed_at": None,
@@ -364,6 +367,25 @@ class EmergencyRevoke(ManagerBoundFacade):
         if row is None:
             raise RevocationNotFoundError(f"no revocation request {revocation_id}")
         return row
+
+
+def approvals_from(text: str | None) -> dict[Severity, int]:
+    """``"critical=2,high=2"`` (STRONGROOM_REVOCATION_APPROVALS) as a severity -> count map."""
+    policy: dict[Severity, int] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, _, count = part.partition("=")
+        try:
+            severity, number = Severity(name.strip().lower()), int(count)
+        except ValueError:
+            raise ConfigurationError(
+                "STRONGROOM_REVOCATION_APPROVALS looks like critical=2,high=1"
+            ) from None
+        if not 1 <= number <= 10:
+            raise ConfigurationError("a revocation needs 1-10 approvals")
+        policy[severity] = number
+    return policy
 
 
 def _check_actor(who: object, label: str) -> None:

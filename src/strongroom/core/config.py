@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     )
     pg_pool_min: int = Field(default=2, ge=1, alias="STRONGROOM_PG_POOL_MIN")
     pg_pool_max: int = Field(default=16, ge=1, alias="STRONGROOM_PG_POOL_MAX")
+    # Approvals a revocation needs per severity, e.g. "critical=2,high=2" (default one each).
+    revocation_approvals: str | None = Field(default=None, alias="STRONGROOM_REVOCATION_APPROVALS")
     expiry_warning_days: int = Field(
         default=30, ge=1, le=365, alias="STRONGROOM_EXPIRY_WARNING_DAYS"
     )
