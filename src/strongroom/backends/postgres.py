@@ -56,15 +56,35 @@ _COLUMNS = (
     "v.expires_at, v.not_before, v.revoked_at"
 )
 _SEALED = ", v.ciphertext, v.wrapped_dek, v.kek_version"
+# Every query below is joined at import time from these fixed fragments; values are bound.
+_FROM = " FROM secrets s "
+_CURRENT = "JOIN secret_versions v ON v.name_key = s.name_key AND v.seq = s.current_seq "
 _SELECT_CURRENT = (
-    f"SELECT {_COLUMNS}{_SEALED} FROM secrets s "  # noqa: S608
-    "LEFT JOIN secret_versions v ON v.name_key = s.name_key AND v.seq = s.current_seq "
-    "WHERE s.name_key = $1"
+    "SELECT " + _COLUMNS + _SEALED + _FROM + "LEFT " + _CURRENT + "WHERE s.name_key = $1"
 )
 _SELECT_VERSION = (
-    f"SELECT {_COLUMNS}{_SEALED} FROM secrets s "  # noqa: S608
-    "LEFT JOIN secret_versions v ON v.name_key = s.name_key AND v.version = $2 "
-    "WHERE s.name_key = $1"
+    "SELECT "
+    + _COLUMNS
+    + _SEALED
+    + _FROM
+    + "LEFT JOIN secret_versions v ON v.name_key = s.name_key AND v.version = $2 "
+    + "WHERE s.name_key = $1"
+)
+_LIST_LIVE = (
+    "SELECT " + _COLUMNS + _FROM + _CURRENT + "WHERE s.deleted_at IS NULL ORDER BY s.name_key"
+)
+_LIST_VERSIONS = (
+    "SELECT "
+    + _COLUMNS
+    + _FROM
+    + "LEFT JOIN secret_versions v ON v.name_key = s.name_key "
+    + "WHERE s.name_key = $1 ORDER BY v.seq DESC"
+)
+_LIST_DELETED = (
+    "SELECT " + _COLUMNS + _FROM + _CURRENT + "WHERE s.deleted_at IS NOT NULL ORDER BY s.name_key"
+)
+_GET_DELETED = (
+    "SELECT " + _COLUMNS + _FROM + _CURRENT + "WHERE s.deleted_at IS NOT NULL AND s.name_key = $1"
 )
 _INSERT_VERSION = (
     "INSERT INTO secret_versions (name_key, seq, version, secret_type, content_type, tags, "
@@ -272,20 +292,12 @@ class PostgresStore:
 
     async def list_secrets(self) -> list[VersionProperties]:
         async with self._conn() as conn:
-            rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM secrets s JOIN secret_versions v "  # noqa: S608
-                "ON v.name_key = s.name_key AND v.seq = s.current_seq "
-                "WHERE s.deleted_at IS NULL ORDER BY s.name_key"
-            )
+            rows = await conn.fetch(_LIST_LIVE)
         return [props_from_row(r, micros=False, current=True) for r in rows]
 
     async def list_versions(self, name: str) -> list[VersionProperties]:
         async with self._conn() as conn:
-            rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM secrets s LEFT JOIN secret_versions v "  # noqa: S608
-                "ON v.name_key = s.name_key WHERE s.name_key = $1 ORDER BY v.seq DESC",
-                name_key(name),
-            )
+            rows = await conn.fetch(_LIST_VERSIONS, name_key(name))
         _check_live(rows[0] if rows else None, name, None)
         return [props_from_row(r, micros=False, current=_current(r)) for r in rows]
 
@@ -305,14 +317,9 @@ class PostgresStore:
                 raise is_deleted(name) if exists else not_found(name)
         return await self.get_deleted(name)
 
-    async def _deleted_rows(self, where: str, *params: Any) -> list[DeletedSecret]:
+    async def _deleted_rows(self, sql: str, *params: Any) -> list[DeletedSecret]:
         async with self._conn() as conn:
-            rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM secrets s JOIN secret_versions v "  # noqa: S608
-                "ON v.name_key = s.name_key AND v.seq = s.current_seq "
-                f"WHERE s.deleted_at IS NOT NULL {where} ORDER BY s.name_key",
-                *params,
-            )
+            rows = await conn.fetch(sql, *params)
         return [
             DeletedSecret(
                 props_from_row(r, micros=False, current=True), r["deleted_at"], r["purge_at"]
@@ -321,13 +328,13 @@ class PostgresStore:
         ]
 
     async def get_deleted(self, name: str) -> DeletedSecret:
-        found = await self._deleted_rows("AND s.name_key = $1", name_key(name))
+        found = await self._deleted_rows(_GET_DELETED, name_key(name))
         if not found:
             raise not_found(name)
         return found[0]
 
     async def list_deleted(self) -> list[DeletedSecret]:
-        return await self._deleted_rows("")
+        return await self._deleted_rows(_LIST_DELETED)
 
     async def recover(self, name: str) -> VersionProperties:
         async with self._conn() as conn:

@@ -62,15 +62,36 @@ _COLUMNS = (
     "v.content_type, v.tags, v.enabled, v.created_at, v.updated_at, v.expires_at, v.not_before, "
     "v.revoked_at"
 )
+_SEALED = ", v.ciphertext, v.wrapped_dek, v.kek_version"
+# Every query below is joined at import time from these fixed fragments; values are bound.
+_FROM = " FROM secrets s "
+_CURRENT = "JOIN secret_versions v ON v.name_key = s.name_key AND v.seq = s.current_seq "
 _SELECT_CURRENT = (
-    f"SELECT {_COLUMNS}, v.ciphertext, v.wrapped_dek, v.kek_version FROM secrets s "  # noqa: S608
-    "LEFT JOIN secret_versions v ON v.name_key = s.name_key AND v.seq = s.current_seq "
-    "WHERE s.name_key = ?"
+    "SELECT " + _COLUMNS + _SEALED + _FROM + "LEFT " + _CURRENT + "WHERE s.name_key = ?"
 )
 _SELECT_VERSION = (
-    f"SELECT {_COLUMNS}, v.ciphertext, v.wrapped_dek, v.kek_version FROM secrets s "  # noqa: S608
-    "LEFT JOIN secret_versions v ON v.name_key = s.name_key AND v.version = ? "
-    "WHERE s.name_key = ?"
+    "SELECT "
+    + _COLUMNS
+    + _SEALED
+    + _FROM
+    + "LEFT JOIN secret_versions v ON v.name_key = s.name_key AND v.version = ? "
+    + "WHERE s.name_key = ?"
+)
+_LIST_LIVE = (
+    "SELECT " + _COLUMNS + _FROM + _CURRENT + "WHERE s.deleted_at IS NULL ORDER BY s.name_key"
+)
+_LIST_VERSIONS = (
+    "SELECT "
+    + _COLUMNS
+    + _FROM
+    + "LEFT JOIN secret_versions v ON v.name_key = s.name_key "
+    + "WHERE s.name_key = ? ORDER BY v.seq DESC"
+)
+_LIST_DELETED = (
+    "SELECT " + _COLUMNS + _FROM + _CURRENT + "WHERE s.deleted_at IS NOT NULL ORDER BY s.name_key"
+)
+_GET_DELETED = (
+    "SELECT " + _COLUMNS + _FROM + _CURRENT + "WHERE s.deleted_at IS NOT NULL AND s.name_key = ?"
 )
 _INSERT_VERSION = (
     "INSERT INTO secret_versions (name_key, seq, version, secret_type, content_type, tags, "
@@ -291,20 +312,12 @@ class SqliteStore:
         return await self._write(job)
 
     async def list_secrets(self) -> list[VersionProperties]:
-        rows = self._query(
-            f"SELECT {_COLUMNS} FROM secrets s JOIN secret_versions v "  # noqa: S608
-            "ON v.name_key = s.name_key AND v.seq = s.current_seq "
-            "WHERE s.deleted_at IS NULL ORDER BY s.name_key"
-        )
+        rows = self._query(_LIST_LIVE)
         return [props_from_row(r, micros=True, current=True) for r in rows]
 
     async def list_versions(self, name: str) -> list[VersionProperties]:
         self._live_row(name, None)
-        rows = self._query(
-            f"SELECT {_COLUMNS} FROM secrets s JOIN secret_versions v "  # noqa: S608
-            "ON v.name_key = s.name_key WHERE s.name_key = ? ORDER BY v.seq DESC",
-            (name_key(name),),
-        )
+        rows = self._query(_LIST_VERSIONS, (name_key(name),))
         return [props_from_row(r, micros=True, current=_current(r)) for r in rows]
 
     async def delete(self, name: str, *, deleted_at: datetime, purge_at: datetime) -> DeletedSecret:
@@ -326,13 +339,8 @@ class SqliteStore:
         await self._write(job)
         return await self.get_deleted(name)
 
-    def _deleted_rows(self, where: str, params: tuple[Any, ...]) -> list[DeletedSecret]:
-        rows = self._query(
-            f"SELECT {_COLUMNS} FROM secrets s JOIN secret_versions v "  # noqa: S608
-            "ON v.name_key = s.name_key AND v.seq = s.current_seq "
-            f"WHERE s.deleted_at IS NOT NULL {where} ORDER BY s.name_key",
-            params,
-        )
+    def _deleted_rows(self, sql: str, params: tuple[Any, ...]) -> list[DeletedSecret]:
+        rows = self._query(sql, params)
         return [
             DeletedSecret(
                 props_from_row(r, micros=True, current=True),
@@ -343,13 +351,13 @@ class SqliteStore:
         ]
 
     async def get_deleted(self, name: str) -> DeletedSecret:
-        found = self._deleted_rows("AND s.name_key = ?", (name_key(name),))
+        found = self._deleted_rows(_GET_DELETED, (name_key(name),))
         if not found:
             raise not_found(name)
         return found[0]
 
     async def list_deleted(self) -> list[DeletedSecret]:
-        return self._deleted_rows("", ())
+        return self._deleted_rows(_LIST_DELETED, ())
 
     async def recover(self, name: str) -> VersionProperties:
         key = name_key(name)

@@ -18,8 +18,8 @@ import asyncpg
 from strongroom.core.audit import AuditEvent, ChainKey
 from strongroom.core.errors import StoreUnavailableError
 from strongroom.db.audit_sql import (
-    EVENT_COLUMNS,
     POSTGRES,
+    SCAN,
     analysis_sql,
     count_sql,
     summary_sql,
@@ -42,6 +42,9 @@ _APPEND = (
     "$16::bytea[], $17::bytea[]) AS b(i, a, r, t, res, ai, ip, ua, d, em, ec, dm, ph, ch) "
     "WHERE EXISTS (SELECT 1 FROM head)"
 )
+
+
+_SCAN = POSTGRES.compile(SCAN, {"after": 0, "upto": 0, "batch": 0})[0]
 
 
 class PostgresAuditStore:
@@ -150,13 +153,7 @@ class PostgresAuditStore:
         cursor = after_id
         while cursor < up_to_id:
             async with self._conn() as conn:
-                rows = await conn.fetch(
-                    f"SELECT {EVENT_COLUMNS} FROM secrets_audit_log "  # noqa: S608
-                    "WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
-                    cursor,
-                    up_to_id,
-                    batch,
-                )
+                rows = await conn.fetch(_SCAN, cursor, up_to_id, batch)
             if not rows:
                 return
             yield [event_from_row(r, micros=False) for r in rows]

@@ -13,7 +13,7 @@ from typing import Any
 from strongroom.db.audit_store import TrailFilter
 from strongroom.db.dialect import POSTGRES, SQLITE, Dialect
 
-__all__ = ["ANALYSES", "POSTGRES", "SQLITE", "Dialect", "summary_sql", "trail_sql"]
+__all__ = ["ANALYSES", "POSTGRES", "SCAN", "SQLITE", "Dialect", "summary_sql", "trail_sql"]
 
 EVENT_COLUMNS = (
     "id, action, resource_name, timestamp, result, actor_id, actor_ip, actor_user_agent, "
@@ -21,6 +21,11 @@ EVENT_COLUMNS = (
 )
 #: Result columns holding times, converted back to datetimes.
 TIME_COLUMNS = frozenset({"first_seen", "last_seen", "hour"})
+#: One page of the chain, oldest first (verification and export).
+SCAN = (
+    "SELECT " + EVENT_COLUMNS + " FROM secrets_audit_log "
+    "WHERE id > :after AND id <= :upto ORDER BY id LIMIT :batch"
+)
 
 
 def _filters(where: TrailFilter) -> tuple[str, dict[str, Any]]:

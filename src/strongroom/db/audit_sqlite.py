@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from strongroom.backends._rows import from_micros, to_micros
 from strongroom.core.audit import AuditEvent, ChainKey
 from strongroom.db.audit_sql import (
-    EVENT_COLUMNS,
+    SCAN,
     SQLITE,
     TIME_COLUMNS,
     analysis_sql,
@@ -39,10 +39,7 @@ _INSERT = (
     "chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
-_SCAN = (
-    f"SELECT {EVENT_COLUMNS} FROM secrets_audit_log "  # noqa: S608 (fixed columns)
-    "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
-)
+_SCAN = SQLITE.compile(SCAN, {"after": 0, "upto": 0, "batch": 0})[0]
 
 
 def _fetch(sql: str, params: Any, conn: sqlite3.Connection) -> list[sqlite3.Row]:
