@@ -174,14 +174,7 @@ def enable(
     quiet: QuietOpt = False,
 ) -> None:
     """Allow a version's value to be read again."""
-    out = output(ctx, json=json, quiet=quiet)
-
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        return await SecretsManager(strongroom).update_secret_properties(
-            name, version, enabled=True
-        )
-
-    _written(out, "Enabled", run(ctx, work))
+    _set_enabled(ctx, name, version, enabled=True, json=json, quiet=quiet)
 
 
 @app.command()
@@ -193,14 +186,20 @@ def disable(
     quiet: QuietOpt = False,
 ) -> None:
     """Refuse reads of a version's value (it stays stored; `enable` undoes this)."""
+    _set_enabled(ctx, name, version, enabled=False, json=json, quiet=quiet)
+
+
+def _set_enabled(
+    ctx: typer.Context, name: str, version: str | None, *, enabled: bool, json: bool, quiet: bool
+) -> None:
     out = output(ctx, json=json, quiet=quiet)
 
     async def work(strongroom: Strongroom) -> dict[str, Any]:
         return await SecretsManager(strongroom).update_secret_properties(
-            name, version, enabled=False
+            name, version, enabled=enabled
         )
 
-    _written(out, "Disabled", run(ctx, work))
+    _written(out, "Enabled" if enabled else "Disabled", run(ctx, work))
 
 
 @app.command()
