@@ -12,6 +12,7 @@ from typing import Any, Self
 
 import structlog
 
+from strongroom.access import AccessControl
 from strongroom.audit import AuditLog
 from strongroom.backends.base import SecretStore
 from strongroom.backends.memory import MemoryStore
@@ -23,6 +24,7 @@ from strongroom.core.errors import ConfigurationError
 from strongroom.core.keyfile import create_key_file, read_key_file
 from strongroom.core.logging import configure_logging, get_logger
 from strongroom.core.metrics import Metrics
+from strongroom.db.access_store import AccessStore, PostgresAccessStore, SqliteAccessStore
 from strongroom.db.audit_sqlite import SqliteAuditStore
 from strongroom.db.audit_store import AuditStore
 from strongroom.db.revocation_store import (
@@ -115,6 +117,7 @@ class StateStores:
     rotation: RotationStore
     revocation: RevocationStore
     subscriptions: SubscriptionStore
+    access: AccessStore
 
 
 def build_state_stores(settings: Settings) -> StateStores:
@@ -130,6 +133,7 @@ def build_state_stores(settings: Settings) -> StateStores:
             PostgresRotationStore(dsn, schema=schema),
             PostgresRevocationStore(dsn, schema=schema),
             PostgresSubscriptionStore(dsn, schema=schema),
+            PostgresAccessStore(dsn, schema=schema),
         )
     db = SqliteDatabase(None if settings.backend is Backend.MEMORY else settings.sqlite_path)
     return StateStores(
@@ -137,6 +141,7 @@ def build_state_stores(settings: Settings) -> StateStores:
         SqliteRotationStore(db),
         SqliteRevocationStore(db),
         SqliteSubscriptionStore(db),
+        SqliteAccessStore(db),
     )
 
 
@@ -167,6 +172,7 @@ class Strongroom:
         threat_rules: ThreatRules,
         notifier: Dispatcher,
         events: EventBus,
+        access_key: bytes,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -184,6 +190,7 @@ class Strongroom:
         self.metrics = metrics
         self.threat_rules = threat_rules
         self.closed = False
+        self.access = AccessControl(self, state.access, access_key, settings.auth_cache_seconds)
 
     @classmethod
     async def open(
@@ -225,7 +232,11 @@ class Strongroom:
         )
         opened: list[Any] = []
         try:
-            for part in (store, audit_log, state.rotation, state.revocation, state.subscriptions):
+            parts = (
+                store, audit_log, state.rotation, state.revocation, state.subscriptions,
+                state.access,
+            )  # fmt: skip
+            for part in parts:
                 await part.open()
                 opened.append(part)
         except BaseException:
@@ -242,6 +253,7 @@ class Strongroom:
             threat_rules=threat_rules or threat_rules_from(settings),
             notifier=notifier,
             events=events,
+            access_key=master.derive(b"strongroom/token-digest/1"),
         )
         await store.purge_expired(clock())
         log.debug("opened", backend=store.backend)
@@ -258,6 +270,7 @@ class Strongroom:
         try:
             await self.events.drain()
             await self.notifier.drain()
+            await self._state.access.close()
             await self._state.subscriptions.close()
             await self._state.revocation.close()
             await self._state.rotation.close()

@@ -46,6 +46,8 @@ class AuditAction(enum.StrEnum):
     PURGE = "PURGE"
     KEY_ROTATE = "KEY_ROTATE"
     AUDIT_PRUNE = "AUDIT_PRUNE"
+    AUTHENTICATE = "AUTHENTICATE"
+    ACCESS_CHANGE = "ACCESS_CHANGE"
 
 
 class AuditResult(enum.StrEnum):
@@ -61,7 +63,7 @@ DETAIL_FIELDS = frozenset(
         "not_before", "reason", "count", "immediate", "recoverable_days",
         "key_version", "rewrapped", "operation", "approved_by", "requested_by", "severity",
         "revocation_id", "rotation", "attempt", "closed_by", "pruned", "anchor_seq",
-        "denied_action",
+        "denied_action", "identity", "token_id", "policy", "policies", "method", "path",
     }
 )  # fmt: skip
 

@@ -79,6 +79,26 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(
         default=5.0, gt=0, le=300, alias="STRONGROOM_NOTIFY_TIMEOUT_SECONDS"
     )
+    # The HTTP service (strongroom serve).
+    auth_cache_seconds: float = Field(
+        default=1.0, ge=0, le=60, alias="STRONGROOM_AUTH_CACHE_SECONDS"
+    )
+    rate_limit_per_second: float = Field(
+        default=500.0, ge=0, alias="STRONGROOM_RATE_LIMIT_PER_SECOND"
+    )  # per identity (per client IP before authentication); 0 turns the limit off
+    rate_limit_burst: int = Field(default=1000, ge=1, alias="STRONGROOM_RATE_LIMIT_BURST")
+    max_body_bytes: int = Field(
+        default=256 * 1024, ge=1024, le=64 * 1024 * 1024, alias="STRONGROOM_MAX_BODY_BYTES"
+    )
+    trusted_proxies: str | None = Field(default=None, alias="STRONGROOM_TRUSTED_PROXIES")
+    cors_origins: str | None = Field(default=None, alias="STRONGROOM_CORS_ORIGINS")
+    kv_authority: str = Field(
+        default="https://login.strongroom.invalid/strongroom", alias="STRONGROOM_KV_AUTHORITY"
+    )  # sent in Key Vault's 401 challenge; Key Vault clients read the tenant from it
+    kv_resource: str | None = Field(default=None, alias="STRONGROOM_KV_RESOURCE")
+    rotation_check_seconds: float = Field(
+        default=60.0, gt=0, alias="STRONGROOM_ROTATION_CHECK_SECONDS"
+    )
 
     @field_validator("azure_key_vault_url", mode="before")
     @classmethod

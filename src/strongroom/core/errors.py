@@ -27,12 +27,22 @@ secret and version at most: a value never appears in an error.
     ├── RotationFailedError                     a rotation step failed (retried later)
     │   └── RotationTargetError                 the target system refused the new credential
     ├── StoreUnavailableError                   the store cannot be reached or written
-    └── AuditUnavailableError                   the event could not be recorded: refused
+    ├── AuditUnavailableError                   the event could not be recorded: refused
+    └── AccessError
+        ├── AuthenticationError                 no token, or one that is unknown/expired/revoked
+        ├── PermissionDeniedError               the identity's policies do not grant the action
+        ├── RateLimitedError                    too many requests: retry after ``retry_after``
+        └── AccessObjectNotFoundError (also LookupError)  no such identity, policy or token
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AccessError",
+    "AccessObjectNotFoundError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "RateLimitedError",
     "AuditUnavailableError",
     "ConfigurationError",
     "CryptoError",
@@ -194,3 +204,37 @@ class SeparationOfDutiesError(RevocationError):
     """Nobody approves their own request, and nobody approves one twice."""
 
     code = "denied"
+
+
+class AccessError(StrongroomError):
+    """Who may call what: authentication, authorization and rate limits."""
+
+    code = "access"
+
+
+class AuthenticationError(AccessError):
+    """The caller did not prove who they are (the message never repeats the token)."""
+
+    code = "unauthorized"
+
+
+class PermissionDeniedError(AccessError):
+    """The caller's policies do not grant this action on this resource."""
+
+    code = "forbidden"
+
+
+class RateLimitedError(AccessError):
+    """The caller sent more requests than its rate allows."""
+
+    code = "throttled"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AccessObjectNotFoundError(AccessError, LookupError):
+    """No identity, policy or token by that name or id."""
+
+    code = "not_found"

@@ -1,0 +1,334 @@
+"""Who may call the HTTP service: bearer tokens bound to identities, and their policies.
+
+A token is ``srt_<id>_<secret>``: 256 random bits of secret, shown once at creation and stored
+only as HMAC-SHA256 under a key derived from the master key, so the database alone cannot
+confirm a guessed token. The id finds the record; the hash is compared in constant time.
+Verified tokens are cached for ``STRONGROOM_AUTH_CACHE_SECONDS`` (a revocation in this process
+drops the entry at once; other processes see it within that time).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+
+from strongroom.core.actor import current_actor
+from strongroom.core.audit import AuditAction
+from strongroom.core.errors import (
+    AccessObjectNotFoundError,
+    AuthenticationError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from strongroom.core.logging import get_logger
+from strongroom.core.policy import (
+    Action,
+    Policy,
+    allowed,
+    builtin_policies,
+    validate_identity,
+    validate_policy_name,
+)
+from strongroom.db.access_store import AccessStore, TokenRecord
+
+if TYPE_CHECKING:
+    from strongroom.app import Strongroom
+
+__all__ = ["AccessControl", "IssuedToken", "Principal"]
+
+log = get_logger("strongroom.access")
+
+TOKEN_PREFIX = "srt"
+_TOKEN = re.compile(r"srt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+SIGNING_PURPOSE = b"strongroom/token-digest/1"
+MAX_TTL = timedelta(days=3650)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: the identity its token is bound to, and that identity's policies."""
+
+    identity: str
+    token_id: str
+    policies: tuple[Policy, ...]
+
+    def may(self, action: Action, name: str | None) -> bool:
+        return allowed(self.policies, action, name)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A new token: ``token`` is shown once and never stored."""
+
+    token: str
+    record: TokenRecord
+
+    def __repr__(self) -> str:
+        return f"IssuedToken(id={self.record.id!r}, identity={self.record.identity!r})"
+
+
+def _digest(key: bytes, secret: str) -> bytes:
+    mac = crypto_hmac.HMAC(key, hashes.SHA256())
+    mac.update(secret.encode("ascii"))
+    return mac.finalize()
+
+
+class AccessControl:
+    """Tokens, policies and bindings over an :class:`AccessStore`; every change is audited."""
+
+    def __init__(self, app: Strongroom, store: AccessStore, key: bytes, cache_seconds: float):
+        self._app = app
+        self.store = store
+        self._key = key
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, bytes, Principal]] = {}
+        self._builtin = builtin_policies()
+
+    # -- authentication -----------------------------------------------------------------
+
+    async def authenticate(self, token: str | None) -> Principal:
+        """The principal ``token`` proves; AuthenticationError for anything else."""
+        match = _TOKEN.fullmatch(token) if token else None
+        if match is None:
+            raise AuthenticationError("a valid bearer token is required")
+        token_id, secret = match.groups()
+        digest = _digest(self._key, secret)
+        now = time.monotonic()
+        cached = self._cache.get(token_id)
+        if cached is not None and cached[0] > now and hmac.compare_digest(cached[1], digest):
+            return cached[2]
+        record = await self.store.get_token(token_id)
+        if record is None or not hmac.compare_digest(record.digest, digest):
+            raise AuthenticationError("the bearer token is not valid")
+        if record.revoked_at is not None:
+            raise AuthenticationError("the bearer token was revoked")
+        clock_now = self._app.clock()
+        if record.expires_at is not None and record.expires_at <= clock_now:
+            raise AuthenticationError("the bearer token has expired")
+        principal = Principal(
+            identity=record.identity,
+            token_id=record.id,
+            policies=tuple(await self._load_policies(record.identity)),
+        )
+        ttl = self._cache_seconds
+        if record.expires_at is not None:
+            ttl = min(ttl, (record.expires_at - clock_now).total_seconds())
+        if ttl > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[token_id] = (now + ttl, digest, principal)
+        return principal
+
+    async def _load_policies(self, identity: str) -> list[Policy]:
+        found = []
+        for name in await self.store.policies_of(identity):
+            if name in self._builtin:
+                found.append(self._builtin[name])
+                continue
+            record = await self.store.get_policy(name)
+            if record is not None:  # a binding to a deleted policy grants nothing
+                found.append(Policy.build(record.name, record.grants, record.description))
+        return found
+
+    def invalidate(self) -> None:
+        """Forget cached principals (after any change to tokens, policies or bindings)."""
+        self._cache.clear()
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    async def create_token(
+        self,
+        identity: str,
+        *,
+        policies: list[str] | None = None,
+        description: str = "",
+        ttl: timedelta | None = None,
+    ) -> IssuedToken:
+        """A new token for ``identity`` (attaching ``policies`` to it first, if given)."""
+        validate_identity(identity)
+        if not isinstance(description, str) or len(description) > 256:
+            raise ValidationError("a token description is text of at most 256 characters")
+        if ttl is not None and not (timedelta(0) < ttl <= MAX_TTL):
+            raise ValidationError("a token's time to live is between 1 second and 10 years")
+        for name in policies or []:
+            await self._require_policy(name)
+        now = self._app.clock()
+        token_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        record = TokenRecord(
+            id=token_id,
+            identity=identity,
+            digest=_digest(self._key, secret),
+            description=description,
+            created_by=current_actor().id,
+            created_at=now,
+            expires_at=now + ttl if ttl is not None else None,
+            revoked_at=None,
+            revoked_by=None,
+        )
+        async with self._app.audit.operation(
+            AuditAction.ACCESS_CHANGE, None, operation="token.create", identity=identity,
+            token_id=token_id, policies=list(policies or []),
+        ):  # fmt: skip
+            for name in policies or []:
+                await self.store.attach(identity, name)
+            await self.store.add_token(record)
+        self.invalidate()
+        log.info("token created", token_id=token_id, identity=identity)
+        return IssuedToken(token=f"{TOKEN_PREFIX}_{token_id}_{secret}", record=record)
+
+    async def list_tokens(self, identity: str | None = None) -> list[TokenRecord]:
+        if identity is not None:
+            validate_identity(identity)
+        return await self.store.list_tokens(identity)
+
+    async def get_token(self, token_id: str) -> TokenRecord:
+        record = await self.store.get_token(_token_id(token_id))
+        if record is None:
+            raise AccessObjectNotFoundError(f"no token with id {token_id!r}")
+        return record
+
+    async def revoke_token(self, token_id: str) -> TokenRecord:
+        """Revoke a token at once (idempotent: revoking a revoked token changes nothing)."""
+        token_id = _token_id(token_id)
+        async with self._app.audit.operation(
+            AuditAction.ACCESS_CHANGE, None, operation="token.revoke", token_id=token_id
+        ) as op:
+            record = await self.get_token(token_id)
+            op.details["identity"] = record.identity
+            await self.store.revoke_token(token_id, current_actor().id, self._app.clock())
+        self.invalidate()
+        log.info("token revoked", token_id=token_id)
+        return await self.get_token(token_id)
+
+    # -- policies -------------------------------------------------------------------------
+
+    async def put_policy(self, policy: Policy) -> Policy:
+        if policy.name in self._builtin:
+            raise ValidationError(f"policy {policy.name!r} is built in and cannot be changed")
+        grants = [g.to_dict() for g in policy.grants]
+        async with self._app.audit.operation(
+            AuditAction.ACCESS_CHANGE, None, operation="policy.put", policy=policy.name
+        ):
+            await self.store.put_policy(
+                policy.name, policy.description, grants, current_actor().id, self._app.clock()
+            )
+        self.invalidate()
+        return policy
+
+    async def get_policy(self, name: str) -> Policy:
+        validate_policy_name(name)
+        if name in self._builtin:
+            return self._builtin[name]
+        record = await self.store.get_policy(name)
+        if record is None:
+            raise AccessObjectNotFoundError(f"no policy named {name!r}")
+        return Policy.build(record.name, record.grants, record.description)
+
+    async def list_policies(self) -> list[Policy]:
+        stored = [
+            Policy.build(r.name, r.grants, r.description) for r in await self.store.list_policies()
+        ]
+        return sorted([*self._builtin.values(), *stored], key=lambda p: p.name)
+
+    async def delete_policy(self, name: str) -> None:
+        validate_policy_name(name)
+        if name in self._builtin:
+            raise ValidationError(f"policy {name!r} is built in and cannot be deleted")
+        async with self._app.audit.operation(
+            AuditAction.ACCESS_CHANGE, None, operation="policy.delete", policy=name
+        ):
+            if not await self.store.delete_policy(name):
+                raise AccessObjectNotFoundError(f"no policy named {name!r}")
+        self.invalidate()
+
+    async def _require_policy(self, name: str) -> None:
+        await self.get_policy(name)
+
+    async def attach(self, identity: str, policy: str) -> list[str]:
+        validate_identity(identity)
+        await self._require_policy(policy)
+        async with self._app.audit.operation(
+            AuditAction.ACCESS_CHANGE, None, operation="policy.attach", identity=identity,
+            policy=policy,
+        ):  # fmt: skip
+            await self.store.attach(identity, policy)
+        self.invalidate()
+        return await self.store.policies_of(identity)
+
+    async def detach(self, identity: str, policy: str) -> list[str]:
+        validate_identity(identity)
+        validate_policy_name(policy)
+        async with self._app.audit.operation(
+            AuditAction.ACCESS_CHANGE, None, operation="policy.detach", identity=identity,
+            policy=policy,
+        ):  # fmt: skip
+            if not await self.store.detach(identity, policy):
+                raise AccessObjectNotFoundError(
+                    f"identity {identity!r} does not hold policy {policy!r}"
+                )
+        self.invalidate()
+        return await self.store.policies_of(identity)
+
+    async def identities(self) -> list[dict[str, Any]]:
+        """Every identity that holds a policy or a token, with its policies and live tokens."""
+        found: dict[str, dict[str, Any]] = {}
+        for identity, policy in await self.store.bindings():
+            found.setdefault(identity, {"policies": [], "tokens": 0})["policies"].append(policy)
+        now = self._app.clock()
+        for token in await self.store.list_tokens():
+            entry = found.setdefault(token.identity, {"policies": [], "tokens": 0})
+            live = token.revoked_at is None and (token.expires_at is None or token.expires_at > now)
+            entry["tokens"] += int(live)
+        return [{"identity": k, **v} for k, v in sorted(found.items())]
+
+    # -- authorization --------------------------------------------------------------------
+
+    async def require(self, principal: Principal, action: Action, name: str | None) -> None:
+        """Raise PermissionDeniedError (audited as a failure) unless ``principal`` may act."""
+        if principal.may(action, name):
+            return
+        error = PermissionDeniedError(
+            f"identity {principal.identity!r} may not {action.value} "
+            + (f"secret {name!r}" if name is not None else "every secret")
+        )
+        audit_action = _AUDIT_ACTION.get(action, AuditAction.ACCESS_CHANGE)
+        try:
+            async with self._app.audit.operation(
+                audit_action, name, denied_action=action.value, token_id=principal.token_id
+            ):
+                raise error
+        except PermissionDeniedError:
+            pass
+        self._app.metrics.inc("unauthorized_attempts_total", reason="forbidden")
+        raise error
+
+
+def _token_id(text: str) -> str:
+    """A token id, or the id inside a whole token (so a pasted token can be revoked)."""
+    match = _TOKEN.fullmatch(text)
+    if match is not None:
+        return match.group(1)
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9a-f]{16}", text):
+        raise ValidationError("a token id is 16 hexadecimal characters")
+    return text
+
+
+_AUDIT_ACTION = {
+    Action.READ: AuditAction.READ,
+    Action.LIST: AuditAction.LIST,
+    Action.WRITE: AuditAction.UPDATE,
+    Action.DELETE: AuditAction.DELETE,
+    Action.ROTATE: AuditAction.ROTATE,
+    Action.REVOKE_REQUEST: AuditAction.REVOKE,
+    Action.REVOKE_APPROVE: AuditAction.REVOKE,
+    Action.AUDIT_READ: AuditAction.DESCRIBE,
+}
