@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes
@@ -46,7 +46,7 @@ __all__ = ["AccessControl", "IssuedToken", "Principal"]
 
 log = get_logger("strongroom.access")
 
-TOKEN_PREFIX = "srt"
+TOKEN_PREFIX = "srt"  # noqa: S105 (a prefix, not a secret)
 _TOKEN = re.compile(r"srt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 SIGNING_PURPOSE = b"strongroom/token-digest/1"
 MAX_TTL = timedelta(days=3650)

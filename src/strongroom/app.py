@@ -17,6 +17,7 @@ from strongroom.audit import AuditLog
 from strongroom.backends.base import SecretStore
 from strongroom.backends.memory import MemoryStore
 from strongroom.core.audit import ChainKey
+from strongroom.core.backup import BACKUP_PURPOSE
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.config import Backend, Settings
 from strongroom.core.crypto import MasterKey
@@ -173,6 +174,7 @@ class Strongroom:
         notifier: Dispatcher,
         events: EventBus,
         access_key: bytes,
+        backup_key: bytes,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -190,6 +192,7 @@ class Strongroom:
         self.metrics = metrics
         self.threat_rules = threat_rules
         self.closed = False
+        self.backup_key = backup_key
         self.access = AccessControl(self, state.access, access_key, settings.auth_cache_seconds)
 
     @classmethod
@@ -254,6 +257,7 @@ class Strongroom:
             notifier=notifier,
             events=events,
             access_key=master.derive(b"strongroom/token-digest/1"),
+            backup_key=master.derive(BACKUP_PURPOSE),
         )
         await store.purge_expired(clock())
         log.debug("opened", backend=store.backend)

@@ -71,6 +71,8 @@ class AuditLog:
         self.metrics = metrics
         self.timeout = timeout
         self.fail_open = fail_open
+        #: Why the last batch failed, until one succeeds (the service's readiness reads it).
+        self.last_error: str | None = None
         self._pending: list[tuple[AuditEvent, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -95,6 +97,7 @@ class AuditLog:
         (or log critically and return, when fail-open is configured)."""
         if self.store is None:
             return
+        self.metrics.inc("operations_total", action=event.action.value, result=event.result.value)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._pending.append((event, future))
@@ -134,6 +137,7 @@ class AuditLog:
                 )
             except (StrongroomError, TimeoutError) as exc:
                 reason = "write timed out" if isinstance(exc, TimeoutError) else "write failed"
+                self.last_error = reason
                 error = AuditUnavailableError(f"{reason}: {type(exc).__name__}")
                 for _, future in batch:
                     if not future.done():
@@ -143,6 +147,8 @@ class AuditLog:
             self.metrics.inc("audit_events_total", len(batch))
             self.metrics.inc("audit_batches_total")
             self.metrics.inc("audit_write_seconds_total", elapsed)
+            self.metrics.observe("audit_write_seconds", elapsed)
+            self.last_error = None
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)

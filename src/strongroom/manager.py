@@ -11,9 +11,11 @@ from strongroom.app import Strongroom
 from strongroom.backends.base import RewrapProgress, WriteMode, name_key
 from strongroom.core.actor import current_actor
 from strongroom.core.audit import AuditAction
+from strongroom.core.backup import open_backup, seal_backup
 from strongroom.core.errors import (
     SecretDisabledError,
     SecretExpiredError,
+    SecretNotReadableError,
     SecretNotYetValidError,
     SecretRevokedError,
     ValidationError,
@@ -83,8 +85,14 @@ class SecretsManager(StrongroomFacade):
         expires_in_days: int | None = None,
         content_type: str | None = None,
         not_before: datetime | None = None,
+        *,
+        expires_at: datetime | None = None,
+        enabled: bool = True,
     ) -> dict[str, Any]:
-        """Store a new secret; fails if the name is in use (update it to add a version)."""
+        """Store a new secret; fails if the name is in use (update it to add a version).
+
+        ``expires_at`` (absolute) and ``expires_in_days`` are alternatives; ``enabled=False``
+        stores a version that cannot be read until it is enabled."""
         app = await self._ready()
         async with app.audit.operation(AuditAction.CREATE, name) as op:
             now = app.clock()
@@ -97,8 +105,9 @@ class SecretsManager(StrongroomFacade):
                 content_type=content_type,
                 tags=validate_tags(metadata),
                 created_at=now,
-                expires_at=expiry_from_days(expires_in_days, now),
+                expires_at=_expiry(expires_in_days, expires_at, now),
                 not_before=validate_aware(not_before, "not_before"),
+                enabled=_flag(enabled, "enabled"),
             )
             op.details.update(_version_details(new))
             await app.store.purge_expired(now)  # a lapsed deleted secret frees its name
@@ -121,6 +130,8 @@ class SecretsManager(StrongroomFacade):
         content_type: str | None = None,
         expires_in_days: int | None = None,
         not_before: datetime | None = None,
+        expires_at: datetime | None = None,
+        enabled: bool = True,
     ) -> dict[str, Any]:
         """Add a new current version. Type and metadata carry over unless given."""
         app = await self._ready()
@@ -129,8 +140,9 @@ class SecretsManager(StrongroomFacade):
             validate_name(name)
             tags = validate_tags(metadata) if metadata is not None else None
             kind = validate_secret_type(secret_type) if secret_type is not None else None
-            expires_at = expiry_from_days(expires_in_days, now)
+            expiry = _expiry(expires_in_days, expires_at, now)
             nbf = validate_aware(not_before, "not_before")
+            _flag(enabled, "enabled")
             previous = await app.store.get_properties(name)
             if (
                 content_type is None
@@ -146,8 +158,9 @@ class SecretsManager(StrongroomFacade):
                 content_type=content_type,
                 tags=tags if tags is not None else dict(previous.tags),
                 created_at=now,
-                expires_at=expires_at,
+                expires_at=expiry,
                 not_before=nbf,
+                enabled=enabled,
             )
             op.details.update(_version_details(new))
             props = await app.store.write_version(new, data, WriteMode.UPDATE)
@@ -255,6 +268,60 @@ class SecretsManager(StrongroomFacade):
             "rewrapped": result.rewrapped,
         }
 
+    async def backup_secret(self, name: str) -> str:
+        """A sealed blob of every version of ``name`` that was not revoked (values included),
+        restorable with :meth:`restore_secret_backup` into a strongroom with the same master key."""
+        app = await self._ready()
+        async with app.audit.operation(AuditAction.READ, name, operation="backup") as op:
+            validate_name(name)
+            versions = []
+            for props in reversed(await app.store.list_versions(name)):  # oldest first
+                if props.revoked_at is not None:
+                    continue
+                bundle = await app.store.get_version(props.name, props.version)
+                versions.append({
+                    "version": props.version, "secret_type": props.secret_type.value,
+                    "content_type": props.content_type, "tags": dict(props.tags),
+                    "enabled": props.enabled, "created_at": props.created_at.isoformat(),
+                    "expires_at": _iso(props.expires_at), "not_before": _iso(props.not_before),
+                    "value": bundle.value.reveal_bytes().decode("utf-8"),
+                })  # fmt: skip
+            if not versions:
+                raise SecretNotReadableError(f"secret {name!r} has no version left to back up")
+            op.details["count"] = len(versions)
+            document = {"format": 1, "name": props.name, "versions": versions}
+            return seal_backup(app.backup_key, document)
+
+    async def restore_secret_backup(self, blob: str) -> dict[str, Any]:
+        """Recreate a backed-up secret with its versions (the name must be free)."""
+        app = await self._ready()
+        document = open_backup(app.backup_key, blob)
+        name = str(document.get("name"))
+        async with app.audit.operation(AuditAction.CREATE, name, operation="restore") as op:
+            validate_name(name)
+            versions = document.get("versions") or []
+            await app.store.purge_expired(app.clock())
+            props = None
+            for index, item in enumerate(versions):
+                new = NewVersion(
+                    name=name,
+                    version=validate_version(item["version"]),
+                    secret_type=validate_secret_type(item["secret_type"]),
+                    content_type=item["content_type"],
+                    tags=validate_tags(item["tags"]),
+                    created_at=datetime.fromisoformat(item["created_at"]),
+                    expires_at=_from_iso(item["expires_at"]),
+                    not_before=_from_iso(item["not_before"]),
+                    enabled=bool(item["enabled"]),
+                )
+                mode = WriteMode.CREATE if index == 0 else WriteMode.UPDATE
+                props = await app.store.write_version(new, item["value"].encode("utf-8"), mode)
+            if props is None:
+                raise ValidationError("the backup holds no version")
+            op.details.update(version=props.version, count=len(versions))
+        log.info("secret restored", name=props.name, actor=current_actor().id)
+        return props.to_dict()
+
     # -- reads -----------------------------------------------------------------------------
 
     async def get_secret(self, name: str, version: str | None = None) -> Any:
@@ -320,6 +387,28 @@ class SecretsManager(StrongroomFacade):
             await app.store.purge_expired(app.clock())
             found = await app.store.get_deleted(name)
         return found.to_dict()
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text is not None else None
+
+
+def _expiry(days: int | None, at: datetime | None, now: datetime) -> datetime | None:
+    if days is not None and at is not None:
+        raise ValidationError("give expires_in_days or expires_at, not both")
+    if at is not None:
+        return validate_aware(at, "expires_at")
+    return expiry_from_days(days, now)
+
+
+def _flag(value: object, label: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(f"{label} must be True or False")
+    return value
 
 
 def _version_details(new: NewVersion) -> dict[str, Any]:

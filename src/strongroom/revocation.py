@@ -242,6 +242,7 @@ class EmergencyRevoke(ManagerBoundFacade):
                 now = app.clock()
                 revoked = await app.store.revoke_all(name, now)
                 op.details["count"] = revoked
+                app.metrics.inc("revocations_total", severity=str(row["severity"]))
                 details["versions_revoked"] = revoked
                 if details.get("rotate_after"):
                     from strongroom.rotation import SecretsRotation  # noqa: PLC0415

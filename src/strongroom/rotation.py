@@ -8,6 +8,7 @@ import inspect
 import os
 import secrets
 import socket
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -329,6 +330,7 @@ class SecretsRotation(ManagerBoundFacade):
     async def _rotate(self, app: Strongroom, row: dict[str, Any]) -> dict[str, Any]:
         name = row["display_name"]
         now = app.clock()
+        started = time.perf_counter()
         try:
             async with app.audit.operation(
                 AuditAction.ROTATE, name, attempt=row["attempts"] + 1
@@ -336,7 +338,11 @@ class SecretsRotation(ManagerBoundFacade):
                 props = await self._promote_new_version(app, row, now)
                 op.details.update(version=props.version)
         except Exception as exc:  # every failure is recorded and retried, never raised
+            app.metrics.inc("rotations_total", result="failure")
+            app.metrics.observe("rotation_seconds", time.perf_counter() - started)
             return await self._failed(app, row, now, exc)
+        app.metrics.inc("rotations_total", result="success")
+        app.metrics.observe("rotation_seconds", time.perf_counter() - started)
         current_prev = row.get("_previous")
         grace = timedelta(hours=row["grace_period_hours"])
         pending = row["previous_version"] if row["previous_disable_at"] else None

@@ -91,6 +91,7 @@ class Settings(BaseSettings):
         default=256 * 1024, ge=1024, le=64 * 1024 * 1024, alias="STRONGROOM_MAX_BODY_BYTES"
     )
     trusted_proxies: str | None = Field(default=None, alias="STRONGROOM_TRUSTED_PROXIES")
+    metrics_public: bool = Field(default=False, alias="STRONGROOM_METRICS_PUBLIC")
     cors_origins: str | None = Field(default=None, alias="STRONGROOM_CORS_ORIGINS")
     kv_authority: str = Field(
         default="https://login.strongroom.invalid/strongroom", alias="STRONGROOM_KV_AUTHORITY"

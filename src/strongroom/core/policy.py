@@ -137,9 +137,7 @@ def allowed(policies: Iterable[Policy], action: Action, name: str | None) -> boo
 
 def validate_identity(identity: object) -> str:
     if not isinstance(identity, str) or not _IDENTITY.fullmatch(identity):
-        raise ValidationError(
-            "an identity is 1-128 characters of letters, digits and . _ @ : -"
-        )
+        raise ValidationError("an identity is 1-128 characters of letters, digits and . _ @ : -")
     return identity
 
 

@@ -259,7 +259,9 @@ class PostgresAccessStore(_AccessSql):
         self._pool: Any = None
 
     async def open(self) -> None:
-        self._pool = await open_pool(self._dsn, self.schema, min_size=1, max_size=4, what=self._what)
+        self._pool = await open_pool(
+            self._dsn, self.schema, min_size=1, max_size=4, what=self._what
+        )
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -1,0 +1,112 @@
+"""The ASGI application: routes, the guard in front of them, and the service's lifetime.
+
+``create_app(strongroom)`` serves an open wiring (tests, embedding); ``create_app()`` opens one
+from the environment at start-up and closes it at shutdown. Either way the rotation scheduler
+runs while the app does (leases keep several workers or replicas from rotating twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from strongroom import __version__
+from strongroom.app import Strongroom
+from strongroom.core.config import Settings
+from strongroom.core.logging import get_logger
+from strongroom.core.ratelimit import RateLimiter
+from strongroom.server.context import Services
+from strongroom.server.errors import install_error_handlers
+from strongroom.server.guard import Guard, GuardConfig
+from strongroom.server.routes import access, audit, keyvault, ops, revocation, rotation, secrets
+from strongroom.server.schemas import ErrorOut
+
+__all__ = ["create_app"]
+
+log = get_logger("strongroom.server")
+
+#: Failed authentications allowed per client address: a burst of 20, then 2 per second.
+FAILED_AUTH_RATE, FAILED_AUTH_BURST = 2.0, 20
+
+_ERRORS = {
+    400: {"model": ErrorOut, "description": "bad input (nothing changed)"},
+    401: {"model": ErrorOut, "description": "no valid bearer token"},
+    403: {"model": ErrorOut, "description": "outside the caller's policies, or not readable now"},
+    404: {"model": ErrorOut, "description": "no such secret, version or object"},
+    409: {"model": ErrorOut, "description": "conflicts with the current state"},
+    413: {"model": ErrorOut, "description": "request body too large"},
+    429: {"model": ErrorOut, "description": "rate limited; see Retry-After"},
+    503: {"model": ErrorOut, "description": "a store or the audit log is unavailable"},
+}
+
+
+def create_app(
+    strongroom: Strongroom | None = None,
+    *,
+    settings: Settings | None = None,
+    run_scheduler: bool = True,
+) -> FastAPI:
+    settings = settings or (strongroom.settings if strongroom is not None else Settings())
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        owned = strongroom is None
+        wiring = strongroom if strongroom is not None else await Strongroom.open(settings)
+        api.state.services = Services.over(wiring)
+        if run_scheduler:
+            interval = max(1, round(settings.rotation_check_seconds))
+            await api.state.services.rotation.start_rotation_scheduler(interval)
+        log.info("service started", profile=wiring.profile)
+        try:
+            yield
+        finally:
+            await api.state.services.rotation.stop_rotation_scheduler()
+            if owned:
+                await wiring.close()
+            log.info("service stopped")
+
+    api = FastAPI(
+        title="strongroom",
+        version=__version__,
+        description=(
+            "Secrets management: encrypted storage, rotation, audit and emergency revocation. "
+            "Every call needs `Authorization: Bearer <token>` (except /healthz, /readyz and this "
+            "document); every call is audited with the token's identity, the client address "
+            "and the user agent. The Key Vault-compatible API (/secrets, /deletedsecrets) "
+            "follows Azure Key Vault's own specification and is not listed here."
+        ),
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        responses=_ERRORS,  # type: ignore[arg-type]
+    )
+    if strongroom is not None:
+        api.state.services = Services.over(strongroom)
+    install_error_handlers(api)
+    for module in (secrets, rotation, audit, revocation, access, ops):
+        api.include_router(module.router)
+    api.include_router(access.keys_router)
+    api.include_router(keyvault.router)
+    api.add_middleware(
+        Guard,
+        config=GuardConfig(
+            max_body_bytes=settings.max_body_bytes,
+            trusted_proxies=GuardConfig.parse_proxies(settings.trusted_proxies),
+            kv_authority=settings.kv_authority,
+            kv_resource=settings.kv_resource,
+            metrics_public=settings.metrics_public,
+        ),
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        failures=RateLimiter(FAILED_AUTH_RATE, FAILED_AUTH_BURST),
+    )
+    if settings.cors_origins:
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    return api

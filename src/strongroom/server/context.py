@@ -1,0 +1,60 @@
+"""What every route reaches through ``request``: the wiring, the seed's services, the caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from strongroom.access import Principal
+from strongroom.app import Strongroom
+from strongroom.core.errors import AuthenticationError
+from strongroom.core.policy import Action
+from strongroom.manager import SecretsManager
+from strongroom.revocation import EmergencyRevoke
+from strongroom.rotation import SecretsRotation
+from strongroom.secrets_audit import SecretsAudit
+from strongroom.server.guard import PRINCIPAL_KEY
+
+__all__ = ["Services", "authorize", "principal", "services"]
+
+
+@dataclass(slots=True)
+class Services:
+    app: Strongroom
+    manager: SecretsManager
+    audit: SecretsAudit
+    rotation: SecretsRotation
+    revoke: EmergencyRevoke
+
+    @classmethod
+    def over(cls, app: Strongroom) -> Services:
+        manager = SecretsManager(app)
+        audit = SecretsAudit(app)
+        return cls(
+            app=app,
+            manager=manager,
+            audit=audit,
+            rotation=SecretsRotation(app),
+            revoke=EmergencyRevoke(app),
+        )
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def principal(request: Request) -> Principal:
+    found = request.scope.get(PRINCIPAL_KEY)
+    if not isinstance(found, Principal):  # only public paths run without one
+        raise AuthenticationError("a valid bearer token is required")
+    return found
+
+
+async def authorize(request: Request, action: Action, name: str | None) -> Principal:
+    """The caller, once its policies allow ``action`` on ``name`` (403, audited, if not)."""
+    caller = principal(request)
+    if not caller.may(action, name):
+        await services(request).app.access.require(caller, action, name)
+    return caller

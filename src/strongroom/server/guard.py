@@ -1,0 +1,288 @@
+"""The one ASGI middleware in front of every route: what must happen before any handler runs.
+
+In order: security headers on every answer; the client's address (from the socket, or from
+``X-Forwarded-For`` only when the socket peer is a trusted proxy); a request-body limit (413
+before anything parses the body); bearer-token authentication (401, audited, with Key Vault's
+challenge on its paths); a per-identity rate limit (429 with Retry-After); then the acting
+identity is set for the handler, and one access-log line is written without values or tokens.
+
+A pure ASGI middleware rather than Starlette's ``BaseHTTPMiddleware``: it runs on every request,
+so it must not add a task or a body copy per call.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from strongroom.access import Principal
+from strongroom.app import Strongroom
+from strongroom.core.actor import acting_as
+from strongroom.core.audit import AuditAction
+from strongroom.core.errors import AuthenticationError
+from strongroom.core.logging import get_logger
+from strongroom.core.ratelimit import RateLimiter
+from strongroom.server.errors import error_body, is_keyvault_path
+
+__all__ = ["PRINCIPAL_KEY", "Guard", "GuardConfig"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+PRINCIPAL_KEY = "strongroom.principal"
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
+ANONYMOUS = "anonymous"
+
+log = get_logger("strongroom.http")
+
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+class BodyTooLarge(Exception):
+    """Raised into the app when a streamed body passes the limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class GuardConfig:
+    max_body_bytes: int
+    trusted_proxies: tuple[Network, ...]
+    kv_authority: str
+    kv_resource: str | None
+    metrics_public: bool = False
+
+    @staticmethod
+    def parse_proxies(
+        text: str | None,
+    ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        if not text:
+            return ()
+        return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in text.split(",") if p)
+
+
+class Guard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: GuardConfig,
+        limiter: RateLimiter,
+        failures: RateLimiter,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.limiter = limiter
+        self.failures = failures  # failed authentications per client address
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        self.strongroom: Strongroom = scope["app"].state.services.app
+        path: str = scope["path"]
+        tls = scope.get("scheme") == "https"
+        status_box = [0]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_box[0] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.extend(_SECURITY_HEADERS)
+                if tls:
+                    headers.append(_HSTS)
+                message["headers"] = headers
+            await send(message)
+
+        headers = _headers(scope)
+        ip = self._client_ip(scope, headers)
+        user_agent = headers.get("user-agent")
+        identity = ANONYMOUS
+        try:
+            length = headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                await self._reject(send_with_headers, path, 413, "request_too_large",
+                                   f"the request body exceeds {self.max_body} bytes")  # fmt: skip
+                return
+            if path in PUBLIC_PATHS or (path == "/metrics" and self.config.metrics_public):
+                with acting_as(ANONYMOUS, ip=ip, user_agent=user_agent):
+                    await self.app(scope, self._limited(receive), send_with_headers)
+                return
+            principal = await self._authenticate(scope, headers, ip, user_agent, send_with_headers)
+            if principal is None:
+                return
+            identity = principal.identity
+            wait = self.limiter.take(identity, time.monotonic())
+            if wait > 0:
+                self.strongroom.metrics.inc("rate_limited_total")
+                await self._reject(send_with_headers, path, 429, "throttled",
+                                   "too many requests; retry later", retry_after=wait)  # fmt: skip
+                return
+            scope[PRINCIPAL_KEY] = principal
+            with acting_as(identity, ip=ip, user_agent=user_agent):
+                await self.app(scope, self._limited(receive), send_with_headers)
+        except BodyTooLarge:
+            if status_box[0] == 0:
+                await self._reject(send_with_headers, path, 413, "request_too_large",
+                                   f"the request body exceeds {self.max_body} bytes")  # fmt: skip
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=path,
+                status=status_box[0],
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                identity=identity,
+                ip=ip,
+            )
+
+    @property
+    def max_body(self) -> int:
+        return self.config.max_body_bytes
+
+    def _limited(self, receive: Receive) -> Receive:
+        """``receive`` that stops a streamed body at the limit (no Content-Length to trust)."""
+        seen = 0
+        limit = self.max_body
+
+        async def guarded() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge
+            return message
+
+        return guarded
+
+    def _client_ip(self, scope: Scope, headers: dict[str, str]) -> str | None:
+        client = scope.get("client")
+        peer: str | None = client[0] if client else None
+        if peer is None or not self.config.trusted_proxies:
+            return peer
+        forwarded = headers.get("x-forwarded-for")
+        if not forwarded or not self._trusted(peer):
+            return peer
+        # Walk from the nearest hop: the first address not of a trusted proxy is the client.
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self._trusted(hop):
+                return hop[:64]
+        return hops[0][:64] if hops else peer
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.config.trusted_proxies)
+
+    async def _authenticate(
+        self,
+        scope: Scope,
+        headers: dict[str, str],
+        ip: str | None,
+        user_agent: str | None,
+        send: Send,
+    ) -> Principal | None:
+        path = scope["path"]
+        key = f"ip:{ip}"
+        wait = self.failures.peek(key, time.monotonic())
+        if wait > 0:
+            self.strongroom.metrics.inc("rate_limited_total")
+            await self._reject(send, path, 429, "throttled",
+                               "too many failed authentications; retry later",
+                               retry_after=wait)  # fmt: skip
+            return None
+        authorization = headers.get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        try:
+            if scheme.lower() != "bearer":
+                raise AuthenticationError("a bearer token is required")
+            return await self.strongroom.access.authenticate(token.strip())
+        except AuthenticationError as exc:
+            self.failures.take(key, time.monotonic())
+            self.strongroom.metrics.inc(
+                "unauthorized_attempts_total", reason="no_token" if not token else "bad_token"
+            )
+            await self._audit_refusal(scope, ip, user_agent, exc)
+            extra = [(b"www-authenticate", self._challenge(path, headers).encode("latin-1"))]
+            await self._reject(send, path, 401, "unauthorized", str(exc), extra=extra)
+            return None
+
+    async def _audit_refusal(
+        self, scope: Scope, ip: str | None, user_agent: str | None, error: AuthenticationError
+    ) -> None:
+        with acting_as(ANONYMOUS, ip=ip, user_agent=user_agent):
+            try:
+                async with self.strongroom.audit.operation(
+                    AuditAction.AUTHENTICATE, None, method=scope["method"], path=scope["path"][:256]
+                ):
+                    raise error
+            except AuthenticationError:
+                pass
+
+    def _challenge(self, path: str, headers: dict[str, str]) -> str:
+        if not is_keyvault_path(path):
+            return 'Bearer realm="strongroom"'
+        resource = self.config.kv_resource or _resource_for(headers.get("host", "localhost"))
+        authority = self.config.kv_authority
+        return f'Bearer authorization="{authority}", resource="{resource}"'
+
+    async def _reject(
+        self,
+        send: Send,
+        path: str,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        body = json.dumps(error_body(path, status, code, message)).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *(extra or []),
+        ]
+        if retry_after is not None:
+            headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """Request headers by lower-case name (the last one wins; latin-1 as HTTP defines)."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _resource_for(host: str) -> str:
+    """Key Vault's resource for a vault host: the host minus its first label (as
+    ``myvault.vault.azure.net`` -> ``vault.azure.net``), so the SDK's check that the vault host
+    ends with the resource's host passes; a one-label host is its own resource."""
+    name, sep, port = host.rpartition(":")
+    if not sep or not port.isdigit() or name.endswith("]"):
+        name, port = host, ""
+    labels = name.split(".")
+    if len(labels) >= 2 and not name.replace(".", "").isdigit():
+        name = ".".join(labels[1:])
+    text = f"https://{name}{':' + port if port else ''}"
+    return text.replace(",", "").replace('"', "")

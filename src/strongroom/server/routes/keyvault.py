@@ -1,0 +1,352 @@
+"""Azure Key Vault's secrets data plane on strongroom, for unmodified Key Vault clients.
+
+Paths, JSON shapes (camelCase, Unix-second times), ``api-version``, paging with an absolute
+``nextLink`` (``maxresults`` 1-25) and error codes follow Key Vault's REST specification, so
+``azure-keyvault-secrets`` pointed at strongroom works. Every call goes through the same
+manager, policies and audit as the native API. Tags are the secret's metadata.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from strongroom.core.backup import open_backup
+from strongroom.core.errors import (
+    DeletedSecretConflictError,
+    SecretAlreadyExistsError,
+    SecretNotFoundError,
+    ValidationError,
+)
+from strongroom.core.models import UNSET
+from strongroom.core.policy import Action
+from strongroom.server.context import authorize, principal, services
+from strongroom.server.jsonio import json_response
+
+router = APIRouter(include_in_schema=False)
+
+_API_VERSION = re.compile(r"(\d{1,2}\.\d{1,2}|\d{4}-\d{2}-\d{2})(-preview(\.\d+)?)?")
+MAX_RESULTS = 25
+ApiVersion = Annotated[str | None, Query(alias="api-version")]
+MaxResults = Annotated[int | None, Query(alias="maxresults")]
+SkipToken = Annotated[str | None, Query(alias="$skiptoken")]
+
+
+class Attributes(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    enabled: bool | None = None
+    nbf: int | None = Field(default=None, ge=0, le=253402300799)
+    exp: int | None = Field(default=None, ge=0, le=253402300799)
+
+
+class SetSecret(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    value: str
+    content_type: str | None = Field(default=None, alias="contentType", max_length=255)
+    attributes: Attributes | None = None
+    tags: dict[str, str] | None = None
+
+
+class UpdateSecret(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    content_type: str | None = Field(default=None, alias="contentType", max_length=255)
+    attributes: Attributes | None = None
+    tags: dict[str, str] | None = None
+
+
+class RestoreSecret(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    value: str = Field(max_length=4 * 1024 * 1024)
+
+
+def _check_api_version(api_version: str | None) -> str:
+    if api_version is None:
+        raise ValidationError("the api-version query parameter is required")
+    if not _API_VERSION.fullmatch(api_version):
+        raise ValidationError("the api-version query parameter is not a valid version")
+    return api_version
+
+
+def _seconds(when: datetime | None) -> int | None:
+    return int(when.timestamp()) if when is not None else None
+
+
+def _time(seconds: int | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _attributes(request: Request, props: dict[str, Any]) -> dict[str, Any]:
+    days = services(request).app.settings.recovery_days
+    attributes: dict[str, Any] = {
+        "enabled": props["enabled"],
+        "created": _seconds(props["created_at"]),
+        "updated": _seconds(props["updated_at"]),
+        "recoveryLevel": "Recoverable+Purgeable" if days == 90
+        else "CustomizedRecoverable+Purgeable",
+        "recoverableDays": days,
+    }  # fmt: skip
+    if props["expires_at"] is not None:
+        attributes["exp"] = _seconds(props["expires_at"])
+    if props["not_before"] is not None:
+        attributes["nbf"] = _seconds(props["not_before"])
+    return attributes
+
+
+def _bundle(request: Request, props: dict[str, Any], value: Any = UNSET) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": f"{_base(request)}/secrets/{props['name']}/{props['version']}",
+        "attributes": _attributes(request, props),
+        "tags": props["metadata"],
+    }
+    if props["content_type"] is not None:
+        body["contentType"] = props["content_type"]
+    if value is not UNSET:
+        body["value"] = value
+    return body
+
+
+def _item(request: Request, props: dict[str, Any], *, versioned: bool) -> dict[str, Any]:
+    body = _bundle(request, props)
+    if not versioned:
+        body["id"] = f"{_base(request)}/secrets/{props['name']}"
+    return body
+
+
+def _deleted(request: Request, deleted: dict[str, Any], *, item: bool = False) -> dict[str, Any]:
+    body = _bundle(request, deleted)
+    if item:
+        body["id"] = f"{_base(request)}/secrets/{deleted['name']}"
+    body["recoveryId"] = f"{_base(request)}/deletedsecrets/{deleted['name']}"
+    body["deletedDate"] = _seconds(deleted["deleted_at"])
+    body["scheduledPurgeDate"] = _seconds(deleted["scheduled_purge_at"])
+    return body
+
+
+def _page(
+    request: Request,
+    path: str,
+    items: list[dict[str, Any]],
+    api_version: str,
+    maxresults: int | None,
+    skiptoken: str | None,
+) -> Response:
+    size = MAX_RESULTS if maxresults is None else maxresults
+    if not 1 <= size <= MAX_RESULTS:
+        raise ValidationError(f"maxresults must be between 1 and {MAX_RESULTS}")
+    start = _offset(skiptoken)
+    chunk = items[start : start + size]
+    next_link = None
+    if start + size < len(items):
+        token = base64.urlsafe_b64encode(json.dumps({"o": start + size}).encode()).decode()
+        query = urlencode({"api-version": api_version, "$skiptoken": token, "maxresults": size})
+        next_link = f"{_base(request)}{path}?{query}"
+    return json_response({"value": chunk, "nextLink": next_link})
+
+
+def _offset(skiptoken: str | None) -> int:
+    if skiptoken is None:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(skiptoken.encode()))["o"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ValidationError("the $skiptoken is not valid") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise ValidationError("the $skiptoken is not valid")
+    return offset
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+@router.put("/secrets/{name}")
+async def set_secret(
+    request: Request, name: str, body: SetSecret, api_version: ApiVersion = None
+) -> Response:
+    """A new version (the secret is created when the name is free)."""
+    _check_api_version(api_version)
+    await authorize(request, Action.WRITE, name)
+    manager = services(request).manager
+    attributes = body.attributes or Attributes()
+    options: dict[str, Any] = {
+        "content_type": body.content_type,
+        "not_before": _time(attributes.nbf),
+        "expires_at": _time(attributes.exp),
+        "enabled": attributes.enabled if attributes.enabled is not None else True,
+    }
+    metadata = body.tags or {}
+    try:
+        props = await manager.update_secret(name, body.value, metadata, **options)
+    except SecretNotFoundError as missing:
+        if isinstance(missing, DeletedSecretConflictError | type(None)):
+            raise
+        try:
+            props = await manager.create_secret(
+                name, body.value, metadata=metadata, content_type=options["content_type"],
+                not_before=options["not_before"], expires_at=options["expires_at"],
+                enabled=options["enabled"],
+            )  # fmt: skip
+        except SecretAlreadyExistsError as exists:
+            if isinstance(exists, DeletedSecretConflictError):
+                raise
+            props = await manager.update_secret(name, body.value, metadata, **options)
+    return json_response(_bundle(request, props, body.value))
+
+
+@router.get("/secrets")
+async def list_secrets(
+    request: Request,
+    api_version: ApiVersion = None,
+    maxresults: MaxResults = None,
+    skiptoken: SkipToken = None,
+) -> Response:
+    version = _check_api_version(api_version)
+    caller = principal(request)
+    await _authorize_listing(request, caller)
+    found = await services(request).manager.list_secrets()
+    items = [
+        _item(request, p, versioned=False) for p in found if caller.may(Action.LIST, p["name"])
+    ]
+    return _page(request, "/secrets", items, version, maxresults, skiptoken)
+
+
+async def _authorize_listing(request: Request, caller: Any) -> None:
+    if not any(Action.LIST in g.actions or Action.ADMIN in g.actions
+               for p in caller.policies for g in p.grants):  # fmt: skip
+        await authorize(request, Action.LIST, None)
+
+
+@router.post("/secrets/restore")
+async def restore(
+    request: Request, body: RestoreSecret, api_version: ApiVersion = None
+) -> Response:
+    _check_api_version(api_version)
+    name = open_backup(services(request).app.backup_key, body.value).get("name")
+    await authorize(request, Action.WRITE, name if isinstance(name, str) else None)
+    props = await services(request).manager.restore_secret_backup(body.value)
+    return json_response(_bundle(request, props))
+
+
+@router.get("/secrets/{name}/versions")
+async def list_versions(
+    request: Request,
+    name: str,
+    api_version: ApiVersion = None,
+    maxresults: MaxResults = None,
+    skiptoken: SkipToken = None,
+) -> Response:
+    version = _check_api_version(api_version)
+    await authorize(request, Action.LIST, name)
+    found = await services(request).manager.get_secret_versions(name)
+    items = [_item(request, p, versioned=True) for p in found]
+    return _page(request, f"/secrets/{name}/versions", items, version, maxresults, skiptoken)
+
+
+@router.get("/secrets/{name}/")
+@router.get("/secrets/{name}/{version}")
+async def get_secret(
+    request: Request, name: str, version: str = "", api_version: ApiVersion = None
+) -> Response:
+    _check_api_version(api_version)
+    await authorize(request, Action.READ, name)
+    bundle = await services(request).manager.get_secret_bundle(name, version or None)
+    return json_response(
+        _bundle(request, bundle.properties.to_dict(), bundle.value.reveal_bytes().decode())
+    )
+
+
+@router.patch("/secrets/{name}/")
+@router.patch("/secrets/{name}/{version}")
+async def update_properties(
+    request: Request,
+    name: str,
+    body: UpdateSecret,
+    version: str = "",
+    api_version: ApiVersion = None,
+) -> Response:
+    _check_api_version(api_version)
+    await authorize(request, Action.WRITE, name)
+    given = body.model_fields_set
+    attributes = body.attributes or Attributes()
+    set_attrs = attributes.model_fields_set if body.attributes is not None else set()
+    props = await services(request).manager.update_secret_properties(
+        name,
+        version or None,
+        enabled=attributes.enabled
+        if "enabled" in set_attrs and attributes.enabled is not None else UNSET,
+        expires_at=_time(attributes.exp) if "exp" in set_attrs else UNSET,
+        not_before=_time(attributes.nbf) if "nbf" in set_attrs else UNSET,
+        metadata=body.tags if "tags" in given else UNSET,
+        content_type=body.content_type if "content_type" in given else UNSET,
+    )  # fmt: skip
+    return json_response(_bundle(request, props))
+
+
+@router.delete("/secrets/{name}")
+async def delete_secret(request: Request, name: str, api_version: ApiVersion = None) -> Response:
+    _check_api_version(api_version)
+    await authorize(request, Action.DELETE, name)
+    deleted = await services(request).manager.delete_secret(name)
+    return json_response(_deleted(request, deleted))
+
+
+@router.post("/secrets/{name}/backup")
+async def backup(request: Request, name: str, api_version: ApiVersion = None) -> Response:
+    _check_api_version(api_version)
+    await authorize(request, Action.READ, name)
+    return json_response({"value": await services(request).manager.backup_secret(name)})
+
+
+# -- deleted secrets -------------------------------------------------------------------------
+
+
+@router.get("/deletedsecrets")
+async def list_deleted(
+    request: Request,
+    api_version: ApiVersion = None,
+    maxresults: MaxResults = None,
+    skiptoken: SkipToken = None,
+) -> Response:
+    version = _check_api_version(api_version)
+    caller = principal(request)
+    await _authorize_listing(request, caller)
+    found = await services(request).manager.list_deleted_secrets()
+    items = [_deleted(request, d, item=True) for d in found if caller.may(Action.LIST, d["name"])]
+    return _page(request, "/deletedsecrets", items, version, maxresults, skiptoken)
+
+
+@router.get("/deletedsecrets/{name}")
+async def get_deleted(request: Request, name: str, api_version: ApiVersion = None) -> Response:
+    _check_api_version(api_version)
+    await authorize(request, Action.LIST, name)
+    return json_response(
+        _deleted(request, await services(request).manager.get_deleted_secret(name))
+    )
+
+
+@router.delete("/deletedsecrets/{name}")
+async def purge(request: Request, name: str, api_version: ApiVersion = None) -> Response:
+    _check_api_version(api_version)
+    await authorize(request, Action.DELETE, name)
+    await services(request).manager.purge_deleted_secret(name)
+    return Response(status_code=204)
+
+
+@router.post("/deletedsecrets/{name}/recover")
+async def recover(request: Request, name: str, api_version: ApiVersion = None) -> Response:
+    _check_api_version(api_version)
+    await authorize(request, Action.WRITE, name)
+    props = await services(request).manager.recover_deleted_secret(name)
+    return json_response(_bundle(request, props))

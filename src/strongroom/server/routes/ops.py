@@ -1,0 +1,61 @@
+"""Health, readiness and metrics: for load balancers and Prometheus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import Response
+
+from strongroom.core.errors import StrongroomError
+from strongroom.core.policy import Action
+from strongroom.server.context import authorize, services
+from strongroom.server.guard import PRINCIPAL_KEY
+from strongroom.server.jsonio import json_response
+from strongroom.server.metrics_export import render
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=dict[str, str], summary="The process is alive")
+async def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get(
+    "/readyz",
+    response_model=dict[str, Any],
+    responses={503: {"description": "a store is unreachable or the audit log cannot write"}},
+    summary="The stores answer and the audit log is writable",
+)
+async def readyz(request: Request) -> Response:
+    app = services(request).app
+    checks: dict[str, str] = {}
+    try:
+        await app.store.count()
+        checks["secrets"] = "ok"
+    except StrongroomError as exc:
+        checks["secrets"] = exc.code
+    try:
+        if app.audit.store is not None:
+            await app.audit.store.chain_state()
+        checks["audit"] = "ok" if app.audit.last_error is None else "write_failed"
+    except StrongroomError as exc:
+        checks["audit"] = exc.code
+    ready = all(v == "ok" for v in checks.values())
+    return json_response({"status": "ready" if ready else "unavailable", "checks": checks},
+                         200 if ready else 503)  # fmt: skip
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    summary="Prometheus metrics (needs audit-read on every secret unless made public)",
+)
+async def metrics(request: Request) -> Response:
+    if PRINCIPAL_KEY in request.scope:
+        await authorize(request, Action.AUDIT_READ, None)
+    app = services(request).app
+    return Response(render(app.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,212 @@
+"""Request and response bodies of the native ``/v1`` API (they make its OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from strongroom.core.models import SecretType
+
+__all__ = [
+    "AuditVerifyOut",
+    "DeletedSecretOut",
+    "ErrorOut",
+    "PolicyIn",
+    "PolicyOut",
+    "PropertiesOut",
+    "PropertiesPatch",
+    "RevocationIn",
+    "RotationConfigIn",
+    "SecretCreate",
+    "SecretOut",
+    "SecretUpdate",
+    "TokenCreate",
+    "TokenIssued",
+    "TokenOut",
+]
+
+SecretName = Field(pattern=r"^[0-9a-zA-Z-]{1,127}$")
+# Bounded so a body cannot carry more than a value's 25,000 bytes of text as JSON.
+Value = str | dict[str, Any] | list[Any]
+RevocationReasonName = Literal[
+    "security_incident", "unauthorized_access", "key_compromise", "employee_departure",
+    "policy_violation", "rotation_failure", "other",
+]  # fmt: skip
+ActionName = Literal[
+    "read", "list", "write", "delete", "rotate", "revoke-request", "revoke-approve",
+    "audit-read", "admin",
+]  # fmt: skip
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class PropertiesOut(BaseModel):
+    name: str
+    version: str
+    secret_type: SecretType
+    content_type: str | None
+    metadata: dict[str, str]
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    not_before: datetime | None
+    current: bool
+    revoked: bool
+    revoked_at: datetime | None
+
+
+class SecretOut(PropertiesOut):
+    value: Value
+
+
+class DeletedSecretOut(PropertiesOut):
+    deleted_at: datetime
+    scheduled_purge_at: datetime
+    recoverable_days: int
+
+
+class SecretCreate(Strict):
+    name: str = SecretName
+    value: Value
+    secret_type: SecretType = SecretType.GENERIC
+    metadata: dict[str, str] | None = None
+    content_type: str | None = Field(default=None, max_length=255)
+    expires_in_days: int | None = Field(default=None, ge=1, le=36500)
+    expires_at: AwareDatetime | None = None
+    not_before: AwareDatetime | None = None
+    enabled: bool = True
+
+
+class SecretUpdate(Strict):
+    value: Value
+    secret_type: SecretType | None = None
+    metadata: dict[str, str] | None = None
+    content_type: str | None = Field(default=None, max_length=255)
+    expires_in_days: int | None = Field(default=None, ge=1, le=36500)
+    expires_at: AwareDatetime | None = None
+    not_before: AwareDatetime | None = None
+    enabled: bool = True
+
+
+class PropertiesPatch(Strict):
+    """Only the fields present change; ``null`` clears expiry, not-before or content type."""
+
+    version: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    enabled: bool | None = None
+    expires_at: AwareDatetime | None = None
+    not_before: AwareDatetime | None = None
+    metadata: dict[str, str] | None = None
+    content_type: str | None = Field(default=None, max_length=255)
+
+
+class DeleteOut(BaseModel):
+    name: str
+    deleted: bool = True
+    purged: bool
+    scheduled_purge_at: datetime | None = None
+    recoverable_days: int | None = None
+
+
+class RotationConfigIn(Strict):
+    rotation_days: int = Field(default=90, ge=1, le=3650)
+    rotation_hours_before_expiry: int = Field(default=24, ge=0, le=8760)
+    enabled: bool = True
+    description: str = Field(default="", max_length=1000)
+    generator: Literal["password", "api_key", "jwt_secret", "raw_key"] | None = None
+    generator_options: dict[str, int | bool | str] = Field(default_factory=dict)
+    rotator: str | None = Field(default=None, max_length=128)
+    callback: str | None = Field(
+        default=None,
+        max_length=128,
+        description="name of a callback registered in the serving process (code, not config)",
+    )
+    grace_period_hours: int = Field(default=24, ge=0, le=8760)
+    secret_type: SecretType | None = None
+
+
+class RevocationIn(Strict):
+    secret_name: str = SecretName
+    reason: RevocationReasonName
+    severity: Literal["low", "medium", "high", "critical"] = "high"
+    description: str = Field(default="", max_length=4000)
+    notify_recipients: list[str] = Field(default_factory=list, max_length=50)
+    immediate: bool = False
+    rotate_after: bool = False
+    soft_delete: bool = False
+
+
+class RejectIn(Strict):
+    reason: str = Field(default="", max_length=1000)
+
+
+class TokenCreate(Strict):
+    identity: str = Field(pattern=r"^[0-9A-Za-z._@:-]{1,128}$")
+    policies: list[str] = Field(default_factory=list, max_length=20)
+    description: str = Field(default="", max_length=256)
+    ttl_seconds: int | None = Field(default=None, ge=1, le=315_360_000)
+
+
+class TokenOut(BaseModel):
+    id: str
+    identity: str
+    description: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class TokenIssued(TokenOut):
+    token: str = Field(description="the bearer token; shown once, never stored")
+
+
+class GrantModel(Strict):
+    actions: list[ActionName] = Field(min_length=1, max_length=9)
+    pattern: str = Field(pattern=r"^[0-9A-Za-z*?-]{1,127}$")
+
+
+class PolicyIn(Strict):
+    description: str = Field(default="", max_length=512)
+    grants: list[GrantModel] = Field(min_length=1, max_length=100)
+
+
+class PolicyOut(BaseModel):
+    name: str
+    description: str
+    grants: list[GrantModel]
+
+
+class IdentityOut(BaseModel):
+    identity: str
+    policies: list[str]
+    tokens: int
+
+
+class WhoAmI(BaseModel):
+    identity: str
+    token_id: str
+    policies: list[str]
+
+
+class AuditVerifyOut(BaseModel):
+    valid: bool
+    checked: int
+    first_id: int | None
+    last_id: int | None
+    broken_at: int | None
+    reason: str | None
