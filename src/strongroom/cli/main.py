@@ -45,6 +45,9 @@ COMMANDS = {
     "events": "strongroom.cli.events:app",
     "audit": "strongroom.cli.audit:app",
     "key": "strongroom.cli.keys:app",
+    "token": "strongroom.cli.access:token_app",
+    "policy": "strongroom.cli.access:policy_app",
+    "serve": "strongroom.cli.serve:serve",
 }
 
 app = typer.Typer(

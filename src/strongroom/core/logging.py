@@ -25,6 +25,9 @@ LOGGED_FIELDS = frozenset(
         # notifications (strongroom.notify): identifiers and delivery results, never a value
         "kind", "priority", "subject", "field_names", "revocation_id", "severity", "channel",
         "target", "status", "attempts",
+        # the HTTP service: who called what; never a token, a body or a query string
+        "identity", "token_id", "method", "request_id", "code", "host", "port", "workers",
+        "tls",
     }
 )  # fmt: skip
 

@@ -1,0 +1,211 @@
+"""``strongroom token ...`` and ``strongroom policy ...``: who may call the HTTP service.
+
+These commands open the store directly (they hold the master key), so they are how the first
+admin token is made: ``strongroom token create admin --policy admin``.
+"""
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+
+from strongroom.app import Strongroom
+from strongroom.cli.options import JsonOpt, QuietOpt
+from strongroom.cli.output import Column, now_utc, when
+from strongroom.cli.runtime import command_group, output, run
+from strongroom.core.policy import Policy
+
+__all__ = ["policy_app", "token_app"]
+
+token_app = command_group("token", "Issue, list and revoke bearer tokens for the HTTP service.")
+policy_app = command_group(
+    "policy", "Policies: which actions an identity may take on which secrets."
+)
+
+
+@token_app.command("create")
+def token_create(
+    ctx: typer.Context,
+    identity: Annotated[str, typer.Argument(help="who the token acts as, e.g. dispatch-api")],
+    policy: Annotated[
+        list[str] | None, typer.Option("--policy", "-p", help="attach this policy first")
+    ] = None,
+    description: Annotated[str, typer.Option(help="what the token is for")] = "",
+    ttl_days: Annotated[float | None, typer.Option(help="expire after this many days")] = None,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Issue a token: printed once, stored only as a keyed hash."""
+    out = output(ctx, json=json, quiet=quiet)
+
+    async def work(strongroom: Strongroom) -> dict[str, Any]:
+        issued = await strongroom.access.create_token(
+            identity,
+            policies=list(policy or []),
+            description=description,
+            ttl=timedelta(days=ttl_days) if ttl_days is not None else None,
+        )
+        return {**issued.record.to_dict(), "token": issued.token}
+
+    result = run(ctx, work)
+    if out.json:
+        out.data(result)
+        return
+    # The token is the result: print it even with --quiet, alone on stdout for scripts.
+    typer.echo(result["token"])
+    out.note(
+        f"Token {result['id']} for {result['identity']}; shown once, store it now. "
+        "Use it as: Authorization: Bearer <token>"
+    )
+
+
+@token_app.command("list")
+def token_list(
+    ctx: typer.Context,
+    identity: Annotated[str | None, typer.Option(help="only this identity's tokens")] = None,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Tokens with their identity and state (never the tokens themselves)."""
+    out = output(ctx, json=json, quiet=quiet)
+
+    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
+        return [t.to_dict() for t in await strongroom.access.list_tokens(identity)]
+
+    rows = run(ctx, work)
+    if out.json:
+        out.data(rows)
+        return
+    now = now_utc()
+    out.table(
+        [Column("id", no_wrap=True, min_width=16), Column("identity", style="bold"),
+         Column("created"), Column("expires"), Column("state"), Column("description")],
+        [
+            [
+                r["id"], r["identity"], when(r["created_at"], now), when(r["expires_at"], now),
+                "revoked" if r["revoked_at"] else
+                "expired" if r["expires_at"] and r["expires_at"] <= now else "active",
+                r["description"],
+            ]
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+@token_app.command("revoke")
+def token_revoke(
+    ctx: typer.Context,
+    token_id: Annotated[str, typer.Argument(help="the token's id (or the token itself)")],
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Revoke a token at once."""
+    out = output(ctx, json=json, quiet=quiet)
+
+    async def work(strongroom: Strongroom) -> dict[str, Any]:
+        return (await strongroom.access.revoke_token(token_id)).to_dict()
+
+    result = run(ctx, work)
+    out.done(f"Token {result['id']} of {result['identity']} is revoked.", result)
+
+
+@policy_app.command("set")
+def policy_set(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="policy name")],
+    grant: Annotated[
+        list[str],
+        typer.Option("--grant", "-g", help="ACTIONS:PATTERN, e.g. read,list:dispatch-*"),
+    ],
+    description: Annotated[str, typer.Option(help="what the policy is for")] = "",
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create or replace a policy. Actions: read, list, write, delete, rotate, revoke-request,
+    revoke-approve, audit-read, admin."""
+    out = output(ctx, json=json, quiet=quiet)
+    policy = Policy.build(name, list(grant), description)
+
+    async def work(strongroom: Strongroom) -> dict[str, Any]:
+        return (await strongroom.access.put_policy(policy)).to_dict()
+
+    result = run(ctx, work)
+    out.done(f"Policy {name} has {len(result['grants'])} grant(s).", result)
+
+
+@policy_app.command("list")
+def policy_list(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Every policy, built in ones included."""
+    out = output(ctx, json=json, quiet=quiet)
+
+    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
+        return [p.to_dict() for p in await strongroom.access.list_policies()]
+
+    rows = run(ctx, work)
+    if out.json:
+        out.data(rows)
+        return
+    out.table(
+        [Column("policy", style="bold", no_wrap=True), Column("grants"), Column("description")],
+        [
+            [
+                r["name"],
+                "; ".join(f"{','.join(g['actions'])}:{g['pattern']}" for g in r["grants"]),
+                r["description"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@policy_app.command("delete")
+def policy_delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="policy name")],
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Delete a policy; identities holding it lose what it granted at once."""
+    out = output(ctx, json=json, quiet=quiet)
+
+    async def work(strongroom: Strongroom) -> dict[str, Any]:
+        await strongroom.access.delete_policy(name)
+        return {"name": name, "deleted": True}
+
+    out.done(f"Policy {name} deleted.", run(ctx, work))
+
+
+@policy_app.command("attach")
+def policy_attach(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="policy name")],
+    identity: Annotated[str, typer.Argument(help="identity")],
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Give an identity a policy."""
+    out = output(ctx, json=json, quiet=quiet)
+
+    async def work(strongroom: Strongroom) -> dict[str, Any]:
+        return {"identity": identity, "policies": await strongroom.access.attach(identity, name)}
+
+    result = run(ctx, work)
+    out.done(f"{identity} holds: {', '.join(result['policies'])}.", result)
+
+
+@policy_app.command("detach")
+def policy_detach(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="policy name")],
+    identity: Annotated[str, typer.Argument(help="identity")],
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Take a policy away from an identity."""
+    out = output(ctx, json=json, quiet=quiet)
+
+    async def work(strongroom: Strongroom) -> dict[str, Any]:
+        return {"identity": identity, "policies": await strongroom.access.detach(identity, name)}
+
+    result = run(ctx, work)
+    out.done(f"{identity} holds: {', '.join(result['policies']) or 'nothing'}.", result)

@@ -1,0 +1,65 @@
+"""``strongroom serve``: the HTTP service (REST API, Key Vault-compatible API, metrics) and the
+rotation scheduler, in one process or several workers."""
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from strongroom.app import Strongroom
+from strongroom.cli.runtime import UsageError, settings
+from strongroom.core.config import Backend
+from strongroom.core.logging import configure_logging
+
+__all__ = ["serve"]
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8200,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes")] = 1,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+    graceful_timeout: Annotated[
+        int, typer.Option(min=1, help="seconds to finish in-flight requests on shutdown")
+    ] = 30,
+) -> None:
+    """Serve the API until SIGINT/SIGTERM; shutdown finishes in-flight requests first."""
+    import uvicorn  # noqa: PLC0415 (only this command needs the server)
+
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    config = settings()
+    configure_logging(config.log_level, debug=config.debug)
+    if config.backend is Backend.MEMORY and workers > 1:
+        raise UsageError("the memory profile keeps secrets in one process: use --workers 1")
+    # Open once before any worker starts: creates the key file and schema exactly once.
+    asyncio.run(_prepare(config))
+    scheme = "https" if tls_cert else "http"
+    sys.stderr.write(
+        f"strongroom {config.backend.value} profile listening on {scheme}://{host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''})\n"
+        "Get an admin token with:  strongroom token create admin --policy admin\n"
+    )
+    uvicorn.run(
+        "strongroom.server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        timeout_graceful_shutdown=graceful_timeout,
+        access_log=False,  # strongroom writes its own access log, without tokens or queries
+        proxy_headers=False,  # X-Forwarded-For is honoured only from STRONGROOM_TRUSTED_PROXIES
+        server_header=False,
+        log_level=config.log_level.lower(),
+        lifespan="on",
+    )
+
+
+async def _prepare(config: object) -> None:
+    app = await Strongroom.open(config)  # type: ignore[arg-type]
+    await app.close()
