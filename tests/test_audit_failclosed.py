@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import structlog
 
-from conftest import PG_URL, new_master_key
+from helpers_settings import PG_URL, new_master_key
 from strongroom import SecretsAudit, SecretsManager, Settings, Strongroom, acting_as
 from strongroom.core.errors import AuditUnavailableError
 from strongroom.core.logging import configure_logging

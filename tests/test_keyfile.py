@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from conftest import PG_URL
+from helpers_settings import PG_URL
 from strongroom import (
     ConfigurationError,
     InsecureKeyFileError,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from conftest import make_settings
+from helpers_settings import make_settings
 from strongroom import (
     SecretAlreadyExistsError,
     SecretsManager,

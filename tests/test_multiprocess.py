@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from conftest import PG_URL, make_settings
+from helpers_settings import PG_URL, make_settings
 from strongroom import SecretsManager, Settings, Strongroom
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from conftest import new_master_key
 from helpers_notify import Capture, Receiver, field_lines, free_port, http_receiver, smtp_server
+from helpers_settings import new_master_key
 from strongroom import (
     EmergencyRevoke,
     RevocationRequest,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_settings
+from helpers_settings import make_settings
 from strongroom import (
     ManualClock,
     RotationConfig,

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from conftest import PG_URL
+from helpers_settings import PG_URL
 from strongroom import (
     ManualClock,
     RotationConfig,

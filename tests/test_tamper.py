@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from conftest import PG_URL, make_settings, new_master_key
+from helpers_settings import PG_URL, make_settings, new_master_key
 from strongroom import (
     DecryptionError,
     SecretsManager,

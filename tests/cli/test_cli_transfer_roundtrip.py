@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from clirun import Cli, make_cli
 
-from conftest import drop_schema
+from helpers_settings import drop_schema
 
 PASSPHRASE = "correct horse battery staple"
 

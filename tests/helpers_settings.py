@@ -1,0 +1,40 @@
+"""Settings for tests: one place that says how a test store is configured."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+import asyncpg
+
+from strongroom import Settings
+
+PG_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+STORES = ["memory", "sqlite", "postgres"]
+DURABLE_STORES = ["sqlite", "postgres"]
+
+
+def new_master_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def make_settings(
+    backend: str, home: Path, *, schema: str | None = None, master_key: str | None = None
+) -> Settings:
+    return Settings(
+        STRONGROOM_BACKEND=backend,
+        STRONGROOM_HOME=home,
+        DATABASE_URL=PG_URL,
+        STRONGROOM_PG_SCHEMA=schema or "strongroom",
+        STRONGROOM_MASTER_KEY=master_key or new_master_key(),
+    )
+
+
+async def drop_schema(schema: str) -> None:
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
