@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from strongroom.core.models import SecretType
 
@@ -28,8 +29,17 @@ __all__ = [
 ]
 
 SecretName = Field(pattern=r"^[0-9a-zA-Z-]{1,127}$")
+NamePath = Annotated[str, Path(pattern=r"^[0-9a-zA-Z-]{1,127}$")]
+VersionPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 # Bounded so a body cannot carry more than a value's 25,000 bytes of text as JSON.
-Value = str | dict[str, Any] | list[Any]
+# Text up to Key Vault's 25,000 bytes (checked in bytes by the manager), or JSON.
+Value = Annotated[str, StringConstraints(max_length=25_000)] | dict[str, Any] | list[Any]
+TagKey = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
+TagText = Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00]*$")]
+Metadata = Annotated[dict[TagKey, TagText], Field(max_length=15)]
+ContentType = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 RevocationReasonName = Literal[
     "security_incident", "unauthorized_access", "key_compromise", "employee_departure",
     "policy_violation", "rotation_failure", "other",
@@ -83,8 +93,8 @@ class SecretCreate(Strict):
     name: str = SecretName
     value: Value
     secret_type: SecretType = SecretType.GENERIC
-    metadata: dict[str, str] | None = None
-    content_type: str | None = Field(default=None, max_length=255)
+    metadata: Metadata | None = None
+    content_type: ContentType | None = None
     expires_in_days: int | None = Field(default=None, ge=1, le=36500)
     expires_at: AwareDatetime | None = None
     not_before: AwareDatetime | None = None
@@ -94,8 +104,8 @@ class SecretCreate(Strict):
 class SecretUpdate(Strict):
     value: Value
     secret_type: SecretType | None = None
-    metadata: dict[str, str] | None = None
-    content_type: str | None = Field(default=None, max_length=255)
+    metadata: Metadata | None = None
+    content_type: ContentType | None = None
     expires_in_days: int | None = Field(default=None, ge=1, le=36500)
     expires_at: AwareDatetime | None = None
     not_before: AwareDatetime | None = None
@@ -109,8 +119,8 @@ class PropertiesPatch(Strict):
     enabled: bool | None = None
     expires_at: AwareDatetime | None = None
     not_before: AwareDatetime | None = None
-    metadata: dict[str, str] | None = None
-    content_type: str | None = Field(default=None, max_length=255)
+    metadata: Metadata | None = None
+    content_type: ContentType | None = None
 
 
 class DeleteOut(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
@@ -123,7 +123,7 @@ async def detach(request: Request, identity: Identity, name: PolicyName) -> Resp
 keys_router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 
-@keys_router.post("/rotate", response_model=dict[str, int | str | bool],
+@keys_router.post("/rotate", response_model=dict[str, Any],
              summary="Rotate the key-encryption key (re-wraps every data key)")  # fmt: skip
 async def rotate_keys(request: Request) -> Response:
     await authorize(request, Action.ADMIN, None)

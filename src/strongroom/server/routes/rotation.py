@@ -13,7 +13,7 @@ from strongroom.core.rotation import RotationConfig
 from strongroom.server.context import authorize, services
 from strongroom.server.jsonio import json_response
 from strongroom.server.routes.secrets import authorize_any
-from strongroom.server.schemas import RotationConfigIn
+from strongroom.server.schemas import NamePath, RotationConfigIn
 
 router = APIRouter(prefix="/v1/rotation", tags=["rotation"])
 Obj = dict[str, Any]
@@ -39,7 +39,7 @@ async def run_check(request: Request) -> Response:
 
 
 @router.put("/{name}", response_model=Obj, summary="Register or replace a rotation schedule")
-async def register(request: Request, name: str, body: RotationConfigIn) -> Response:
+async def register(request: Request, name: NamePath, body: RotationConfigIn) -> Response:
     await authorize(request, Action.ROTATE, name)
     svc = services(request)
     if body.callback is not None and body.generator is not None:
@@ -66,7 +66,7 @@ async def register(request: Request, name: str, body: RotationConfigIn) -> Respo
 
 
 @router.delete("/{name}", status_code=204, summary="Stop rotating a secret")
-async def unregister(request: Request, name: str) -> Response:
+async def unregister(request: Request, name: NamePath) -> Response:
     await authorize(request, Action.ROTATE, name)
     if not await services(request).rotation.unregister_secret(name):
         from strongroom.core.errors import RotationNotConfiguredError  # noqa: PLC0415
@@ -76,26 +76,26 @@ async def unregister(request: Request, name: str) -> Response:
 
 
 @router.get("/{name}", response_model=Obj, summary="Rotation status")
-async def status(request: Request, name: str) -> Response:
+async def status(request: Request, name: NamePath) -> Response:
     await authorize(request, Action.LIST, name)
     return json_response(await services(request).rotation.get_rotation_status(name))
 
 
 @router.post("/{name}/force", response_model=Obj, summary="Rotate at the next check")
-async def force(request: Request, name: str) -> Response:
+async def force(request: Request, name: NamePath) -> Response:
     await authorize(request, Action.ROTATE, name)
     return json_response(await services(request).rotation.force_rotation(name))
 
 
 @router.post("/{name}/rotate", response_model=Obj, summary="Rotate now")
-async def rotate(request: Request, name: str) -> Response:
+async def rotate(request: Request, name: NamePath) -> Response:
     await authorize(request, Action.ROTATE, name)
     return json_response(await services(request).rotation.rotate_secret(name, force=True))
 
 
 @router.get("/{name}/history", response_model=list[Obj], summary="Past rotations")
 async def history(
-    request: Request, name: str, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    request: Request, name: NamePath, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> Response:
     await authorize(request, Action.AUDIT_READ, name)
     return json_response(await services(request).rotation.get_rotation_history(name, limit))

@@ -14,11 +14,13 @@ from strongroom.server.jsonio import json_response
 from strongroom.server.schemas import (
     DeletedSecretOut,
     DeleteOut,
+    NamePath,
     PropertiesOut,
     PropertiesPatch,
     SecretCreate,
     SecretOut,
     SecretUpdate,
+    VersionPath,
 )
 
 router = APIRouter(prefix="/v1", tags=["secrets"])
@@ -59,14 +61,14 @@ async def create_secret(request: Request, body: SecretCreate) -> Response:
 
 
 @router.get("/secrets/{name}", response_model=SecretOut, summary="Read a secret's value")
-async def get_secret(request: Request, name: str, version: Version = None) -> Response:
+async def get_secret(request: Request, name: NamePath, version: Version = None) -> Response:
     await authorize(request, Action.READ, name)
     bundle = await services(request).manager.get_secret_bundle(name, version)
     return json_response(_secret(bundle))
 
 
 @router.put("/secrets/{name}", response_model=PropertiesOut, summary="Add a new version")
-async def update_secret(request: Request, name: str, body: SecretUpdate) -> Response:
+async def update_secret(request: Request, name: NamePath, body: SecretUpdate) -> Response:
     await authorize(request, Action.WRITE, name)
     props = await services(request).manager.update_secret(
         name, body.value, body.metadata, secret_type=body.secret_type,
@@ -79,7 +81,7 @@ async def update_secret(request: Request, name: str, body: SecretUpdate) -> Resp
 @router.patch(
     "/secrets/{name}", response_model=PropertiesOut, summary="Change a version's properties"
 )
-async def update_properties(request: Request, name: str, body: PropertiesPatch) -> Response:
+async def update_properties(request: Request, name: NamePath, body: PropertiesPatch) -> Response:
     await authorize(request, Action.WRITE, name)
     given = body.model_fields_set
     props = await services(request).manager.update_secret_properties(
@@ -97,13 +99,13 @@ async def update_properties(request: Request, name: str, body: PropertiesPatch) 
 @router.get(
     "/secrets/{name}/properties", response_model=PropertiesOut, summary="A version's properties"
 )
-async def get_properties(request: Request, name: str, version: Version = None) -> Response:
+async def get_properties(request: Request, name: NamePath, version: Version = None) -> Response:
     await authorize(request, Action.LIST, name)
     return json_response(await services(request).manager.get_secret_properties(name, version))
 
 
 @router.get("/secrets/{name}/versions", response_model=list[PropertiesOut], summary="Every version")
-async def list_versions(request: Request, name: str) -> Response:
+async def list_versions(request: Request, name: NamePath) -> Response:
     await authorize(request, Action.LIST, name)
     return json_response(await services(request).manager.get_secret_versions(name))
 
@@ -111,25 +113,27 @@ async def list_versions(request: Request, name: str) -> Response:
 @router.get(
     "/secrets/{name}/versions/{version}", response_model=SecretOut, summary="Read one version"
 )
-async def get_version(request: Request, name: str, version: str) -> Response:
+async def get_version(request: Request, name: NamePath, version: VersionPath) -> Response:
     await authorize(request, Action.READ, name)
     bundle = await services(request).manager.get_secret_bundle(name, version)
     return json_response(_secret(bundle))
 
 
-async def _set_enabled(request: Request, name: str, enabled: bool, version: str | None) -> Response:
+async def _set_enabled(
+    request: Request, name: NamePath, enabled: bool, version: str | None
+) -> Response:
     await authorize(request, Action.WRITE, name)
     manager = services(request).manager
     return json_response(await manager.update_secret_properties(name, version, enabled=enabled))
 
 
 @router.post("/secrets/{name}/enable", response_model=PropertiesOut, summary="Enable a version")
-async def enable(request: Request, name: str, version: Version = None) -> Response:
+async def enable(request: Request, name: NamePath, version: Version = None) -> Response:
     return await _set_enabled(request, name, True, version)
 
 
 @router.post("/secrets/{name}/disable", response_model=PropertiesOut, summary="Disable a version")
-async def disable(request: Request, name: str, version: Version = None) -> Response:
+async def disable(request: Request, name: NamePath, version: Version = None) -> Response:
     return await _set_enabled(request, name, False, version)
 
 
@@ -138,7 +142,7 @@ async def disable(request: Request, name: str, version: Version = None) -> Respo
     response_model=DeleteOut,
     summary="Soft-delete a secret (immediate=true purges it)",
 )
-async def delete_secret(request: Request, name: str, immediate: bool = False) -> Response:
+async def delete_secret(request: Request, name: NamePath, immediate: bool = False) -> Response:
     await authorize(request, Action.DELETE, name)
     result = await services(request).manager.delete_secret(name, immediate)
     return json_response(result)
@@ -154,7 +158,7 @@ async def list_deleted(request: Request) -> Response:
 
 
 @router.get("/deleted-secrets/{name}", response_model=DeletedSecretOut, summary="A deleted secret")
-async def get_deleted(request: Request, name: str) -> Response:
+async def get_deleted(request: Request, name: NamePath) -> Response:
     await authorize(request, Action.LIST, name)
     return json_response(await services(request).manager.get_deleted_secret(name))
 
@@ -164,7 +168,7 @@ async def get_deleted(request: Request, name: str) -> Response:
     response_model=PropertiesOut,
     summary="Recover a soft-deleted secret",
 )
-async def recover(request: Request, name: str) -> Response:
+async def recover(request: Request, name: NamePath) -> Response:
     await authorize(request, Action.WRITE, name)
     return json_response(await services(request).manager.recover_deleted_secret(name))
 
@@ -172,7 +176,7 @@ async def recover(request: Request, name: str) -> Response:
 @router.delete(
     "/deleted-secrets/{name}", status_code=204, summary="Purge a deleted secret for good"
 )
-async def purge(request: Request, name: str) -> Response:
+async def purge(request: Request, name: NamePath) -> Response:
     await authorize(request, Action.DELETE, name)
     await services(request).manager.purge_deleted_secret(name)
     return Response(status_code=204)
