@@ -1,4 +1,5 @@
-# strongroom: `make run` starts the service on the embedded default, `make test` runs every test.
+# strongroom: `make run` starts the service on the embedded default (127.0.0.1:8200),
+# `make test` runs every test.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m strongroom.demo
+	$(BIN)/strongroom serve --host 127.0.0.1 --port $(or $(PORT),8200)
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -1,0 +1,89 @@
+"""Policies (deny by default, patterns, admin) and the token bucket: pure rules, no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from strongroom.core.errors import ValidationError
+from strongroom.core.policy import Action, Policy, allowed, builtin_policies, parse_grant
+from strongroom.core.ratelimit import RateLimiter
+
+
+def test_nothing_is_allowed_without_a_grant() -> None:
+    assert not allowed([], Action.READ, "anything")
+    empty_pattern = Policy.build("p", ["read:other-*"])
+    assert not allowed([empty_pattern], Action.READ, "dispatch-db")
+
+
+def test_a_grant_allows_its_actions_on_matching_names_case_insensitively() -> None:
+    policy = Policy.build("dispatch", ["read,list:Dispatch-*"])
+    assert allowed([policy], Action.READ, "dispatch-db")
+    assert allowed([policy], Action.LIST, "DISPATCH-radio")
+    assert not allowed([policy], Action.WRITE, "dispatch-db")
+    assert not allowed([policy], Action.READ, "billing-db")
+    assert not allowed([policy], Action.READ, "xdispatch-db")  # anchored at both ends
+
+
+def test_question_mark_matches_one_character() -> None:
+    policy = Policy.build("p", ["read:key-?"])
+    assert allowed([policy], Action.READ, "key-1")
+    assert not allowed([policy], Action.READ, "key-10")
+
+
+def test_admin_implies_every_action_on_its_pattern_only() -> None:
+    scoped = Policy.build("scoped-admin", ["admin:team-*"])
+    assert allowed([scoped], Action.DELETE, "team-db")
+    assert allowed([scoped], Action.REVOKE_APPROVE, "team-db")
+    assert not allowed([scoped], Action.READ, "other-db")
+
+
+def test_operations_on_every_secret_need_the_star_pattern() -> None:
+    assert not allowed([Policy.build("p", ["audit-read:app-*"])], Action.AUDIT_READ, None)
+    assert allowed([Policy.build("p", ["audit-read:*"])], Action.AUDIT_READ, None)
+    assert allowed([builtin_policies()["admin"]], Action.ADMIN, None)
+    assert not allowed([builtin_policies()["auditor"]], Action.READ, "any")
+
+
+@pytest.mark.parametrize(
+    "grant",
+    ["read", "read:", ":app-*", "fly:app-*", "read:app_*", "read:app-*;drop", "read:" + "a" * 128],
+)
+def test_malformed_grants_are_refused(grant: str) -> None:
+    with pytest.raises(ValidationError):
+        parse_grant(grant)
+
+
+def test_policy_names_and_grant_counts_are_checked() -> None:
+    with pytest.raises(ValidationError):
+        Policy.build("bad name", ["read:*"])
+    with pytest.raises(ValidationError):
+        Policy.build("p", [])
+    with pytest.raises(ValidationError):
+        Policy.build("p", ["read:*"] * 101)
+    policy = Policy.build("p", [{"actions": ["read", "list"], "pattern": "a-*"}])
+    assert policy.to_dict()["grants"] == [{"actions": ["list", "read"], "pattern": "a-*"}]
+
+
+def test_bucket_allows_a_burst_then_waits_for_refill() -> None:
+    limiter = RateLimiter(rate=10, burst=3)
+    assert [limiter.take("alice", 0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = limiter.take("alice", 0.0)
+    assert wait == pytest.approx(0.1)
+    assert limiter.take("bob", 0.0) == 0.0  # each key has its own bucket
+    assert limiter.take("alice", 0.1) == 0.0  # one token back after 1/rate seconds
+    assert limiter.peek("alice", 0.1) > 0
+
+
+def test_a_zero_rate_turns_the_limit_off() -> None:
+    limiter = RateLimiter(rate=0, burst=1)
+    assert not limiter.enabled
+    assert all(limiter.take("k", 0.0) == 0.0 for _ in range(1000))
+
+
+def test_full_buckets_are_evicted_when_there_are_too_many_keys() -> None:
+    limiter = RateLimiter(rate=1, burst=1, max_keys=2)
+    limiter.take("a", 0.0)
+    limiter.take("b", 0.0)
+    limiter.take("c", 100.0)  # a and b refilled long ago: dropped, c kept
+    assert limiter.take("c", 100.0) > 0
+    assert limiter.take("a", 100.0) == 0.0
