@@ -91,6 +91,11 @@ def test_serve_with_tls_and_two_workers_answers_and_stops_cleanly(cli: Cli, tmp_
                 assert read.status_code == 200
                 assert read.json()["value"] == "pw-1"
             assert "max-age" in read.headers["strict-transport-security"]
+            # /metrics sums every worker's counts, whichever worker answers the scrape.
+            time.sleep(1.5)  # workers publish their counts every second
+            for _ in range(4):
+                text = client.get("/metrics").text
+                assert 'strongroom_operations_total{action="READ",result="SUCCESS"} 20.0' in text
         with pytest.raises(httpx.TransportError):  # plain HTTP gets no answer
             httpx.get(f"http://127.0.0.1:{served.base_url.rsplit(':', 1)[1]}/healthz").read()
         assert served.stop() in STOPPED

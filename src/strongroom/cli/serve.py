@@ -2,6 +2,8 @@
 rotation scheduler, in one process or several workers."""
 
 import asyncio
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +14,7 @@ from strongroom.app import Strongroom
 from strongroom.cli.runtime import UsageError, settings
 from strongroom.core.config import Backend
 from strongroom.core.logging import configure_logging
+from strongroom.server.metrics_share import METRICS_DIR_ENV
 
 __all__ = ["serve"]
 
@@ -37,6 +40,12 @@ def serve(
         raise UsageError("the memory profile keeps secrets in one process: use --workers 1")
     # Open once before any worker starts: creates the key file and schema exactly once.
     asyncio.run(_prepare(config))
+    if workers > 1:
+        # Workers publish their metrics here so /metrics, whichever worker answers, sums them.
+        folder = config.home / "run" / f"metrics-{os.getpid()}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, mode=0o700)
+        os.environ[METRICS_DIR_ENV] = str(folder)
     scheme = "https" if tls_cert else "http"
     sys.stderr.write(
         f"strongroom {config.backend.value} profile listening on {scheme}://{host}:{port} "
@@ -58,6 +67,8 @@ def serve(
         log_level=config.log_level.lower(),
         lifespan="on",
     )
+    if workers > 1:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _prepare(config: object) -> None:

@@ -7,8 +7,10 @@ runs while the app does (leases keep several workers or replicas from rotating t
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -21,6 +23,7 @@ from strongroom.core.ratelimit import RateLimiter
 from strongroom.server.context import Services
 from strongroom.server.errors import install_error_handlers
 from strongroom.server.guard import Guard, GuardConfig
+from strongroom.server.metrics_share import METRICS_DIR_ENV, SharedMetrics
 from strongroom.server.routes import access, audit, keyvault, ops, revocation, rotation, secrets
 from strongroom.server.schemas import ErrorOut
 
@@ -56,6 +59,10 @@ def create_app(
         owned = strongroom is None
         wiring = strongroom if strongroom is not None else await Strongroom.open(settings)
         api.state.services = Services.over(wiring)
+        shared = None
+        if folder := os.environ.get(METRICS_DIR_ENV):
+            shared = api.state.shared_metrics = SharedMetrics(Path(folder), wiring.metrics)
+            shared.start()
         if run_scheduler:
             interval = max(1, round(settings.rotation_check_seconds))
             await api.state.services.rotation.start_rotation_scheduler(interval)
@@ -64,6 +71,8 @@ def create_app(
             yield
         finally:
             await api.state.services.rotation.stop_rotation_scheduler()
+            if shared is not None:
+                await shared.stop()
             if owned:
                 await wiring.close()
             log.info("service stopped")

@@ -57,5 +57,6 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     if PRINCIPAL_KEY in request.scope:
         await authorize(request, Action.AUDIT_READ, None)
-    app = services(request).app
-    return Response(render(app.metrics), media_type=CONTENT_TYPE_LATEST)
+    shared = getattr(request.app.state, "shared_metrics", None)
+    metrics = shared.combined() if shared is not None else services(request).app.metrics
+    return Response(render(metrics), media_type=CONTENT_TYPE_LATEST)
