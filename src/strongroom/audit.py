@@ -146,7 +146,6 @@ class AuditLog:
             elapsed = time.perf_counter() - started
             self.metrics.inc("audit_events_total", len(batch))
             self.metrics.inc("audit_batches_total")
-            self.metrics.inc("audit_write_seconds_total", elapsed)
             self.metrics.observe("audit_write_seconds", elapsed)
             self.last_error = None
             for _, future in batch:

@@ -89,6 +89,12 @@ class SecretsRotation(ManagerBoundFacade):
         """Store ``config`` (and attach its callback in this process). The secret may not
         exist yet: the first rotation creates it."""
         app = await self._ready()
+        async with app.audit.operation(
+            AuditAction.UPDATE, getattr(config, "name", None), operation="rotation.configure"
+        ):
+            return await self._register(app, config)
+
+    async def _register(self, app: Strongroom, config: RotationConfig) -> dict[str, Any]:
         config.validate()
         if config.generator is not None:
             check_generator(config.generator, config.generator_options)
@@ -144,6 +150,14 @@ class SecretsRotation(ManagerBoundFacade):
 
     async def unregister_secret(self, name: str) -> bool:
         app = await self._ready()
+        async with app.audit.operation(
+            AuditAction.UPDATE, name, operation="rotation.unregister"
+        ) as op:
+            removed = await self._unregister(app, name)
+            op.details["count"] = int(removed)
+        return removed
+
+    async def _unregister(self, app: Strongroom, name: str) -> bool:
         validate_name(name)
         key = name_key(name)
         app.callbacks.pop(key, None)
@@ -169,6 +183,11 @@ class SecretsRotation(ManagerBoundFacade):
     async def force_rotation(self, name: str) -> dict[str, Any]:
         """Rotate at the next check whatever the schedule says (sets ``force_on_next``)."""
         app = await self._ready()
+        async with app.audit.operation(AuditAction.UPDATE, name, operation="rotation.force"):
+            await self._force(app, name)
+        return await self.get_rotation_status(name)
+
+    async def _force(self, app: Strongroom, name: str) -> None:
         row = await self._row(app, name)
         now = app.clock()
         await app.rotation_store.schedule(
@@ -182,7 +201,6 @@ class SecretsRotation(ManagerBoundFacade):
                 "updated_at": now,
             }
         )
-        return await self.get_rotation_status(name)
 
     # -- status ----------------------------------------------------------------------------
 

@@ -65,7 +65,9 @@ class Served:
 
 
 def free_socket(host: str = "127.0.0.1") -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP
+    # (without it every answer waits ~40 ms for delayed ACKs).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     return sock
@@ -97,7 +99,13 @@ async def serve(
         options = {"ssl_certfile": str(cert_path), "ssl_keyfile": str(key_path)}
     api = create_app(app, run_scheduler=run_scheduler)
     config = uvicorn.Config(
-        api, log_level="warning", access_log=False, lifespan="on", server_header=False, **options
+        api,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        proxy_headers=False,  # as `strongroom serve`: X-Forwarded-For is strongroom's to judge
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))

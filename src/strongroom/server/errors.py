@@ -120,10 +120,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         exc = cast(StarletteHTTPException, exc)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = {404: "no such endpoint", 405: "method not allowed"}.get(
-            exc.status_code, "request refused"
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+            exc.status_code, "http_error"
         )
+        message = {
+            404: "no such endpoint",
+            405: "method not allowed",
+            413: "the request body is too large",
+        }.get(exc.status_code, "request refused")
         body = error_body(request.url.path, exc.status_code, code, message)
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 

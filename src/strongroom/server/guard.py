@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 from strongroom.access import Principal
 from strongroom.app import Strongroom
 from strongroom.core.actor import acting_as
@@ -55,8 +57,12 @@ _SECURITY_HEADERS = [
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
-class BodyTooLarge(Exception):
-    """Raised into the app when a streamed body passes the limit."""
+class BodyTooLarge(HTTPException):
+    """Raised into the app when a streamed body passes the limit (an HTTPException, so the
+    framework's body parsing passes it on as a 413 rather than a generic 400)."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,10 +139,10 @@ class RotationConfigIn(Strict):
     generator: Literal["password", "api_key", "jwt_secret", "raw_key"] | None = None
     generator_options: dict[str, int | bool | str] = Field(default_factory=dict)
     rotator: str | None = Field(default=None, max_length=128)
-    callback: str | None = Field(
-        default=None,
-        max_length=128,
-        description="name of a callback registered in the serving process (code, not config)",
+    use_registered_callback: bool = Field(
+        default=False,
+        description="rotate with the callback the serving process registered for this secret "
+        "(callbacks are code, registered with SecretsRotation.register_callback)",
     )
     grace_period_hours: int = Field(default=24, ge=0, le=8760)
     secret_type: SecretType | None = None

@@ -102,8 +102,11 @@ async def reject(
 
 @router.post("/{revocation_id}/cancel", response_model=Obj, summary="Cancel a revocation")
 async def cancel(request: Request, revocation_id: RevocationId) -> Response:
-    await _row_authorized(request, revocation_id, Action.REVOKE_REQUEST)
+    """The requester cancels their own request; others need revoke-approve on the secret."""
+    row = await _row_authorized(request, revocation_id, Action.REVOKE_REQUEST)
     caller = principal(request)
+    if row["requested_by"] != caller.identity:
+        await authorize(request, Action.REVOKE_APPROVE, row["secret_name"])
     return json_response(
         await services(request).revoke.cancel_revocation(revocation_id, caller.identity)
     )

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from strongroom.backends.base import name_key
 from strongroom.core.errors import ValidationError
 from strongroom.core.policy import Action
 from strongroom.core.rotation import RotationConfig
@@ -42,13 +43,14 @@ async def run_check(request: Request) -> Response:
 async def register(request: Request, name: NamePath, body: RotationConfigIn) -> Response:
     await authorize(request, Action.ROTATE, name)
     svc = services(request)
-    if body.callback is not None and body.generator is not None:
-        raise ValidationError("give a generator or a callback, not both")
+    if body.use_registered_callback and body.generator is not None:
+        raise ValidationError("give a generator or use the registered callback, not both")
     callback = None
-    if body.callback is not None:
-        callback = svc.app.callbacks.get(body.callback.lower())
+    if body.use_registered_callback:
+        # Only this secret's own callback: a schedule never runs another secret's code.
+        callback = svc.app.callbacks.get(name_key(name))
         if callback is None:
-            raise ValidationError(f"no callback named {body.callback!r} in this process")
+            raise ValidationError(f"no callback is registered for {name!r} in this process")
     config = RotationConfig(
         name=name,
         rotation_days=body.rotation_days,
