@@ -107,6 +107,17 @@ class Settings(BaseSettings):
         # The seed: "When AZURE_KEY_VAULT_URL is not set or empty" -> not Azure.
         return None if value == "" else value
 
+    @field_validator("kv_authority", "kv_resource")
+    @classmethod
+    def _challenge_value(cls, value: str | None) -> str | None:
+        # Sent inside Key Vault's 401 challenge, which clients split on "," and "=" and strip
+        # of quotes: such characters (or spaces) would break every client's sign-in.
+        if value is None:
+            return None
+        if not value.startswith("https://") or any(c in value for c in ',="\\ \t\r\n'):
+            raise ValueError("must be an https:// URL without commas, quotes, '=' or spaces")
+        return value
+
     @field_validator("backend_name", mode="before")
     @classmethod
     def _blank_backend(cls, value: object) -> object:

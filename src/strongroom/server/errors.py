@@ -91,6 +91,12 @@ def _kv_inner(error: e.StrongroomError) -> str | None:
         return "ForbiddenByRbac"
     if isinstance(error, e.SecretDisabledError):
         return "SecretDisabled"
+    if isinstance(error, e.SecretExpiredError):
+        return "SecretExpired"
+    if isinstance(error, e.SecretNotYetValidError):
+        return "SecretNotYetValid"
+    if isinstance(error, e.SecretRevokedError):
+        return "SecretRevoked"
     return None
 
 

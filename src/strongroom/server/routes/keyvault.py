@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -20,6 +22,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from strongroom.app import Strongroom
 from strongroom.core.backup import open_backup
 from strongroom.core.errors import (
     DeletedSecretConflictError,
@@ -142,30 +145,70 @@ def _page(
     api_version: str,
     maxresults: int | None,
     skiptoken: str | None,
+    *,
+    by_name: bool,
 ) -> Response:
+    """One page of ``items`` and the absolute link to the next.
+
+    The ``$skiptoken`` names the last item handed out, so a page boundary stays put when items
+    are added or removed between pages: listings of names (``by_name``) are sorted here by
+    their comparison key and resume after it; versions (newest first) resume after the last
+    version id, or at the old offset if that version is gone.
+    """
     size = MAX_RESULTS if maxresults is None else maxresults
     if not 1 <= size <= MAX_RESULTS:
         raise ValidationError(f"maxresults must be between 1 and {MAX_RESULTS}")
-    start = _offset(skiptoken)
+    key = _name_key if by_name else _version_key
+    if by_name:
+        items = sorted(items, key=key)
+    start = _resume(items, skiptoken, key, by_name=by_name)
     chunk = items[start : start + size]
     next_link = None
     if start + size < len(items):
-        token = base64.urlsafe_b64encode(json.dumps({"o": start + size}).encode()).decode()
+        state = {"o": start + size, "k": key(chunk[-1])}
+        token = base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
         query = urlencode({"api-version": api_version, "$skiptoken": token, "maxresults": size})
         next_link = f"{_base(request)}{path}?{query}"
     return json_response({"value": chunk, "nextLink": next_link})
 
 
-def _offset(skiptoken: str | None) -> int:
+def _name_key(item: dict[str, Any]) -> str:
+    return str(item["id"]).rsplit("/", 1)[1].lower()
+
+
+def _version_key(item: dict[str, Any]) -> str:
+    return str(item["id"]).rsplit("/", 1)[1]
+
+
+def _resume(
+    items: list[dict[str, Any]],
+    skiptoken: str | None,
+    key: Callable[[dict[str, Any]], str],
+    *,
+    by_name: bool,
+) -> int:
+    """Where the page after ``skiptoken`` starts in ``items``."""
     if skiptoken is None:
         return 0
     try:
-        offset = json.loads(base64.urlsafe_b64decode(skiptoken.encode()))["o"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        state = json.loads(base64.urlsafe_b64decode(skiptoken.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
         raise ValidationError("the $skiptoken is not valid") from None
-    if not isinstance(offset, int) or offset < 0:
+    offset = state.get("o") if isinstance(state, dict) else None
+    last = state.get("k") if isinstance(state, dict) else None
+    if (
+        not isinstance(offset, int)
+        or isinstance(offset, bool)
+        or offset < 0
+        or not (last is None or isinstance(last, str))
+    ):
         raise ValidationError("the $skiptoken is not valid")
-    return offset
+    if last is None:
+        return offset
+    keys = [key(item) for item in items]
+    if by_name:
+        return bisect.bisect_right(keys, last)
+    return keys.index(last) + 1 if last in keys else offset
 
 
 # -- secrets ---------------------------------------------------------------------------------
@@ -178,7 +221,8 @@ async def set_secret(
     """A new version (the secret is created when the name is free)."""
     _check_api_version(api_version)
     await authorize(request, Action.WRITE, name)
-    manager = services(request).manager
+    wiring = services(request)
+    manager = wiring.manager
     attributes = body.attributes or Attributes()
     options: dict[str, Any] = {
         "content_type": body.content_type,
@@ -187,22 +231,38 @@ async def set_secret(
         "enabled": attributes.enabled if attributes.enabled is not None else True,
     }
     metadata = body.tags or {}
-    try:
-        props = await manager.update_secret(name, body.value, metadata, **options)
-    except SecretNotFoundError as missing:
-        if isinstance(missing, DeletedSecretConflictError | type(None)):
-            raise
+
+    async def create() -> dict[str, Any]:
+        return await manager.create_secret(
+            name, body.value, metadata=metadata, content_type=options["content_type"],
+            not_before=options["not_before"], expires_at=options["expires_at"],
+            enabled=options["enabled"],
+        )  # fmt: skip
+
+    # Look before writing (unaudited), so that a set which creates leaves one CREATE in the
+    # trail rather than a failed UPDATE first; a race with another writer falls back.
+    if await _is_live(wiring.app, name):
         try:
-            props = await manager.create_secret(
-                name, body.value, metadata=metadata, content_type=options["content_type"],
-                not_before=options["not_before"], expires_at=options["expires_at"],
-                enabled=options["enabled"],
-            )  # fmt: skip
+            props = await manager.update_secret(name, body.value, metadata, **options)
+        except SecretNotFoundError:  # deleted or purged since: create, or 409 if deleted
+            props = await create()
+    else:
+        try:
+            props = await create()
         except SecretAlreadyExistsError as exists:
             if isinstance(exists, DeletedSecretConflictError):
                 raise
             props = await manager.update_secret(name, body.value, metadata, **options)
     return json_response(_bundle(request, props, body.value))
+
+
+async def _is_live(app: Strongroom, name: str) -> bool:
+    """Whether ``name`` is a live secret (asked of the store: no audit event)."""
+    try:
+        await app.store.get_properties(name)
+    except SecretNotFoundError:  # also SecretIsDeletedError
+        return False
+    return True
 
 
 @router.get("/secrets")
@@ -219,7 +279,7 @@ async def list_secrets(
     items = [
         _item(request, p, versioned=False) for p in found if caller.may(Action.LIST, p["name"])
     ]
-    return _page(request, "/secrets", items, version, maxresults, skiptoken)
+    return _page(request, "/secrets", items, version, maxresults, skiptoken, by_name=True)
 
 
 async def _authorize_listing(request: Request, caller: Any) -> None:
@@ -251,10 +311,12 @@ async def list_versions(
     await authorize(request, Action.LIST, name)
     found = await services(request).manager.get_secret_versions(name)
     items = [_item(request, p, versioned=True) for p in found]
-    return _page(request, f"/secrets/{name}/versions", items, version, maxresults, skiptoken)
+    path = f"/secrets/{name}/versions"
+    return _page(request, path, items, version, maxresults, skiptoken, by_name=False)
 
 
-@router.get("/secrets/{name}/")
+@router.get("/secrets/{name}")  # the version "may be excluded" (Key Vault's REST reference)
+@router.get("/secrets/{name}/")  # what the SDKs send for the latest version
 @router.get("/secrets/{name}/{version}")
 async def get_secret(
     request: Request, name: str, version: str = "", api_version: ApiVersion = None
@@ -267,6 +329,7 @@ async def get_secret(
     )
 
 
+@router.patch("/secrets/{name}")
 @router.patch("/secrets/{name}/")
 @router.patch("/secrets/{name}/{version}")
 async def update_properties(
@@ -324,7 +387,8 @@ async def list_deleted(
     await _authorize_listing(request, caller)
     found = await services(request).manager.list_deleted_secrets()
     items = [_deleted(request, d, item=True) for d in found if caller.may(Action.LIST, d["name"])]
-    return _page(request, "/deletedsecrets", items, version, maxresults, skiptoken)
+    path = "/deletedsecrets"
+    return _page(request, path, items, version, maxresults, skiptoken, by_name=True)
 
 
 @router.get("/deletedsecrets/{name}")
