@@ -63,6 +63,14 @@ class Principal:
     def may(self, action: Action, name: str | None) -> bool:
         return allowed(self.policies, action, name)
 
+    def holds(self, action: Action) -> bool:
+        """True if some grant allows ``action`` on some pattern (listings are then filtered)."""
+        return any(
+            action in g.actions or Action.ADMIN in g.actions
+            for p in self.policies
+            for g in p.grants
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class IssuedToken:

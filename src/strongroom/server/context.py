@@ -16,7 +16,7 @@ from strongroom.rotation import SecretsRotation
 from strongroom.secrets_audit import SecretsAudit
 from strongroom.server.guard import PRINCIPAL_KEY
 
-__all__ = ["Services", "authorize", "principal", "services"]
+__all__ = ["Services", "authorize", "authorize_listing", "principal", "services"]
 
 
 @dataclass(slots=True)
@@ -57,4 +57,13 @@ async def authorize(request: Request, action: Action, name: str | None) -> Princ
     caller = principal(request)
     if not caller.may(action, name):
         await services(request).app.access.require(caller, action, name)
+    return caller
+
+
+async def authorize_listing(request: Request, action: Action) -> Principal:
+    """A listing needs ``action`` on some pattern; the caller filters the answer to the names
+    its grants cover (403, audited, when it holds the action nowhere)."""
+    caller = principal(request)
+    if not caller.holds(action):
+        await services(request).app.access.require(caller, action, None)
     return caller

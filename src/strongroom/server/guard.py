@@ -101,7 +101,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        self.strongroom: Strongroom = scope["app"].state.services.app
+        wiring: Strongroom = scope["app"].state.services.app
         path: str = scope["path"]
         tls = scope.get("scheme") == "https"
         status_box = [0]
@@ -130,13 +130,15 @@ class Guard:
                 with acting_as(ANONYMOUS, ip=ip, user_agent=user_agent):
                     await self.app(scope, self._limited(receive), send_with_headers)
                 return
-            principal = await self._authenticate(scope, headers, ip, user_agent, send_with_headers)
+            principal = await self._authenticate(
+                wiring, scope, headers, ip, user_agent, send_with_headers
+            )
             if principal is None:
                 return
             identity = principal.identity
             wait = self.limiter.take(identity, time.monotonic())
             if wait > 0:
-                self.strongroom.metrics.inc("rate_limited_total")
+                wiring.metrics.inc("rate_limited_total")
                 await self._reject(send_with_headers, path, 429, "throttled",
                                    "too many requests; retry later", retry_after=wait)  # fmt: skip
                 return
@@ -202,6 +204,7 @@ class Guard:
 
     async def _authenticate(
         self,
+        wiring: Strongroom,
         scope: Scope,
         headers: dict[str, str],
         ip: str | None,
@@ -214,36 +217,24 @@ class Guard:
         try:
             if scheme.lower() != "bearer":
                 raise AuthenticationError("a bearer token is required")
-            return await self.strongroom.access.authenticate(token.strip())
+            return await wiring.access.authenticate(token.strip())
         except AuthenticationError as exc:
             # Valid tokens are never held back; failures beyond a burst per address are
             # answered 429 without an audit row each, so nobody can flood the audit log.
             wait = self.failures.take(f"ip:{ip}", time.monotonic())
             if wait > 0:
-                self.strongroom.metrics.inc("rate_limited_total")
+                wiring.metrics.inc("rate_limited_total")
                 await self._reject(send, path, 429, "throttled",
                                    "too many failed authentications; retry later",
                                    retry_after=wait)  # fmt: skip
                 return None
-            self.strongroom.metrics.inc(
+            wiring.metrics.inc(
                 "unauthorized_attempts_total", reason="no_token" if not token else "bad_token"
             )
-            await self._audit_refusal(scope, ip, user_agent, exc)
+            await _audit_refusal(wiring, scope, ip, user_agent, exc)
             extra = [(b"www-authenticate", self._challenge(path, headers).encode("latin-1"))]
             await self._reject(send, path, 401, "unauthorized", str(exc), extra=extra)
             return None
-
-    async def _audit_refusal(
-        self, scope: Scope, ip: str | None, user_agent: str | None, error: AuthenticationError
-    ) -> None:
-        with acting_as(ANONYMOUS, ip=ip, user_agent=user_agent):
-            try:
-                async with self.strongroom.audit.operation(
-                    AuditAction.AUTHENTICATE, None, method=scope["method"], path=scope["path"][:256]
-                ):
-                    raise error
-            except AuthenticationError:
-                pass
 
     def _challenge(self, path: str, headers: dict[str, str]) -> str:
         if not is_keyvault_path(path):
@@ -273,6 +264,24 @@ class Guard:
             headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _audit_refusal(
+    wiring: Strongroom,
+    scope: Scope,
+    ip: str | None,
+    user_agent: str | None,
+    error: AuthenticationError,
+) -> None:
+    """One FAILURE event for a refused authentication, as the anonymous caller at ``ip``."""
+    with acting_as(ANONYMOUS, ip=ip, user_agent=user_agent):
+        try:
+            async with wiring.audit.operation(
+                AuditAction.AUTHENTICATE, None, method=scope["method"], path=scope["path"][:256]
+            ):
+                raise error
+        except AuthenticationError:
+            pass
 
 
 def _headers(scope: Scope) -> dict[str, str]:

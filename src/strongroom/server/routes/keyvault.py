@@ -32,7 +32,7 @@ from strongroom.core.errors import (
 )
 from strongroom.core.models import UNSET
 from strongroom.core.policy import Action
-from strongroom.server.context import authorize, principal, services
+from strongroom.server.context import authorize, authorize_listing, services
 from strongroom.server.jsonio import json_response
 
 router = APIRouter(include_in_schema=False)
@@ -273,19 +273,12 @@ async def list_secrets(
     skiptoken: SkipToken = None,
 ) -> Response:
     version = _check_api_version(api_version)
-    caller = principal(request)
-    await _authorize_listing(request, caller)
+    caller = await authorize_listing(request, Action.LIST)
     found = await services(request).manager.list_secrets()
     items = [
         _item(request, p, versioned=False) for p in found if caller.may(Action.LIST, p["name"])
     ]
     return _page(request, "/secrets", items, version, maxresults, skiptoken, by_name=True)
-
-
-async def _authorize_listing(request: Request, caller: Any) -> None:
-    if not any(Action.LIST in g.actions or Action.ADMIN in g.actions
-               for p in caller.policies for g in p.grants):  # fmt: skip
-        await authorize(request, Action.LIST, None)
 
 
 @router.post("/secrets/restore")
@@ -383,8 +376,7 @@ async def list_deleted(
     skiptoken: SkipToken = None,
 ) -> Response:
     version = _check_api_version(api_version)
-    caller = principal(request)
-    await _authorize_listing(request, caller)
+    caller = await authorize_listing(request, Action.LIST)
     found = await services(request).manager.list_deleted_secrets()
     items = [_deleted(request, d, item=True) for d in found if caller.may(Action.LIST, d["name"])]
     path = "/deletedsecrets"

@@ -14,19 +14,13 @@ from starlette.responses import Response
 from strongroom.access import Principal
 from strongroom.core.policy import Action
 from strongroom.core.revocation import RevocationRequest
-from strongroom.server.context import authorize, principal, services
+from strongroom.server.context import authorize, authorize_listing, principal, services
 from strongroom.server.jsonio import json_response
-from strongroom.server.routes.secrets import authorize_any
 from strongroom.server.schemas import RejectIn, RevocationIn
 
 router = APIRouter(prefix="/v1/revocations", tags=["revocation"])
 Obj = dict[str, Any]
 RevocationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-
-
-def _holds(caller: Any, action: Action) -> bool:
-    return any(action in g.actions or Action.ADMIN in g.actions
-               for p in caller.policies for g in p.grants)  # fmt: skip
 
 
 def _visible(caller: Principal, row: Obj) -> bool:
@@ -54,8 +48,8 @@ async def history(
     if secret is not None:
         if not caller.may(Action.REVOKE_REQUEST, secret):
             await authorize(request, Action.REVOKE_APPROVE, secret)
-    elif not _holds(caller, Action.REVOKE_REQUEST):
-        await authorize_any(request, Action.REVOKE_APPROVE)
+    elif not caller.holds(Action.REVOKE_REQUEST):
+        await authorize_listing(request, Action.REVOKE_APPROVE)
     svc = services(request).revoke
     rows = await (svc.list_pending_revocations() if pending else svc.get_revocation_history(
         secret, limit))  # fmt: skip

@@ -11,9 +11,8 @@ from strongroom.backends.base import name_key
 from strongroom.core.errors import ValidationError
 from strongroom.core.policy import Action
 from strongroom.core.rotation import RotationConfig
-from strongroom.server.context import authorize, services
+from strongroom.server.context import authorize, authorize_listing, services
 from strongroom.server.jsonio import json_response
-from strongroom.server.routes.secrets import authorize_any
 from strongroom.server.schemas import NamePath, RotationConfigIn
 
 router = APIRouter(prefix="/v1/rotation", tags=["rotation"])
@@ -22,7 +21,7 @@ Obj = dict[str, Any]
 
 @router.get("", response_model=list[Obj], summary="Rotation configurations")
 async def list_configs(request: Request) -> Response:
-    caller = await authorize_any(request, Action.ROTATE)
+    caller = await authorize_listing(request, Action.ROTATE)
     found = await services(request).rotation.list_rotation_configs()
     return json_response([c for c in found if caller.may(Action.ROTATE, c["name"])])
 

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from strongroom.core.models import UNSET
 from strongroom.core.policy import Action
-from strongroom.server.context import authorize, principal, services
+from strongroom.server.context import authorize, authorize_listing, services
 from strongroom.server.jsonio import json_response
 from strongroom.server.schemas import (
     DeletedSecretOut,
@@ -36,18 +36,9 @@ def _secret(bundle: Any) -> dict[str, Any]:
 
 @router.get("/secrets", response_model=list[PropertiesOut], summary="List secrets (no values)")
 async def list_secrets(request: Request) -> Response:
-    caller = await authorize_any(request, Action.LIST)
+    caller = await authorize_listing(request, Action.LIST)
     found = await services(request).manager.list_secrets()
     return json_response([s for s in found if caller.may(Action.LIST, s["name"])])
-
-
-async def authorize_any(request: Request, action: Action) -> Any:
-    """Listing needs the action on some pattern; the answer is filtered to what it covers."""
-    caller = principal(request)
-    if not any(action in g.actions or Action.ADMIN in g.actions
-               for p in caller.policies for g in p.grants):  # fmt: skip
-        await authorize(request, action, None)
-    return caller
 
 
 @router.post("/secrets", status_code=201, response_model=PropertiesOut, summary="Create a secret")
@@ -152,7 +143,7 @@ async def delete_secret(request: Request, name: NamePath, immediate: bool = Fals
     "/deleted-secrets", response_model=list[DeletedSecretOut], summary="List deleted secrets"
 )
 async def list_deleted(request: Request) -> Response:
-    caller = await authorize_any(request, Action.LIST)
+    caller = await authorize_listing(request, Action.LIST)
     found = await services(request).manager.list_deleted_secrets()
     return json_response([s for s in found if caller.may(Action.LIST, s["name"])])
 
