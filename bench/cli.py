@@ -4,10 +4,13 @@ Crypto references, then each store's get_secret/update_secret, then the audit be
 vs unaudited reads, the audit writer's ingest rate, audit queries over a generated dataset),
 then the rotation scheduler (one due check over 100,000 configurations, rotating the 1,000 due),
 then the command line's start-up (``strongroom secret get`` in a fresh process, see bench_cli),
-then break-glass revocation (request_revocation(immediate=True) to the first refused read).
+then break-glass revocation (request_revocation(immediate=True) to the first refused read),
+then the running server over HTTP under wrk (audited reads vs a FastAPI hello-world and OpenBao;
+see bench_http).
 
 Timings never fail the run: goals are printed as PASS or MISS. The exit status is 1 only when a
-benchmark could not run because something raised (a skipped, unreachable PostgreSQL is not that).
+benchmark could not run because something raised (a skipped, unreachable PostgreSQL is not that),
+or when an HTTP run got non-2xx answers or left reads unaudited (its numbers would be invalid).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from bench.bench_audit import (
 )
 from bench.bench_cli import run_cli
 from bench.bench_crypto import run_crypto
+from bench.bench_http import CONNECTIONS, HttpRun, run_http
 from bench.bench_revocation import RevocationRun, run_revocation
 from bench.bench_rotation import RotationRun, run_rotation
 from bench.bench_store import BACKENDS, PG_URL, StoreRun, run_store
@@ -59,15 +63,16 @@ AUDIT = "audit"
 ROTATION = "rotation"
 CLI = "cli"
 REVOCATION = "revocation"
+HTTP = "http"
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=(*BACKENDS, AUDIT, ROTATION, CLI, REVOCATION),
-        help="measure one store (crypto runs too), or only the audit, rotation, CLI or "
-        "revocation benchmarks",
+        choices=(*BACKENDS, AUDIT, ROTATION, CLI, REVOCATION, HTTP),
+        help="measure one store (crypto runs too), or only the audit, rotation, CLI, "
+        "revocation or HTTP benchmarks",
     )
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test, noisy)")
     parser.add_argument("--seconds", type=float, help="time budget per measurement")
@@ -94,6 +99,23 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="EXPLAIN (ANALYZE, BUFFERS) every audit query, not only those that miss their goal",
     )
     parser.add_argument("--rounds", type=int, default=5, help="rounds per measurement (median)")
+    parser.add_argument(
+        "--http-seconds",
+        type=float,
+        help="measured seconds per HTTP configuration (default: 10; 3 with --quick)",
+    )
+    parser.add_argument(
+        "--http-connections",
+        type=int,
+        default=CONNECTIONS,
+        help=f"wrk connections for the HTTP benchmark (default: {CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--http-rounds",
+        type=int,
+        default=1,
+        help="rounds of every HTTP configuration, each on a fresh server (median; default: 1)",
+    )
     parser.add_argument("--pg-url", default=PG_URL, help="PostgreSQL URL (default: DATABASE_URL)")
     parser.add_argument(
         "--log-level",
@@ -222,6 +244,7 @@ async def _run(
     AuditRun | None,
     RotationRun | None,
     RevocationRun | None,
+    HttpRun | None,
     list[str],
 ]:
     try:
@@ -239,11 +262,12 @@ async def _run_all(
     AuditRun | None,
     RotationRun | None,
     RevocationRun | None,
+    HttpRun | None,
     list[str],
 ]:
     errors: list[str] = []
     rows: list[ResultRow] = []
-    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION):
+    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION, HTTP):
         rows = run_crypto(
             seconds=min(args.seconds, 2.0), warmup_seconds=args.warmup, rounds=args.rounds
         )
@@ -251,7 +275,7 @@ async def _run_all(
     stores: list[StoreRun] = []
     backends: Sequence[str] = (
         ()
-        if args.only in (AUDIT, ROTATION, CLI, REVOCATION)
+        if args.only in (AUDIT, ROTATION, CLI, REVOCATION, HTTP)
         else [args.only]
         if args.only
         else BACKENDS
@@ -309,7 +333,9 @@ async def _run_all(
     rows.extend(await _run_cli(args, errors))
     revocation = await _run_revocation(args, profiler, errors)
     rows.extend(revocation.rows if revocation is not None else ())
-    return rows, stores, audit, rotation, revocation, errors
+    http = await _run_http(args, errors)
+    rows.extend(http.rows if http is not None else ())
+    return rows, stores, audit, rotation, revocation, http, errors
 
 
 async def _run_cli(args: argparse.Namespace, errors: list[str]) -> list[ResultRow]:
@@ -364,12 +390,35 @@ async def _run_revocation(
             profiler.disable()
 
 
+async def _run_http(args: argparse.Namespace, errors: list[str]) -> HttpRun | None:
+    """The running server over HTTP under wrk (unless another section was picked with --only).
+    Servers and wrk are subprocesses: the blocking driver runs off the event loop."""
+    if args.only not in (None, HTTP):
+        return None
+    try:
+        run = await asyncio.to_thread(
+            run_http,
+            pg_url=args.pg_url,
+            quick=args.quick,
+            seconds=args.http_seconds,
+            connections=args.http_connections,
+            rounds=args.http_rounds,
+        )
+    except Exception as exc:
+        traceback.print_exc()
+        errors.append(f"http: {type(exc).__name__}: {exc}")
+        return None
+    errors.extend(run.errors)
+    return run
+
+
 def _report(
     rows: list[ResultRow],
     stores: list[StoreRun],
     audit: AuditRun | None,
     rotation: RotationRun | None,
     revocation: RevocationRun | None,
+    http: HttpRun | None,
     env: dict[str, Any],
     elapsed: float,
 ) -> str:
@@ -399,15 +448,22 @@ def _report(
     if revocation is not None:
         lines += revocation.skipped
         lines += revocation.notes
+    if http is not None:
+        lines += http.skipped
+        lines += http.notes
+    # The HTTP rows time their own runs (see their notes): with only those, say only the total.
+    http_only = bool(rows) and all(r.section == HTTP for r in rows)
+    if not http_only:
+        lines.append(
+            f"ops/s = median of {env['rounds']} rounds, spread = (fastest - slowest round) / "
+            "median; ratio = ops/s / ops/s of the reference in 'vs' (same run)"
+        )
     lines.append(
-        f"ops/s = median of {env['rounds']} rounds, spread = (fastest - slowest round) / median; "
-        "ratio = ops/s / ops/s of the reference in 'vs' (same run)"
-    )
-    lines.append(
-        f"{env['seconds_per_measurement']} s per measurement after {env['warmup_seconds']} s "
-        f"warm-up; total {elapsed:.1f} s; load average {env['load_before']} before, "
+        ("" if http_only else f"{env['seconds_per_measurement']} s per measurement after "
+         f"{env['warmup_seconds']} s warm-up; ")
+        + f"total {elapsed:.1f} s; load average {env['load_before']} before, "
         f"{env['load_after']} after"
-    )
+    )  # fmt: skip
     if env["profiled"]:
         lines.append("NOTE: store runs under cProfile - their timings are inflated, not comparable")
     return "\n".join(lines)
@@ -421,6 +477,7 @@ def _write_json(
     audit: AuditRun | None,
     rotation: RotationRun | None,
     revocation: RevocationRun | None,
+    http: HttpRun | None,
     errors: list[str],
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -442,6 +499,11 @@ def _write_json(
             if revocation is not None
             else None
         ),
+        "http": (
+            {"info": http.info, "skipped": http.skipped, "notes": http.notes}
+            if http is not None
+            else None
+        ),
         "results": [r.to_dict() for r in rows],
         "errors": errors,
     }
@@ -454,13 +516,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = _environment(args)
     started = time.perf_counter()
     profiler = cProfile.Profile() if args.profile else None
-    rows, stores, audit, rotation, revocation, errors = asyncio.run(_run(args, profiler))
+    rows, stores, audit, rotation, revocation, http, errors = asyncio.run(_run(args, profiler))
     elapsed = time.perf_counter() - started
     env["total_seconds"] = round(elapsed, 1)
     env["load_after"] = _load()
 
-    print(_report(rows, stores, audit, rotation, revocation, env, elapsed))
-    _write_json(args.json, env, rows, stores, audit, rotation, revocation, errors)
+    print(_report(rows, stores, audit, rotation, revocation, http, env, elapsed))
+    _write_json(args.json, env, rows, stores, audit, rotation, revocation, http, errors)
     print(f"results written to {args.json}")
     if profiler is not None:
         args.profile.parent.mkdir(parents=True, exist_ok=True)
