@@ -314,6 +314,13 @@ async def list_versions(
 async def get_secret(
     request: Request, name: str, version: str = "", api_version: ApiVersion = None
 ) -> Response:
+    return await read_keyvault_secret(request, name, version, api_version)
+
+
+async def read_keyvault_secret(
+    request: Request, name: str, version: str, api_version: str | None
+) -> Response:
+    """A secret bundle with its value (also served by :mod:`strongroom.server.fastpath`)."""
     _check_api_version(api_version)
     await authorize(request, Action.READ, name)
     bundle = await services(request).manager.get_secret_bundle(name, version or None)

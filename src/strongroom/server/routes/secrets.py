@@ -53,6 +53,11 @@ async def create_secret(request: Request, body: SecretCreate) -> Response:
 
 @router.get("/secrets/{name}", response_model=SecretOut, summary="Read a secret's value")
 async def get_secret(request: Request, name: NamePath, version: Version = None) -> Response:
+    return await read_secret(request, name, version)
+
+
+async def read_secret(request: Request, name: str, version: str | None) -> Response:
+    """The value and properties (also served by :mod:`strongroom.server.fastpath`)."""
     await authorize(request, Action.READ, name)
     bundle = await services(request).manager.get_secret_bundle(name, version)
     return json_response(_secret(bundle))
