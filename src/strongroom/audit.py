@@ -138,7 +138,9 @@ class AuditLog:
             except (StrongroomError, TimeoutError) as exc:
                 reason = "write timed out" if isinstance(exc, TimeoutError) else "write failed"
                 self.last_error = reason
-                error = AuditUnavailableError(f"{reason}: {type(exc).__name__}")
+                # Strongroom errors name their cause without values; anything else by type only.
+                detail = str(exc) if isinstance(exc, StrongroomError) else type(exc).__name__
+                error = AuditUnavailableError(f"{reason}: {detail}")
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +48,40 @@ _APPEND = (
 _SCAN = POSTGRES.compile(SCAN, {"after": 0, "upto": 0, "batch": 0})[0]
 
 
+@dataclass(frozen=True, slots=True)
+class _Chained:
+    """A batch linked onto the chain after ``last_seq``: the statement's parameters."""
+
+    params: list[Any]
+    head: tuple[int, bytes]
+    ids: list[int]
+
+
+def _chain(events: list[AuditEvent], key: ChainKey, last_seq: int, prev: bytes) -> _Chained:
+    columns: list[list[Any]] = [[] for _ in range(14)]
+    for offset, event in enumerate(events, start=1):
+        seq = last_seq + offset
+        link = key.link(prev, event, seq)
+        for column, value in zip(
+            columns,
+            (
+                seq, event.action.value, event.resource_name, event.timestamp,
+                event.result.value, event.actor_id, event.actor_ip, event.actor_user_agent,
+                json.dumps(event.details, sort_keys=True, separators=(",", ":")),
+                event.error_message, event.error_code, event.duration_ms, prev, link,
+            ),
+            strict=True,
+        ):  # fmt: skip
+            column.append(value)
+        prev = link
+    new_seq = last_seq + len(events)
+    return _Chained(
+        params=[last_seq, new_seq, prev, *columns],
+        head=(new_seq, prev),
+        ids=list(range(last_seq + 1, new_seq + 1)),
+    )
+
+
 class PostgresAuditStore:
     backend = "postgres"
 
@@ -77,43 +112,31 @@ class PostgresAuditStore:
         return pooled(self._pool, "the PostgreSQL audit log")
 
     async def append(self, events: list[AuditEvent], key: ChainKey) -> list[int]:
-        """One statement per batch: advance the chain head only if it is where this process
-        last saw it, and insert the batch only if the head moved (a data-modifying CTE, atomic
-        on its own). If another process wrote meanwhile, re-read the head and chain again."""
+        """One statement per batch while this process holds the chain's head: advance the head
+        only if it is where this process last saw it, and insert the batch only if it moved (a
+        data-modifying CTE, atomic on its own). If another process wrote meanwhile, chain the
+        batch again under a row lock on the head, which always succeeds: a busy neighbour can
+        slow this process down but never starve it."""
         if not events:
             return []
         async with self._conn() as conn:
-            for _attempt in range(100):
-                if self._head is None:
-                    row = await conn.fetchrow(
-                        "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = 1"
-                    )
-                    self._head = (row["last_seq"], bytes(row["last_hash"]))
+            if self._head is not None:
                 last_seq, prev = self._head
-                columns: list[list[Any]] = [[] for _ in range(14)]
-                for offset, event in enumerate(events, start=1):
-                    seq = last_seq + offset
-                    link = key.link(prev, event, seq)
-                    for column, value in zip(
-                        columns,
-                        (
-                            seq, event.action.value, event.resource_name, event.timestamp,
-                            event.result.value, event.actor_id, event.actor_ip,
-                            event.actor_user_agent,
-                            json.dumps(event.details, sort_keys=True, separators=(",", ":")),
-                            event.error_message, event.error_code, event.duration_ms, prev, link,
-                        ),
-                        strict=True,
-                    ):  # fmt: skip
-                        column.append(value)
-                    prev = link
-                new_seq = last_seq + len(events)
-                status = await conn.execute(_APPEND, last_seq, new_seq, prev, *columns)
-                if status == f"INSERT 0 {len(events)}":
-                    self._head = (new_seq, prev)
-                    return list(range(last_seq + 1, new_seq + 1))
-                self._head = None  # another writer advanced the chain: re-read and retry
-        raise StoreUnavailableError("the audit chain head kept moving; giving up this batch")
+                chained = _chain(events, key, last_seq, prev)
+                if await conn.execute(_APPEND, *chained.params) == f"INSERT 0 {len(events)}":
+                    self._head = chained.head
+                    return chained.ids
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = 1 FOR UPDATE"
+                )
+                chained = _chain(events, key, row["last_seq"], bytes(row["last_hash"]))
+                status = await conn.execute(_APPEND, *chained.params)
+            if status != f"INSERT 0 {len(events)}":  # cannot happen under the lock
+                self._head = None
+                raise StoreUnavailableError("the audit chain head moved under its lock")
+            self._head = chained.head
+            return chained.ids
 
     async def trail(self, where: TrailFilter, limit: int, offset: int) -> list[StoredEvent]:
         sql, params = POSTGRES.compile(*trail_sql(where, limit, offset))
