@@ -1,0 +1,78 @@
+"""The hot reads answered without the framework's router give exactly what the documented
+routes give: same status, body and headers, for values and for every error.
+
+A query parameter the fast path does not know (``?via=router``) sends the same request through
+FastAPI's routing, which ignores it, so each pair below compares the two paths.
+"""
+
+from __future__ import annotations
+
+import httpx
+from served import Served
+
+from strongroom.server import fastpath
+
+SKIP_HEADERS = {"date", "content-length"}
+
+
+def _same(fast: httpx.Response, routed: httpx.Response) -> None:
+    assert fast.status_code == routed.status_code
+    assert fast.json() == routed.json()
+    strip = lambda r: {k: v for k, v in r.headers.items() if k not in SKIP_HEADERS}  # noqa: E731
+    assert strip(fast) == strip(routed)
+
+
+async def test_native_reads_match_the_routed_answers(served: Served) -> None:
+    reader = await served.token_for("reader", "read:app-*")
+    async with served.admin() as admin:
+        created = await admin.post("/v1/secrets", json={"name": "app-db", "value": "pw-1"})
+        version = created.json()["version"]
+        await admin.post("/v1/secrets", json={"name": "app-off", "value": "x"})
+        await admin.post("/v1/secrets/app-off/disable")
+        await admin.post("/v1/secrets", json={"name": "other-db", "value": "x"})
+    async with served.client(reader) as c:
+        for path in (
+            "/v1/secrets/app-db",
+            f"/v1/secrets/app-db?version={version}",
+            "/v1/secrets/app-missing",
+            "/v1/secrets/app-off",  # 403 disabled
+            "/v1/secrets/other-db",  # 403 outside policy
+            f"/v1/secrets/app-db?version={'0' * 32}",  # 404 no such version
+        ):
+            sep = "&" if "?" in path else "?"
+            _same(await c.get(path), await c.get(f"{path}{sep}via=router"))
+        assert (await c.get("/v1/secrets/app-db")).json()["value"] == "pw-1"
+    async with served.client("srt_0000000000000000_" + "A" * 43) as c:
+        assert (await c.get("/v1/secrets/app-db")).status_code == 401
+
+
+async def test_malformed_reads_fall_through_to_the_framework(served: Served) -> None:
+    async with served.admin() as c:
+        await c.post("/v1/secrets", json={"name": "app-db", "value": "pw-1"})
+        bad_version = await c.get("/v1/secrets/app-db?version=nothex")
+        assert bad_version.status_code == 400
+        assert bad_version.json()["error"]["code"] == "bad_parameter"
+        twice = await c.get(f"/v1/secrets/app-db?version={'0' * 32}&version={'1' * 32}")
+        assert twice.status_code in (400, 404)
+        no_api_version = await c.get("/secrets/app-db/")
+        assert no_api_version.status_code == 400
+        assert no_api_version.json()["error"]["code"] == "BadParameter"
+
+
+def test_the_fast_path_matches_only_well_formed_reads() -> None:
+    path = fastpath.FastPath(app=None)  # type: ignore[arg-type]
+
+    def match(method: str, path_: str, query: str = "") -> bool:
+        scope = {"type": "http", "method": method, "path": path_, "query_string": query.encode()}
+        return path._match(scope) is not None if method == "GET" else False
+
+    assert match("GET", "/v1/secrets/app-db")
+    assert match("GET", "/v1/secrets/app-db", "version=" + "a" * 32)
+    assert not match("GET", "/v1/secrets/app-db", "version=ABC")
+    assert not match("GET", "/v1/secrets/app-db/versions")
+    assert not match("GET", "/v1/secrets/bad_name")
+    assert not match("PUT", "/v1/secrets/app-db")
+    assert match("GET", "/secrets/app-db/", "api-version=7.5")
+    assert match("GET", "/secrets/app-db/" + "a" * 32, "api-version=7.5")
+    assert not match("GET", "/secrets/app-db/", "")
+    assert not match("GET", "/secrets/app-db/versions", "api-version=7.5")
