@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from helpers_settings import PG_URL, STORES, drop_schema, make_settings
+from helpers_vault import Vault, azure_settings, vault_server
 from strongroom import SecretsManager, Settings, Strongroom
 from strongroom.core.clock import ManualClock
 
@@ -45,8 +46,22 @@ def clock() -> ManualClock:
 @pytest.fixture
 def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     backend = request.param
+    if backend == "azure":
+        vault = request.getfixturevalue("kv_vault")
+        return azure_settings(vault, tmp_path)
     schema = request.getfixturevalue("pg_schema") if backend == "postgres" else None
     return make_settings(backend, tmp_path, schema=schema)
+
+
+@pytest.fixture
+async def kv_vault(
+    tmp_path_factory: pytest.TempPathFactory, clock: ManualClock
+) -> AsyncIterator[Vault]:
+    """A Key Vault-compatible endpoint: a strongroom server (memory profile) over HTTPS with a
+    test CA, for the azure store to talk to through the official SDK. It keeps the test's clock,
+    as a real vault keeps the real one: the times it reports are the times the test set."""
+    async with vault_server(tmp_path_factory.mktemp("vault"), clock=clock) as vault:
+        yield vault
 
 
 @pytest.fixture

@@ -12,8 +12,11 @@ import asyncpg
 from strongroom import Settings
 
 PG_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-STORES = ["memory", "sqlite", "postgres"]
+STORES = ["memory", "sqlite", "postgres", "azure"]
 DURABLE_STORES = ["sqlite", "postgres"]
+#: Stores whose encryption strongroom does itself (key rotation, 15 tags, clearing expiry); on
+#: the azure profile Key Vault keeps its own keys and one tag carries the secret type.
+LOCAL_STORES = ["memory", "sqlite", "postgres"]
 
 
 def new_master_key() -> str:

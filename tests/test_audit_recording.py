@@ -28,6 +28,7 @@ from strongroom import (
     SecretsAudit,
     SecretsManager,
     SecretType,
+    Settings,
     Strongroom,
     StrongroomError,
     ValidationError,
@@ -217,8 +218,14 @@ CASES: dict[str, Case] = {
 
 @pytest.mark.parametrize("operation", list(CASES))
 async def test_each_call_records_exactly_one_event(
-    operation: str, manager: SecretsManager, audit: SecretsAudit, clock: ManualClock
+    operation: str,
+    manager: SecretsManager,
+    audit: SecretsAudit,
+    clock: ManualClock,
+    store_settings: Settings,
 ) -> None:
+    if operation == "rotate_master_key" and store_settings.backend.value == "azure":
+        pytest.skip("Key Vault keeps its own keys: no keyring to rotate on the azure profile")
     case = CASES[operation]
     state: dict[str, Any] = {}
     if case.setup is not None:
@@ -451,14 +458,16 @@ async def test_no_value_reaches_any_audit_row_or_export(
         with pytest.raises(SecretIsDeletedError):
             await manager.get_secret("radio-key")
         await manager.recover_deleted_secret("radio-key")
-        await manager.rotate_master_key()
+        if manager_profile(manager) != "azure":  # Key Vault keeps its own keys
+            await manager.rotate_master_key()
         assert await manager.get_secret("radio-key") == values[1]
         await manager.delete_secret("json-config")
         await manager.purge_deleted_secret("json-config")
         await manager.delete_secret("radio-key", immediate=True)
 
     trail = await audit.get_audit_trail(limit=10_000)
-    assert len(trail) == await audit.count_events() == 24  # one per call above
+    calls = 24 if manager_profile(manager) != "azure" else 23  # no key rotation on azure
+    assert len(trail) == await audit.count_events() == calls  # one per call above
     buffer = io.StringIO()
     exported = await audit.export(buffer)
     lines = buffer.getvalue().splitlines()
@@ -498,3 +507,9 @@ async def test_an_exported_line_matches_its_trail_event(
     assert second["timestamp"] == clock().isoformat()
     assert second["actor_id"] == ACTOR
     assert second["actor_ip"] == IP
+
+
+def manager_profile(manager: SecretsManager) -> str:
+    app = manager._app
+    assert app is not None
+    return app.profile

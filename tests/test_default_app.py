@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from strongroom import SecretsManager, SecretType, Settings, Strongroom
+from strongroom import SecretsManager, SecretType, Settings
 from strongroom.app import reset_default_app
 from strongroom.core.errors import ConfigurationError
 
@@ -55,7 +55,30 @@ async def test_explicit_initialize_close_and_async_with(tmp_path: Path) -> None:
         assert await again.get_secret("a") == "one"
 
 
-async def test_azure_profile_is_refused_until_its_backend_lands(tmp_path: Path) -> None:
-    settings = Settings(AZURE_KEY_VAULT_URL="https://v.vault.azure.net/", STRONGROOM_HOME=tmp_path)
-    with pytest.raises(ConfigurationError, match="azure"):
-        await Strongroom.open(settings)
+def test_azure_key_vault_url_chooses_the_azure_store_with_state_beside_it(
+    tmp_path: Path,
+) -> None:
+    from strongroom.app import build_store
+    from strongroom.backends.azure import AzureKeyVaultStore
+    from strongroom.core.crypto import MasterKey
+
+    settings = Settings(
+        AZURE_KEY_VAULT_URL="https://v.vault.azure.net/",
+        STRONGROOM_HOME=tmp_path,
+        STRONGROOM_AZURE_STATIC_TOKEN="t",
+    )
+    assert settings.backend.value == "azure"
+    assert not settings.state_in_postgres  # audit and the rest in SQLite at STRONGROOM_HOME
+    store = build_store(settings, MasterKey.generate()[0])
+    assert isinstance(store, AzureKeyVaultStore)
+    assert store.vault_url == "https://v.vault.azure.net/"
+    with_pg = Settings(
+        AZURE_KEY_VAULT_URL="https://v.vault.azure.net/",
+        DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test",
+    )
+    assert with_pg.state_in_postgres
+    with pytest.raises(ConfigurationError, match="https"):
+        build_store(
+            Settings(AZURE_KEY_VAULT_URL="http://plain.example", STRONGROOM_AZURE_STATIC_TOKEN="t"),
+            MasterKey.generate()[0],
+        )

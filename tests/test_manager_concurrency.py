@@ -10,6 +10,7 @@ from contextlib import closing
 import asyncpg
 import pytest
 
+from helpers_settings import LOCAL_STORES
 from strongroom import (
     ManualClock,
     SecretAlreadyExistsError,
@@ -123,6 +124,7 @@ async def test_concurrent_creates_of_one_name_let_exactly_one_win(
 # -- master-key rotation ----------------------------------------------------------------------
 
 
+@pytest.mark.stores(*LOCAL_STORES)
 async def test_rotation_rewraps_every_version(manager: SecretsManager, app: Strongroom) -> None:
     written = await seed_versions(manager)
     before = await app.store.key_version()
@@ -139,6 +141,7 @@ async def test_rotation_rewraps_every_version(manager: SecretsManager, app: Stro
     await assert_all_readable(manager, written)
 
 
+@pytest.mark.stores(*LOCAL_STORES)
 async def test_rotation_keeps_deleted_secrets_recoverable(manager: SecretsManager) -> None:
     value = token()
     await manager.create_secret("parked", value)
@@ -148,6 +151,7 @@ async def test_rotation_keeps_deleted_secrets_recoverable(manager: SecretsManage
     assert await manager.get_secret("parked") == value
 
 
+@pytest.mark.stores(*LOCAL_STORES)
 async def test_reads_during_rotation_all_succeed(manager: SecretsManager, app: Strongroom) -> None:
     written = await seed_versions(manager, secrets_count=8, versions=3)
     keys = list(written)
@@ -183,6 +187,7 @@ async def test_reads_during_rotation_all_succeed(manager: SecretsManager, app: S
     await assert_all_readable(manager, written)
 
 
+@pytest.mark.stores(*LOCAL_STORES)
 async def test_reads_gathered_with_rotation_on_fresh_instances_all_succeed(
     store_settings: Settings, clock: ManualClock
 ) -> None:
@@ -199,6 +204,7 @@ async def test_reads_gathered_with_rotation_on_fresh_instances_all_succeed(
             assert results[:4] + results[5:] == list(written.values())
 
 
+@pytest.mark.stores(*LOCAL_STORES)
 async def test_writes_during_rotation_all_land(manager: SecretsManager) -> None:
     written = await seed_versions(manager, secrets_count=3, versions=2)
     fresh = {f"new-{i}": token() for i in range(10)}
@@ -247,6 +253,7 @@ async def test_rotated_store_reopens_with_the_same_master_key(
         await reopened.close()
 
 
+@pytest.mark.stores(*LOCAL_STORES)
 async def test_concurrent_rotations_all_complete(manager: SecretsManager, app: Strongroom) -> None:
     """Two rotations at once (two operators, or two replicas) must serialise, not interleave;
     repeated because whether they overlap depends on scheduling."""

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from helpers_settings import LOCAL_STORES
 from strongroom import (
     ManualClock,
     SecretDisabledError,
@@ -160,6 +161,7 @@ async def test_enabled_must_be_a_bool(manager: SecretsManager) -> None:
 # -- update_secret_properties -----------------------------------------------------------------
 
 
+@pytest.mark.stores(*LOCAL_STORES)
 async def test_properties_update_changes_only_the_fields_given(
     manager: SecretsManager, clock: ManualClock
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from helpers_settings import LOCAL_STORES
 from strongroom import (
     SecretNotFoundError,
     SecretsManager,
@@ -194,6 +195,7 @@ async def test_names_of_one_and_127_characters_are_accepted(manager: SecretsMana
 # -- metadata ---------------------------------------------------------------------------------
 
 
+@pytest.mark.stores(*LOCAL_STORES)
 async def test_fifteen_tags_are_accepted(manager: SecretsManager) -> None:
     tags = {f"k{i}": f"v{i}" for i in range(15)}
     await manager.create_secret("tagged", token(), metadata=tags)

@@ -59,11 +59,14 @@ def load_master_key(settings: Settings) -> MasterKey:
     path = settings.default_key_file
     if path.exists():
         return read_key_file(path)
-    if settings.backend is Backend.SQLITE and not settings.sqlite_path.exists():
+    embedded = settings.backend is Backend.SQLITE or (
+        settings.backend is Backend.AZURE and not settings.state_in_postgres
+    )
+    if embedded and not settings.sqlite_path.exists():
         key = create_key_file(path)
         log.info("master key file created", path=str(path))
         return key
-    if settings.backend is Backend.SQLITE:
+    if embedded:
         # A new key could never open the existing file: say what is missing instead of
         # leaving a stray key file behind and reporting a wrong key.
         raise ConfigurationError(
@@ -104,10 +107,9 @@ def build_store(settings: Settings, master: MasterKey) -> SecretStore:
             min_size=settings.pg_pool_min,
             max_size=max(settings.pg_pool_min, settings.pg_pool_max),
         )
-    raise ConfigurationError(
-        "the azure backend is not available yet; unset AZURE_KEY_VAULT_URL or set "
-        "STRONGROOM_BACKEND to sqlite, postgres or memory"
-    )
+    from strongroom.backends.azure import AzureKeyVaultStore  # noqa: PLC0415 (loaded on use)
+
+    return AzureKeyVaultStore.from_settings(settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,7 @@ def build_state_stores(settings: Settings) -> StateStores:
     """State lives beside the secrets: the same SQLite file or PostgreSQL database (or the one
     named by STRONGROOM_AUDIT_DATABASE_URL); the memory profile keeps it in an in-process
     SQLite database."""
-    if settings.audit_database_url is not None or settings.backend is Backend.POSTGRES:
+    if settings.state_in_postgres:
         from strongroom.db.audit_postgres import PostgresAuditStore  # noqa: PLC0415
 
         dsn, schema = settings.audit_dsn(), settings.pg_schema

@@ -100,6 +100,25 @@ class Settings(BaseSettings):
     rotation_check_seconds: float = Field(
         default=60.0, gt=0, alias="STRONGROOM_ROTATION_CHECK_SECONDS"
     )
+    # The Azure profile (AZURE_KEY_VAULT_URL): credentials as azure-identity reads them, else
+    # DefaultAzureCredential; a fixed token for a Key Vault-compatible endpoint (strongroom's).
+    azure_tenant_id: str | None = Field(default=None, alias="AZURE_TENANT_ID")
+    azure_client_id: str | None = Field(default=None, alias="AZURE_CLIENT_ID")
+    azure_client_secret: SecretStr | None = Field(default=None, alias="AZURE_CLIENT_SECRET")
+    azure_client_certificate_path: Path | None = Field(
+        default=None, alias="AZURE_CLIENT_CERTIFICATE_PATH"
+    )
+    azure_static_token: SecretStr | None = Field(
+        default=None, alias="STRONGROOM_AZURE_STATIC_TOKEN"
+    )
+    azure_ca_bundle: Path | None = Field(default=None, alias="STRONGROOM_AZURE_CA_BUNDLE")
+    azure_verify_challenge_resource: bool = Field(
+        default=True, alias="STRONGROOM_AZURE_VERIFY_CHALLENGE_RESOURCE"
+    )
+    azure_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, alias="STRONGROOM_AZURE_TIMEOUT_SECONDS"
+    )
+    azure_retries: int = Field(default=4, ge=0, le=20, alias="STRONGROOM_AZURE_RETRIES")
 
     @field_validator("azure_key_vault_url", mode="before")
     @classmethod
@@ -134,6 +153,15 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return Backend.POSTGRES
         return Backend.SQLITE
+
+    @property
+    def state_in_postgres(self) -> bool:
+        """Audit, rotation, revocation and access state live in PostgreSQL (else SQLite)."""
+        return (
+            self.audit_database_url is not None
+            or self.backend is Backend.POSTGRES
+            or (self.backend is Backend.AZURE and self.database_url is not None)
+        )
 
     @property
     def sqlite_path(self) -> Path:
