@@ -112,6 +112,31 @@ def build_store(settings: Settings, master: MasterKey) -> SecretStore:
     return AzureKeyVaultStore.from_settings(settings)
 
 
+def build_cache(settings: Settings, store: SecretStore, metrics: Metrics) -> SecretStore:
+    """A remote store behind the read-through cache; its generation counters live with the
+    rest of the state (PostgreSQL or the SQLite file), so every process sees every change."""
+    from strongroom.backends.cache import CachedStore  # noqa: PLC0415
+    from strongroom.db.cache_invalidation import (  # noqa: PLC0415
+        CacheGenerations,
+        PostgresCacheGenerations,
+        SqliteCacheGenerations,
+    )
+
+    generations: CacheGenerations
+    if settings.state_in_postgres:
+        generations = PostgresCacheGenerations(settings.audit_dsn(), schema=settings.pg_schema)
+    else:
+        generations = SqliteCacheGenerations(SqliteDatabase(settings.sqlite_path))
+    return CachedStore(
+        store,
+        ttl_seconds=settings.cache_ttl_seconds,
+        max_entries=settings.cache_max_entries,
+        stale_seconds=settings.cache_stale_seconds,
+        generations=generations,
+        metrics=metrics,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StateStores:
     """Where audit, rotation, revocation and subscription state live."""
@@ -213,8 +238,11 @@ class Strongroom:
         if not structlog.is_configured():
             configure_logging(settings.log_level, debug=settings.debug)
         master = resolve_master_key(settings)
-        store = store or build_store(settings, master)
         metrics = Metrics()
+        if store is None:
+            store = build_store(settings, master)
+            if settings.backend is Backend.AZURE and settings.cache_ttl_seconds > 0:
+                store = build_cache(settings, store, metrics)
         notifier = build_dispatcher(settings, metrics)
         state = build_state_stores(settings)
         audit_log = AuditLog(

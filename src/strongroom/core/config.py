@@ -119,6 +119,16 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=300, alias="STRONGROOM_AZURE_TIMEOUT_SECONDS"
     )
     azure_retries: int = Field(default=4, ge=0, le=20, alias="STRONGROOM_AZURE_RETRIES")
+    # Read-through cache in front of a remote store (the azure profile); a TTL of 0 turns it off.
+    cache_ttl_seconds: float = Field(
+        default=60.0, ge=0, le=86400, alias="STRONGROOM_CACHE_TTL_SECONDS"
+    )
+    cache_max_entries: int = Field(
+        default=10_000, ge=1, le=1_000_000, alias="STRONGROOM_CACHE_MAX_ENTRIES"
+    )
+    cache_stale_seconds: float = Field(
+        default=0.0, ge=0, le=86400, alias="STRONGROOM_CACHE_STALE_SECONDS"
+    )
 
     @field_validator("azure_key_vault_url", mode="before")
     @classmethod
