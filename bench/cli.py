@@ -42,6 +42,7 @@ from bench.bench_audit import (
     close_datasets,
     run_audit,
 )
+from bench.bench_azure import run_azure
 from bench.bench_cli import run_cli
 from bench.bench_crypto import run_crypto
 from bench.bench_http import CONNECTIONS, HttpRun, run_http
@@ -64,13 +65,14 @@ ROTATION = "rotation"
 CLI = "cli"
 REVOCATION = "revocation"
 HTTP = "http"
+AZURE = "azure"
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=(*BACKENDS, AUDIT, ROTATION, CLI, REVOCATION, HTTP),
+        choices=(*BACKENDS, AUDIT, ROTATION, CLI, REVOCATION, HTTP, AZURE),
         help="measure one store (crypto runs too), or only the audit, rotation, CLI, "
         "revocation or HTTP benchmarks",
     )
@@ -513,6 +515,9 @@ def _write_json(
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     configure_logging(args.log_level)
+    if args.only == AZURE:  # its own table: the azure store, cache off and on
+        print(run_azure(quick=args.quick))
+        return 0
     env = _environment(args)
     started = time.perf_counter()
     profiler = cProfile.Profile() if args.profile else None
@@ -522,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["load_after"] = _load()
 
     print(_report(rows, stores, audit, rotation, revocation, http, env, elapsed))
+    if args.only is None:
+        print(run_azure(quick=args.quick))
     _write_json(args.json, env, rows, stores, audit, rotation, revocation, http, errors)
     print(f"results written to {args.json}")
     if profiler is not None:

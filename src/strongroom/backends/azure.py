@@ -21,8 +21,10 @@ list answers carry no version id); the vault purges deleted secrets on its own s
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from strongroom.backends.base import (
@@ -169,6 +171,7 @@ class AzureKeyVaultStore:
         *,
         recovery_days: int = 90,
         client_options: dict[str, Any] | None = None,
+        ca_bundle: Path | None = None,
     ) -> None:
         if not vault_url.startswith("https://"):
             raise ConfigurationError("AZURE_KEY_VAULT_URL must be an https:// URL")
@@ -177,6 +180,8 @@ class AzureKeyVaultStore:
         self._options = dict(client_options or {})
         self._recovery_days = recovery_days
         self._client: Any = None
+        self._ca_bundle = ca_bundle
+        self._session: Any = None
         # Key Vault has no create-if-absent: creates and deletes of one name are serialised
         # here, so two callers in this process cannot both create it (across processes, the
         # second create adds a version: a documented limit of the Azure profile).
@@ -191,13 +196,12 @@ class AzureKeyVaultStore:
             "connection_timeout": settings.azure_timeout_seconds,
             "read_timeout": settings.azure_timeout_seconds,
         }
-        if settings.azure_ca_bundle is not None:
-            options["connection_verify"] = str(settings.azure_ca_bundle)
         return cls(
             settings.azure_key_vault_url,
             credential_from(settings),
             recovery_days=settings.recovery_days,
             client_options=options,
+            ca_bundle=settings.azure_ca_bundle,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -205,12 +209,25 @@ class AzureKeyVaultStore:
     async def open(self) -> None:
         from azure.keyvault.secrets.aio import SecretClient  # noqa: PLC0415
 
-        self._client = SecretClient(self.vault_url, self._credential, **self._options)
+        options = dict(self._options)
+        if self._ca_bundle is not None:
+            # One TLS context for every request: given a CA path, azure-core builds a new context
+            # per request, and aiohttp then opens a new connection (a TLS handshake) for each.
+            import aiohttp  # noqa: PLC0415
+            from azure.core.pipeline.transport import AioHttpTransport  # noqa: PLC0415
+
+            context = ssl.create_default_context(cafile=str(self._ca_bundle))
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+            options["transport"] = AioHttpTransport(session=self._session)
+        self._client = SecretClient(self.vault_url, self._credential, **options)
 
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
         close = getattr(self._credential, "close", None)
         if close is not None:
             await close()
