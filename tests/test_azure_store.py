@@ -14,7 +14,13 @@ import pytest
 
 from helpers_serve import free_socket
 from helpers_vault import Vault, azure_settings, vault_server
-from strongroom import EmergencyRevoke, RevocationRequest, SecretsManager, Strongroom
+from strongroom import (
+    EmergencyRevoke,
+    RevocationRequest,
+    SecretsAudit,
+    SecretsManager,
+    Strongroom,
+)
 from strongroom.core.errors import (
     ConfigurationError,
     DeletedSecretConflictError,
@@ -163,3 +169,21 @@ def _secret(text: str) -> object:
     from pydantic import SecretStr
 
     return SecretStr(text)
+
+
+async def test_listings_page_through_the_vault(vault: Vault, tmp_path: Path) -> None:
+    async with await _open(vault, tmp_path, cache_ttl_seconds=0) as app:
+        manager = SecretsManager(app)
+        for index in range(30):  # more than Key Vault's 25 a page
+            await manager.create_secret(f"paged-{index:02d}", VALUE)
+        for _ in range(27):
+            await manager.update_secret("paged-00", VALUE)
+        names = [s["name"] for s in await manager.list_secrets()]
+        assert names == [f"paged-{index:02d}" for index in range(30)]
+        versions = await manager.get_secret_versions("paged-00")
+        assert len(versions) == 28
+        assert len({v["version"] for v in versions}) == 28
+        assert [v["current"] for v in versions].count(True) == 1
+    # The vault answered the listing in two pages (25 + 5): one LIST of all secrets each.
+    trail = await SecretsAudit(vault.served.app).get_audit_trail(action="LIST", limit=1000)
+    assert len([e for e in trail if e["resource_name"] is None]) == 2
