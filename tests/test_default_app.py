@@ -56,8 +56,10 @@ async def test_explicit_initialize_close_and_async_with(tmp_path: Path) -> None:
 
 
 def test_azure_key_vault_url_chooses_the_azure_store_with_state_beside_it(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for var in ("DATABASE_URL", "STRONGROOM_AUDIT_DATABASE_URL", "STRONGROOM_BACKEND"):
+        monkeypatch.delenv(var, raising=False)  # CI exports DATABASE_URL
     from strongroom.app import build_store
     from strongroom.backends.azure import AzureKeyVaultStore
     from strongroom.core.crypto import MasterKey
