@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from helpers_serve import Served, serve
 from helpers_settings import make_settings
 from strongroom import Settings, Strongroom
@@ -51,7 +53,7 @@ def azure_settings(vault: Vault, home: Path, **changes: object) -> Settings:
             "backend_name": None,
             "database_url": None,
             "azure_key_vault_url": vault.url,
-            "azure_static_token": _secret(vault.token),
+            "azure_static_token": secret_str(vault.token),
             "azure_ca_bundle": vault.ca_path,
             "azure_verify_challenge_resource": False,
             "azure_retries": 1,
@@ -60,7 +62,5 @@ def azure_settings(vault: Vault, home: Path, **changes: object) -> Settings:
     )
 
 
-def _secret(text: str) -> object:
-    from pydantic import SecretStr
-
+def secret_str(text: str) -> SecretStr:
     return SecretStr(text)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers_settings import PG_URL
-from helpers_vault import Vault, azure_settings, vault_server
+from helpers_vault import Vault, azure_settings, secret_str, vault_server
 from strongroom import (
     EmergencyRevoke,
     RevocationRequest,
@@ -35,8 +35,8 @@ async def _pair(vault: Vault, tmp_path: Path, schema: str) -> tuple[Strongroom, 
     apps = []
     for name in ("a", "b"):
         settings = azure_settings(
-            vault, tmp_path / name, database_url=_secret(PG_URL), pg_schema=schema,
-            master_key=_secret(master), cache_ttl_seconds=300.0,
+            vault, tmp_path / name, database_url=secret_str(PG_URL), pg_schema=schema,
+            master_key=secret_str(master), cache_ttl_seconds=300.0,
         )  # fmt: skip
         apps.append(await Strongroom.open(settings))
     return apps[0], apps[1]
@@ -97,9 +97,3 @@ async def test_with_the_vault_down_cached_reads_within_the_bound_succeed_and_wri
             await manager.get_secret("never-cached")
     finally:
         await app.close()
-
-
-def _secret(text: str) -> object:
-    from pydantic import SecretStr
-
-    return SecretStr(text)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers_serve import free_socket
-from helpers_vault import Vault, azure_settings, vault_server
+from helpers_vault import Vault, azure_settings, secret_str, vault_server
 from strongroom import (
     EmergencyRevoke,
     RevocationRequest,
@@ -64,7 +64,7 @@ async def test_an_identity_outside_its_policy_is_forbidden(vault: Vault, tmp_pat
     async with await _open(vault, tmp_path / "admin") as admin:
         await SecretsManager(admin).create_secret("billing-key", VALUE)
     async with await _open(
-        vault, tmp_path / "reader", azure_static_token=_secret(reader.token)
+        vault, tmp_path / "reader", azure_static_token=secret_str(reader.token)
     ) as app:
         with pytest.raises(PermissionDeniedError) as caught:
             await SecretsManager(app).get_secret("billing-key")
@@ -163,12 +163,6 @@ async def test_revocation_disables_every_version_in_the_vault(vault: Vault, tmp_
     in_vault = await vault.served.app.store.list_versions("leaked")
     assert [v.enabled for v in in_vault] == [False, False]
     assert all("strongroom-revoked-at" in v.tags for v in in_vault)
-
-
-def _secret(text: str) -> object:
-    from pydantic import SecretStr
-
-    return SecretStr(text)
 
 
 async def test_listings_page_through_the_vault(vault: Vault, tmp_path: Path) -> None:

@@ -45,7 +45,12 @@ from strongroom.backends.base import (
     WriteMode,
     name_key,
 )
-from strongroom.core.errors import ConfigurationError, RateLimitedError, StoreUnavailableError
+from strongroom.core.errors import (
+    ConfigurationError,
+    RateLimitedError,
+    StoreUnavailableError,
+    StrongroomError,
+)
 from strongroom.core.logging import get_logger
 from strongroom.core.metrics import Metrics
 from strongroom.core.models import (
@@ -223,7 +228,7 @@ class CachedStore:
                 raise
             self._inc("cache_stale_served_total")
             return _copy(cast(R, stale))
-        except Exception:
+        except StrongroomError:
             self._forget(key)  # not found, deleted, disabled...: whatever was cached is over
             raise
 

@@ -184,13 +184,7 @@ def policy_attach(
     quiet: QuietOpt = False,
 ) -> None:
     """Give an identity a policy."""
-    out = output(ctx, json=json, quiet=quiet)
-
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        return {"identity": identity, "policies": await strongroom.access.attach(identity, name)}
-
-    result = run(ctx, work)
-    out.done(f"{identity} holds: {', '.join(result['policies'])}.", result)
+    _bind(ctx, name, identity, attach=True, json=json, quiet=quiet)
 
 
 @policy_app.command("detach")
@@ -202,10 +196,17 @@ def policy_detach(
     quiet: QuietOpt = False,
 ) -> None:
     """Take a policy away from an identity."""
+    _bind(ctx, name, identity, attach=False, json=json, quiet=quiet)
+
+
+def _bind(
+    ctx: typer.Context, policy: str, identity: str, *, attach: bool, json: bool, quiet: bool
+) -> None:
     out = output(ctx, json=json, quiet=quiet)
 
     async def work(strongroom: Strongroom) -> dict[str, Any]:
-        return {"identity": identity, "policies": await strongroom.access.detach(identity, name)}
+        change = strongroom.access.attach if attach else strongroom.access.detach
+        return {"identity": identity, "policies": await change(identity, policy)}
 
     result = run(ctx, work)
     out.done(f"{identity} holds: {', '.join(result['policies']) or 'nothing'}.", result)

@@ -12,7 +12,7 @@ import typer
 
 from strongroom.app import Strongroom
 from strongroom.cli.runtime import UsageError, settings
-from strongroom.core.config import Backend
+from strongroom.core.config import Backend, Settings
 from strongroom.core.logging import configure_logging
 from strongroom.server.metrics_share import METRICS_DIR_ENV
 
@@ -71,6 +71,6 @@ def serve(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def _prepare(config: object) -> None:
-    app = await Strongroom.open(config)  # type: ignore[arg-type]
+async def _prepare(config: Settings) -> None:
+    app = await Strongroom.open(config)
     await app.close()

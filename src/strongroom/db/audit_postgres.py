@@ -119,11 +119,12 @@ class PostgresAuditStore:
         slow this process down but never starve it."""
         if not events:
             return []
+        inserted = f"INSERT 0 {len(events)}"  # the status of a statement that appended the batch
         async with self._conn() as conn:
             if self._head is not None:
                 last_seq, prev = self._head
                 chained = _chain(events, key, last_seq, prev)
-                if await conn.execute(_APPEND, *chained.params) == f"INSERT 0 {len(events)}":
+                if await conn.execute(_APPEND, *chained.params) == inserted:
                     self._head = chained.head
                     return chained.ids
             async with conn.transaction():
@@ -132,7 +133,7 @@ class PostgresAuditStore:
                 )
                 chained = _chain(events, key, row["last_seq"], bytes(row["last_hash"]))
                 status = await conn.execute(_APPEND, *chained.params)
-            if status != f"INSERT 0 {len(events)}":  # cannot happen under the lock
+            if status != inserted:  # cannot happen under the lock
                 self._head = None
                 raise StoreUnavailableError("the audit chain head moved under its lock")
             self._head = chained.head

@@ -45,21 +45,14 @@ class _Collector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         counters, gauges, histograms = self.metrics.snapshot()
-        for name, series in sorted(counters.items()):
-            base = _base(name)
-            family = CounterMetricFamily(
-                f"strongroom_{base}", HELP.get(base, base), labels=_labels(series)
-            )
-            for key, value in series.items():
-                family.add_metric([v for _, v in key], value)
-            yield family
-        for name, gauge_series in sorted(gauges.items()):
-            gauge = GaugeMetricFamily(
-                f"strongroom_{name}", HELP.get(name, name), labels=_labels(gauge_series)
-            )
-            for key, value in gauge_series.items():
-                gauge.add_metric([v for _, v in key], value)
-            yield gauge
+        kinds = ((CounterMetricFamily, counters), (GaugeMetricFamily, gauges))
+        for kind, table in kinds:
+            for name, series in sorted(table.items()):
+                base = _base(name)
+                family = kind(f"strongroom_{base}", HELP.get(base, base), labels=_labels(series))
+                for key, value in series.items():
+                    family.add_metric([v for _, v in key], value)
+                yield family
         for name, hist_series in sorted(histograms.items()):
             hist = HistogramMetricFamily(
                 f"strongroom_{name}", HELP.get(name, name), labels=_labels(hist_series)
