@@ -55,7 +55,7 @@ from strongroom import Backend, SecretRevokedError, SecretsManager, Settings, St
 from strongroom.core.logging import configure_logging
 from strongroom.core.models import SecretType
 from strongroom.core.revocation import RevocationRequest
-from strongroom.revocation import EmergencyRevoke
+from strongroom.services.revocation.emergency_revoke import EmergencyRevoke
 
 __all__ = ["SECRETS", "SECRETS_QUICK", "RevocationRun", "run_revocation"]
 

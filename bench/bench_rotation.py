@@ -46,12 +46,17 @@ from pydantic import SecretStr
 from bench.bench_store import PG_URL
 from bench.harness import Goal, Measurement, ResultRow, fmt_ms, summarize
 from strongroom import Backend, SecretsManager, Settings, Strongroom
-from strongroom.backends._rows import to_micros
 from strongroom.core.models import SecretType
 from strongroom.db.dialect import POSTGRES, SQLITE
 from strongroom.db.rotation_store import CLAIM_POSTGRES, DUE_POSTGRES, DUE_SQLITE
-from strongroom.generators import api_key
-from strongroom.rotation import CLAIM_BATCH, CONCURRENCY, LEASE, SecretsRotation
+from strongroom.db.rows import to_micros
+from strongroom.services.rotation.generators import api_key
+from strongroom.services.rotation.secrets_rotation import (
+    CLAIM_BATCH,
+    CONCURRENCY,
+    LEASE,
+    SecretsRotation,
+)
 
 __all__ = [
     "CONFIGS",

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from strongroom import SecretsManager, SecretType, Settings
-from strongroom.app import reset_default_app
 from strongroom.core.errors import ConfigurationError
+from strongroom.services.wiring import reset_default_app
 
 
 @pytest.fixture
@@ -60,9 +60,9 @@ def test_azure_key_vault_url_chooses_the_azure_store_with_state_beside_it(
 ) -> None:
     for var in ("DATABASE_URL", "STRONGROOM_AUDIT_DATABASE_URL", "STRONGROOM_BACKEND"):
         monkeypatch.delenv(var, raising=False)  # CI exports DATABASE_URL
-    from strongroom.app import build_store
     from strongroom.backends.azure import AzureKeyVaultStore
     from strongroom.core.crypto import MasterKey
+    from strongroom.services.wiring import build_store
 
     settings = Settings(
         AZURE_KEY_VAULT_URL="https://v.vault.azure.net/",

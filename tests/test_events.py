@@ -27,7 +27,7 @@ from strongroom import (
     acting_as,
 )
 from strongroom.core.clock import ManualClock
-from strongroom.notify import verify_signature
+from strongroom.services.notify import verify_signature
 
 pytestmark = pytest.mark.stores("sqlite", "postgres")
 

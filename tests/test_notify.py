@@ -22,7 +22,7 @@ from strongroom import ConfigurationError, Settings, ValidationError
 from strongroom.core.logging import LOGGED_FIELDS
 from strongroom.core.metrics import Metrics
 from strongroom.core.models import SecretValue
-from strongroom.notify import (
+from strongroom.services.notify import (
     DeliveryOutcome,
     Dispatcher,
     EmailNotifier,

@@ -30,7 +30,7 @@ from strongroom import (
     Strongroom,
     acting_as,
 )
-from strongroom.notify import verify_signature
+from strongroom.services.notify import verify_signature
 
 KEY = secrets.token_bytes(32)
 RECIPIENTS = ["sec@example.com", "oncall@example.com"]

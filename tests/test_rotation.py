@@ -35,7 +35,7 @@ from strongroom import (
     ValidationError,
 )
 from strongroom.core.logging import configure_logging
-from strongroom.generators import generate
+from strongroom.services.rotation.generators import generate
 
 
 def token() -> str:

@@ -35,12 +35,12 @@ TIMEOUT = 30.0
 
 SCHEDULER = """
 import asyncio, json, sys
-import strongroom.rotation
+import strongroom.services.rotation.secrets_rotation
 from strongroom import SecretsRotation, Settings, Strongroom
 
 async def main(batch):
     if batch:
-        strongroom.rotation.CLAIM_BATCH = batch
+        strongroom.services.rotation.secrets_rotation.CLAIM_BATCH = batch
     async with await Strongroom.open(Settings()) as app:
         rotation = SecretsRotation(app)
         print("ready", flush=True)

@@ -27,8 +27,8 @@ from strongroom import (
     SecretType,
     Strongroom,
 )
-from strongroom.rotators import PostgresRoleRotator, scram_sha256_verifier
-from strongroom.rotators.postgres_role import RotationTargetError
+from strongroom.services.rotation.rotators import PostgresRoleRotator, scram_sha256_verifier
+from strongroom.services.rotation.rotators.postgres_role import RotationTargetError
 
 pytestmark = pytest.mark.stores("sqlite")
 

@@ -12,7 +12,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from strongroom.app import Strongroom
     from strongroom.core.actor import Actor, acting_as, current_actor
     from strongroom.core.audit import AuditAction, AuditResult
     from strongroom.core.clock import ManualClock
@@ -52,12 +51,13 @@ if TYPE_CHECKING:
         Severity,
     )
     from strongroom.core.rotation import RotationConfig
-    from strongroom.events import EventSubscriptions
-    from strongroom.manager import SecretsManager
-    from strongroom.revocation import EmergencyRevoke
-    from strongroom.rotation import SecretsRotation
-    from strongroom.secrets_audit import SecretsAudit
-    from strongroom.threats import ThreatRules
+    from strongroom.services.audit.secrets_audit import SecretsAudit
+    from strongroom.services.audit.threats import ThreatRules
+    from strongroom.services.events.subscriptions import EventSubscriptions
+    from strongroom.services.revocation.emergency_revoke import EmergencyRevoke
+    from strongroom.services.rotation.secrets_rotation import SecretsRotation
+    from strongroom.services.secrets.secrets_manager import SecretsManager
+    from strongroom.services.wiring import Strongroom
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -70,8 +70,8 @@ _EXPORTS = {
     "CryptoError": "strongroom.core.errors",
     "DecryptionError": "strongroom.core.errors",
     "DeletedSecretConflictError": "strongroom.core.errors",
-    "EmergencyRevoke": "strongroom.revocation",
-    "EventSubscriptions": "strongroom.events",
+    "EmergencyRevoke": "strongroom.services.revocation.emergency_revoke",
+    "EventSubscriptions": "strongroom.services.events.subscriptions",
     "InsecureKeyFileError": "strongroom.core.errors",
     "ManualClock": "strongroom.core.clock",
     "RevocationError": "strongroom.core.errors",
@@ -94,16 +94,16 @@ _EXPORTS = {
     "SecretRevokedError": "strongroom.core.errors",
     "SecretType": "strongroom.core.models",
     "SecretValue": "strongroom.core.models",
-    "SecretsAudit": "strongroom.secrets_audit",
-    "SecretsManager": "strongroom.manager",
-    "SecretsRotation": "strongroom.rotation",
+    "SecretsAudit": "strongroom.services.audit.secrets_audit",
+    "SecretsManager": "strongroom.services.secrets.secrets_manager",
+    "SecretsRotation": "strongroom.services.rotation.secrets_rotation",
     "SeparationOfDutiesError": "strongroom.core.errors",
     "Settings": "strongroom.core.config",
     "Severity": "strongroom.core.revocation",
     "StoreUnavailableError": "strongroom.core.errors",
-    "Strongroom": "strongroom.app",
+    "Strongroom": "strongroom.services.wiring",
     "StrongroomError": "strongroom.core.errors",
-    "ThreatRules": "strongroom.threats",
+    "ThreatRules": "strongroom.services.audit.threats",
     "ValidationError": "strongroom.core.errors",
     "WrongMasterKeyError": "strongroom.core.errors",
     "acting_as": "strongroom.core.actor",

@@ -20,7 +20,7 @@ from strongroom.cli.main import exit_code_for
 from strongroom.cli.output import relative, safe, when
 from strongroom.cli.runtime import NotFoundError
 from strongroom.core import errors
-from strongroom.notify import NotificationTargetError
+from strongroom.services.notify import NotificationTargetError
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:

@@ -18,7 +18,7 @@ from clirun import Cli, make_cli
 
 from strongroom.cli.rotation import Generator, parse_options
 from strongroom.cli.runtime import UsageError
-from strongroom.generators import GENERATORS
+from strongroom.services.rotation.generators import GENERATORS
 
 ME = f"{getpass.getuser()}@{socket.gethostname()}"
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import asyncpg
 
-from strongroom.backends._rows import props_from_row, tags_to_json
 from strongroom.backends.base import (
     KeyRotationResult,
     RewrapProgress,
@@ -45,6 +44,7 @@ from strongroom.core.models import (
     VersionProperties,
 )
 from strongroom.db.pg import check_schema, open_pool, pooled
+from strongroom.db.rows import props_from_row, tags_to_json
 
 __all__ = ["PostgresStore"]
 

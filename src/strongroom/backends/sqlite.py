@@ -17,12 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from strongroom.backends._rows import (
-    from_micros,
-    props_from_row,
-    tags_to_json,
-    to_micros,
-)
 from strongroom.backends.base import (
     KeyRotationResult,
     RewrapProgress,
@@ -51,6 +45,12 @@ from strongroom.core.models import (
     VersionProperties,
 )
 from strongroom.db.migrate import migrate_sqlite
+from strongroom.db.rows import (
+    from_micros,
+    props_from_row,
+    tags_to_json,
+    to_micros,
+)
 from strongroom.db.sqlite_writer import SqliteWriter, acquire_writer, connect, release_writer
 
 __all__ = ["SqliteStore"]

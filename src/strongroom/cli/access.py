@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
-from strongroom.app import Strongroom
 from strongroom.cli.options import JsonOpt, QuietOpt
 from strongroom.cli.output import Column, now_utc, when
 from strongroom.cli.runtime import command_group, output, run
 from strongroom.core.policy import Policy
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["policy_app", "token_app"]
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from strongroom.app import Strongroom
 from strongroom.cli.exitcodes import ExitCode
 from strongroom.cli.options import JsonOpt
 from strongroom.cli.output import (
@@ -21,7 +20,8 @@ from strongroom.cli.output import (
     when_cell,
 )
 from strongroom.cli.runtime import UsageError, command_group, output, run
-from strongroom.secrets_audit import SecretsAudit
+from strongroom.services.audit.secrets_audit import SecretsAudit
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["app", "parse_when"]
 

@@ -11,11 +11,11 @@ from typing import Annotated, Any
 
 import typer
 
-from strongroom.app import Strongroom
 from strongroom.cli.options import JsonOpt, QuietOpt
 from strongroom.cli.output import Column, now_utc, when_cell
 from strongroom.cli.runtime import NotFoundError, command_group, output, run
-from strongroom.events import EVENT_KINDS, EventSubscriptions
+from strongroom.services.events.subscriptions import EVENT_KINDS, EventSubscriptions
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["app"]
 
@@ -78,7 +78,7 @@ def subscribe(
     out.done(f"signing key: {sub['signing_key']}")
     out.note(
         "Store the signing key now (e.g. as a secret of the receiving service): it is shown "
-        "only this once. Check each delivery with strongroom.notify.verify_signature."
+        "only this once. Check each delivery with strongroom.services.notify.verify_signature."
     )
 
 

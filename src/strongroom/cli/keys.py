@@ -4,10 +4,10 @@ from typing import Any
 
 import typer
 
-from strongroom.app import Strongroom
 from strongroom.cli.options import JsonOpt, QuietOpt
 from strongroom.cli.runtime import command_group, output, run
-from strongroom.manager import SecretsManager
+from strongroom.services.secrets.secrets_manager import SecretsManager
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["app"]
 

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 
-from strongroom.app import Strongroom
 from strongroom.cli.options import JsonOpt, NameArg, QuietOpt
 from strongroom.cli.output import (
     SEVERITY_STYLE,
@@ -26,7 +25,8 @@ from strongroom.cli.runtime import command_group, output, run
 from strongroom.core.actor import current_actor
 from strongroom.core.errors import RevocationError
 from strongroom.core.revocation import RevocationReason, RevocationRequest, Severity
-from strongroom.revocation import EmergencyRevoke
+from strongroom.services.revocation.emergency_revoke import EmergencyRevoke
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["app"]
 

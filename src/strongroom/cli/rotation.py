@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 
-from strongroom.app import Strongroom
 from strongroom.cli.exitcodes import ExitCode
 from strongroom.cli.options import JsonOpt, NameArg, QuietOpt
 from strongroom.cli.output import (
@@ -30,8 +29,9 @@ from strongroom.cli.runtime import UsageError, command_group, output, run
 from strongroom.core.errors import RotationFailedError, RotationNotConfiguredError
 from strongroom.core.models import SecretType
 from strongroom.core.rotation import RotationConfig
-from strongroom.generators import GENERATORS
-from strongroom.rotation import SecretsRotation
+from strongroom.services.rotation.generators import GENERATORS
+from strongroom.services.rotation.secrets_rotation import SecretsRotation
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["Generator", "app", "parse_options"]
 
@@ -46,7 +46,7 @@ SOON_DAYS = 7
 
 
 class Generator(enum.StrEnum):
-    """The built-in generators (strongroom.generators.GENERATORS), as choices for --generator."""
+    """The built-in generators (``generators.GENERATORS``), as choices for --generator."""
 
     PASSWORD = "password"  # noqa: S105 (a generator name, not a secret)
     API_KEY = "api_key"

@@ -19,13 +19,13 @@ import typer
 from pydantic import ValidationError as PydanticError
 
 import strongroom
-from strongroom.app import Strongroom
 from strongroom.cli.lazy import lazy_group
 from strongroom.cli.output import Output
 from strongroom.core.actor import acting_as, default_actor
 from strongroom.core.config import Settings
 from strongroom.core.errors import ConfigurationError, StrongroomError, ValidationError
 from strongroom.core.logging import configure_logging
+from strongroom.services.wiring import Strongroom
 
 __all__ = [
     "CliState",

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-from strongroom.app import Strongroom
 from strongroom.cli.options import (
     ContentTypeOpt,
     ExpiresOpt,
@@ -38,7 +37,8 @@ from strongroom.cli.output import (
 from strongroom.cli.runtime import command_group, output, require_tty, run
 from strongroom.cli.values import read_value
 from strongroom.core.models import SecretType
-from strongroom.manager import SecretsManager
+from strongroom.services.secrets.secrets_manager import SecretsManager
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["app"]
 

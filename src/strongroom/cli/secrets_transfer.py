@@ -15,7 +15,6 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from strongroom.app import Strongroom
 from strongroom.cli import transfer
 from strongroom.cli.options import JsonOpt, QuietOpt, TagOpt, parse_tags
 from strongroom.cli.output import Column, Output, ProgressBar, now_utc, open_private
@@ -27,7 +26,8 @@ from strongroom.core.errors import (
     StrongroomError,
 )
 from strongroom.core.models import SecretType
-from strongroom.manager import SecretsManager
+from strongroom.services.secrets.secrets_manager import SecretsManager
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["export", "import_"]
 

@@ -10,11 +10,11 @@ from typing import Annotated
 
 import typer
 
-from strongroom.app import Strongroom
 from strongroom.cli.runtime import UsageError, settings
 from strongroom.core.config import Backend, Settings
 from strongroom.core.logging import configure_logging
 from strongroom.server.metrics_share import METRICS_DIR_ENV
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["serve"]
 

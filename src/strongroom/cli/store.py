@@ -8,14 +8,14 @@ from urllib.parse import urlsplit
 
 import typer
 
-from strongroom.app import Strongroom
 from strongroom.cli.options import JsonOpt, QuietOpt
 from strongroom.cli.output import Output
 from strongroom.cli.runtime import UsageError, output, run, settings
 from strongroom.core.config import Backend, Settings
 from strongroom.core.errors import WrongMasterKeyError
 from strongroom.core.keyfile import create_key_file
-from strongroom.secrets_audit import SecretsAudit
+from strongroom.services.audit.secrets_audit import SecretsAudit
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["init", "status"]
 

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     expiry_warning_days: int = Field(
         default=30, ge=1, le=365, alias="STRONGROOM_EXPIRY_WARNING_DAYS"
     )
-    # Notifications (strongroom.notify.build_dispatcher); an empty SMTP host means no email.
+    # Notifications (services.notify.build_dispatcher); an empty SMTP host means no email.
     smtp_host: str | None = Field(default=None, alias="STRONGROOM_SMTP_HOST")
     smtp_port: int = Field(default=25, ge=1, le=65535, alias="STRONGROOM_SMTP_PORT")
     smtp_tls: Literal["none", "starttls", "tls"] = Field(

@@ -22,7 +22,7 @@ LOGGED_FIELDS = frozenset(
         "name", "version", "versions", "secret_type", "backend", "profile", "path",
         "actor", "ip", "user_agent", "action", "result", "duration_ms", "error", "error_code",
         "count", "kek_version", "from_version", "rewrapped", "purged", "batch", "attempt",
-        # notifications (strongroom.notify): identifiers and delivery results, never a value
+        # notifications (services.notify): identifiers and delivery results, never a value
         "kind", "priority", "subject", "field_names", "revocation_id", "severity", "channel",
         "target", "status", "attempts",
         # the HTTP service: who called what; never a token, a body or a query string

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from strongroom.backends._rows import from_micros, to_micros
 from strongroom.db.dialect import POSTGRES, SQLITE
 from strongroom.db.pg import open_pool, pooled
+from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
 
 __all__ = [

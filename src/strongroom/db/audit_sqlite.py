@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from strongroom.backends._rows import from_micros, to_micros
 from strongroom.core.audit import AuditEvent, ChainKey
 from strongroom.db.audit_sql import (
     SCAN,
@@ -28,6 +27,7 @@ from strongroom.db.audit_sql import (
     trail_sql,
 )
 from strongroom.db.audit_store import ChainState, StoredEvent, TrailFilter
+from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
 
 __all__ = ["SqliteAuditStore", "event_from_row"]

@@ -10,9 +10,9 @@ import json
 from datetime import datetime
 from typing import Any, Protocol
 
-from strongroom.backends._rows import from_micros, to_micros
 from strongroom.db.dialect import POSTGRES, SQLITE, Dialect
 from strongroom.db.pg import open_pool, pooled
+from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
 
 __all__ = ["PostgresRevocationStore", "RevocationStore", "SqliteRevocationStore"]

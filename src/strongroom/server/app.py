@@ -17,7 +17,6 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from strongroom import __version__
-from strongroom.app import Strongroom
 from strongroom.core.config import Settings
 from strongroom.core.logging import get_logger
 from strongroom.core.ratelimit import RateLimiter
@@ -28,6 +27,7 @@ from strongroom.server.guard import Guard, GuardConfig
 from strongroom.server.metrics_share import METRICS_DIR_ENV, SharedMetrics
 from strongroom.server.routes import access, audit, keyvault, ops, revocation, rotation, secrets
 from strongroom.server.schemas import ErrorOut
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["create_app"]
 

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from strongroom.access import Principal
-from strongroom.app import Strongroom
 from strongroom.core.errors import AuthenticationError
 from strongroom.core.policy import Action
-from strongroom.manager import SecretsManager
-from strongroom.revocation import EmergencyRevoke
-from strongroom.rotation import SecretsRotation
-from strongroom.secrets_audit import SecretsAudit
 from strongroom.server.guard import PRINCIPAL_KEY
+from strongroom.services.access.control import Principal
+from strongroom.services.audit.secrets_audit import SecretsAudit
+from strongroom.services.revocation.emergency_revoke import EmergencyRevoke
+from strongroom.services.rotation.secrets_rotation import SecretsRotation
+from strongroom.services.secrets.secrets_manager import SecretsManager
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["Services", "authorize", "authorize_listing", "principal", "services"]
 

@@ -22,14 +22,14 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-from strongroom.access import Principal
-from strongroom.app import Strongroom
 from strongroom.core.actor import acting_as
 from strongroom.core.audit import AuditAction
 from strongroom.core.errors import AuthenticationError
 from strongroom.core.logging import get_logger
 from strongroom.core.ratelimit import RateLimiter
 from strongroom.server.errors import error_body, is_keyvault_path
+from strongroom.services.access.control import Principal
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["PRINCIPAL_KEY", "Guard", "GuardConfig"]
 

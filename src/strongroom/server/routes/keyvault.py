@@ -22,7 +22,6 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from strongroom.app import Strongroom
 from strongroom.core.backup import open_backup
 from strongroom.core.errors import (
     DeletedSecretConflictError,
@@ -34,6 +33,7 @@ from strongroom.core.models import UNSET
 from strongroom.core.policy import Action
 from strongroom.server.context import authorize, authorize_listing, services
 from strongroom.server.jsonio import json_response
+from strongroom.services.wiring import Strongroom
 
 router = APIRouter(include_in_schema=False)
 

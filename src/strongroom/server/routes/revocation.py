@@ -11,12 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from strongroom.access import Principal
 from strongroom.core.policy import Action
 from strongroom.core.revocation import RevocationRequest
 from strongroom.server.context import authorize, authorize_listing, principal, services
 from strongroom.server.jsonio import json_response
 from strongroom.server.schemas import RejectIn, RevocationIn
+from strongroom.services.access.control import Principal
 
 router = APIRouter(prefix="/v1/revocations", tags=["revocation"])
 Obj = dict[str, Any]

@@ -12,8 +12,6 @@ from typing import Any, Self
 
 import structlog
 
-from strongroom.access import AccessControl
-from strongroom.audit import AuditLog
 from strongroom.backends.base import SecretStore
 from strongroom.backends.memory import MemoryStore
 from strongroom.core.audit import ChainKey
@@ -40,9 +38,11 @@ from strongroom.db.subscription_store import (
     SqliteSubscriptionStore,
     SubscriptionStore,
 )
-from strongroom.event_bus import EventBus
-from strongroom.notify import Dispatcher, UrlPolicy, build_dispatcher
-from strongroom.threats import ThreatRules
+from strongroom.services.access.control import AccessControl
+from strongroom.services.audit.log import AuditLog
+from strongroom.services.audit.threats import ThreatRules
+from strongroom.services.events.bus import EventBus
+from strongroom.services.notify import Dispatcher, UrlPolicy, build_dispatcher
 
 __all__ = ["Strongroom", "default_app", "load_master_key", "reset_default_app"]
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import httpx
 
-from strongroom.notify.base import NotificationTargetError
+from strongroom.services.notify.base import NotificationTargetError
 
 __all__ = ["METADATA_ADDRESSES", "NotificationTargetError", "UrlPolicy", "display_url"]
 

@@ -14,7 +14,7 @@ import binascii
 from strongroom.core.config import Settings
 from strongroom.core.errors import ConfigurationError, ValidationError
 from strongroom.core.metrics import Metrics
-from strongroom.notify.base import (
+from strongroom.services.notify.base import (
     FORBIDDEN_FIELD_KEYS,
     KINDS,
     DeliveryOutcome,
@@ -27,9 +27,9 @@ from strongroom.notify.base import (
     Priority,
     validate_email_address,
 )
-from strongroom.notify.email import EmailNotifier, render_email
-from strongroom.notify.urls import UrlPolicy, display_url
-from strongroom.notify.webhook import WebhookNotifier, sign_payload, verify_signature
+from strongroom.services.notify.email import EmailNotifier, render_email
+from strongroom.services.notify.urls import UrlPolicy, display_url
+from strongroom.services.notify.webhook import WebhookNotifier, sign_payload, verify_signature
 
 __all__ = [
     "FORBIDDEN_FIELD_KEYS",

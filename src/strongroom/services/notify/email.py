@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.errors import ConfigurationError
-from strongroom.notify.base import (
+from strongroom.services.notify.base import (
     DeliveryOutcome,
     FieldValue,
     Notification,

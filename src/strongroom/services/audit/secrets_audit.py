@@ -7,15 +7,15 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import IO, Any
 
-from strongroom.app import Strongroom
-from strongroom.audit import ChainVerifier, resource_key
 from strongroom.core.actor import current_actor
 from strongroom.core.audit import GENESIS_HASH, AuditAction, AuditEvent, AuditResult
 from strongroom.core.errors import AuditUnavailableError, ValidationError
 from strongroom.db.audit_store import AuditStore, TrailFilter
-from strongroom.facade import StrongroomFacade
-from strongroom.notify import Notification
-from strongroom.threats import detect
+from strongroom.services.audit.log import ChainVerifier, resource_key
+from strongroom.services.audit.threats import detect
+from strongroom.services.facade import StrongroomFacade
+from strongroom.services.notify import Notification
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["SecretsAudit"]
 

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, hmac
 
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.errors import ValidationError
-from strongroom.notify.base import DeliveryOutcome, Notification, NotificationTargetError
-from strongroom.notify.urls import UrlPolicy, display_url
+from strongroom.services.notify.base import DeliveryOutcome, Notification, NotificationTargetError
+from strongroom.services.notify.urls import UrlPolicy, display_url
 
 __all__ = ["MIN_SIGNING_KEY_BYTES", "WebhookNotifier", "sign_payload", "verify_signature"]
 

@@ -39,16 +39,16 @@ from strongroom.core.rotation import (
     retry_delay,
 )
 from strongroom.core.validation import encode_value, validate_name
-from strongroom.facade import ManagerBoundFacade
-from strongroom.generators import check_generator, generate
-from strongroom.notify import Notification
-from strongroom.rotators.base import Rotator
+from strongroom.services.facade import ManagerBoundFacade
+from strongroom.services.notify import Notification
+from strongroom.services.rotation.generators import check_generator, generate
+from strongroom.services.rotation.rotators.base import Rotator
 
 if TYPE_CHECKING:
-    from strongroom.app import Strongroom
     from strongroom.core.config import Settings
-    from strongroom.manager import SecretsManager
-    from strongroom.secrets_audit import SecretsAudit
+    from strongroom.services.audit.secrets_audit import SecretsAudit
+    from strongroom.services.secrets.secrets_manager import SecretsManager
+    from strongroom.services.wiring import Strongroom
 
 __all__ = ["RotationFailedError", "RotationNotConfiguredError", "SecretsRotation"]
 
@@ -215,7 +215,7 @@ class SecretsRotation(ManagerBoundFacade):
 
     async def get_rotation_history(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
         """ROTATE events of this secret, newest first (from the audit log)."""
-        from strongroom.secrets_audit import SecretsAudit  # noqa: PLC0415
+        from strongroom.services.audit.secrets_audit import SecretsAudit  # noqa: PLC0415
 
         app = await self._ready()
         validate_name(name)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
-from strongroom.app import Strongroom, default_app
 from strongroom.core.config import Settings
+from strongroom.services.wiring import Strongroom, default_app
 
 __all__ = ["ManagerBoundFacade", "StrongroomFacade"]
 
 if TYPE_CHECKING:
-    from strongroom.manager import SecretsManager
-    from strongroom.secrets_audit import SecretsAudit
+    from strongroom.services.audit.secrets_audit import SecretsAudit
+    from strongroom.services.secrets.secrets_manager import SecretsManager
 
 
 class StrongroomFacade:

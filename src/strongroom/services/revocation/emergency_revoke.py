@@ -32,14 +32,14 @@ from strongroom.core.revocation import (
     required_approvals,
     transition,
 )
-from strongroom.facade import ManagerBoundFacade
-from strongroom.notify import Notification, validate_email_address
+from strongroom.services.facade import ManagerBoundFacade
+from strongroom.services.notify import Notification, validate_email_address
 
 if TYPE_CHECKING:
-    from strongroom.app import Strongroom
     from strongroom.core.config import Settings
-    from strongroom.manager import SecretsManager
-    from strongroom.secrets_audit import SecretsAudit
+    from strongroom.services.audit.secrets_audit import SecretsAudit
+    from strongroom.services.secrets.secrets_manager import SecretsManager
+    from strongroom.services.wiring import Strongroom
 
 __all__ = ["EmergencyRevoke"]
 
@@ -245,7 +245,7 @@ class EmergencyRevoke(ManagerBoundFacade):
                 app.metrics.inc("revocations_total", severity=str(row["severity"]))
                 details["versions_revoked"] = revoked
                 if details.get("rotate_after"):
-                    from strongroom.rotation import SecretsRotation  # noqa: PLC0415
+                    from strongroom.services.rotation.secrets_rotation import SecretsRotation  # noqa: PLC0415
 
                     outcome = await SecretsRotation(app).rotate_secret(name, force=True)
                     if not outcome.get("rotated"):

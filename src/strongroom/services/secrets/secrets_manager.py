@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from strongroom.app import Strongroom
 from strongroom.backends.base import RewrapProgress, WriteMode, name_key
 from strongroom.core.actor import current_actor
 from strongroom.core.audit import AuditAction
@@ -42,7 +41,8 @@ from strongroom.core.validation import (
     validate_tags,
     validate_version,
 )
-from strongroom.facade import StrongroomFacade
+from strongroom.services.facade import StrongroomFacade
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["SecretsManager", "check_readable"]
 

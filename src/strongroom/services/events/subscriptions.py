@@ -9,8 +9,8 @@ from typing import Any
 
 from strongroom.core.actor import current_actor
 from strongroom.core.errors import ValidationError
-from strongroom.event_bus import EVENT_KINDS
-from strongroom.facade import StrongroomFacade
+from strongroom.services.events.bus import EVENT_KINDS
+from strongroom.services.facade import StrongroomFacade
 
 __all__ = ["EVENT_KINDS", "EventSubscriptions"]
 

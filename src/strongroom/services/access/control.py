@@ -40,7 +40,7 @@ from strongroom.core.policy import (
 from strongroom.db.access_store import AccessStore, TokenRecord
 
 if TYPE_CHECKING:
-    from strongroom.app import Strongroom
+    from strongroom.services.wiring import Strongroom
 
 __all__ = ["AccessControl", "IssuedToken", "Principal"]
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from strongroom.core.clock import Clock
 from strongroom.core.logging import get_logger
 from strongroom.db.subscription_store import SubscriptionStore
-from strongroom.notify import Notification, UrlPolicy, WebhookNotifier
+from strongroom.services.notify import Notification, UrlPolicy, WebhookNotifier
 
 if TYPE_CHECKING:
     pass

@@ -1,6 +1,0 @@
-"""Target systems a rotation applies a new value to before it becomes current."""
-
-from strongroom.rotators.base import Rotator
-from strongroom.rotators.postgres_role import PostgresRoleRotator, scram_sha256_verifier
-
-__all__ = ["PostgresRoleRotator", "Rotator", "scram_sha256_verifier"]

@@ -1,0 +1,1 @@
+"""Services: the seed's classes and what they need, above the stores."""
