@@ -17,9 +17,11 @@ from strongroom import (
     ManualClock,
     SecretAlreadyExistsError,
     SecretIsDeletedError,
+    SecretNotDeletedError,
     SecretNotFoundError,
     SecretsManager,
     SecretType,
+    ValidationError,
 )
 
 JSON = "application/json"
@@ -165,9 +167,50 @@ async def test_purge_of_a_deleted_secret_frees_the_name(manager: SecretsManager)
 async def test_purge_refuses_a_live_secret(manager: SecretsManager) -> None:
     value = token()
     await manager.create_secret("live", value)
-    with pytest.raises(SecretNotFoundError):
+    with pytest.raises(SecretNotDeletedError, match="is live, not deleted"):
         await manager.purge_deleted_secret("live")
     assert await manager.get_secret("live") == value
+
+
+async def test_recover_and_get_deleted_say_a_live_secret_is_not_deleted(
+    manager: SecretsManager,
+) -> None:
+    value = token()
+    await manager.create_secret("still-live", value)
+    with pytest.raises(SecretNotDeletedError, match="still-live"):
+        await manager.recover_deleted_secret("still-live")
+    with pytest.raises(SecretNotDeletedError):
+        await manager.get_deleted_secret("still-live")
+    assert await manager.get_secret("still-live") == value
+    # A name that is neither live nor deleted stays "not found".
+    with pytest.raises(SecretNotFoundError) as missing:
+        await manager.recover_deleted_secret("never-there")
+    assert not isinstance(missing.value, SecretNotDeletedError)
+
+
+async def test_a_unique_version_prefix_names_its_version(manager: SecretsManager) -> None:
+    first, second = token(), token()
+    created = await manager.create_secret("by-prefix", first)
+    await manager.update_secret("by-prefix", second)
+    prefix = created["version"][:8]
+    assert await manager.get_secret("by-prefix", version=prefix) == first
+    props = await manager.get_secret_properties("by-prefix", version=created["version"][:12])
+    assert props["version"] == created["version"]
+    disabled = await manager.update_secret_properties("by-prefix", prefix, enabled=False)
+    assert disabled["version"] == created["version"]
+    assert disabled["enabled"] is False
+    assert (await manager.get_secret_properties("by-prefix"))["enabled"] is True
+
+
+async def test_a_version_prefix_shorter_than_eight_or_unknown_is_refused(
+    manager: SecretsManager,
+) -> None:
+    created = await manager.create_secret("short-prefix", token())
+    with pytest.raises(ValidationError, match="at least 8"):
+        await manager.get_secret("short-prefix", version=created["version"][:7])
+    unknown = "0" * 8 if not created["version"].startswith("0" * 8) else "f" * 8
+    with pytest.raises(SecretNotFoundError):
+        await manager.get_secret("short-prefix", version=unknown)
 
 
 async def test_immediate_delete_purges_at_once(manager: SecretsManager) -> None:

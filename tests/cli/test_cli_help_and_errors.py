@@ -51,7 +51,12 @@ def test_commands_load_only_when_used() -> None:
     for module in ("audit'", "keys'", "store'", "secrets_transfer'", "transfer'", "rotation'",
                    "revoke'", "events'"):  # fmt: skip
         assert f"strongroom.cli.{module}" not in loaded
-    for module in ("rotation'", "revocation'", "events'", "generators'"):  # `get` never uses
+    for module in (  # `get` never uses these services
+        "services.rotation",
+        "services.revocation",
+        "services.events.subscriptions",
+        "services.audit.secrets_audit",
+    ):
         assert f"strongroom.{module}" not in loaded
 
 

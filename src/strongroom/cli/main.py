@@ -16,7 +16,7 @@ import strongroom
 from strongroom.cli.exitcodes import EXIT_CODE_HELP, ExitCode
 from strongroom.cli.lazy import lazy_group
 from strongroom.cli.output import safe
-from strongroom.cli.runtime import CliState, NotFoundError
+from strongroom.cli.runtime import CliState
 from strongroom.core import errors
 
 __all__ = ["COMMANDS", "DENIED_CODES", "app", "exit_code_for", "main"]
@@ -99,13 +99,13 @@ def root(
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
-    """The exit code of an error: the one place that decides it."""
-    not_found = (
-        errors.SecretNotFoundError,  # includes a soft-deleted name and a missing rotation config
-        errors.RevocationNotFoundError,
-        NotFoundError,
-    )
-    if isinstance(exc, not_found):
+    """The exit code of an error: the one place that decides it.
+
+    One rule for every command: whatever names something that is not there (a secret, a
+    version, a rotation policy, a revocation request, a token, a policy, a subscription) is a
+    ``LookupError`` and exits 3.
+    """
+    if isinstance(exc, LookupError):
         return ExitCode.NOT_FOUND
     if isinstance(exc, errors.ValidationError):  # includes a refused webhook target
         return ExitCode.USAGE

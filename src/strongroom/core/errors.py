@@ -9,6 +9,7 @@ secret and version at most: a value never appears in an error.
     ├── SecretNotFoundError (also LookupError)  no such secret or version
     │   ├── SecretIsDeletedError                the name is held by a soft-deleted secret
     │   └── RotationNotConfiguredError          no rotation configuration for this secret
+    ├── SecretNotDeletedError                   recover or purge of a live secret
     ├── SecretAlreadyExistsError                create_secret on a name in use
     │   └── DeletedSecretConflictError          ... in use by a soft-deleted secret
     ├── SecretNotReadableError                  the secret exists but may not be read now
@@ -59,6 +60,7 @@ __all__ = [
     "SecretDisabledError",
     "SecretExpiredError",
     "SecretIsDeletedError",
+    "SecretNotDeletedError",
     "SecretNotFoundError",
     "SecretNotReadableError",
     "SecretNotYetValidError",
@@ -100,6 +102,12 @@ class SecretIsDeletedError(SecretNotFoundError):
     """The secret is soft-deleted: recover it to read or change it."""
 
     code = "deleted"
+
+
+class SecretNotDeletedError(StrongroomError):
+    """Recover or purge of a secret that is live, not soft-deleted: nothing to undo."""
+
+    code = "not_deleted"
 
 
 class SecretAlreadyExistsError(StrongroomError):

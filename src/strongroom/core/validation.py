@@ -18,6 +18,7 @@ __all__ = [
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
     "MAX_VALUE_BYTES",
+    "MIN_VERSION_PREFIX",
     "encode_value",
     "expiry_from_days",
     "validate_aware",
@@ -26,10 +27,14 @@ __all__ = [
     "validate_secret_type",
     "validate_tags",
     "validate_version",
+    "validate_version_ref",
 ]
 
 _NAME = re.compile(r"[0-9a-zA-Z-]{1,127}")
 _VERSION = re.compile(r"[0-9a-f]{32}")
+_VERSION_REF = re.compile(r"[0-9a-f]{8,32}")
+#: The shortest version prefix taken for a version id (the CLI prints eight characters).
+MIN_VERSION_PREFIX = 8
 MAX_VALUE_BYTES = 25_000
 MAX_TAGS = 15
 MAX_TAG_LENGTH = 256
@@ -50,6 +55,16 @@ def validate_name(name: object) -> str:
 def validate_version(version: object) -> str:
     if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise ValidationError("invalid version id: expected 32 lowercase hex characters")
+    return version
+
+
+def validate_version_ref(version: object) -> str:
+    """A version id or a prefix of one: 8 to 32 lowercase hex characters."""
+    if not isinstance(version, str) or not _VERSION_REF.fullmatch(version):
+        raise ValidationError(
+            "invalid version id: expected 32 lowercase hex characters, or a unique prefix of at "
+            f"least {MIN_VERSION_PREFIX}"
+        )
     return version
 
 

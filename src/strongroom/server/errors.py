@@ -10,6 +10,7 @@ becomes a bare 500 with no detail.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, cast
 
 from fastapi import FastAPI, Request
@@ -20,7 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from strongroom.core import errors as e
 from strongroom.core.logging import get_logger
 
-__all__ = ["error_body", "install_error_handlers", "is_keyvault_path", "status_for"]
+__all__ = [
+    "describe_validation_errors",
+    "error_body",
+    "install_error_handlers",
+    "is_keyvault_path",
+    "status_for",
+]
 
 log = get_logger("strongroom.http")
 
@@ -36,6 +43,7 @@ _STATUS: list[tuple[type[e.StrongroomError], int]] = [
     (e.RateLimitedError, 429),
     (e.DeletedSecretConflictError, 409),
     (e.SecretAlreadyExistsError, 409),
+    (e.SecretNotDeletedError, 409),
     (e.RevocationStateError, 409),
     (e.RotationTargetError, 502),
     (e.RotationFailedError, 409),
@@ -102,6 +110,8 @@ def _kv_inner(error: e.StrongroomError) -> str | None:
 
 def error_response(request: Request, error: e.StrongroomError) -> JSONResponse:
     status = status_for(error)
+    if isinstance(error, e.SecretNotDeletedError) and is_keyvault_path(request.url.path):
+        status = 404  # Key Vault: the deleted secret is not found
     if status >= 500:
         log.error("request failed", path=request.url.path, code=error.code)
     message = str(error) if status < 500 or status in (502, 503) else "internal error"
@@ -112,15 +122,80 @@ def error_response(request: Request, error: e.StrongroomError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+_WHERE = {"query": "query parameter", "path": "in the path", "header": "header"}
+_KINDS = {
+    "string_type": "text",
+    "dict_type": "an object",
+    "list_type": "a list",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "float_type": "a number",
+    "datetime_type": "a date-time",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+_TAG_NAMES = frozenset(
+    {"str", "int", "float", "bool", "bytes", "list", "dict", "tuple", "set", "none", "datetime"}
+)
+_TAG_PREFIXES = ("constrained-", "function-", "lax-or-strict", "json-or-python", "tagged-union")
+
+
+def _is_union_tag(part: str) -> bool:
+    """pydantic names the member of a union a value failed (``constrained-str``,
+    ``dict[str,any]``) in the error's location; those are not field names."""
+    return "[" in part or part in _TAG_NAMES or part.startswith(_TAG_PREFIXES)
+
+
+def _field(loc: Sequence[Any]) -> str:
+    """``("body", "value", "constrained-str")`` -> ``value``; ``("body", "grants", 1)`` ->
+    ``grants[1]``; ``("query", "limit")`` -> ``limit (query parameter)``; the body itself (or
+    a position in JSON that does not parse) -> ``the request body``."""
+    where, *rest = loc or ("body",)
+    field = ""
+    for part in rest:
+        if isinstance(part, int) and field:
+            field += f"[{part}]"
+        elif isinstance(part, str) and not _is_union_tag(part):
+            field += f".{part}" if field else part
+    if not field:
+        return "the request body" if where == "body" else str(where)
+    return f"{field} ({_WHERE[where]})" if where in _WHERE else field
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> str:
+    """Which fields are wrong and why, in words; never the input (it may be a value).
+
+    A field that fails every member of a union (a value that may be text, an object or a
+    list) is described once: the specific failure if one member came close, else the types
+    it may have."""
+    by_field: dict[str, list[Any]] = {}
+    for err in errors:
+        by_field.setdefault(_field(err.get("loc", ())), []).append(err)
+    parts = []
+    for field, errs in by_field.items():
+        specific = [err for err in errs if err.get("type") not in _KINDS]
+        if specific or len(errs) == 1:
+            reason = str((specific or errs)[0].get("msg", "is invalid"))
+            if len(errs) == 1 and errs[0].get("type") in _KINDS:
+                reason = f"must be {_KINDS[errs[0]['type']]}"
+        else:
+            kinds = list(dict.fromkeys(_KINDS[err["type"]] for err in errs))
+            reason = "must be " + " or ".join(kinds)
+        parts.append(f"{field}: {reason[:1].lower()}{reason[1:]}")
+    return ("invalid request: " + "; ".join(parts))[:1000]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def strongroom_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request, cast(e.StrongroomError, exc))
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         exc = cast(RequestValidationError, exc)
-        # Name the fields, never echo the input (it may be a value).
-        fields = sorted({".".join(str(p) for p in err.get("loc", ())) for err in exc.errors()})
-        message = "invalid request: " + ", ".join(fields)[:500]
+        message = describe_validation_errors(exc.errors())
         body = error_body(request.url.path, 400, e.ValidationError.code, message)
         return JSONResponse(body, status_code=400)
 

@@ -26,11 +26,14 @@ __all__ = [
     "TokenCreate",
     "TokenIssued",
     "TokenOut",
+    "VersionChoice",
 ]
 
 SecretName = Field(pattern=r"^[0-9a-zA-Z-]{1,127}$")
 NamePath = Annotated[str, Path(pattern=r"^[0-9a-zA-Z-]{1,127}$")]
-VersionPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+# A version id, or a unique prefix of at least 8 characters (what the CLI prints).
+VERSION_PATTERN = r"^[0-9a-f]{8,32}$"
+VersionPath = Annotated[str, Path(pattern=VERSION_PATTERN)]
 # Bounded so a body cannot carry more than a value's 25,000 bytes of text as JSON.
 # Text up to Key Vault's 25,000 bytes (checked in bytes by the manager), or JSON.
 Value = Annotated[str, StringConstraints(max_length=25_000)] | dict[str, Any] | list[Any]
@@ -112,10 +115,16 @@ class SecretUpdate(Strict):
     enabled: bool = True
 
 
+class VersionChoice(Strict):
+    """The version an enable or disable acts on (the current one when absent)."""
+
+    version: str | None = Field(default=None, pattern=VERSION_PATTERN)
+
+
 class PropertiesPatch(Strict):
     """Only the fields present change; ``null`` clears expiry, not-before or content type."""
 
-    version: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    version: str | None = Field(default=None, pattern=VERSION_PATTERN)
     enabled: bool | None = None
     expires_at: AwareDatetime | None = None
     not_before: AwareDatetime | None = None

@@ -7,11 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from strongroom.core.errors import ValidationError
 from strongroom.core.models import UNSET
 from strongroom.core.policy import Action
 from strongroom.server.context import authorize, authorize_listing, services
 from strongroom.server.jsonio import json_response
 from strongroom.server.schemas import (
+    VERSION_PATTERN,
     DeletedSecretOut,
     DeleteOut,
     NamePath,
@@ -20,12 +22,13 @@ from strongroom.server.schemas import (
     SecretCreate,
     SecretOut,
     SecretUpdate,
+    VersionChoice,
     VersionPath,
 )
 
 router = APIRouter(prefix="/v1", tags=["secrets"])
 
-Version = Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")]
+Version = Annotated[str | None, Query(pattern=VERSION_PATTERN)]
 
 
 def _secret(bundle: Any) -> dict[str, Any]:
@@ -116,21 +119,35 @@ async def get_version(request: Request, name: NamePath, version: VersionPath) ->
 
 
 async def _set_enabled(
-    request: Request, name: NamePath, enabled: bool, version: str | None
+    request: Request,
+    name: NamePath,
+    enabled: bool,
+    version: str | None,
+    body: VersionChoice | None,
 ) -> Response:
+    """The version comes from the query or the body; naming two different ones is refused
+    rather than acting on either."""
+    chosen = body.version if body is not None else None
+    if version is not None and chosen is not None and version != chosen:
+        raise ValidationError("the query and the body name different versions; give one")
     await authorize(request, Action.WRITE, name)
     manager = services(request).manager
-    return json_response(await manager.update_secret_properties(name, version, enabled=enabled))
+    props = await manager.update_secret_properties(name, version or chosen, enabled=enabled)
+    return json_response(props)
 
 
 @router.post("/secrets/{name}/enable", response_model=PropertiesOut, summary="Enable a version")
-async def enable(request: Request, name: NamePath, version: Version = None) -> Response:
-    return await _set_enabled(request, name, True, version)
+async def enable(
+    request: Request, name: NamePath, version: Version = None, body: VersionChoice | None = None
+) -> Response:
+    return await _set_enabled(request, name, True, version, body)
 
 
 @router.post("/secrets/{name}/disable", response_model=PropertiesOut, summary="Disable a version")
-async def disable(request: Request, name: NamePath, version: Version = None) -> Response:
-    return await _set_enabled(request, name, False, version)
+async def disable(
+    request: Request, name: NamePath, version: Version = None, body: VersionChoice | None = None
+) -> Response:
+    return await _set_enabled(request, name, False, version, body)
 
 
 @router.delete(

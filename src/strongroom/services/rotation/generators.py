@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import secrets
 import string
 from collections.abc import Callable
@@ -15,11 +16,35 @@ __all__ = ["GENERATORS", "api_key", "generate", "jwt_secret", "password", "raw_k
 _DEFAULT_ALPHABET = string.ascii_letters + string.digits + "-_.~!@#%^*+="
 
 
+def _kind(value: object) -> str:
+    return {
+        str: "text",
+        bool: "true/false",
+        float: "a fraction",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
+
+
+def _whole(option: str, value: object, low: int, high: int) -> int:
+    """An option that must be a whole number: a type error says so, apart from the range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"option {option!r} must be a whole number, not {_kind(value)}")
+    if not low <= value <= high:
+        raise ValidationError(f"option {option!r} must be between {low} and {high}")
+    return value
+
+
+def _text(option: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"option {option!r} must be text, not {_kind(value)}")
+    return value
+
+
 def password(*, length: int = 32, alphabet: str = _DEFAULT_ALPHABET) -> str:
     """A random password; at least 16 characters from an alphabet of at least 10 symbols."""
-    if not isinstance(length, int) or not 16 <= length <= 1024:
-        raise ValidationError("password length must be 16-1024")
-    if not isinstance(alphabet, str) or len(set(alphabet)) < 10 or "," in alphabet:
+    _whole("length", length, 16, 1024)
+    if len(set(_text("alphabet", alphabet))) < 10 or "," in alphabet:
         # "," is refused because Key Vault clients cannot carry it in some headers.
         raise ValidationError("alphabet must have at least 10 distinct characters and no ','")
     symbols = "".join(sorted(set(alphabet)))
@@ -28,25 +53,22 @@ def password(*, length: int = 32, alphabet: str = _DEFAULT_ALPHABET) -> str:
 
 def api_key(*, prefix: str = "sk", bits: int = 256) -> str:
     """``<prefix>_`` and ``bits`` random bits in URL-safe base64 (256 bits by default)."""
-    if not isinstance(bits, int) or bits < 128 or bits % 8:
-        raise ValidationError("bits must be a multiple of 8, at least 128")
-    if not isinstance(prefix, str) or not prefix.replace("-", "").isalnum() or len(prefix) > 32:
+    if _whole("bits", bits, 128, 8192) % 8:
+        raise ValidationError("option 'bits' must be a multiple of 8")
+    if not _text("prefix", prefix).replace("-", "").isalnum() or len(prefix) > 32:
         raise ValidationError("prefix must be 1-32 letters, digits or '-'")
     return f"{prefix}_{secrets.token_urlsafe(bits // 8)}"
 
 
 def jwt_secret(*, bytes_: int = 64) -> str:
     """An HMAC signing key for JWTs: 512 random bits, base64url without padding."""
-    if not isinstance(bytes_, int) or bytes_ < 32:
-        raise ValidationError("a JWT secret needs at least 32 bytes")
+    _whole("bytes", bytes_, 32, 1024)
     return base64.urlsafe_b64encode(secrets.token_bytes(bytes_)).rstrip(b"=").decode("ascii")
 
 
 def raw_key(*, bytes_: int = 32, encoding: str = "base64") -> str:
     """A raw key (256 bits by default) as hex or base64 text."""
-    if not isinstance(bytes_, int) or not 16 <= bytes_ <= 1024:
-        raise ValidationError("a raw key is 16-1024 bytes")
-    data = secrets.token_bytes(bytes_)
+    data = secrets.token_bytes(_whole("bytes", bytes_, 16, 1024))
     if encoding == "hex":
         return data.hex()
     if encoding == "base64":
@@ -74,10 +96,15 @@ def generate(name: str, options: dict[str, Any] | None = None) -> str:
         raise ValidationError(
             f"unknown generator {name!r}; built in: {', '.join(sorted(GENERATORS))}"
         ) from None
-    try:
-        return generator(**_options(options or {}))
-    except TypeError:
-        raise ValidationError(f"invalid options for generator {name!r}") from None
+    given = _options(options or {})
+    known = inspect.signature(generator).parameters
+    unknown = sorted(key.rstrip("_") for key in given if key not in known)
+    if unknown:
+        names = ", ".join(sorted(p.rstrip("_") for p in known))
+        raise ValidationError(
+            f"generator {name!r} has no option {unknown[0]!r} (its options: {names})"
+        )
+    return generator(**given)
 
 
 def check_generator(name: str, options: dict[str, Any] | None) -> None:

@@ -12,11 +12,7 @@ from strongroom.core.actor import current_actor
 from strongroom.core.audit import AuditAction
 from strongroom.core.backup import open_backup, seal_backup
 from strongroom.core.errors import (
-    SecretDisabledError,
-    SecretExpiredError,
     SecretNotReadableError,
-    SecretNotYetValidError,
-    SecretRevokedError,
     ValidationError,
 )
 from strongroom.core.logging import get_logger
@@ -42,25 +38,12 @@ from strongroom.core.validation import (
     validate_version,
 )
 from strongroom.services.facade import StrongroomFacade
+from strongroom.services.secrets.lookup import check_readable, resolve_version, unless_live
 from strongroom.services.wiring import Strongroom
 
 __all__ = ["SecretsManager", "check_readable"]
 
 log = get_logger("strongroom.manager")
-
-
-def check_readable(props: VersionProperties, now: datetime) -> None:
-    """Raise the typed error that says why this version's value may not be read now."""
-    if props.revoked_at is not None:
-        raise SecretRevokedError(f"secret {props.name!r} version {props.version!r} was revoked")
-    if not props.enabled:
-        raise SecretDisabledError(f"secret {props.name!r} version {props.version!r} is disabled")
-    if props.not_before is not None and now < props.not_before:
-        raise SecretNotYetValidError(
-            f"secret {props.name!r} is not valid before {props.not_before.isoformat()}"
-        )
-    if props.expires_at is not None and now >= props.expires_at:
-        raise SecretExpiredError(f"secret {props.name!r} expired at {props.expires_at.isoformat()}")
 
 
 def _new_version_id() -> str:
@@ -187,8 +170,7 @@ class SecretsManager(StrongroomFacade):
         app = await self._ready()
         async with app.audit.operation(AuditAction.UPDATE, name, operation="properties") as op:
             validate_name(name)
-            if version is not None:
-                validate_version(version)
+            version = await resolve_version(app, name, version)
             if enabled is not UNSET and not isinstance(enabled, bool):
                 raise ValidationError("enabled must be True or False")
             changes = PropertyChanges(
@@ -237,7 +219,7 @@ class SecretsManager(StrongroomFacade):
         async with app.audit.operation(AuditAction.RECOVER, name) as op:
             validate_name(name)
             await app.store.purge_expired(app.clock())  # past its window: gone, not recoverable
-            props = await app.store.recover(name)
+            props = await unless_live(app, name, app.store.recover(name))
             op.details["version"] = props.version
         log.info("secret recovered", name=name, actor=current_actor().id)
         return props.to_dict()
@@ -248,7 +230,7 @@ class SecretsManager(StrongroomFacade):
         async with app.audit.operation(AuditAction.PURGE, name):
             validate_name(name)
             await app.store.purge_expired(app.clock())
-            await app.store.purge(name, deleted_only=True)
+            await unless_live(app, name, app.store.purge(name, deleted_only=True))
         log.info("secret purged", name=name, actor=current_actor().id)
         return {"name": name, "purged": True}
 
@@ -338,8 +320,7 @@ class SecretsManager(StrongroomFacade):
         app = await self._ready()
         async with app.audit.operation(AuditAction.READ, name) as op:
             validate_name(name)
-            if version is not None:
-                validate_version(version)
+            version = await resolve_version(app, name, version)
             bundle = await app.store.get_version(name, version)
             op.details["version"] = bundle.properties.version
             check_readable(bundle.properties, app.clock())
@@ -349,8 +330,7 @@ class SecretsManager(StrongroomFacade):
         app = await self._ready()
         async with app.audit.operation(AuditAction.DESCRIBE, name) as op:
             validate_name(name)
-            if version is not None:
-                validate_version(version)
+            version = await resolve_version(app, name, version)
             props = await app.store.get_properties(name, version)
             op.details["version"] = props.version
         return props.to_dict()
@@ -385,7 +365,7 @@ class SecretsManager(StrongroomFacade):
         async with app.audit.operation(AuditAction.DESCRIBE, name, operation="deleted"):
             validate_name(name)
             await app.store.purge_expired(app.clock())
-            found = await app.store.get_deleted(name)
+            found = await unless_live(app, name, app.store.get_deleted(name))
         return found.to_dict()
 
 
