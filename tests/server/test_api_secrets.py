@@ -302,3 +302,66 @@ async def test_lists_show_only_what_the_callers_list_grant_covers(served: Served
     async with served.admin() as admin:
         assert names(await admin.get("/v1/secrets")) == ["app-a", "other-c"]
         assert names(await admin.get("/v1/deleted-secrets")) == ["app-b", "other-d"]
+
+
+async def test_enable_and_disable_act_on_the_version_named_in_the_body(served: Served) -> None:
+    async with served.admin() as c:
+        first, second = await create_and_version(c, "by-body")
+        disabled = await c.post("/v1/secrets/by-body/disable", json={"version": first})
+        assert disabled.status_code == 200, disabled.text
+        assert (disabled.json()["version"], disabled.json()["enabled"]) == (first, False)
+        current = (await c.get("/v1/secrets/by-body/properties")).json()
+        assert (current["version"], current["enabled"]) == (second, True)  # untouched
+        # The 8-character version the CLI prints is enough.
+        enabled = await c.post("/v1/secrets/by-body/enable", json={"version": first[:8]})
+        assert (enabled.json()["version"], enabled.json()["enabled"]) == (first, True)
+        # Two different versions named: refused, nothing changes.
+        both = await c.post(
+            "/v1/secrets/by-body/disable", params={"version": second}, json={"version": first}
+        )
+        assert (both.status_code, code(both)) == (400, "bad_parameter")
+        versions = (await c.get("/v1/secrets/by-body/versions")).json()
+        assert all(v["enabled"] for v in versions)
+        unknown = await c.post("/v1/secrets/by-body/disable", json={"versoin": first})
+        assert unknown.status_code == 400
+        assert "versoin" in unknown.json()["error"]["message"]
+        assert all(v["enabled"] for v in (await c.get("/v1/secrets/by-body/versions")).json())
+
+
+async def test_validation_errors_name_the_field_and_say_why_in_words(served: Served) -> None:
+    async with served.admin() as c:
+        too_long = await c.post("/v1/secrets", json={"name": "words", "value": "x" * 25_001})
+        message = too_long.json()["error"]["message"]
+        assert message.startswith("invalid request: value: ")
+        assert "25000 characters" in message
+        assert "constrained-str" not in message
+        assert "body." not in message
+        wrong_type = await c.post("/v1/secrets", json={"name": "words", "value": 12})
+        message = wrong_type.json()["error"]["message"]
+        assert "value: must be text or an object or a list" in message
+        as_list = await c.post("/v1/secrets", json=["name", "value"])
+        message = as_list.json()["error"]["message"]
+        assert "the request body" in message
+        assert "body.1" not in message
+        days = await c.post(
+            "/v1/secrets", json={"name": "words", "value": "v", "expires_in_days": "soon"}
+        )
+        assert "expires_in_days: " in days.json()["error"]["message"]
+        assert "must be a whole number" in days.json()["error"]["message"]
+        assert names(await c.get("/v1/secrets")) == []
+
+
+async def test_a_generator_option_of_the_wrong_type_is_a_type_error(served: Served) -> None:
+    async with served.admin() as c:
+        for options, expected in (
+            ({"length": "24"}, "option 'length' must be a whole number, not text"),
+            ({"length": 8}, "option 'length' must be between 16 and 1024"),
+            ({"lenght": 24}, "generator 'password' has no option 'lenght'"),
+        ):
+            refused = await c.put(
+                "/v1/rotation/gen-typed",
+                json={"generator": "password", "generator_options": options, "rotation_days": 30},
+            )
+            assert (refused.status_code, code(refused)) == (400, "bad_parameter"), options
+            assert expected in refused.json()["error"]["message"]
+        assert (await c.get("/v1/rotation/gen-typed")).status_code == 404

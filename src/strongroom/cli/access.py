@@ -11,11 +11,13 @@ import typer
 
 from strongroom.cli.options import JsonOpt, QuietOpt
 from strongroom.cli.output import Column, now_utc, when
-from strongroom.cli.runtime import command_group, output, run
+from strongroom.cli.runtime import UsageError, command_group, output, run
 from strongroom.core.policy import Policy
 from strongroom.services.wiring import Strongroom
 
 __all__ = ["policy_app", "token_app"]
+
+MAX_TTL_DAYS = 3650
 
 token_app = command_group("token", "Issue, list and revoke bearer tokens for the HTTP service.")
 policy_app = command_group(
@@ -31,14 +33,29 @@ def token_create(
         list[str] | None, typer.Option("--policy", "-p", help="attach this policy first")
     ] = None,
     description: Annotated[str, typer.Option(help="what the token is for")] = "",
-    ttl_days: Annotated[float | None, typer.Option(help="expire after this many days")] = None,
+    ttl_days: Annotated[
+        float | None,
+        typer.Option(help="expire after this many days (more than 0, at most 3650)"),
+    ] = None,
     json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Issue a token: printed once, stored only as a keyed hash."""
+    """Issue a token: printed once, stored only as a keyed hash.
+
+    The identity needs at least one policy (`--policy`, or one attached before): a token with
+    none could do nothing, so it is refused.
+    """
     out = output(ctx, json=json, quiet=quiet)
+    if ttl_days is not None and not 0 < ttl_days <= MAX_TTL_DAYS:
+        raise UsageError(f"--ttl-days must be more than 0 and at most {MAX_TTL_DAYS}")
 
     async def work(strongroom: Strongroom) -> dict[str, Any]:
+        if not policy and not await _bound_policies(strongroom, identity):
+            raise UsageError(
+                f"identity {identity!r} has no policy, so its token could do nothing: give "
+                f"--policy NAME (repeat for more), or first `strongroom policy attach NAME "
+                f"{identity}`"
+            )
         issued = await strongroom.access.create_token(
             identity,
             policies=list(policy or []),
@@ -57,6 +74,13 @@ def token_create(
         f"Token {result['id']} for {result['identity']}; shown once, store it now. "
         "Use it as: Authorization: Bearer <token>"
     )
+
+
+async def _bound_policies(strongroom: Strongroom, identity: str) -> list[str]:
+    for bound in await strongroom.access.identities():
+        if bound["identity"] == identity:
+            return list(bound["policies"])
+    return []
 
 
 @token_app.command("list")

@@ -20,6 +20,7 @@ from strongroom.cli.output import (
     when_cell,
 )
 from strongroom.cli.runtime import UsageError, command_group, output, run
+from strongroom.core.validation import validate_name
 from strongroom.services.audit.secrets_audit import SecretsAudit
 from strongroom.services.wiring import Strongroom
 
@@ -86,6 +87,9 @@ def trail(
     out = output(ctx, json=json)
     now = now_utc()
     start, end = parse_when(since, now), parse_when(until, now)
+
+    if secret is not None:
+        validate_name(secret)  # a search by name: an unknown name is an empty result, a bad one 2
 
     async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
         return await _audit(strongroom).get_audit_trail(

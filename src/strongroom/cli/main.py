@@ -4,6 +4,7 @@ Every error a command raises ends up in :func:`main`, which prints one line on s
 traceback, never a value) and exits with the code :func:`exit_code_for` chooses.
 """
 
+import json
 import os
 import sys
 import traceback
@@ -55,7 +56,7 @@ app = typer.Typer(
     cls=lazy_group(COMMANDS),
     help=HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -127,22 +128,53 @@ def exit_code_for(exc: BaseException) -> ExitCode:
     return ExitCode.ERROR
 
 
-def _fail(message: str, code: ExitCode) -> NoReturn:
-    sys.stderr.write(f"strongroom: error: {safe(' '.join(message.split()))}\n")
+def _fail(message: str, code: ExitCode, *, error_code: str, as_json: bool) -> NoReturn:
+    """One line on stderr: text for people, or ``{"error": {"code", "message"}}`` under
+    ``--json`` (the same shape as the HTTP API's errors); the exit code is the same."""
+    text = safe(" ".join(message.split()))
+    if as_json:
+        line = json.dumps({"error": {"code": error_code, "message": text}, "exit_code": int(code)})
+    else:
+        line = f"strongroom: error: {text}"
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
     raise SystemExit(int(code))
+
+
+def _wants_json(args: Sequence[str]) -> bool:
+    """``--json`` anywhere before ``--`` (root or command option: both mean JSON output)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Run the command line; every outcome is an exit code."""
     command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(args)
     try:
-        command.main(args=argv, prog_name="strongroom", standalone_mode=True)
+        # Not standalone: click hands back an exit code (help, typer.Exit) instead of exiting,
+        # and raises usage errors, so both reach the one place that prints errors.
+        code = command.main(args=args, prog_name="strongroom", standalone_mode=False)
+    except typer.Abort:
+        _fail("aborted", ExitCode.ERROR, error_code="aborted", as_json=as_json)
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument
+        usage = ExitCode(getattr(exc, "exit_code", ExitCode.USAGE))
+        if as_json:
+            _fail(exc.format_message(), usage, error_code="usage", as_json=True)
+        exc.show()  # type: ignore[attr-defined]  # click's usage line and message (or help)
+        raise SystemExit(usage) from None
     except errors.StrongroomError as exc:
-        _fail(f"{exc} [{exc.code}]", exit_code_for(exc))
+        message = str(exc) if as_json else f"{exc} [{exc.code}]"
+        _fail(message, exit_code_for(exc), error_code=exc.code, as_json=as_json)
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
-        _fail(f"{exc.strerror or type(exc).__name__}{where}", ExitCode.ERROR)
+        _fail(f"{exc.strerror or type(exc).__name__}{where}", ExitCode.ERROR,
+              error_code="os_error", as_json=as_json)  # fmt: skip
     except Exception as exc:
         # A bug: name the exception type only (its text could carry anything).
         if os.environ.get("STRONGROOM_CLI_TRACEBACK") == "1":
@@ -150,5 +182,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         _fail(
             f"unexpected {type(exc).__name__} (set STRONGROOM_CLI_TRACEBACK=1 to see where)",
             ExitCode.ERROR,
+            error_code="internal",
+            as_json=as_json,
         )
-    raise SystemExit(0)  # standalone mode always exits above; this satisfies the type
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -38,8 +38,8 @@ SourceArg = Annotated[
     str | None,
     typer.Argument(
         metavar="-",
-        help="Give - to read the value from standard input. Values are never taken from the "
-        "command line itself.",
+        help="Give - to read the value from standard input; with neither - nor --from-file "
+        "you are asked for it (no echo). --value TEXT also works but lands in shell history.",
         show_default=False,
     ),
 ]

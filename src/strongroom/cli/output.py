@@ -31,6 +31,7 @@ __all__ = [
     "Output",
     "ProgressBar",
     "dumps",
+    "name_column",
     "now_utc",
     "open_private",
     "relative",
@@ -133,6 +134,13 @@ class Column:
     style: str | None = None
     #: Columns people copy from (version ids) are never squeezed.
     min_width: int | None = None
+    #: Names (up to 127 characters) fold onto more lines rather than squeeze the others away.
+    fold: bool = False
+
+
+def name_column(header: str = "name") -> Column:
+    """The column of secret names: bold, folded when long (never cut, never crowding out)."""
+    return Column(header, style="bold", fold=True, min_width=min(len(header), 12))
 
 
 Text = str | Lines
@@ -205,9 +213,10 @@ class Output:
             table.add_column(
                 column.header,
                 justify=column.justify,
-                no_wrap=column.no_wrap,
+                no_wrap=column.no_wrap and not column.fold,
                 style=column.style,
                 min_width=column.min_width,
+                overflow="fold" if column.fold else "ellipsis",
             )
         for row in rows:
             cells = []

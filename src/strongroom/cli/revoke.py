@@ -16,6 +16,7 @@ from strongroom.cli.output import (
     SEVERITY_STYLE,
     Column,
     Output,
+    name_column,
     now_utc,
     short_version,
     when,
@@ -333,7 +334,7 @@ def _table(out: Output, rows: Sequence[dict[str, Any]], *, title: str, caption: 
         [
             Column("id", justify="right"),
             Column("requested"),
-            Column("secret", style="bold", no_wrap=True),
+            name_column("secret"),
             Column("status", no_wrap=True),
             Column("severity", no_wrap=True),
             Column("reason"),

@@ -19,6 +19,7 @@ from strongroom.cli.output import (
     Column,
     Lines,
     Output,
+    name_column,
     now_utc,
     relative,
     short_version,
@@ -318,7 +319,7 @@ def list_(ctx: typer.Context, json: JsonOpt = False) -> None:
     now = now_utc()
     out.table(
         [
-            Column("name", style="bold", no_wrap=True),
+            name_column(),
             Column("enabled", no_wrap=True, min_width=7),
             Column("every", no_wrap=True),
             Column("generator", no_wrap=True),
@@ -486,7 +487,7 @@ def _show_compliance(out: Output, report: dict[str, Any]) -> None:
     count = report["secrets"]
     out.table(
         [
-            Column("name", style="bold", no_wrap=True),
+            name_column(),
             Column("type", no_wrap=True),
             Column("policy"),
             Column("every", no_wrap=True),

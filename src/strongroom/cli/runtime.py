@@ -101,8 +101,9 @@ def require_tty(what: str) -> None:
 
 
 def _configure_logging(verbose: bool) -> None:
-    """Library logs go to stderr as JSON lines: warnings only, unless ``-v`` or LOG_LEVEL."""
-    level = "INFO" if verbose else os.environ.get("LOG_LEVEL", "WARNING")
+    """Library logs go to stderr as JSON lines: errors only (a command says what it did in
+    its own words), everything from INFO with ``-v``, or what LOG_LEVEL says."""
+    level = "INFO" if verbose else os.environ.get("LOG_LEVEL", "ERROR")
     configure_logging(level)
 
 

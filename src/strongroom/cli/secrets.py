@@ -5,8 +5,9 @@ Every command is one :class:`~strongroom.SecretsManager` call (so one audit even
 """
 
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -29,6 +30,7 @@ from strongroom.cli.output import (
     Column,
     Lines,
     Output,
+    name_column,
     now_utc,
     short_version,
     when,
@@ -36,11 +38,14 @@ from strongroom.cli.output import (
 )
 from strongroom.cli.runtime import command_group, output, require_tty, run
 from strongroom.cli.values import read_value
+from strongroom.core.errors import SecretIsDeletedError
 from strongroom.core.models import SecretType
 from strongroom.services.secrets.secrets_manager import SecretsManager
 from strongroom.services.wiring import Strongroom
 
 __all__ = ["app"]
+
+T = TypeVar("T")
 
 app = command_group(
     "secret",
@@ -68,6 +73,19 @@ def _expiry_cell(moment: Any, now: Any, *, cell: bool = True) -> tuple[str | Lin
 
 def _tags(tags: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(tags.items()))
+
+
+def _call(ctx: typer.Context, call: Callable[[SecretsManager], Awaitable[T]]) -> T:
+    """One SecretsManager call on the configured stores (so one audit event)."""
+    return run(ctx, lambda strongroom: call(SecretsManager(strongroom)))
+
+
+def _exists(ctx: typer.Context, name: str) -> None:
+    """Raise SecretNotFoundError unless ``name`` is a live or soft-deleted secret."""
+    try:
+        _call(ctx, lambda m: m.get_secret_properties(name))
+    except SecretIsDeletedError:
+        return
 
 
 def _written(out: Output, verb: str, props: dict[str, Any]) -> None:
@@ -109,12 +127,10 @@ def create(
         confirm=True,
     )
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        return await SecretsManager(strongroom).create_secret(
-            name, text, secret_type, tags, expires_in_days, content_type
-        )
-
-    _written(out, "Created", run(ctx, work))
+    props = _call(
+        ctx, lambda m: m.create_secret(name, text, secret_type, tags, expires_in_days, content_type)
+    )
+    _written(out, "Created", props)
 
 
 @app.command()
@@ -152,17 +168,14 @@ def update(
         confirm=True,
     )
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        return await SecretsManager(strongroom).update_secret(
-            name,
-            text,
-            tags,
-            secret_type=secret_type,
-            content_type=content_type,
+    props = _call(
+        ctx,
+        lambda m: m.update_secret(
+            name, text, tags, secret_type=secret_type, content_type=content_type,
             expires_in_days=expires_in_days,
-        )
-
-    _written(out, "Updated", run(ctx, work))
+        ),
+    )  # fmt: skip
+    _written(out, "Updated", props)
 
 
 @app.command()
@@ -194,12 +207,8 @@ def _set_enabled(
 ) -> None:
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        return await SecretsManager(strongroom).update_secret_properties(
-            name, version, enabled=enabled
-        )
-
-    _written(out, "Enabled" if enabled else "Disabled", run(ctx, work))
+    props = _call(ctx, lambda m: m.update_secret_properties(name, version, enabled=enabled))
+    _written(out, "Enabled" if enabled else "Disabled", props)
 
 
 @app.command()
@@ -217,13 +226,11 @@ def delete(
     """Soft-delete a secret: recoverable for the recovery window (`recover`, `purge`)."""
     out = output(ctx, json=json, quiet=quiet)
     if purge and not yes:
+        _exists(ctx, name)  # ask only when there is something to purge (exit 3 if not)
         require_tty("--purge destroys every version and asks first (add --yes to skip)")
         typer.confirm(f"Purge secret {name} and every version for good?", abort=True)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        return await SecretsManager(strongroom).delete_secret(name, immediate=purge)
-
-    result = run(ctx, work)
+    result = _call(ctx, lambda m: m.delete_secret(name, immediate=purge))
     if purge:
         out.done(f"Purged secret {name}", result)
     else:
@@ -242,10 +249,7 @@ def recover(
     """Bring back a soft-deleted secret with all its versions."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        return await SecretsManager(strongroom).recover_deleted_secret(name)
-
-    _written(out, "Recovered", run(ctx, work))
+    _written(out, "Recovered", _call(ctx, lambda m: m.recover_deleted_secret(name)))
 
 
 @app.command()
@@ -259,13 +263,11 @@ def purge(
     """Remove a soft-deleted secret for good (asks first)."""
     out = output(ctx, json=json, quiet=quiet)
     if not yes:
+        _call(ctx, lambda m: m.get_deleted_secret(name))  # deleted, live (1) or unknown (3)?
         require_tty("purge destroys every version and asks first (add --yes to skip)")
         typer.confirm(f"Purge deleted secret {name} for good?", abort=True)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        return await SecretsManager(strongroom).purge_deleted_secret(name)
-
-    out.done(f"Purged secret {name}", run(ctx, work))
+    out.done(f"Purged secret {name}", _call(ctx, lambda m: m.purge_deleted_secret(name)))
 
 
 # -- reads ---------------------------------------------------------------------------------
@@ -313,10 +315,7 @@ def show(
     """A version's properties (never its value)."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        return await SecretsManager(strongroom).get_secret_properties(name, version)
-
-    props = run(ctx, work)
+    props = _call(ctx, lambda m: m.get_secret_properties(name, version))
     if out.json:
         out.data(props)
         return
@@ -353,12 +352,9 @@ def list_(
     out = output(ctx, json=json)
     wanted = parse_tags(tag) or {}
 
-    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
-        return await SecretsManager(strongroom).list_secrets()
-
     found = [
         s
-        for s in run(ctx, work)
+        for s in _call(ctx, lambda m: m.list_secrets())
         if (secret_type is None or s["secret_type"] == secret_type.value)
         and all(s["metadata"].get(k) == v for k, v in wanted.items())
     ]
@@ -369,7 +365,7 @@ def list_(
     now = now_utc()
     out.table(
         [
-            Column("name", style="bold", no_wrap=True),
+            name_column(),
             Column("type", no_wrap=True),
             Column("enabled", no_wrap=True, min_width=7),
             Column("updated"),
@@ -396,10 +392,7 @@ def versions(ctx: typer.Context, name: NameArg, json: JsonOpt = False) -> None:
     """Every version of a secret, newest first (never a value)."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
-        return await SecretsManager(strongroom).get_secret_versions(name)
-
-    found = run(ctx, work)
+    found = _call(ctx, lambda m: m.get_secret_versions(name))
     if out.json:
         out.data(found)
         return
@@ -431,17 +424,14 @@ def deleted(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Soft-deleted secrets and when each will be purged."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
-        return await SecretsManager(strongroom).list_deleted_secrets()
-
-    found = sorted(run(ctx, work), key=lambda s: s["name"].lower())
+    found = sorted(_call(ctx, lambda m: m.list_deleted_secrets()), key=lambda s: s["name"].lower())
     if out.json:
         out.data(found)
         return
     now = now_utc()
     out.table(
         [
-            Column("name", style="bold", no_wrap=True),
+            name_column(),
             Column("deleted"),
             Column("purged"),
         ],

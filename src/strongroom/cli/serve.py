@@ -35,7 +35,7 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
     config = settings()
-    configure_logging(config.log_level, debug=config.debug)
+    configure_logging(config.log_level or "INFO", debug=config.debug)
     if config.backend is Backend.MEMORY and workers > 1:
         raise UsageError("the memory profile keeps secrets in one process: use --workers 1")
     # Open once before any worker starts: creates the key file and schema exactly once.
@@ -64,7 +64,7 @@ def serve(
         access_log=False,  # strongroom writes its own access log, without tokens or queries
         proxy_headers=False,  # X-Forwarded-For is honoured only from STRONGROOM_TRUSTED_PROXIES
         server_header=False,
-        log_level=config.log_level.lower(),
+        log_level=(config.log_level or "INFO").lower(),
         lifespan="on",
     )
     if workers > 1:

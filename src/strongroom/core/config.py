@@ -34,7 +34,9 @@ class Settings(BaseSettings):
 
     azure_key_vault_url: str | None = Field(default=None, alias="AZURE_KEY_VAULT_URL")
     database_url: SecretStr | None = Field(default=None, alias="DATABASE_URL")
-    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    # Unset, each program picks its own: a library stays quiet (WARNING), `strongroom serve`
+    # logs requests (INFO), the CLI shows errors only unless -v.
+    log_level: str | None = Field(default=None, alias="LOG_LEVEL")
     debug: bool = Field(default=False, alias="DEBUG")
     home: Path = Field(default_factory=_default_home, alias="STRONGROOM_HOME")
     master_key: SecretStr | None = Field(default=None, alias="STRONGROOM_MASTER_KEY")

@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import structlog
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from strongroom import __version__
 from strongroom.core.config import Settings
-from strongroom.core.logging import get_logger
+from strongroom.core.logging import configure_logging, get_logger
 from strongroom.core.ratelimit import RateLimiter
 from strongroom.server.context import Services
 from strongroom.server.errors import install_error_handlers
@@ -59,6 +60,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         owned = strongroom is None
+        if owned and not structlog.is_configured():
+            # A worker process of `strongroom serve`: a service logs its requests (INFO).
+            configure_logging(settings.log_level or "INFO", debug=settings.debug)
         wiring = strongroom if strongroom is not None else await Strongroom.open(settings)
         api.state.services = Services.over(wiring)
         shared = None

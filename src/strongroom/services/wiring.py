@@ -236,7 +236,7 @@ class Strongroom:
         without an audit log, for benchmarks that measure what auditing costs."""
         settings = settings or Settings()
         if not structlog.is_configured():
-            configure_logging(settings.log_level, debug=settings.debug)
+            configure_logging(settings.log_level or "WARNING", debug=settings.debug)
         master = resolve_master_key(settings)
         metrics = Metrics()
         if store is None:

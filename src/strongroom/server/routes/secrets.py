@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from strongroom.core.errors import ValidationError
+from strongroom.core.errors import SecretNotDeletedError, SecretNotFoundError, ValidationError
 from strongroom.core.models import UNSET
 from strongroom.core.policy import Action
 from strongroom.server.context import authorize, authorize_listing, services
@@ -173,7 +173,10 @@ async def list_deleted(request: Request) -> Response:
 @router.get("/deleted-secrets/{name}", response_model=DeletedSecretOut, summary="A deleted secret")
 async def get_deleted(request: Request, name: NamePath) -> Response:
     await authorize(request, Action.LIST, name)
-    return json_response(await services(request).manager.get_deleted_secret(name))
+    try:
+        return json_response(await services(request).manager.get_deleted_secret(name))
+    except SecretNotDeletedError as live:
+        raise SecretNotFoundError(str(live)) from None  # no such deleted secret: 404
 
 
 @router.post(

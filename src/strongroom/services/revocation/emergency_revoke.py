@@ -17,6 +17,7 @@ from strongroom.core.errors import (
     ConfigurationError,
     RevocationNotFoundError,
     RevocationStateError,
+    SecretIsDeletedError,
     SecretNotFoundError,
     SeparationOfDutiesError,
     StrongroomError,
@@ -32,6 +33,7 @@ from strongroom.core.revocation import (
     required_approvals,
     transition,
 )
+from strongroom.core.validation import validate_name
 from strongroom.services.facade import ManagerBoundFacade
 from strongroom.services.notify import Notification, validate_email_address
 
@@ -190,13 +192,21 @@ class EmergencyRevoke(ManagerBoundFacade):
         app = await self._ready()
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise ValidationError("limit must be 1-1000")
-        name = None
+        name, exists = None, True
         if secret_name is not None:
+            validate_name(secret_name)
             try:
                 name = (await app.store.get_properties(secret_name)).name
-            except SecretNotFoundError:
+            except SecretIsDeletedError:
                 name = secret_name
-        return [_public(r) for r in await app.revocation_store.history(name, limit)]
+            except SecretNotFoundError:
+                name, exists = secret_name, False
+        found = [_public(r) for r in await app.revocation_store.history(name, limit)]
+        if not found and not exists:
+            raise SecretNotFoundError(
+                f"secret {secret_name!r} not found, and no revocation of it is on record"
+            )
+        return found
 
     async def list_pending_revocations(self) -> list[dict[str, Any]]:
         app = await self._ready()

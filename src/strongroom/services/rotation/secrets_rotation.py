@@ -201,7 +201,12 @@ class SecretsRotation(ManagerBoundFacade):
 
         app = await self._ready()
         validate_name(name)
-        return await SecretsAudit(app).get_audit_trail(name, AuditAction.ROTATE, limit)
+        events = await SecretsAudit(app).get_audit_trail(name, AuditAction.ROTATE, limit)
+        if not events and await app.rotation_store.get(name_key(name)) is None:
+            raise RotationNotConfiguredError(
+                f"no rotation is configured for {name!r} and none is on record"
+            )
+        return events
 
     async def compliance_report(
         self, policies: dict[SecretType, int] | None = None
