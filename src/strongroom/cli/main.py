@@ -49,6 +49,7 @@ COMMANDS = {
     "token": "strongroom.cli.access:token_app",
     "policy": "strongroom.cli.access:policy_app",
     "serve": "strongroom.cli.serve:serve",
+    "dev-cert": "strongroom.cli.devcert:dev_cert",
 }
 
 app = typer.Typer(

@@ -3,6 +3,7 @@ rotation scheduler, in one process or several workers."""
 
 import asyncio
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from strongroom.core.logging import configure_logging
 from strongroom.server.metrics_share import METRICS_DIR_ENV
 from strongroom.services.wiring import Strongroom
 
-__all__ = ["serve"]
+__all__ = ["admin_hint", "serve"]
 
 
 def serve(
@@ -49,8 +50,7 @@ def serve(
     scheme = "https" if tls_cert else "http"
     sys.stderr.write(
         f"strongroom {config.backend.value} profile listening on {scheme}://{host}:{port} "
-        f"({workers} worker{'s' if workers > 1 else ''})\n"
-        "Get an admin token with:  strongroom token create admin --policy admin\n"
+        f"({workers} worker{'s' if workers > 1 else ''})\n" + admin_hint(config)
     )
     uvicorn.run(
         "strongroom.server.app:create_app",
@@ -69,6 +69,33 @@ def serve(
     )
     if workers > 1:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def admin_hint(config: Settings) -> str:
+    """How to get the first token: the very command, with this server's store, runnable as
+    printed (the full path of this strongroom, the data directory it uses)."""
+    beside_python = Path(sys.executable).with_name("strongroom")
+    if Path(sys.argv[0]).name == "strongroom" and Path(sys.argv[0]).exists():
+        command = shlex.quote(str(Path(sys.argv[0]).absolute()))
+    elif beside_python.exists():
+        command = shlex.quote(str(beside_python))
+    else:
+        command = f"{shlex.quote(sys.executable)} -m strongroom.cli"
+    if config.backend is Backend.MEMORY:
+        return (
+            "The memory profile keeps everything in this process, tokens included: another "
+            "process cannot issue one. Use the embedded default to try the service.\n"
+        )
+    if config.backend in (Backend.SQLITE, Backend.AZURE) and not config.state_in_postgres:
+        env = f"STRONGROOM_HOME={shlex.quote(str(config.home))} "
+        same = ""
+    else:
+        env = ""
+        same = "  (in an environment with the same DATABASE_URL and master key as this server)\n"
+    return (
+        "Get an admin token (printed once) with:\n"
+        f"  {env}{command} token create admin --policy admin\n{same}"
+    )
 
 
 async def _prepare(config: Settings) -> None:
