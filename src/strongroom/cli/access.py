@@ -154,7 +154,8 @@ def policy_set(
         return (await strongroom.access.put_policy(policy)).to_dict()
 
     result = run(ctx, work)
-    out.done(f"Policy {name} has {len(result['grants'])} grant(s).", result)
+    grants = "; ".join(f"{', '.join(g['actions'])} on {g['pattern']}" for g in result["grants"])
+    out.done(f"Policy {name}: {grants}", result)
 
 
 @policy_app.command("list")
