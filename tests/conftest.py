@@ -1,11 +1,14 @@
-"""Shared fixtures: every behaviour runs on every store (memory, sqlite, postgres).
+"""Shared fixtures: every behaviour runs on every store (memory, sqlite, postgres, azure).
 
-PostgreSQL tests use ``DATABASE_URL`` (default: the local server, database ``test``), each in a
-schema of its own that is dropped afterwards. A missing server is a failure, never a skip.
+PostgreSQL tests use ``DATABASE_URL`` (default: the local server, database ``strongroom_test``,
+created here when missing), each in a schema of its own that is dropped afterwards. A missing
+server stops the run with one line and a failing exit code: never a skip, never a wall of
+tracebacks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,10 +16,50 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from helpers_settings import PG_URL, STORES, drop_schema, make_settings
+from helpers_settings import DEFAULT_PG_URL, PG_URL, STORES, drop_schema, make_settings
 from helpers_vault import Vault, azure_settings, vault_server
 from strongroom import SecretsManager, Settings, Strongroom
 from strongroom.core.clock import ManualClock
+
+_PG_FIXTURES = {"pg_schema", "postgres_available"}
+
+
+def _needs_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    params = set(map(str, callspec.params.values())) if callspec is not None else set()
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return bool(fixtures & _PG_FIXTURES) or "postgres" in params
+
+
+async def _ensure_database() -> str | None:
+    """Create the tests' own database when it is the default one and missing; why the server
+    cannot be used, or None."""
+    try:
+        conn = await asyncpg.connect(PG_URL.rsplit("/", 1)[0] + "/postgres", timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    try:
+        name = PG_URL.rsplit("/", 1)[1].split("?", 1)[0]
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists and PG_URL == DEFAULT_PG_URL:
+            await conn.execute(f'CREATE DATABASE "{name}"')  # a fixed name, never input
+    finally:
+        await conn.close()
+    return None
+
+
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
+    """Before any test runs: PostgreSQL is there (its own database made), or the run ends
+    here with one clear line."""
+    if not any(_needs_postgres(item) for item in items):
+        return
+    problem = asyncio.run(_ensure_database())
+    if problem is not None:
+        pytest.exit(
+            f"PostgreSQL is required and not reachable at {PG_URL.split('@')[-1]} ({problem}). "
+            "Start it (pg_ctlcluster <version> main start) or set DATABASE_URL.",
+            returncode=3,
+        )
 
 
 @pytest.fixture(scope="session")

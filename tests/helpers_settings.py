@@ -11,7 +11,11 @@ import asyncpg
 
 from strongroom import Settings
 
-PG_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+#: The tests' own database on the local server (created by conftest.py when missing), so a
+#: run never touches the machine's other databases; DATABASE_URL chooses another.
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/strongroom_test"
+PG_URL = os.environ.get("DATABASE_URL") or DEFAULT_PG_URL
+os.environ["DATABASE_URL"] = PG_URL  # what subprocesses of the tests (the CLI, serve) see too
 STORES = ["memory", "sqlite", "postgres", "azure"]
 DURABLE_STORES = ["sqlite", "postgres"]
 #: Stores whose encryption strongroom does itself (key rotation, 15 tags, clearing expiry); on

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PG_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from helpers_settings import PG_URL
 
 #: Variables that choose a profile or a key; a CLI test sets exactly the ones it wants.
 CONFIG_VARS = (

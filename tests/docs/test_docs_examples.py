@@ -181,9 +181,7 @@ def _run_block(session: Session, block: Block) -> None:
     for command in block.commands():
         result = session.shell(command.text)
         where = f"{block.path.name}:{command.line}: $ {command.text}"
-        assert result.returncode == 0, (
-            f"{where}\nexited {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-        )
+        assert result.returncode == 0, f"{where}\nexited {result.returncode}\n{result.stdout}"
         if block.check_output:
             printed = session.printed(result.stdout)  # stdout and stderr, as a terminal shows
             missing = matches(command.expected, printed)

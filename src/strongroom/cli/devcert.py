@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from strongroom.cli.options import JsonOpt
+from strongroom.cli.options import JsonOpt, QuietOpt
 from strongroom.cli.runtime import UsageError, output, settings
 from strongroom.core.devcert import DEFAULT_HOSTS, make_dev_certificates
 
@@ -46,12 +46,13 @@ def dev_cert(
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace certificates already there.")] = False,
     json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Make a development CA and a server certificate for HTTPS on this machine.
 
     For trying strongroom only: the CA's key is written beside its certificate.
     """
-    out = output(ctx, json=json)
+    out = output(ctx, json=json, quiet=quiet)
     folder = directory or settings().home / "tls"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths = {key: folder / name for key, (name, _) in FILES.items()}

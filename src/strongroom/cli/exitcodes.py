@@ -25,13 +25,14 @@ Exit codes:
 \b
   0  success
   1  error: a disabled, expired or not-yet-valid secret, a name already in use,
-     a store that cannot be reached, a broken audit chain, a failed rotation,
-     an overdue secret (rotation check --fail-on-overdue), a revocation
-     request whose state does not allow the step, ...
-  2  usage or bad input: unknown option, invalid name, tag, value or input file,
-     a refused webhook target
-  3  not found: no such secret or version, or the name is soft-deleted; no
-     rotation policy, revocation request or event subscription of that name/id
+     recover or purge of a live secret, a store that cannot be reached, a broken
+     audit chain, a failed rotation, an overdue secret (rotation check
+     --fail-on-overdue), a revocation request whose state does not allow the step
+  2  usage or bad input: unknown command or option, invalid name, tag, value,
+     version or input file, a refused webhook target
+  3  not found, whatever the command names: a secret or version (or the name is
+     soft-deleted), a rotation policy, a revocation request, a subscription, a
+     token, a policy
   4  denied or revoked: the audit log cannot record the call (fail-closed), the
      master key does not open the store or its file is open to others, a
      revoked secret, approving one's own revocation request (or twice)"""
