@@ -95,7 +95,7 @@ def test_root_help_documents_exit_codes_in_a_subprocess(tmp_path: Path) -> None:
         assert f"{code}  {word}" in result.stdout
     for group in ("secret", "rotation", "revoke", "events", "audit", "key"):
         assert group in result.stdout
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "docs/cli.md").read_text()
     assert "| 4 | denied or revoked" in readme
 
 
