@@ -43,7 +43,6 @@ app = command_group(
 )
 
 
-
 class Generator(enum.StrEnum):
     """The built-in generators (``generators.GENERATORS``), as choices for --generator."""
 
