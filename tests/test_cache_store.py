@@ -562,8 +562,8 @@ async def test_a_revoked_entry_found_in_the_cache_is_not_served(remote: Counting
     await remote.inner.revoke_all("db-password", T0)
     bundle = await remote.inner.get_version("db-password")
     key = ("bundle", "db-password", None)
-    store._entries[key].result = bundle
-    store._entries[key].filled_at -= 60  # past the TTL, inside the stale period
+    store._entries.items[key].result = bundle
+    store._entries.items[key].filled_at -= 60  # past the TTL, inside the stale period
     remote.down = True
     with pytest.raises(StoreUnavailableError):
         await store.get_version("db-password")

@@ -32,9 +32,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -45,6 +44,7 @@ from strongroom.backends.base import (
     WriteMode,
     name_key,
 )
+from strongroom.backends.cache_entries import CacheEntries, CacheKey, Entry, Flight, FlightKey
 from strongroom.core.errors import (
     ConfigurationError,
     RateLimitedError,
@@ -69,10 +69,6 @@ log = get_logger("strongroom.cache")
 T = TypeVar("T")
 R = TypeVar("R", SecretBundle, VersionProperties)
 
-#: (what was read, name key, version or None for the current one)
-CacheKey = tuple[str, str, str | None]
-#: A cache key and the generations its remote read started under.
-FlightKey = tuple[CacheKey, Generation | None]
 _BUNDLE = "bundle"
 _PROPERTIES = "properties"
 
@@ -80,24 +76,6 @@ _PROPERTIES = "properties"
 _UNAVAILABLE = (StoreUnavailableError, RateLimitedError)
 #: Pauses before retrying a generation increment that failed after the change was applied.
 _BROADCAST_RETRIES = (0.05, 0.2, 0.5)
-
-
-@dataclass(slots=True)
-class _Entry:
-    result: SecretBundle | VersionProperties
-    generation: Generation | None  # None: no shared generations (single process)
-    filled_at: float  # when the remote call that produced it started
-
-
-class _Flight:
-    """One remote read shared by the concurrent readers of a key; a change to the name while
-    it runs makes it ``valid = False`` (its answer is returned, not cached)."""
-
-    __slots__ = ("name_key", "valid")
-
-    def __init__(self, key: str) -> None:
-        self.name_key = key
-        self.valid = True
 
 
 def _properties(result: SecretBundle | VersionProperties) -> VersionProperties:
@@ -150,11 +128,8 @@ class CachedStore:
         self.generations = generations
         self._metrics = metrics
         self._now = now
-        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
-        self._by_name: dict[str, set[CacheKey]] = {}
-        self._flights: dict[FlightKey, tuple[_Flight, asyncio.Future[Any]]] = {}
+        self._entries = CacheEntries(max_entries, ttl_seconds + stale_seconds, now)
         self._background: set[asyncio.Task[None]] = set()
-        self._swept_at = now()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -177,19 +152,19 @@ class CachedStore:
                 self.generations.remove_listener(self._on_remote_change)
                 await self.generations.close()
         finally:
-            self._drop_all()
+            self._entries.drop_all()
             await self.inner.close()
 
     # -- introspection (tests, diagnostics) -----------------------------------------------
 
     @property
     def entry_count(self) -> int:
-        return len(self._entries)
+        return len(self._entries.items)
 
     def is_cached(self, name: str, version: str | None = None, *, properties: bool = False) -> bool:
         """Whether this process holds an entry for the read (fresh, stale or superseded)."""
         kind = _PROPERTIES if properties else _BUNDLE
-        return (kind, name_key(name), version or None) in self._entries
+        return (kind, name_key(name), version or None) in self._entries.items
 
     # -- cached reads ---------------------------------------------------------------------
 
@@ -208,12 +183,12 @@ class CachedStore:
     ) -> R:
         key: CacheKey = (kind, name_key(name), version or None)
         verified, generation = await self._generation(key[1])
-        entry = self._entries.get(key)
+        entry = self._entries.items.get(key)
         if entry is not None and verified and entry.generation != generation:
-            self._forget(key)  # superseded by a change in some process
+            self._entries.forget(key)  # superseded by a change in some process
             entry = None
         if entry is not None and verified and self._now() - entry.filled_at < self.ttl_seconds:
-            self._entries.move_to_end(key)
+            self._entries.items.move_to_end(key)
             self._inc("cache_hits_total")
             return _copy(cast(R, entry.result))
         self._inc("cache_misses_total")
@@ -229,7 +204,7 @@ class CachedStore:
             self._inc("cache_stale_served_total")
             return _copy(cast(R, stale))
         except StrongroomError:
-            self._forget(key)  # not found, deleted, disabled...: whatever was cached is over
+            self._entries.forget(key)  # not found, deleted, disabled...: what was cached is over
             raise
 
     async def _generation(self, key: str) -> tuple[bool, Generation | None]:
@@ -247,12 +222,12 @@ class CachedStore:
         """Join the remote read of ``key`` started under the same generations, or start one.
         A reader that saw a newer generation never joins an older read."""
         flight_key: FlightKey = (key, generation)
-        running = self._flights.get(flight_key)
+        running = self._entries.flights.get(flight_key)
         if running is None:
-            flight = _Flight(key[1])
+            flight = Flight(key[1])
             task = asyncio.ensure_future(self._fill(key, generation, fetch, flight))
-            running = self._flights[flight_key] = (flight, task)
-            task.add_done_callback(functools.partial(self._landed, flight_key, flight))
+            running = self._entries.flights[flight_key] = (flight, task)
+            task.add_done_callback(functools.partial(self._entries.landed, flight_key, flight))
         return cast(R, await asyncio.shield(running[1]))
 
     async def _fill(
@@ -260,91 +235,38 @@ class CachedStore:
         key: CacheKey,
         generation: Generation | None,
         fetch: Callable[[], Awaitable[R]],
-        flight: _Flight,
+        flight: Flight,
     ) -> R:
         started = self._now()
         result = await fetch()
         if flight.valid and not _revoked(result):
-            self._store(key, _Entry(result, generation, started))
+            self._entries.store(key, Entry(result, generation, started))
         return result
-
-    def _landed(self, flight_key: FlightKey, flight: _Flight, task: Any) -> None:
-        running = self._flights.get(flight_key)
-        if running is not None and running[0] is flight:
-            del self._flights[flight_key]
-        if not task.cancelled():
-            task.exception()  # retrieved here too, in case every reader was cancelled
 
     async def _stale(self, key: CacheKey) -> SecretBundle | VersionProperties | None:
         """The entry for ``key`` if it may stand in for a remote store that cannot answer."""
         if self.stale_seconds <= 0:
             return None
-        entry = self._entries.get(key)
+        entry = self._entries.items.get(key)
         if entry is None or _revoked(entry.result):
             return None
         if self._now() - entry.filled_at > self.ttl_seconds + self.stale_seconds:
-            self._forget(key)
+            self._entries.forget(key)
             return None
         # Checked now, after the failure: a change attempted meanwhile (even one that failed
         # against the same outage) bumped the generation, and its outcome is unknown.
         verified, generation = await self._generation(key[1])
-        if not verified or self._entries.get(key) is not entry or entry.generation != generation:
+        if not verified or self._entries.items.get(key) is not entry:
+            return None
+        if entry.generation != generation:
             return None
         return entry.result
 
-    # -- the LRU --------------------------------------------------------------------------
-
-    def _store(self, key: CacheKey, entry: _Entry) -> None:
-        self._sweep()
-        self._entries[key] = entry
-        self._entries.move_to_end(key)
-        self._by_name.setdefault(key[1], set()).add(key)
-        while len(self._entries) > self.max_entries:
-            oldest, _ = self._entries.popitem(last=False)
-            self._unindex(oldest)
-
-    def _sweep(self) -> None:
-        """At most once a TTL, forget entries too old even to be served stale, so plaintext
-        is not kept longer than it can be used."""
-        now = self._now()
-        if now - self._swept_at < self.ttl_seconds:
-            return
-        self._swept_at = now
-        limit = self.ttl_seconds + self.stale_seconds
-        for key in [k for k, e in self._entries.items() if now - e.filled_at > limit]:
-            self._forget(key)
-
-    def _forget(self, key: CacheKey) -> None:
-        if self._entries.pop(key, None) is not None:
-            self._unindex(key)
-
-    def _unindex(self, key: CacheKey) -> None:
-        keys = self._by_name.get(key[1])
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._by_name[key[1]]
-
-    def _drop_name(self, key: str) -> None:
-        for cached in self._by_name.pop(key, ()):
-            self._entries.pop(cached, None)
-        for flight_key, (flight, _task) in list(self._flights.items()):
-            if flight.name_key == key:
-                flight.valid = False
-                del self._flights[flight_key]
-
-    def _drop_all(self) -> None:
-        self._entries.clear()
-        self._by_name.clear()
-        for flight, _task in self._flights.values():
-            flight.valid = False
-        self._flights.clear()
-
     def _drop(self, key: str) -> None:
         if key == ALL_NAMES:
-            self._drop_all()
+            self._entries.drop_all()
         else:
-            self._drop_name(key)
+            self._entries.drop_name(key)
         self._inc("cache_invalidations_total")
 
     def _on_remote_change(self, key: str) -> None:
