@@ -9,13 +9,17 @@ import pytest
 from strongroom.core.errors import ValidationError
 from strongroom.core.models import JSON_CONTENT_TYPE, SecretType
 from strongroom.core.validation import (
+    MAX_TIME,
     MAX_VALUE_BYTES,
+    MIN_TIME,
+    bad_text,
     encode_value,
     expiry_from_days,
     validate_aware,
     validate_name,
     validate_secret_type,
     validate_tags,
+    validate_text,
     validate_version,
 )
 
@@ -113,3 +117,42 @@ def test_datetimes_must_be_aware_and_come_back_in_utc() -> None:
     assert validate_aware(local, "x") == datetime(2026, 1, 1, 10, tzinfo=UTC)
     with pytest.raises(ValidationError, match="timezone-aware"):
         validate_aware(datetime(2026, 1, 1), "not_before")  # noqa: DTZ001
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-12))),
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),
+        datetime(1969, 12, 31, 23, 59, tzinfo=UTC),
+        datetime(9999, 12, 31, 0, 0, 1, tzinfo=UTC),
+    ],
+)
+def test_dates_outside_the_supported_range_name_the_field(when: datetime) -> None:
+    with pytest.raises(ValidationError, match="expires_at must lie between"):
+        validate_aware(when, "expires_at")
+
+
+def test_dates_at_the_ends_of_the_range_are_kept_in_utc() -> None:
+    assert validate_aware(MIN_TIME, "x") == MIN_TIME
+    plus_two = timezone(timedelta(hours=2))
+    assert validate_aware(datetime(9999, 12, 31, 2, tzinfo=plus_two), "x") == MAX_TIME
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "lone \ud800", "\udfff"])
+def test_free_text_with_nul_or_a_lone_surrogate_is_refused(text: str) -> None:
+    assert bad_text(text)
+    with pytest.raises(ValidationError, match="description must be valid Unicode"):
+        validate_text(text, "description", 100)
+    with pytest.raises(ValidationError, match="without NUL"):
+        validate_tags({"k": text})
+    with pytest.raises(ValidationError, match="without NUL"):
+        validate_tags({text: "v"})
+
+
+def test_free_text_keeps_any_other_unicode() -> None:
+    text = "naïve 🚨 \u2028 dispatch"
+    assert not bad_text(text)
+    assert validate_text(text, "description", 100) == text
+    with pytest.raises(ValidationError, match="at most 3 characters"):
+        validate_text("four", "description", 3)

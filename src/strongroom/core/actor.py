@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import getpass
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +23,15 @@ class Actor:
     user_agent: str | None = None
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _clean(text: str | None, limit: int) -> str | None:
-    """As audit rows store text: NUL (refused by PostgreSQL) becomes U+FFFD; cut at ``limit``."""
+    """As audit rows store text: NUL (refused by PostgreSQL) and lone surrogates become
+    U+FFFD; cut at ``limit``."""
     if text is None:
         return None
-    return str(text).replace("\x00", "\ufffd")[:limit]
+    return _UNSTORABLE.sub("\ufffd", str(text))[:limit]
 
 
 @cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -68,12 +69,18 @@ DETAIL_FIELDS = frozenset(
 )  # fmt: skip
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def clean_text(value: object, limit: int = MAX_TEXT) -> str | None:
-    """Text as stored: NUL (refused by PostgreSQL) becomes U+FFFD; long text is cut."""
+    """Text as stored: NUL (refused by PostgreSQL) and lone surrogates (refused by every UTF-8
+    encoder) become U+FFFD, so no text can fail an audit write; long text is cut."""
     if value is None:
         return None
     text = value if isinstance(value, str) else str(value)
-    return text.replace("\x00", "\ufffd")[:limit]
+    if not text.isascii() or "\x00" in text:
+        text = _UNSTORABLE.sub("\ufffd", text)
+    return text[:limit]
 
 
 def _clean_json(value: Any) -> Any:

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from strongroom.core.errors import ValidationError
+from strongroom.core.validation import validate_text
 
 __all__ = [
     "Action",
@@ -90,8 +91,7 @@ class Policy:
     ) -> Policy:
         """A validated policy from grants given as dicts or ``"read,list:app-*"`` strings."""
         validate_policy_name(name)
-        if not isinstance(description, str) or len(description) > 512:
-            raise ValidationError("a policy description is text of at most 512 characters")
+        validate_text(description, "a policy description", 512)
         if not grants:
             raise ValidationError("a policy needs at least one grant")
         if len(grants) > MAX_GRANTS:

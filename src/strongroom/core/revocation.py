@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from strongroom.core.errors import RevocationStateError, ValidationError
 from strongroom.core.models import SecretType
-from strongroom.core.validation import validate_name
+from strongroom.core.validation import validate_name, validate_text
 
 __all__ = [
     "RevocationEvent",
@@ -124,8 +124,8 @@ class RevocationRequest:
         validate_name(self.secret_name)
         if not isinstance(self.requested_by, str) or not 1 <= len(self.requested_by) <= 256:
             raise ValidationError("requested_by must name who asks (1-256 characters)")
-        if not isinstance(self.description, str) or len(self.description) > 4000:
-            raise ValidationError("description must be text of at most 4000 characters")
+        validate_text(self.description, "description", 4000)
+        validate_text(self.requested_by, "requested_by", 256)
         recipients = list(self.notify_recipients or [])
         for address in recipients:
             if (

@@ -11,7 +11,7 @@ from typing import Any
 
 from strongroom.core.errors import ValidationError
 from strongroom.core.models import SecretType
-from strongroom.core.validation import validate_name
+from strongroom.core.validation import validate_name, validate_text
 
 __all__ = [
     "DEFAULT_POLICY_DAYS",
@@ -76,8 +76,7 @@ class RotationConfig:
             raise ValidationError("enabled must be True or False")
         if self.rotation_callback is not None and not callable(self.rotation_callback):
             raise ValidationError("rotation_callback must be callable")
-        if not isinstance(self.description, str) or len(self.description) > 1024:
-            raise ValidationError("description must be text of at most 1024 characters")
+        validate_text(self.description, "description", 1024)
 
 
 def due_at(

@@ -17,8 +17,11 @@ __all__ = [
     "MAX_EXPIRES_IN_DAYS",
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
+    "MAX_TIME",
     "MAX_VALUE_BYTES",
+    "MIN_TIME",
     "MIN_VERSION_PREFIX",
+    "bad_text",
     "encode_value",
     "expiry_from_days",
     "validate_aware",
@@ -26,6 +29,7 @@ __all__ = [
     "validate_name",
     "validate_secret_type",
     "validate_tags",
+    "validate_text",
     "validate_version",
     "validate_version_ref",
 ]
@@ -40,6 +44,28 @@ MAX_TAGS = 15
 MAX_TAG_LENGTH = 256
 MAX_CONTENT_TYPE_LENGTH = 255
 MAX_EXPIRES_IN_DAYS = 36_500
+#: Dates a secret, token or query may carry: Unix time's start to the last day of year 9999 (a
+#: day short of the calendar's end, so arithmetic on a stored date can never overflow).
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+# NUL (which PostgreSQL cannot store) and UTF-16 surrogates (which no UTF-8 encoder accepts):
+# text with either is refused at the edge, so it is the same 400 on every store.
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def bad_text(text: str) -> bool:
+    """True if ``text`` holds NUL or a lone surrogate: text no store can keep as given."""
+    return _BAD_TEXT.search(text) is not None
+
+
+def validate_text(value: object, field_name: str, max_length: int) -> str:
+    """Free text (descriptions, reasons, filters): a string of at most ``max_length``
+    characters, valid Unicode without NUL."""
+    if not isinstance(value, str) or len(value) > max_length:
+        raise ValidationError(f"{field_name} must be text of at most {max_length} characters")
+    if bad_text(value):
+        raise ValidationError(f"{field_name} must be valid Unicode text without NUL characters")
+    return value
 
 
 def validate_name(name: object) -> str:
@@ -128,8 +154,8 @@ def validate_tags(metadata: Mapping[str, Any] | None) -> dict[str, str]:
     for key, value in metadata.items():
         if not isinstance(key, str) or not 1 <= len(key) <= MAX_TAG_LENGTH:
             raise ValidationError(f"metadata keys must be strings of 1-{MAX_TAG_LENGTH} characters")
-        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
-            raise ValidationError("metadata must not contain NUL characters")
+        if bad_text(key) or (isinstance(value, str) and bad_text(value)):
+            raise ValidationError("metadata must be valid Unicode text without NUL characters")
         if not isinstance(value, str) or len(value) > MAX_TAG_LENGTH:
             raise ValidationError(
                 f"metadata value of {key[:40]!r} must be a string of at most "
@@ -166,9 +192,18 @@ def expiry_from_days(expires_in_days: object, now: datetime) -> datetime | None:
 
 
 def validate_aware(when: object, field_name: str) -> datetime | None:
-    """Datetimes must carry a time zone; they are kept in UTC."""
+    """Datetimes must carry a time zone and lie between 1970 and the end of 9999 (UTC); they
+    are kept in UTC."""
     if when is None:
         return None
     if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
         raise ValidationError(f"{field_name} must be a timezone-aware datetime")
-    return when.astimezone(UTC)
+    try:
+        utc = when.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-12:00 is past the calendar's end in UTC
+        utc = None
+    if utc is None or not MIN_TIME <= utc <= MAX_TIME:
+        raise ValidationError(
+            f"{field_name} must lie between {MIN_TIME:%Y-%m-%d} and {MAX_TIME:%Y-%m-%d} (UTC)"
+        )
+    return utc

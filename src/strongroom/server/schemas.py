@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from strongroom.core.models import SecretType
+from strongroom.core.validation import bad_text
 
 __all__ = [
     "AuditVerifyOut",
@@ -23,12 +24,23 @@ __all__ = [
     "SecretCreate",
     "SecretOut",
     "SecretUpdate",
+    "Text",
     "TokenCreate",
     "TokenIssued",
     "TokenOut",
     "VersionChoice",
 ]
 
+
+def _storable(text: str) -> str:
+    if bad_text(text):
+        raise ValueError("must be valid Unicode text without NUL characters")
+    return text
+
+
+#: Free text: refused (400, the field named) if it holds NUL or a lone surrogate, which no
+#: store can keep as given, so bad text is the same clear error on every store.
+Text = Annotated[str, AfterValidator(_storable)]
 SecretName = Field(pattern=r"^[0-9a-zA-Z-]{1,127}$")
 NamePath = Annotated[str, Path(pattern=r"^[0-9a-zA-Z-]{1,127}$")]
 # A version id, or a unique prefix of at least 8 characters (what the CLI prints).
@@ -144,10 +156,10 @@ class RotationConfigIn(Strict):
     rotation_days: int = Field(default=90, ge=1, le=3650)
     rotation_hours_before_expiry: int = Field(default=24, ge=0, le=8760)
     enabled: bool = True
-    description: str = Field(default="", max_length=1000)
+    description: Text = Field(default="", max_length=1000)
     generator: Literal["password", "api_key", "jwt_secret", "raw_key"] | None = None
-    generator_options: dict[str, int | bool | str] = Field(default_factory=dict)
-    rotator: str | None = Field(default=None, max_length=128)
+    generator_options: dict[Text, int | bool | Text] = Field(default_factory=dict)
+    rotator: Text | None = Field(default=None, max_length=128)
     use_registered_callback: bool = Field(
         default=False,
         description="rotate with the callback the serving process registered for this secret "
@@ -161,21 +173,21 @@ class RevocationIn(Strict):
     secret_name: str = SecretName
     reason: RevocationReasonName
     severity: Literal["low", "medium", "high", "critical"] = "high"
-    description: str = Field(default="", max_length=4000)
-    notify_recipients: list[str] = Field(default_factory=list, max_length=50)
+    description: Text = Field(default="", max_length=4000)
+    notify_recipients: list[Text] = Field(default_factory=list, max_length=50)
     immediate: bool = False
     rotate_after: bool = False
     soft_delete: bool = False
 
 
 class RejectIn(Strict):
-    reason: str = Field(default="", max_length=1000)
+    reason: Text = Field(default="", max_length=1000)
 
 
 class TokenCreate(Strict):
     identity: str = Field(pattern=r"^[0-9A-Za-z._@:-]{1,128}$")
     policies: list[str] = Field(default_factory=list, max_length=20)
-    description: str = Field(default="", max_length=256)
+    description: Text = Field(default="", max_length=256)
     ttl_seconds: int | None = Field(default=None, ge=1, le=315_360_000)
 
 
@@ -200,7 +212,7 @@ class GrantModel(Strict):
 
 
 class PolicyIn(Strict):
-    description: str = Field(default="", max_length=512)
+    description: Text = Field(default="", max_length=512)
     grants: list[GrantModel] = Field(min_length=1, max_length=100)
 
 

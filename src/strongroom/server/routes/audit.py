@@ -25,7 +25,7 @@ async def trail(
     secret: Name = None,
     action: AuditAction | None = None,
     result: AuditResult | None = None,
-    actor: Annotated[str | None, Query(max_length=256)] = None,
+    actor: Annotated[str | None, Query(max_length=256, pattern=r"^[^\x00]*$")] = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -33,6 +33,7 @@ from strongroom.core.models import UNSET
 from strongroom.core.policy import Action
 from strongroom.server.context import authorize, authorize_listing, services
 from strongroom.server.jsonio import json_response
+from strongroom.server.schemas import Text
 from strongroom.services.wiring import Strongroom
 
 router = APIRouter(include_in_schema=False)
@@ -54,16 +55,16 @@ class Attributes(BaseModel):
 class SetSecret(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     value: str
-    content_type: str | None = Field(default=None, alias="contentType", max_length=255)
+    content_type: Text | None = Field(default=None, alias="contentType", max_length=255)
     attributes: Attributes | None = None
-    tags: dict[str, str] | None = None
+    tags: dict[Text, Text] | None = None
 
 
 class UpdateSecret(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    content_type: str | None = Field(default=None, alias="contentType", max_length=255)
+    content_type: Text | None = Field(default=None, alias="contentType", max_length=255)
     attributes: Attributes | None = None
-    tags: dict[str, str] | None = None
+    tags: dict[Text, Text] | None = None
 
 
 class RestoreSecret(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -31,18 +32,26 @@ async def healthz() -> Response:
 )
 async def readyz(request: Request) -> Response:
     app = services(request).app
+    # Each check is bounded: a store that hangs makes the service unready, not the probe hang.
+    limit = app.settings.audit_timeout_seconds
     checks: dict[str, str] = {}
     try:
-        await app.store.count()
+        async with asyncio.timeout(limit):
+            await app.store.count()
         checks["secrets"] = "ok"
     except StrongroomError as exc:
         checks["secrets"] = exc.code
+    except TimeoutError:
+        checks["secrets"] = "timeout"
     try:
         if app.audit.store is not None:
-            await app.audit.store.chain_state()
-        checks["audit"] = "ok" if app.audit.last_error is None else "write_failed"
+            async with asyncio.timeout(limit):
+                await app.audit.store.chain_state()
+        checks["audit"] = app.audit.health()
     except StrongroomError as exc:
         checks["audit"] = exc.code
+    except TimeoutError:
+        checks["audit"] = "timeout"
     ready = all(v == "ok" for v in checks.values())
     return json_response({"status": "ready" if ready else "unavailable", "checks": checks},
                          200 if ready else 503)  # fmt: skip

@@ -37,6 +37,7 @@ from strongroom.core.policy import (
     validate_identity,
     validate_policy_name,
 )
+from strongroom.core.validation import validate_text
 from strongroom.db.access_store import AccessStore, TokenRecord
 
 if TYPE_CHECKING:
@@ -162,8 +163,7 @@ class AccessControl:
     ) -> IssuedToken:
         """A new token for ``identity`` (attaching ``policies`` to it first, if given)."""
         validate_identity(identity)
-        if not isinstance(description, str) or len(description) > 256:
-            raise ValidationError("a token description is text of at most 256 characters")
+        validate_text(description, "a token description", 256)
         if ttl is not None and not (timedelta(0) < ttl <= MAX_TTL):
             raise ValidationError("a token's time to live is between 1 second and 10 years")
         for name in policies or []:

@@ -71,10 +71,11 @@ class AuditLog:
         self.metrics = metrics
         self.timeout = timeout
         self.fail_open = fail_open
-        #: Why the last batch failed, until one succeeds (the service's readiness reads it).
+        #: Why the last batch failed, until one succeeds (``health`` reports it).
         self.last_error: str | None = None
         self._pending: list[tuple[AuditEvent, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._batch_started: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -124,35 +125,63 @@ class AuditLog:
             error=reason,
         )
 
+    def health(self) -> str:
+        """``ok``, or why the last batch failed (``write_failed``, ``write_timed_out``,
+        ``writer_stopped``), or ``write_stalled`` while a batch outlives the timeout: what
+        ``/readyz`` reports."""
+        if self.store is None:
+            return "ok"
+        if self.last_error is not None:
+            return self.last_error
+        started = self._batch_started
+        if started is not None and time.perf_counter() - started > self.timeout:
+            return "write_stalled"
+        return "ok"
+
     async def _flush(self) -> None:
-        """Write what is pending, one batch at a time, until nothing is."""
+        """Write what is pending, one batch at a time, until nothing is.
+
+        Whatever the store raises fails that batch's callers with AuditUnavailableError and
+        the writer goes on with the next batch. If the writer itself is stopped (cancelled,
+        or anything else that is not an ``Exception``), every caller it holds is failed before
+        it ends, so nobody waits on a writer that is gone; the next event starts a new one.
+        """
         assert self.store is not None  # noqa: S101 (only started when a store exists)
-        while self._pending:
-            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-            self.metrics.set("audit_queue_depth", len(self._pending))
-            started = time.perf_counter()
-            try:
-                await asyncio.wait_for(
-                    self.store.append([event for event, _ in batch], self.key), self.timeout
-                )
-            except (StrongroomError, TimeoutError) as exc:
-                reason = "write timed out" if isinstance(exc, TimeoutError) else "write failed"
-                self.last_error = reason
-                # Strongroom errors name their cause without values; anything else by type only.
-                detail = str(exc) if isinstance(exc, StrongroomError) else type(exc).__name__
-                error = AuditUnavailableError(f"{reason}: {detail}")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            elapsed = time.perf_counter() - started
-            self.metrics.inc("audit_events_total", len(batch))
-            self.metrics.inc("audit_batches_total")
-            self.metrics.observe("audit_write_seconds", elapsed)
-            self.last_error = None
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+        batch: list[tuple[AuditEvent, asyncio.Future[None]]] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+                self.metrics.set("audit_queue_depth", len(self._pending))
+                started = self._batch_started = time.perf_counter()
+                try:
+                    await asyncio.wait_for(
+                        self.store.append([event for event, _ in batch], self.key), self.timeout
+                    )
+                except (
+                    Exception
+                ) as exc:  # any failure of the store fails this batch, never the writer
+                    timed_out = isinstance(exc, TimeoutError)
+                    self.last_error = "write_timed_out" if timed_out else "write_failed"
+                    reason = "write timed out" if timed_out else "write failed"
+                    # Strongroom errors name their cause without values; others by type only.
+                    detail = str(exc) if isinstance(exc, StrongroomError) else type(exc).__name__
+                    _settle(batch, AuditUnavailableError(f"{reason}: {detail}"))
+                    batch = []
+                    continue
+                finally:
+                    self._batch_started = None
+                elapsed = time.perf_counter() - started
+                self.metrics.inc("audit_events_total", len(batch))
+                self.metrics.inc("audit_batches_total")
+                self.metrics.observe("audit_write_seconds", elapsed)
+                self.last_error = None
+                _settle(batch, None)
+                batch = []
+        except BaseException:
+            self.last_error = "writer_stopped"
+            stranded, self._pending = [*batch, *self._pending], []
+            _settle(stranded, AuditUnavailableError("write failed: the audit writer stopped"))
+            raise
 
     def operation(
         self, action: AuditAction, resource_name: object = None, **details: Any
@@ -188,6 +217,18 @@ class AuditLog:
             error_code=code,
             duration_ms=int((time.perf_counter() - op.started) * 1000),
         )
+
+
+def _settle(
+    batch: list[tuple[AuditEvent, asyncio.Future[None]]], error: AuditUnavailableError | None
+) -> None:
+    """Answer every caller of ``batch``: committed (``None``) or refused with ``error``."""
+    for _, future in batch:
+        if not future.done():
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
 
 class AuditedOperation:

@@ -10,6 +10,7 @@ from typing import IO, Any
 from strongroom.core.actor import current_actor
 from strongroom.core.audit import GENESIS_HASH, AuditAction, AuditEvent, AuditResult
 from strongroom.core.errors import AuditUnavailableError, ValidationError
+from strongroom.core.validation import validate_aware, validate_text
 from strongroom.db.audit_store import AuditStore, TrailFilter
 from strongroom.services.audit.log import ChainVerifier, resource_key
 from strongroom.services.audit.threats import detect
@@ -155,7 +156,7 @@ class SecretsAudit(StrongroomFacade):
             app.threat_rules,
             now=app.clock(),
             resource_name=resource_key(resource_name),
-            actor_id=actor_id,
+            actor_id=_actor_filter(actor_id),
             failure_threshold=failure_threshold,
             window_minutes=time_window_minutes,
         )
@@ -269,12 +270,25 @@ def _trail_filter(
             action=AuditAction(action.upper() if isinstance(action, str) else action)
             if action is not None
             else None,
-            actor_id=actor_id,
+            actor_id=_actor_filter(actor_id),
             result=AuditResult(result.upper() if isinstance(result, str) else result)
             if result is not None
             else None,
-            since=since,
-            until=until,
+            since=_time_filter(since, "since"),
+            until=_time_filter(until, "until"),
         )
     except ValueError:
         raise ValidationError("unknown audit action or result") from None
+
+
+def _actor_filter(actor_id: str | None) -> str | None:
+    """An actor to filter by: text as any store can compare it (no NUL, no lone surrogate)."""
+    return None if actor_id is None else validate_text(actor_id, "actor_id", 256)
+
+
+def _time_filter(when: datetime | None, label: str) -> datetime | None:
+    """A bound of the trail: a zoned time is checked for range (naive ones are taken as UTC
+    by the stores, as before)."""
+    if when is None or when.tzinfo is None:
+        return when
+    return validate_aware(when, label)

@@ -1,0 +1,151 @@
+"""Whatever the audit store raises, nobody waits forever and the writer carries on.
+
+The store under the audit log is a real SQLite store; a wrapper makes its ``append`` raise
+the exception a test chooses (any type, not only strongroom's own) for the next batches. The
+callers of a failed batch get AuditUnavailableError, the log's state says why (the service's
+``/readyz`` reads it), and the next batch is written by the same log, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from helpers_settings import new_master_key
+from strongroom import SecretsAudit, SecretsManager, Settings, Strongroom, acting_as
+from strongroom.core.audit import AuditEvent, ChainKey
+from strongroom.core.errors import AuditUnavailableError, StoreUnavailableError
+
+CAP = 10.0  # an upper bound on every wait, never a timing assertion
+VALUE = "the-guarded-value"
+
+
+class Faulty:
+    """Delegates to the real audit store; ``append`` raises ``fault`` while it is set."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.fault: BaseException | None = None
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def append(self, events: list[AuditEvent], key: ChainKey) -> list[int]:
+        if self.fault is not None:
+            self.failed += 1
+            raise self.fault
+        result: list[int] = await self._store.append(events, key)
+        return result
+
+
+def _lone_surrogate_error() -> UnicodeEncodeError:
+    try:
+        "\ud800".encode()
+    except UnicodeEncodeError as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+FAULTS = [
+    pytest.param(RuntimeError("boom"), id="RuntimeError"),
+    pytest.param(_lone_surrogate_error(), id="UnicodeEncodeError"),
+    pytest.param(asyncpg.InternalClientError("cannot switch to state 12"), id="InternalClient"),
+    pytest.param(KeyError("x"), id="KeyError"),
+    pytest.param(ZeroDivisionError(), id="ZeroDivisionError"),
+    pytest.param(StoreUnavailableError("down"), id="StoreUnavailableError"),
+]
+
+
+async def _open(tmp_path: Path) -> tuple[Strongroom, Faulty]:
+    settings = Settings(
+        STRONGROOM_BACKEND="sqlite",
+        STRONGROOM_HOME=tmp_path,
+        STRONGROOM_MASTER_KEY=new_master_key(),
+        STRONGROOM_AUDIT_TIMEOUT_SECONDS=1,
+    )
+    app = await Strongroom.open(settings)
+    faulty = Faulty(app.audit.store)
+    app.audit.store = faulty  # type: ignore[assignment]
+    return app, faulty
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_any_exception_fails_the_batch_and_the_writer_goes_on(
+    tmp_path: Path, fault: BaseException
+) -> None:
+    app, faulty = await _open(tmp_path)
+    try:
+        manager = SecretsManager(app)
+        await manager.create_secret("guarded", VALUE)
+        faulty.fault = fault
+        # Twenty callers share a batch or two: every one of them gets its answer.
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(manager.get_secret("guarded") for _ in range(20)), return_exceptions=True
+            ),
+            CAP,
+        )
+        assert all(isinstance(r, AuditUnavailableError) for r in results), results
+        assert all(VALUE not in str(r) for r in results)
+        assert faulty.failed >= 1
+        assert app.audit.health() != "ok"  # what /readyz reports
+
+        faulty.fault = None
+        with acting_as("after-the-fault"):
+            assert await asyncio.wait_for(manager.get_secret("guarded"), CAP) == VALUE
+        assert app.audit.health() == "ok"
+        audit = SecretsAudit(app)
+        assert await audit.count_events(actor_id="after-the-fault") == 1
+        assert (await audit.verify_integrity())["valid"] is True
+    finally:
+        await app.close()
+
+
+async def test_a_writer_task_that_dies_fails_its_callers_and_is_replaced(tmp_path: Path) -> None:
+    """Even a BaseException that ends the writer task leaves no caller waiting."""
+    app, faulty = await _open(tmp_path)
+    try:
+        manager = SecretsManager(app)
+        await manager.create_secret("guarded", VALUE)
+        faulty.fault = asyncio.CancelledError()
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(manager.get_secret("guarded") for _ in range(5)), return_exceptions=True
+            ),  # fmt: skip
+            CAP,
+        )
+        assert all(isinstance(r, AuditUnavailableError) for r in results), results
+        assert app.audit.health() != "ok"
+        faulty.fault = None
+        assert await asyncio.wait_for(manager.get_secret("guarded"), CAP) == VALUE
+        assert app.audit.health() == "ok"
+    finally:
+        await app.close()
+
+
+async def test_a_hanging_store_fails_callers_within_the_timeout(tmp_path: Path) -> None:
+    app, faulty = await _open(tmp_path)
+    release = asyncio.Event()
+    real_append = faulty.append
+
+    async def hang(events: list[AuditEvent], key: ChainKey) -> list[int]:
+        await release.wait()
+        return await real_append(events, key)
+
+    try:
+        manager = SecretsManager(app)
+        await manager.create_secret("guarded", VALUE)
+        faulty.append = hang  # type: ignore[method-assign]
+        with pytest.raises(AuditUnavailableError, match="timed out"):
+            await asyncio.wait_for(manager.get_secret("guarded"), CAP)
+        assert app.audit.health() != "ok"
+        release.set()
+        faulty.append = real_append  # type: ignore[method-assign]
+        assert await asyncio.wait_for(manager.get_secret("guarded"), CAP) == VALUE
+    finally:
+        await app.close()
