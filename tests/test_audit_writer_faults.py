@@ -116,7 +116,7 @@ async def test_a_writer_task_that_dies_fails_its_callers_and_is_replaced(tmp_pat
         results = await asyncio.wait_for(
             asyncio.gather(
                 *(manager.get_secret("guarded") for _ in range(5)), return_exceptions=True
-            ),  # fmt: skip
+            ),
             CAP,
         )
         assert all(isinstance(r, AuditUnavailableError) for r in results), results
