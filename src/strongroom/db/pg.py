@@ -16,14 +16,15 @@ __all__ = ["check_schema", "driver_errors", "keep_session", "open_pool", "pooled
 
 
 def driver_errors() -> tuple[type[BaseException], ...]:
-    """What asyncpg raises when the server or the network fails us.
+    """What asyncpg raises when the server or the network fails us, including the client's
+    connection-state errors after a terminated backend (``InternalClientError``).
 
     asyncpg is imported here, on first use, not when this module loads: processes that never
     touch PostgreSQL (the embedded profile, the CLI's start-up) do not pay its import time.
     """
     import asyncpg  # noqa: PLC0415
 
-    return (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+    return (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 def check_schema(schema: str) -> str:

@@ -22,16 +22,22 @@ from strongroom.core import errors as e
 from strongroom.core.logging import get_logger
 
 __all__ = [
+    "RETRY_AFTER_SECONDS",
     "describe_validation_errors",
     "error_body",
     "install_error_handlers",
     "is_keyvault_path",
+    "is_store_fault",
     "status_for",
 ]
 
 log = get_logger("strongroom.http")
 
 _KV_PREFIXES = ("/secrets", "/deletedsecrets")
+#: What a 503 asks clients to wait: stores and the audit log recover by themselves, in seconds.
+RETRY_AFTER_SECONDS = 1
+# Drivers whose errors mean a store failed us (an untranslated one is still an outage).
+_DRIVER_MODULES = ("asyncpg", "sqlite3", "_sqlite3")
 
 # Most specific first: the first class an error is an instance of decides.
 _STATUS: list[tuple[type[e.StrongroomError], int]] = [
@@ -71,6 +77,13 @@ _KV_CODES = {
 
 def is_keyvault_path(path: str) -> bool:
     return path.startswith(_KV_PREFIXES)
+
+
+def is_store_fault(error: BaseException) -> bool:
+    """True for a driver's or the OS's error that no store translated: an outage, not a bug."""
+    if isinstance(error, OSError):
+        return True
+    return type(error).__module__.split(".", 1)[0] in _DRIVER_MODULES
 
 
 def status_for(error: e.StrongroomError) -> int:
@@ -119,6 +132,8 @@ def error_response(request: Request, error: e.StrongroomError) -> JSONResponse:
     headers = {}
     if isinstance(error, e.RateLimitedError):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    elif status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -21,13 +21,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from strongroom.core.actor import acting_as
 from strongroom.core.audit import AuditAction
 from strongroom.core.errors import AuthenticationError
 from strongroom.core.logging import get_logger
 from strongroom.core.ratelimit import RateLimiter
-from strongroom.server.errors import error_body, is_keyvault_path
+from strongroom.server.errors import (
+    RETRY_AFTER_SECONDS,
+    error_body,
+    is_keyvault_path,
+    is_store_fault,
+)
 from strongroom.services.access.control import Principal
 from strongroom.services.wiring import Strongroom
 
@@ -149,6 +155,10 @@ class Guard:
             if status_box[0] == 0:
                 await self._reject(send_with_headers, path, 413, "request_too_large",
                                    f"the request body exceeds {self.max_body} bytes")  # fmt: skip
+        except ClientDisconnect:
+            pass  # the client left (or its body timed out): nobody to answer
+        except Exception as exc:  # the last line: no error leaves as a traceback or a detail
+            await self._fault(send_with_headers, path, exc, answered=status_box[0] != 0)
         finally:
             log.info(
                 "request",
@@ -159,6 +169,22 @@ class Guard:
                 identity=identity,
                 ip=ip,
             )
+
+    async def _fault(self, send: Send, path: str, exc: Exception, *, answered: bool) -> None:
+        """An error no handler mapped: a store's (driver or OS) is an outage, 503 with
+        Retry-After; anything else a bare 500. Only the type is logged: a driver's message
+        may quote a parameter, and a parameter may be a value."""
+        outage = is_store_fault(exc)
+        log.error("store failed" if outage else "unhandled error", path=path,
+                  error=type(exc).__name__)  # fmt: skip
+        if answered:
+            return  # the answer has begun: the server closes the connection
+        if outage:
+            await self._reject(send, path, 503, "store_unavailable",
+                               "a store is unavailable; retry later",
+                               retry_after=RETRY_AFTER_SECONDS)  # fmt: skip
+        else:
+            await self._reject(send, path, 500, "internal", "internal error")
 
     @property
     def max_body(self) -> int:
