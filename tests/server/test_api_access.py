@@ -298,7 +298,9 @@ async def test_policy_and_identity_endpoints(served: Served) -> None:
             assert (deleted.status_code, code(deleted)) == (400, "bad_parameter")
         admin_policy = await admin.get("/v1/auth/policies/admin")
         assert admin_policy.json()["grants"][0]["pattern"] == "*"
-        assert len(admin_policy.json()["grants"][0]["actions"]) == 9
+        assert (
+            len(admin_policy.json()["grants"][0]["actions"]) == 10
+        )  # every action, break-glass included
 
         bad_action = await admin.put(
             "/v1/auth/policies/broken", json={"grants": [{"actions": ["sudo"], "pattern": "*"}]}

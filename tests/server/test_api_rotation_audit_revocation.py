@@ -309,7 +309,7 @@ async def revocation_tokens(served: Served) -> dict[str, str]:
     return {
         "alice": await served.token_for("alice", "revoke-request,revoke-approve:app-*"),
         "bob": await served.token_for("bob", "revoke-approve:app-*"),
-        "carol": await served.token_for("carol", "revoke-request:app-*"),
+        "carol": await served.token_for("carol", "revoke-request,revoke-break-glass:app-*"),
     }
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "allowed",
     "builtin_policies",
     "parse_grant",
+    "revocation_grant",
     "validate_identity",
     "validate_policy_name",
 ]
@@ -44,6 +45,8 @@ class Action(enum.StrEnum):
     ROTATE = "rotate"
     REVOKE_REQUEST = "revoke-request"
     REVOKE_APPROVE = "revoke-approve"
+    #: Break-glass: a revocation executed at once, without the configured approvals.
+    REVOKE_BREAK_GLASS = "revoke-break-glass"
     AUDIT_READ = "audit-read"
     ADMIN = "admin"
 
@@ -133,6 +136,13 @@ def parse_grant(text: str) -> Grant:
 def allowed(policies: Iterable[Policy], action: Action, name: str | None) -> bool:
     """True if any grant of ``policies`` permits ``action`` on ``name`` (None: every secret)."""
     return any(g.permits(action, name) for p in policies for g in p.grants)
+
+
+def revocation_grant(*, immediate: bool) -> Action:
+    """The grant a revocation request needs. Break-glass (``immediate``: executed at once,
+    skipping the approvals) has its own, so asking for a revocation does not imply forcing
+    one."""
+    return Action.REVOKE_BREAK_GLASS if immediate else Action.REVOKE_REQUEST
 
 
 def validate_identity(identity: object) -> str:

@@ -61,7 +61,7 @@ RevocationReasonName = Literal[
 ]  # fmt: skip
 ActionName = Literal[
     "read", "list", "write", "delete", "rotate", "revoke-request", "revoke-approve",
-    "audit-read", "admin",
+    "revoke-break-glass", "audit-read", "admin",
 ]  # fmt: skip
 
 
@@ -207,7 +207,7 @@ class TokenIssued(TokenOut):
 
 
 class GrantModel(Strict):
-    actions: list[ActionName] = Field(min_length=1, max_length=9)
+    actions: list[ActionName] = Field(min_length=1, max_length=10)
     pattern: str = Field(pattern=r"^[0-9A-Za-z*?-]{1,127}$")
 
 

@@ -30,7 +30,11 @@ def _visible(caller: Principal, row: Obj) -> bool:
 
 @router.post("", status_code=201, response_model=Obj, summary="Request a revocation")
 async def request_revocation(request: Request, body: RevocationIn) -> Response:
-    caller = await authorize(request, Action.REVOKE_REQUEST, body.secret_name)
+    """Needs ``revoke-request``; break-glass (``immediate``) needs ``revoke-break-glass``."""
+    caller = principal(request)
+    await services(request).app.access.require_revocation(
+        caller, body.secret_name, immediate=body.immediate
+    )
     result = await services(request).revoke.request_revocation(
         RevocationRequest(requested_by=caller.identity, **body.model_dump())
     )

@@ -34,6 +34,7 @@ from strongroom.core.policy import (
     Policy,
     allowed,
     builtin_policies,
+    revocation_grant,
     validate_identity,
     validate_policy_name,
 )
@@ -300,6 +301,13 @@ class AccessControl:
 
     # -- authorization --------------------------------------------------------------------
 
+    async def require_revocation(
+        self, principal: Principal, secret_name: str, *, immediate: bool
+    ) -> None:
+        """Raise PermissionDeniedError (audited) unless ``principal`` may ask to revoke
+        ``secret_name``: ``revoke-request``, or ``revoke-break-glass`` when ``immediate``."""
+        await self.require(principal, revocation_grant(immediate=immediate), secret_name)
+
     async def require(self, principal: Principal, action: Action, name: str | None) -> None:
         """Raise PermissionDeniedError (audited as a failure) unless ``principal`` may act."""
         if principal.may(action, name):
@@ -338,5 +346,6 @@ _AUDIT_ACTION = {
     Action.ROTATE: AuditAction.ROTATE,
     Action.REVOKE_REQUEST: AuditAction.REVOKE,
     Action.REVOKE_APPROVE: AuditAction.REVOKE,
+    Action.REVOKE_BREAK_GLASS: AuditAction.REVOKE,
     Action.AUDIT_READ: AuditAction.DESCRIBE,
 }

@@ -125,6 +125,7 @@ class EmergencyRevoke(ManagerBoundFacade):
                 reason=str(req.reason),
                 requested_by=req.requested_by,
                 immediate=req.immediate,
+                break_glass=req.immediate,
             )
         row["id"] = revocation_id
         if req.immediate:
