@@ -54,10 +54,17 @@ class SecretValue:
         return self._data
 
     def reveal(self) -> Any:
-        """The value as the caller stored it: text, or decoded JSON for JSON content."""
+        """The value as the caller stored it: text, or decoded JSON for JSON content.
+
+        The content type is a hint (Key Vault's rule: a value may be labelled JSON without
+        being JSON): a labelled value that does not decode is answered as its text, so no
+        read ever fails because of its label."""
         text = self._data.decode("utf-8")
         if self.content_type == JSON_CONTENT_TYPE:
-            return json.loads(text)
+            try:
+                return json.loads(text)
+            except ValueError:
+                return text
         return text
 
     def __repr__(self) -> str:

@@ -94,10 +94,14 @@ def validate_version_ref(version: object) -> str:
     return version
 
 
-def encode_value(value: object, content_type: str | None) -> tuple[bytes, str | None]:
+def encode_value(
+    value: object, content_type: str | None, *, check_json: bool = True
+) -> tuple[bytes, str | None]:
     """Turn a caller's value into the bytes to encrypt and the content type to record.
 
-    Text is stored as UTF-8; dicts and lists as compact JSON with ``application/json``.
+    Text is stored as UTF-8; dicts and lists as compact JSON with ``application/json``. Text
+    labelled ``application/json`` must be JSON unless ``check_json`` is false (the Key
+    Vault-compatible API, where the content type is only a hint).
     """
     if content_type is not None:
         validate_content_type(content_type)
@@ -109,7 +113,7 @@ def encode_value(value: object, content_type: str | None) -> tuple[bytes, str | 
         content_type = JSON_CONTENT_TYPE
     elif isinstance(value, str):
         text = value
-        if content_type == JSON_CONTENT_TYPE:
+        if content_type == JSON_CONTENT_TYPE and check_json:
             try:
                 json.loads(text)
             except ValueError as exc:

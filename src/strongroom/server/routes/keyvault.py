@@ -230,6 +230,7 @@ async def set_secret(
         "not_before": _time(attributes.nbf),
         "expires_at": _time(attributes.exp),
         "enabled": attributes.enabled if attributes.enabled is not None else True,
+        "content_type_hint": True,  # Key Vault records any content type with any value
     }
     metadata = body.tags or {}
 
@@ -237,7 +238,7 @@ async def set_secret(
         return await manager.create_secret(
             name, body.value, metadata=metadata, content_type=options["content_type"],
             not_before=options["not_before"], expires_at=options["expires_at"],
-            enabled=options["enabled"],
+            enabled=options["enabled"], content_type_hint=True,
         )  # fmt: skip
 
     # Look before writing (unaudited), so that a set which creates leaves one CREATE in the
@@ -303,7 +304,10 @@ async def list_versions(
 ) -> Response:
     version = _check_api_version(api_version)
     await authorize(request, Action.LIST, name)
-    found = await services(request).manager.get_secret_versions(name)
+    try:
+        found = await services(request).manager.get_secret_versions(name)
+    except SecretNotFoundError:  # also soft-deleted: Key Vault lists no versions (200)
+        found = []
     items = [_item(request, p, versioned=True) for p in found]
     path = f"/secrets/{name}/versions"
     return _page(request, path, items, version, maxresults, skiptoken, by_name=False)
@@ -324,7 +328,11 @@ async def read_keyvault_secret(
     """A secret bundle with its value (also served by :mod:`strongroom.server.fastpath`)."""
     _check_api_version(api_version)
     await authorize(request, Action.READ, name)
-    bundle = await services(request).manager.get_secret_bundle(name, version or None)
+    # Key Vault's get serves expired and not-yet-valid versions (dates are the application's
+    # to act on); disabled and revoked ones are refused. /v1 and the library are stricter.
+    bundle = await services(request).manager.get_secret_bundle(
+        name, version or None, enforce_dates=False
+    )
     return json_response(
         _bundle(request, bundle.properties.to_dict(), bundle.value.reveal_bytes().decode())
     )

@@ -29,12 +29,15 @@ T = TypeVar("T")
 FULL_VERSION_LENGTH = 32
 
 
-def check_readable(props: VersionProperties, now: datetime) -> None:
-    """Raise the typed error that says why this version's value may not be read now."""
+def check_readable(props: VersionProperties, now: datetime, *, dates: bool = True) -> None:
+    """Raise the typed error that says why this version's value may not be read now
+    (``dates=False``: only revoked and disabled versions are refused)."""
     if props.revoked_at is not None:
         raise SecretRevokedError(f"secret {props.name!r} version {props.version!r} was revoked")
     if not props.enabled:
         raise SecretDisabledError(f"secret {props.name!r} version {props.version!r} is disabled")
+    if not dates:
+        return
     if props.not_before is not None and now < props.not_before:
         raise SecretNotYetValidError(
             f"secret {props.name!r} is not valid before {props.not_before.isoformat()}"

@@ -71,16 +71,18 @@ class SecretsManager(StrongroomFacade):
         *,
         expires_at: datetime | None = None,
         enabled: bool = True,
+        content_type_hint: bool = False,
     ) -> dict[str, Any]:
         """Store a new secret; fails if the name is in use (update it to add a version).
 
         ``expires_at`` (absolute) and ``expires_in_days`` are alternatives; ``enabled=False``
-        stores a version that cannot be read until it is enabled."""
+        stores a version that cannot be read until it is enabled. ``content_type_hint``
+        records the content type without checking the value against it (Key Vault's rule)."""
         app = await self._ready()
         async with app.audit.operation(AuditAction.CREATE, name) as op:
             now = app.clock()
             validate_name(name)
-            data, content_type = encode_value(value, content_type)
+            data, content_type = encode_value(value, content_type, check_json=not content_type_hint)
             new = NewVersion(
                 name=name,
                 version=_new_version_id(),
@@ -115,8 +117,10 @@ class SecretsManager(StrongroomFacade):
         not_before: datetime | None = None,
         expires_at: datetime | None = None,
         enabled: bool = True,
+        content_type_hint: bool = False,
     ) -> dict[str, Any]:
-        """Add a new current version. Type and metadata carry over unless given."""
+        """Add a new current version. Type and metadata carry over unless given;
+        ``content_type_hint`` as for :meth:`create_secret`."""
         app = await self._ready()
         async with app.audit.operation(AuditAction.UPDATE, name) as op:
             now = app.clock()
@@ -133,7 +137,7 @@ class SecretsManager(StrongroomFacade):
                 and previous.content_type != JSON_CONTENT_TYPE
             ):
                 content_type = previous.content_type
-            data, content_type = encode_value(value, content_type)
+            data, content_type = encode_value(value, content_type, check_json=not content_type_hint)
             new = NewVersion(
                 name=name,
                 version=_new_version_id(),
@@ -311,11 +315,14 @@ class SecretsManager(StrongroomFacade):
         bundle = await self.get_secret_bundle(name, version)
         return bundle.value.reveal()
 
-    async def get_secret_bundle(self, name: str, version: str | None = None) -> SecretBundle:
+    async def get_secret_bundle(
+        self, name: str, version: str | None = None, *, enforce_dates: bool = True
+    ) -> SecretBundle:
         """The value as an opaque :class:`SecretValue` with its properties.
 
         The READ event is committed before the value is handed out; if it cannot be, the call
-        fails with AuditUnavailableError and no value.
+        fails with AuditUnavailableError and no value. ``enforce_dates=False`` serves expired
+        and not-yet-valid versions (Key Vault's get); revoked and disabled ones never.
         """
         app = await self._ready()
         async with app.audit.operation(AuditAction.READ, name) as op:
@@ -323,7 +330,7 @@ class SecretsManager(StrongroomFacade):
             version = await resolve_version(app, name, version)
             bundle = await app.store.get_version(name, version)
             op.details["version"] = bundle.properties.version
-            check_readable(bundle.properties, app.clock())
+            check_readable(bundle.properties, app.clock(), dates=enforce_dates)
         return bundle
 
     async def get_secret_properties(self, name: str, version: str | None = None) -> dict[str, Any]:
