@@ -7,6 +7,7 @@ import asyncio
 import email
 import email.policy
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -115,12 +116,15 @@ class Receiver:
     requests: list[Request] = field(default_factory=list)
     port: int = 0
     server: asyncio.Server | None = None
+    host: str = "127.0.0.1"
+    tls: ssl.SSLContext | None = None
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}{path}"
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        """Listen on ``host`` at ``port`` (0: a free one), over TLS if ``tls`` is set."""
+        self.server = await asyncio.start_server(self._handle, self.host, self.port, ssl=self.tls)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

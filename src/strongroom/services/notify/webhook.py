@@ -5,7 +5,9 @@ Each POST carries ``X-Strongroom-Signature: sha256=<hex>``, an HMAC-SHA256 over
 refuse forged and replayed bodies (:func:`verify_signature`). ``X-Strongroom-Delivery`` stays
 the same across retries of one delivery, so a receiver can drop duplicates: a retry after a
 lost answer may deliver twice. Redirects are failures, never followed: a redirect to an
-internal address would walk around the URL policy.
+internal address would walk around the URL policy. Each attempt resolves the host once, checks
+every address (:meth:`UrlPolicy.resolve`) and connects to a checked address, keeping the name in
+the Host header and for TLS, so a DNS answer that changes after the check reaches nobody.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import secrets
+import ssl
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -25,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.errors import ValidationError
 from strongroom.services.notify.base import DeliveryOutcome, Notification, NotificationTargetError
-from strongroom.services.notify.urls import UrlPolicy, display_url
+from strongroom.services.notify.urls import CheckedTarget, UrlPolicy, display_url
 
 __all__ = ["MIN_SIGNING_KEY_BYTES", "WebhookNotifier", "sign_payload", "verify_signature"]
 
@@ -103,6 +106,7 @@ class WebhookNotifier:
         url_policy: UrlPolicy | None = None,
         retry_after_cap: float = 10.0,
         clock: Clock = system_clock,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         if isinstance(urls, str):
             raise ValidationError("urls is a list of URLs, not one string")
@@ -122,6 +126,7 @@ class WebhookNotifier:
         self._backoff = backoff
         self._retry_after_cap = retry_after_cap
         self._clock = clock
+        self._verify = verify  # the trust for https targets (an internal CA's context)
 
     def __repr__(self) -> str:
         return f"WebhookNotifier(urls={[display_url(u) for u in self.urls]!r})"
@@ -140,6 +145,7 @@ class WebhookNotifier:
             timeout=httpx.Timeout(self._timeout),
             # Proxies from the environment would hide the real destination from the policy.
             trust_env=False,
+            verify=self._verify,
         ) as client:
             return list(
                 await asyncio.gather(*(self._post(client, url, body, n.kind) for url in self.urls))
@@ -156,7 +162,7 @@ class WebhookNotifier:
         for attempt in range(1, self._retries + 2):
             delay = self._backoff * 2 ** (attempt - 1) * (1 + _jitter.random() / 4)
             try:
-                checked = await self._policy.check(url)
+                checked = await self._policy.resolve(url)
             except NotificationTargetError as exc:
                 status, error = "bad_target", str(exc)
                 if exc.transient and attempt <= self._retries:
@@ -173,9 +179,7 @@ class WebhookNotifier:
                 "X-Strongroom-Delivery": delivery_id,
             }
             try:
-                # stream(): the answer's body is never read, so a receiver cannot flood memory.
-                async with client.stream("POST", checked, content=body, headers=headers) as r:
-                    code, retry_after = r.status_code, r.headers.get("retry-after")
+                code, retry_after = await _send_pinned(client, checked, body, headers)
             except httpx.TimeoutException:
                 status, error = "timeout", f"no answer within {self._timeout:g} s"
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
@@ -222,3 +226,29 @@ class WebhookNotifier:
                 return None
             seconds = (when - self._clock()).total_seconds()
         return min(max(seconds, 0.0), self._retry_after_cap)
+
+
+async def _send_pinned(
+    client: httpx.AsyncClient, target: CheckedTarget, body: bytes, headers: dict[str, str]
+) -> tuple[int, str | None]:
+    """POST to one of the checked addresses of ``target`` (the next one if a connection is
+    refused), with the URL's name as Host and, over TLS, as SNI and the certificate's name.
+    The answer's body is never read (stream), so a receiver cannot flood memory."""
+    import httpx  # noqa: PLC0415 (loaded on first use: start-up cost)
+
+    host = target.host
+    extensions: dict[str, str] = {}
+    if target.url.scheme == "https" and ":" not in host and not host.replace(".", "").isdigit():
+        extensions["sni_hostname"] = host
+    pinned_headers = {**headers, "Host": target.url.netloc.decode("ascii")}
+    for index, address in enumerate(target.addresses):
+        url = target.url.copy_with(host=str(address))
+        try:
+            async with client.stream(
+                "POST", url, content=body, headers=pinned_headers, extensions=extensions
+            ) as response:
+                return response.status_code, response.headers.get("retry-after")
+        except httpx.ConnectError:
+            if index == len(target.addresses) - 1:
+                raise
+    raise httpx.ConnectError("no address to connect to")  # unreachable: addresses is not empty
