@@ -25,6 +25,7 @@ from helpers_settings import make_settings
 from strongroom import Settings, Strongroom
 from strongroom.core.policy import Policy
 from strongroom.server.app import create_app
+from strongroom.server.protocol import uvicorn_options
 
 
 @dataclass
@@ -101,10 +102,8 @@ async def serve(
     config = uvicorn.Config(
         api,
         log_level="warning",
-        access_log=False,
         lifespan="on",
-        server_header=False,
-        proxy_headers=False,  # as `strongroom serve`: X-Forwarded-For is strongroom's to judge
+        **uvicorn_options(app.settings),  # as `strongroom serve`: its protocol and timeouts
         **options,
     )
     server = uvicorn.Server(config)

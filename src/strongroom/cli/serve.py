@@ -15,6 +15,7 @@ from strongroom.cli.runtime import UsageError, settings
 from strongroom.core.config import Backend, Settings
 from strongroom.core.logging import configure_logging
 from strongroom.server.metrics_share import METRICS_DIR_ENV
+from strongroom.server.protocol import uvicorn_options
 from strongroom.services.wiring import Strongroom
 
 __all__ = ["admin_hint", "serve"]
@@ -61,11 +62,9 @@ def serve(
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
         timeout_graceful_shutdown=graceful_timeout,
-        access_log=False,  # strongroom writes its own access log, without tokens or queries
-        proxy_headers=False,  # X-Forwarded-For is honoured only from STRONGROOM_TRUSTED_PROXIES
-        server_header=False,
         log_level=(config.log_level or "INFO").lower(),
         lifespan="on",
+        **uvicorn_options(config),  # the HTTP protocol with its timeouts, no proxy headers
     )
     if workers > 1:
         shutil.rmtree(folder, ignore_errors=True)

@@ -93,6 +93,20 @@ class Settings(BaseSettings):
         default=256 * 1024, ge=1024, le=64 * 1024 * 1024, alias="STRONGROOM_MAX_BODY_BYTES"
     )
     trusted_proxies: str | None = Field(default=None, alias="STRONGROOM_TRUSTED_PROXIES")
+    # Slow clients (strongroom.server.protocol): a request's headers and body must arrive within
+    # these; an idle keep-alive connection closes; one address holds at most so many connections.
+    http_header_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, alias="STRONGROOM_HTTP_HEADER_TIMEOUT_SECONDS"
+    )
+    http_body_timeout_seconds: float = Field(
+        default=20.0, gt=0, le=300, alias="STRONGROOM_HTTP_BODY_TIMEOUT_SECONDS"
+    )
+    http_keep_alive_seconds: float = Field(
+        default=5.0, gt=0, le=300, alias="STRONGROOM_HTTP_KEEP_ALIVE_SECONDS"
+    )
+    http_max_connections_per_address: int = Field(
+        default=100, ge=0, le=100_000, alias="STRONGROOM_HTTP_MAX_CONNECTIONS_PER_ADDRESS"
+    )
     metrics_public: bool = Field(default=False, alias="STRONGROOM_METRICS_PUBLIC")
     cors_origins: str | None = Field(default=None, alias="STRONGROOM_CORS_ORIGINS")
     kv_authority: str = Field(

@@ -26,6 +26,7 @@ from strongroom.server.errors import install_error_handlers
 from strongroom.server.fastpath import FastPath
 from strongroom.server.guard import Guard, GuardConfig
 from strongroom.server.metrics_share import METRICS_DIR_ENV, SharedMetrics
+from strongroom.server.protocol import ConnectionLimits
 from strongroom.server.routes import access, audit, keyvault, ops, revocation, rotation, secrets
 from strongroom.server.schemas import ErrorOut
 from strongroom.services.wiring import Strongroom
@@ -107,6 +108,10 @@ def create_app(
     )
     if strongroom is not None:
         api.state.services = Services.over(strongroom)
+    proxies = GuardConfig.parse_proxies(settings.trusted_proxies)
+    # Read by the HTTP protocol of each connection (header, body and keep-alive timeouts, and
+    # the per-address cap, which trusted proxies are exempt from).
+    api.state.connection_limits = ConnectionLimits.from_settings(settings, proxies)
     install_error_handlers(api)
     # Matched in this order: probes and the busiest routes first.
     for router in (ops.router, secrets.router, keyvault.router, rotation.router, audit.router,
@@ -117,7 +122,7 @@ def create_app(
         Guard,
         config=GuardConfig(
             max_body_bytes=settings.max_body_bytes,
-            trusted_proxies=GuardConfig.parse_proxies(settings.trusted_proxies),
+            trusted_proxies=proxies,
             kv_authority=settings.kv_authority,
             kv_resource=settings.kv_resource,
             metrics_public=settings.metrics_public,

@@ -1,0 +1,221 @@
+"""The HTTP connection: uvicorn's httptools protocol with the limits a secrets service needs.
+
+uvicorn closes a keep-alive connection that stays idle after an answer, but it sets no limit on
+how long a client may take to send a request's headers or its body, nor on how many connections
+one address may hold: a client that trickles bytes (or sends nothing) holds a connection, and
+its memory, for as long as it likes. This protocol adds, per connection:
+
+- a header timeout: a request's headers must be complete within it, counted from the
+  connection's start for the first request and from the request's first byte afterwards (a
+  connection that never sends anything is closed by it too);
+- a body timeout: the whole body within it, counted from the end of the headers;
+- the keep-alive timeout between requests (uvicorn's own timer, set from the same settings);
+- a cap on open connections per client address (not for ``STRONGROOM_TRUSTED_PROXIES``, whose
+  connections carry many clients): one over it is answered 429 with Retry-After and closed.
+
+A request cut by a timeout gets ``408`` (unless its answer has begun) and the connection is
+closed; the application sees the client leave. The limits come from the app that
+:func:`strongroom.server.app.create_app` built (``app.state.connection_limits``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import math
+import weakref
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from strongroom.core.config import Settings
+from strongroom.core.logging import get_logger
+
+__all__ = ["PROTOCOL", "ConnectionLimits", "GuardedHttpProtocol", "uvicorn_options"]
+
+log = get_logger("strongroom.http")
+
+#: What uvicorn is told to use (a dotted path, so worker processes import it by name).
+PROTOCOL = "strongroom.server.protocol:GuardedHttpProtocol"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Phase = Literal["headers", "body"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """Per-connection limits (seconds; ``max_per_address`` 0 turns the cap off)."""
+
+    header_timeout: float = 10.0
+    body_timeout: float = 20.0
+    keep_alive_timeout: float = 5.0
+    max_per_address: int = 100
+    exempt: tuple[Network, ...] = ()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, exempt: tuple[Network, ...] = ()
+    ) -> ConnectionLimits:
+        return cls(
+            header_timeout=settings.http_header_timeout_seconds,
+            body_timeout=settings.http_body_timeout_seconds,
+            keep_alive_timeout=settings.http_keep_alive_seconds,
+            max_per_address=settings.http_max_connections_per_address,
+            exempt=exempt,
+        )
+
+    def capped(self, address: str) -> bool:
+        """Whether connections from ``address`` count against the per-address cap."""
+        if self.max_per_address <= 0:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return True
+        return not any(ip in net for net in self.exempt)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The uvicorn options every strongroom server runs with (``strongroom serve`` and the
+    tests' real servers alike)."""
+    return {
+        "http": PROTOCOL,
+        "timeout_keep_alive": _whole_seconds(settings.http_keep_alive_seconds),
+        "access_log": False,  # strongroom writes its own access log, without tokens or queries
+        "proxy_headers": False,  # X-Forwarded-For is strongroom's to judge (trusted proxies)
+        "server_header": False,
+    }
+
+
+def _whole_seconds(seconds: float) -> int:
+    """uvicorn counts its keep-alive timeout in whole seconds (at least one)."""
+    return max(1, math.ceil(seconds))
+
+
+# Open connections per client address, per server (weakly held: a stopped server's go away).
+_OPEN: weakref.WeakKeyDictionary[Any, Counter[str]] = weakref.WeakKeyDictionary()
+_TOO_MANY = json.dumps(
+    {"error": {"code": "too_many_connections", "message": "too many connections from this "
+                                                          "address; retry later"}}
+).encode()  # fmt: skip
+
+
+def _limits_of(app: Any) -> ConnectionLimits:
+    """The limits of the strongroom app under uvicorn's wrappers (defaults for another app)."""
+    for _ in range(5):
+        limits = getattr(getattr(app, "state", None), "connection_limits", None)
+        if isinstance(limits, ConnectionLimits):
+            return limits
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return ConnectionLimits()
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header and body timeouts and a per-address cap."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = _limits_of(self.app)
+        self.timeout_keep_alive = _whole_seconds(self.limits.keep_alive_timeout)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._phase: Phase | None = None
+        self._counted: str | None = None
+
+    # -- the connection ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        address = self.client[0] if self.client else None
+        if address is not None and self.limits.capped(address):
+            counts = _OPEN.setdefault(self.server_state, Counter())
+            if counts[address] >= self.limits.max_per_address:
+                log.warning("connection refused", reason="too_many_connections", ip=address)
+                self._answer(429, _TOO_MANY, retry_after=True)
+                return
+            counts[address] += 1
+            self._counted = address
+        self._arm("headers", self.limits.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._counted is not None:
+            counts = _OPEN.get(self.server_state)
+            if counts is not None:
+                counts[self._counted] -= 1
+                if counts[self._counted] <= 0:
+                    del counts[self._counted]
+            self._counted = None
+        super().connection_lost(exc)
+
+    # -- the request's phases (httptools parser callbacks) -----------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._phase is None:  # the first request's clock started with the connection
+            self._arm("headers", self.limits.header_timeout)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+        self._arm("body", self.limits.body_timeout)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _arm(self, phase: Phase, seconds: float) -> None:
+        self._disarm()
+        self._phase = phase
+        self._deadline = self.loop.call_later(seconds, self._expired, phase)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline, self._phase = None, None
+
+    def _expired(self, phase: Phase) -> None:
+        self._deadline, self._phase = None, None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        answering = cycle is not None and cycle.response_started and not cycle.response_complete
+        log.info("connection closed", reason=f"{phase}_timeout",
+                 ip=self.client[0] if self.client else None)  # fmt: skip
+        if cycle is not None and not cycle.response_complete:
+            # The application sees the client leave; anything it sends now is dropped.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if not answering:
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "request_timeout",
+                        "message": f"the request's {phase} took too long",
+                    }
+                }
+            )
+            self._answer(408, body.encode())  # fmt: skip
+        else:
+            self.transport.close()
+
+    def _answer(self, status: int, body: bytes, *, retry_after: bool = False) -> None:
+        """Write a complete answer straight to the socket and close it."""
+        reason = {408: b"Request Timeout", 429: b"Too Many Requests"}[status]
+        head = [
+            b"HTTP/1.1 %d %s\r\n" % (status, reason),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"x-content-type-options: nosniff\r\n",
+            b"cache-control: no-store\r\n",
+            b"connection: close\r\n",
+        ]
+        if retry_after:
+            head.append(b"retry-after: 1\r\n")
+        self.transport.write(b"".join([*head, b"\r\n", body]))
+        self.transport.close()
