@@ -9,7 +9,6 @@ scenarios at a small size, so CI keeps them working without paying for the full 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -59,8 +58,8 @@ _FIGURES = Figures()
 
 
 @pytest.fixture(scope="session")
-def figures() -> Iterator[Figures]:
-    yield _FIGURES
+def figures() -> Figures:
+    return _FIGURES
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -106,7 +106,7 @@ class Service:
         log = Path(self.env["STRONGROOM_HOME"]).parent / f"serve-{self.port}.log"
         self.logs.append(log)
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 (returns at once: the server runs on)
                 [sys.executable, "-m", "strongroom.cli", "serve", "--port", str(self.port)],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
