@@ -93,6 +93,7 @@ class Service:
     """``strongroom serve`` in a subprocess; ``kill9`` ends it as a crash would."""
 
     env: dict[str, str]
+    log_dir: Path | None = None  # default: beside STRONGROOM_HOME
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     logs: list[Path] = field(default_factory=list)
@@ -103,7 +104,8 @@ class Service:
 
     async def start(self) -> None:
         self.port = free_port()
-        log = Path(self.env["STRONGROOM_HOME"]).parent / f"serve-{self.port}.log"
+        folder = self.log_dir or Path(self.env["STRONGROOM_HOME"]).parent
+        log = folder / f"serve-{self.port}.log"
         self.logs.append(log)
         with log.open("wb") as out:
             self.proc = subprocess.Popen(  # noqa: ASYNC220 (returns at once: the server runs on)
@@ -250,3 +252,50 @@ def fill(path: Path) -> Path:
         except OSError:
             pass
     return filler
+
+
+class FreezableProxy:
+    """Forwards 127.0.0.1:<port> to ``target``; ``frozen`` holds every byte in both directions
+    (a store that stops answering without closing anything), until it is thawed."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self.frozen = False
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await source.read(65536):
+                while self.frozen:
+                    await asyncio.sleep(0.01)
+                sink.write(data)
+                await sink.drain()
+        sink.close()

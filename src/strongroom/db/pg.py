@@ -12,7 +12,18 @@ from strongroom.db.migrate import SCHEMA_NAME, migrate_postgres
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["check_schema", "driver_errors", "keep_session", "open_pool", "pooled"]
+__all__ = [
+    "STATEMENT_TIMEOUT",
+    "check_schema",
+    "driver_errors",
+    "keep_session",
+    "open_pool",
+    "pooled",
+]
+
+#: No statement, connection or wait for a pooled connection lasts longer: a server that stops
+#: answering without closing anything makes calls fail (StoreUnavailableError), never hang.
+STATEMENT_TIMEOUT = 30.0
 
 
 def driver_errors() -> tuple[type[BaseException], ...]:
@@ -49,7 +60,7 @@ async def open_pool(
     import asyncpg  # noqa: PLC0415 (see driver_errors)
 
     try:
-        bootstrap = await asyncpg.connect(dsn)
+        bootstrap = await asyncpg.connect(dsn, timeout=STATEMENT_TIMEOUT)
         try:
             await migrate_postgres(bootstrap, schema)
         finally:
@@ -60,6 +71,8 @@ async def open_pool(
             max_size=max_size,
             server_settings={"search_path": schema},
             reset=keep_session,
+            command_timeout=STATEMENT_TIMEOUT,
+            timeout=STATEMENT_TIMEOUT,
         )
     except driver_errors() as exc:
         raise StoreUnavailableError(f"cannot open {what} ({type(exc).__name__})") from exc
@@ -76,7 +89,7 @@ async def pooled(
     unchanged: tuple[type[BaseException], ...] = (StrongroomError, *passthrough)
     failures = driver_errors()
     try:
-        async with pool.acquire() as conn:
+        async with pool.acquire(timeout=STATEMENT_TIMEOUT) as conn:
             yield conn
     except unchanged:
         raise

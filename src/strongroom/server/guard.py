@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect
 
 from strongroom.core.actor import acting_as
 from strongroom.core.audit import AuditAction
-from strongroom.core.errors import AuthenticationError
+from strongroom.core.errors import AuthenticationError, StrongroomError
 from strongroom.core.logging import get_logger
 from strongroom.core.ratelimit import RateLimiter
 from strongroom.server.errors import (
@@ -33,6 +33,7 @@ from strongroom.server.errors import (
     error_body,
     is_keyvault_path,
     is_store_fault,
+    status_for,
 )
 from strongroom.services.access.control import Principal
 from strongroom.services.wiring import Strongroom
@@ -174,6 +175,13 @@ class Guard:
         """An error no handler mapped: a store's (driver or OS) is an outage, 503 with
         Retry-After; anything else a bare 500. Only the type is logged: a driver's message
         may quote a parameter, and a parameter may be a value."""
+        if isinstance(exc, StrongroomError):  # raised before any route (authentication)
+            status = status_for(exc)
+            log.error("request failed", path=path, code=exc.code)
+            wait = RETRY_AFTER_SECONDS if status == 503 else None
+            if not answered:
+                await self._reject(send, path, status, exc.code, str(exc), retry_after=wait)
+            return
         outage = is_store_fault(exc)
         log.error("store failed" if outage else "unhandled error", path=path,
                   error=type(exc).__name__)  # fmt: skip

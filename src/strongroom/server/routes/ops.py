@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
+from strongroom.core.deadline import within
 from strongroom.core.errors import StrongroomError
 from strongroom.core.policy import Action
 from strongroom.server.context import authorize, services
@@ -36,8 +36,7 @@ async def readyz(request: Request) -> Response:
     limit = app.settings.audit_timeout_seconds
     checks: dict[str, str] = {}
     try:
-        async with asyncio.timeout(limit):
-            await app.store.count()
+        await within(limit, app.store.count())
         checks["secrets"] = "ok"
     except StrongroomError as exc:
         checks["secrets"] = exc.code
@@ -45,8 +44,7 @@ async def readyz(request: Request) -> Response:
         checks["secrets"] = "timeout"
     try:
         if app.audit.store is not None:
-            async with asyncio.timeout(limit):
-                await app.audit.store.chain_state()
+            await within(limit, app.audit.store.chain_state())
         checks["audit"] = app.audit.health()
     except StrongroomError as exc:
         checks["audit"] = exc.code

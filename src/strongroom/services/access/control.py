@@ -22,10 +22,12 @@ from cryptography.hazmat.primitives import hmac as crypto_hmac
 
 from strongroom.core.actor import current_actor
 from strongroom.core.audit import AuditAction
+from strongroom.core.deadline import within
 from strongroom.core.errors import (
     AccessObjectNotFoundError,
     AuthenticationError,
     PermissionDeniedError,
+    StoreUnavailableError,
     ValidationError,
 )
 from strongroom.core.logging import get_logger
@@ -115,8 +117,15 @@ class AccessControl:
         cached = self._cache.get(token_id)
         if cached is not None and cached[0] > now and hmac.compare_digest(cached[1], digest):
             return cached[2]
-        record = await self.store.get_token(token_id)
-        if record is None or not hmac.compare_digest(record.digest, digest):
+        try:
+            # Every request authenticates: a token store that stops answering fails the
+            # request within the audit timeout (the two share a database), never holds it.
+            record, policies = await within(
+                self._app.settings.audit_timeout_seconds, self._lookup(token_id)
+            )
+        except TimeoutError as exc:
+            raise StoreUnavailableError("the token store did not answer in time") from exc
+        if record is None or policies is None or not hmac.compare_digest(record.digest, digest):
             raise AuthenticationError("the bearer token is not valid")
         if record.revoked_at is not None:
             raise AuthenticationError("the bearer token was revoked")
@@ -126,7 +135,7 @@ class AccessControl:
         principal = Principal(
             identity=record.identity,
             token_id=record.id,
-            policies=tuple(await self._load_policies(record.identity)),
+            policies=tuple(policies),
         )
         ttl = self._cache_seconds
         if record.expires_at is not None:
@@ -136,6 +145,10 @@ class AccessControl:
                 self._cache.clear()
             self._cache[token_id] = (now + ttl, digest, principal)
         return principal
+
+    async def _lookup(self, token_id: str) -> tuple[TokenRecord | None, list[Policy] | None]:
+        record = await self.store.get_token(token_id)
+        return record, None if record is None else await self._load_policies(record.identity)
 
     async def _load_policies(self, identity: str) -> list[Policy]:
         found = []

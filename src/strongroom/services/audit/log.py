@@ -21,6 +21,7 @@ from strongroom.core.audit import (
     clean_text,
 )
 from strongroom.core.clock import Clock
+from strongroom.core.deadline import within
 from strongroom.core.errors import AuditUnavailableError, StrongroomError
 from strongroom.core.logging import get_logger
 from strongroom.core.metrics import Metrics
@@ -154,8 +155,10 @@ class AuditLog:
                 self.metrics.set("audit_queue_depth", len(self._pending))
                 started = self._batch_started = time.perf_counter()
                 try:
-                    await asyncio.wait_for(
-                        self.store.append([event for event, _ in batch], self.key), self.timeout
+                    # within(), not wait_for(): a store that hangs may hang its cancellation
+                    # too, and the batch's callers must have their answer within the timeout.
+                    await within(
+                        self.timeout, self.store.append([event for event, _ in batch], self.key)
                     )
                 except (
                     Exception
