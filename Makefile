@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast bench lint docs fmt clean
+.PHONY: run test test-fast chaos bench lint docs fmt clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
+
+# The reliability suite at full size (kill -9, PostgreSQL terminations, a full disk, the audit
+# store down, slow clients, fuzzing); prints the figures table and writes it to chaos-report.md.
+# Needs root (tmpfs, chattr) and PostgreSQL. `make test` runs the same scenarios, smaller.
+chaos: $(STAMP)
+	STRONGROOM_CHAOS=full STRONGROOM_CHAOS_REPORT=chaos-report.md $(BIN)/pytest -q -p no:randomly -m chaos tests/chaos
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
