@@ -261,10 +261,22 @@ class FreezableProxy:
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = 0
-        self.frozen = False
+        self._thawed = asyncio.Event()
+        self._thawed.set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def frozen(self) -> bool:
+        return not self._thawed.is_set()
+
+    @frozen.setter
+    def frozen(self, on: bool) -> None:
+        if on:
+            self._thawed.clear()
+        else:
+            self._thawed.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -294,8 +306,7 @@ class FreezableProxy:
     async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await source.read(65536):
-                while self.frozen:
-                    await asyncio.sleep(0.01)
+                await self._thawed.wait()
                 sink.write(data)
                 await sink.drain()
         sink.close()

@@ -26,7 +26,6 @@ async def test_a_full_disk_fails_closed_and_recovers_without_restart(
 ) -> None:
     calls = size(40, 300)
     tally = Tally()
-    served_while_full = 0
     with tmpfs(tmp_path / "volume", "6m") as volume:
         env = service_env("sqlite", volume / "home")
         token = await admin_token(env)
@@ -42,42 +41,10 @@ async def test_a_full_disk_fails_closed_and_recovers_without_restart(
                     assert made.status_code == 201, made.text
                     acked[f"df-{i}"] = "v0"
                 filler = fill(volume)
-                # Writes until the store refuses one: from then on the disk is really full.
-                first_refusal = None
-                for n in range(400):
-                    name = f"df-{n % SECRETS}"
-                    answer = await c.put(f"/v1/secrets/{name}", json={"value": f"{n}{BIG}"})
-                    if answer.status_code == 200:
-                        acked[name] = f"{n}{BIG}"
-                        continue
-                    first_refusal = answer
-                    break
-                assert first_refusal is not None, "the store never ran out of space"
-                assert first_refusal.status_code == 503, first_refusal.text
-                for n in range(calls):
-                    name = f"df-{n % SECRETS}"
-                    if n % 3 == 0:
-                        answer = await timed(tally, c.put(f"/v1/secrets/{name}",
-                                                          json={"value": f"full-{n}"}))  # fmt: skip
-                    elif n % 3 == 1:
-                        answer = await timed(tally, c.get(f"/v1/secrets/{name}"))
-                    else:
-                        answer = await timed(tally, c.post("/v1/secrets",
-                                                           json={"name": f"new-{n}", "value": "v"}))  # fmt: skip
-                    if answer is not None and answer.status_code < 300:
-                        served_while_full += 1
-                        if n % 3 == 0:
-                            acked[name] = f"full-{n}"
+                await until_refused(c, acked)
+                served_while_full = await calls_while_full(c, calls, tally, acked)
                 filler.unlink()
-                cut = time.monotonic()
-                recovered = None
-                while time.monotonic() - cut < 30:
-                    answer = await c.put("/v1/secrets/df-0", json={"value": "after"})
-                    if answer.status_code == 200:
-                        recovered = time.monotonic() - cut
-                        acked["df-0"] = "after"
-                        break
-                assert recovered is not None, "the store did not recover"
+                recovered = await recovery(c, acked)
                 lost = 0
                 for name, value in acked.items():
                     read = await c.get(f"/v1/secrets/{name}")
@@ -87,19 +54,66 @@ async def test_a_full_disk_fails_closed_and_recovers_without_restart(
             service.stop()
     log = service.log()
     scenario = "SQLite data directory full (tmpfs)"
-    figures.add(scenario, "sqlite", "calls while full / answered 503",
-                f"{tally.total} / {tally.count(503)}", "all 503", tally.count(503) == calls)  # fmt: skip
-    figures.add(scenario, "sqlite", "values served or writes accepted while full",
-                served_while_full, "0", served_while_full == 0)  # fmt: skip
-    figures.add(scenario, "sqlite", "500 answers / hung", f"{tally.server_errors} / {tally.hung}",
-                "0 / 0", tally.server_errors == tally.hung == 0)  # fmt: skip
-    figures.add(scenario, "sqlite", "recovery after space returns, without restart (s)",
-                recovered, "", True)  # fmt: skip
-    figures.add(scenario, "sqlite", "acknowledged writes lost / chain verifies",
-                f"{lost} / {chain}", "0 / True", lost == 0 and chain)  # fmt: skip
+    rows = [
+        ("calls while full / answered 503", f"{tally.total} / {tally.count(503)}", "all 503",
+         tally.count(503) == calls),
+        ("values served or writes accepted while full", served_while_full, "0",
+         served_while_full == 0),
+        ("500 answers / hung", f"{tally.server_errors} / {tally.hung}", "0 / 0",
+         tally.server_errors == tally.hung == 0),
+        ("recovery after space returns, without restart (s)", recovered, "", True),
+        ("acknowledged writes lost / chain verifies", f"{lost} / {chain}", "0 / True",
+         lost == 0 and chain),
+    ]  # fmt: skip
+    for figure, value, target, ok in rows:
+        figures.add(scenario, "sqlite", figure, value, target, ok)
     assert (tally.server_errors, tally.hung, tally.no_retry_after) == (0, 0, 0)
     assert tally.count(503) == calls, tally.statuses
     assert served_while_full == 0
     assert lost == 0
     assert chain
     assert "Traceback" not in log, log[-3000:]
+
+
+async def calls_while_full(
+    c: httpx.AsyncClient, calls: int, tally: Tally, acked: dict[str, str]
+) -> int:
+    """Reads, updates and creates while the disk is full; how many were served (none may be)."""
+    served = 0
+    for n in range(calls):
+        name = f"df-{n % SECRETS}"
+        if n % 3 == 0:
+            call = c.put(f"/v1/secrets/{name}", json={"value": f"full-{n}"})
+        elif n % 3 == 1:
+            call = c.get(f"/v1/secrets/{name}")
+        else:
+            call = c.post("/v1/secrets", json={"name": f"new-{n}", "value": "v"})
+        answer = await timed(tally, call)
+        if answer is not None and answer.status_code < 300:
+            served += 1
+            if n % 3 == 0:
+                acked[name] = f"full-{n}"
+    return served
+
+
+async def until_refused(c: httpx.AsyncClient, acked: dict[str, str]) -> None:
+    """Large writes until the store refuses one: from then on the disk is really full."""
+    for n in range(400):
+        name = f"df-{n % SECRETS}"
+        answer = await c.put(f"/v1/secrets/{name}", json={"value": f"{n}{BIG}"})
+        if answer.status_code != 200:
+            assert answer.status_code == 503, answer.text
+            return
+        acked[name] = f"{n}{BIG}"
+    raise AssertionError("the store never ran out of space")
+
+
+async def recovery(c: httpx.AsyncClient, acked: dict[str, str]) -> float:
+    """Seconds until a write succeeds again (the same process: no restart)."""
+    cut = time.monotonic()
+    while time.monotonic() - cut < 30:
+        answer = await c.put("/v1/secrets/df-0", json={"value": "after"})
+        if answer.status_code == 200:
+            acked["df-0"] = "after"
+            return time.monotonic() - cut
+    raise AssertionError("the store did not recover")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import FULL, Figures, size
 from harness import Service, admin_token, drop_schema_of, service_env
 

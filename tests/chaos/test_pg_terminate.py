@@ -78,25 +78,28 @@ async def test_terminated_backends_are_503s_and_recover_without_restart(
         await drop_schema_of(env)
     log = service.log()
     tracebacks = log.count("Traceback")
-    slowest = max(recoveries)
-    scenario = "PostgreSQL backends terminated under load"
-    figures.add(scenario, "postgres", "terminations (backends)", f"{rounds} ({terminated})",
-                ">= 10 (make chaos)", True)  # fmt: skip
-    figures.add(scenario, "postgres", "requests / 503 answers",
-                f"{tally.total} / {tally.count(503)}", "", True)  # fmt: skip
-    figures.add(scenario, "postgres", "hung requests", tally.hung, "0", tally.hung == 0)
-    figures.add(scenario, "postgres", "500 answers", tally.server_errors, "0",
-                tally.server_errors == 0)  # fmt: skip
-    figures.add(scenario, "postgres", "503 without Retry-After", tally.no_retry_after, "0",
-                tally.no_retry_after == 0)  # fmt: skip
     unexpected = tally.total - tally.count(200, 201, 503)
-    figures.add(scenario, "postgres", "answers other than 200/201/503", unexpected, "0",
-                unexpected == 0)  # fmt: skip
-    figures.add(scenario, "postgres", "recovery without restart, slowest (s)", slowest,
-                "<= 1 s", slowest <= 1.0)  # fmt: skip
-    figures.add(scenario, "postgres", "tracebacks in the server log", tracebacks, "0",
-                tracebacks == 0)  # fmt: skip
+    report(figures, rounds, terminated, tally, max(recoveries), tracebacks)
     assert terminated >= rounds
     assert (tally.hung, tally.server_errors, tally.no_retry_after, unexpected) == (0, 0, 0, 0)
     assert tally.errors == 0  # the service itself never dropped a connection
     assert tracebacks == 0, log[-3000:]
+
+
+def report(
+    figures: Figures, rounds: int, terminated: int, tally: Tally, slowest: float, tracebacks: int
+) -> None:
+    scenario = "PostgreSQL backends terminated under load"
+    unexpected = tally.total - tally.count(200, 201, 503)
+    rows = [
+        ("terminations (backends)", f"{rounds} ({terminated})", ">= 10 (make chaos)", True),
+        ("requests / 503 answers", f"{tally.total} / {tally.count(503)}", "", True),
+        ("hung requests", tally.hung, "0", tally.hung == 0),
+        ("500 answers", tally.server_errors, "0", tally.server_errors == 0),
+        ("503 without Retry-After", tally.no_retry_after, "0", tally.no_retry_after == 0),
+        ("answers other than 200/201/503", unexpected, "0", unexpected == 0),
+        ("recovery without restart, slowest (s)", slowest, "<= 1 s", slowest <= 1.0),
+        ("tracebacks in the server log", tracebacks, "0", tracebacks == 0),
+    ]
+    for figure, value, target, ok in rows:
+        figures.add(scenario, "postgres", figure, value, target, ok)
