@@ -62,11 +62,25 @@ def figures() -> Figures:
     return _FIGURES
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+#: Scenarios only ``make chaos`` runs: what they guard is tested elsewhere in the suite
+#: (tests/server/test_connection_limits.py, tests/cli/test_serve_openapi_fuzz.py); here they
+#: measure, which CI need not repeat.
+FULL_ONLY = ("test_slow_clients.py", "test_fuzz.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    deselected = []
     for item in items:
-        if "tests/chaos/" in str(item.fspath).replace(os.sep, "/"):
-            item.add_marker(pytest.mark.slow)
-            item.add_marker(pytest.mark.chaos)
+        path = str(item.fspath).replace(os.sep, "/")
+        if "tests/chaos/" not in path:
+            continue
+        item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.chaos)
+        if not FULL and path.endswith(FULL_ONLY):
+            deselected.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -154,3 +154,46 @@ async def test_the_postgres_pool_translates_connection_state_errors(
                 raise error
     finally:
         await pool.close()
+
+
+class FailingAppends:
+    """Delegates to the real audit store; ``append`` raises ``fault`` while it is set."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.fault: BaseException | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def append(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fault is not None:
+            raise self.fault
+        return await self._store.append(*args, **kwargs)
+
+
+async def test_readyz_reports_a_failing_audit_writer_until_it_writes_again(
+    tmp_path: Path,
+) -> None:
+    app = await Strongroom.open(server_settings("sqlite", tmp_path))
+    audit = FailingAppends(app.audit.store)
+    app.audit.store = audit  # type: ignore[assignment]
+    try:
+        async with serve(app) as served, served.admin() as c:
+            assert (await c.post("/v1/secrets", json={"name": "s1", "value": "v"})).is_success
+            audit.fault = UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+            refused = await c.get("/v1/secrets/s1")
+            assert (refused.status_code, refused.json()["error"]["code"]) == (
+                503, "audit_unavailable",
+            )  # fmt: skip
+            assert refused.headers["retry-after"] == "1"
+            ready = await c.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["audit"] == "write_failed"
+            audit.fault = None
+            assert (await c.get("/v1/secrets/s1")).json()["value"] == "v"
+            ready = await c.get("/readyz")
+            assert (ready.status_code, ready.json()["checks"]["audit"]) == (200, "ok")
+    finally:
+        app.audit.store = audit._store
+        await app.close()

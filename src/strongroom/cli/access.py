@@ -146,7 +146,7 @@ def policy_set(
     quiet: QuietOpt = False,
 ) -> None:
     """Create or replace a policy. Actions: read, list, write, delete, rotate, revoke-request,
-    revoke-approve, audit-read, admin."""
+    revoke-approve, revoke-break-glass, audit-read, admin."""
     out = output(ctx, json=json, quiet=quiet)
     policy = Policy.build(name, list(grant), description)
 
