@@ -415,7 +415,8 @@ async def test_status_history_and_pending_reflect_each_state(
         other,
         ids[2],
     ]
-    assert await revoke.get_revocation_history("no-such-secret") == []
+    with pytest.raises(SecretNotFoundError, match="no revocation of it is on record"):
+        await revoke.get_revocation_history("no-such-secret")  # nobody ever knew it
     with pytest.raises(ValidationError):
         await revoke.get_revocation_history(limit=0)
 
