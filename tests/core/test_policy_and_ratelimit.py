@@ -87,3 +87,49 @@ def test_full_buckets_are_evicted_when_there_are_too_many_keys() -> None:
     limiter.take("c", 100.0)  # a and b refilled long ago: dropped, c kept
     assert limiter.take("c", 100.0) > 0
     assert limiter.take("a", 100.0) == 0.0
+
+
+_WORST_CASE = (
+    "from strongroom.core.policy import Action, Policy, allowed\n"
+    "policy = Policy.build('p', ['read:' + '*-' * 60 + 'prod'])\n"
+    "assert not allowed([policy], Action.READ, 'a-' * 63 + 'x')\n"
+    "assert allowed([policy], Action.READ, 'a-' * 60 + 'prod')\n"
+    "print('matched')\n"
+)
+
+
+def test_a_pattern_built_to_backtrack_matches_at_once() -> None:
+    """Sixty ``*-`` then ``prod`` against a 127-character name: a backtracking matcher tries
+    more combinations than it could finish before the sun goes out. Run in a child process,
+    because a regular expression stuck in C cannot be interrupted from Python: the test waits
+    for it (generously) and fails if it does not come back."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _WORST_CASE], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("matching one name against one policy pattern did not finish")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "matched"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "expected"),
+    [
+        ("*", "anything", True),
+        ("a*b*c", "aXbYc", True),
+        ("a*b*c", "aXbY", False),
+        ("*-prod", "team-prod", True),
+        ("*-prod", "team-prod-x", False),
+        ("?-*", "a-", True),
+        ("?-*", "-", False),
+        ("*a*a*a", "aaa", True),
+        ("*a*a*a", "aa", False),
+        ("team-*-db", "TEAM-x-DB", True),
+    ],
+)
+def test_patterns_match_as_globs(pattern: str, name: str, expected: bool) -> None:
+    assert allowed([Policy.build("p", [f"read:{pattern}"])], Action.READ, name) is expected

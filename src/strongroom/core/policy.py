@@ -10,6 +10,7 @@ policies, key rotation, audit-wide queries) need a grant whose pattern is ``*``.
 from __future__ import annotations
 
 import enum
+import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ __all__ = [
     "Policy",
     "allowed",
     "builtin_policies",
+    "glob_match",
     "parse_grant",
     "revocation_grant",
     "validate_identity",
@@ -53,8 +55,20 @@ class Action(enum.StrEnum):
 
 @lru_cache(maxsize=4096)
 def _matcher(pattern: str) -> re.Pattern[str]:
-    parts = (".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern.lower())
-    return re.compile("".join(parts))
+    """The pattern as a regular expression that cannot backtrack catastrophically.
+
+    A plain ``.*`` per star lets a pattern such as twelve ``*-`` then ``prod`` take minutes on
+    one 81-character name. The standard library's glob translation puts every star but the
+    last in an atomic group (each segment is matched once, leftmost, never retried), so a match
+    costs at most the name's length times the pattern's. Patterns hold only letters, digits,
+    ``-``, ``*`` and ``?`` (checked in ``_grant``), so no ``[...]`` class ever reaches it.
+    """
+    return re.compile(fnmatch.translate(pattern.lower()))
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """True if ``name`` matches ``pattern`` (``*`` and ``?``; case-insensitive, as names)."""
+    return _matcher(pattern).match(name.lower()) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +83,7 @@ class Grant:
             return False
         if name is None:
             return self.pattern == "*"
-        return _matcher(self.pattern).fullmatch(name.lower()) is not None
+        return glob_match(self.pattern, name)
 
     def to_dict(self) -> dict[str, Any]:
         return {"actions": sorted(a.value for a in self.actions), "pattern": self.pattern}
