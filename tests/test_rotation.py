@@ -835,3 +835,48 @@ async def test_compliance_report_uses_the_default_policy_of_each_type(
     assert "c-generic" not in overridden["overdue"]
     assert "c-api" in overridden["overdue"]
     assert {e["name"]: e["rotation_days"] for e in overridden["entries"]}["c-generic"] == 365
+
+
+class _Target:
+    """A rotator that records what it was asked to do."""
+
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+
+    async def apply(self, name: str, new: Any, old: Any | None) -> None:
+        self.applied.append(name)
+
+    async def verify(self, name: str, new: Any) -> None:
+        return None
+
+    async def rollback(self, name: str, old: Any | None) -> None:
+        return None
+
+
+@pytest.mark.stores("sqlite")
+async def test_a_rotator_is_bound_to_its_own_name_unless_told_otherwise(app: Strongroom) -> None:
+    from strongroom.core.errors import PermissionDeniedError, ValidationError  # noqa: PLC0415
+
+    rotation = SecretsRotation(app)
+    own, team = _Target(), _Target()
+    await rotation.register_rotator("billing-db", own)  # serves the secret billing-db only
+    await rotation.register_rotator("team-target", team, secrets=["team-*", "shared-?"])
+    await rotation.register_secret(
+        RotationConfig(name="billing-db", generator="password", rotator="billing-db")
+    )
+    for name in ("team-a", "shared-1"):
+        await rotation.register_secret(
+            RotationConfig(name=name, generator="password", rotator="team-target")
+        )
+    for name, rotator in (("other-db", "billing-db"), ("shared-10", "team-target")):
+        with pytest.raises(PermissionDeniedError):
+            await rotation.register_secret(
+                RotationConfig(name=name, generator="password", rotator=rotator)
+            )
+    with pytest.raises(ValidationError):
+        await rotation.register_rotator("bad", own, secrets="team-*")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        await rotation.register_rotator("bad", own, secrets=["no spaces"])
+    assert (await rotation.rotate_secret("team-a", force=True))["rotated"]
+    assert team.applied == ["team-a"]
+    assert own.applied == []

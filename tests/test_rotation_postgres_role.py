@@ -169,7 +169,7 @@ async def setup_rotation(
     created = await manager.create_secret(
         name, password, secret_type=SecretType.DATABASE_CREDENTIAL
     )
-    await rotation.register_rotator(ROTATOR, rotator)
+    await rotation.register_rotator(ROTATOR, rotator, secrets=[name])
     await rotation.register_secret(
         RotationConfig(
             name=name,
@@ -319,3 +319,66 @@ async def test_a_failed_verify_callback_also_puts_the_old_password_back(
     assert result["rotated"] is False
     assert (await manager.get_secret_properties("db-checked"))["version"] == first
     assert await login(role, initial) == role  # what the secret holds still logs in
+
+
+async def test_a_rotator_serves_only_the_secrets_it_was_bound_to(
+    app: Strongroom, make_role: Callable[..., Awaitable[str]]
+) -> None:
+    """The operator binds a role rotator to the secret ``payments-db``. An identity that may
+    rotate only ``team-b-*`` (and cannot read ``payments-db``) schedules its own readable
+    secret through that rotator and forces a rotation: refused with 403 and audited, and the
+    production role keeps the password the legitimate secret holds."""
+    from helpers_serve import serve  # noqa: PLC0415 (the HTTP harness, only here)
+
+    initial = secrets.token_urlsafe(24)
+    role = await make_role(initial)
+    manager, rotation = SecretsManager(app), SecretsRotation(app)
+    await manager.create_secret("payments-db", initial, SecretType.DATABASE_CREDENTIAL)
+    await rotation.register_rotator(
+        "payments-db",
+        PostgresRoleRotator(admin_dsn=PG_URL, role=role, login=LOGIN),
+        secrets=["payments-db"],
+    )
+    await manager.create_secret("team-b-loot", "placeholder")
+    async with serve(app) as served:
+        attacker = await served.token_for("team-b", "read,write,rotate:team-b-*")
+        async with served.client(attacker) as c:
+            assert (await c.get("/v1/secrets/payments-db")).status_code == 403
+            borrowed = await c.put(
+                "/v1/rotation/team-b-loot", json={"generator": "password", "rotator": "payments-db"}
+            )
+            assert borrowed.status_code == 403, borrowed.text
+            assert borrowed.json()["error"]["code"] == "forbidden"
+            await c.post("/v1/rotation/team-b-loot/rotate")
+            loot = (await c.get("/v1/secrets/team-b-loot")).json()["value"]
+    assert loot == "placeholder"
+    assert await login(role, initial) == role
+    assert await manager.get_secret("payments-db") == initial
+    refused = await SecretsAudit(app).get_audit_trail("team-b-loot", result="FAILURE")
+    assert any(e["error_code"] == "forbidden" for e in refused), refused
+
+
+async def test_a_stored_schedule_naming_an_unbound_rotator_is_refused_when_it_runs(
+    app: Strongroom, make_role: Callable[..., Awaitable[str]]
+) -> None:
+    """A schedule row that names a rotator outside its binding (written before the binding
+    existed, or into the database by hand) never reaches the target system."""
+    initial = secrets.token_urlsafe(24)
+    role = await make_role(initial)
+    manager, rotation = SecretsManager(app), SecretsRotation(app)
+    await manager.create_secret("payments-db", initial, SecretType.DATABASE_CREDENTIAL)
+    await rotation.register_secret(RotationConfig(name="team-b-loot", generator="password"))
+    await rotation.register_rotator(
+        "payments-db",
+        PostgresRoleRotator(admin_dsn=PG_URL, role=role, login=LOGIN),
+        secrets=["payments-db"],
+    )
+    row = await app.rotation_store.get("team-b-loot")
+    assert row is not None
+    await app.rotation_store.upsert({**row, "rotator": "payments-db"})
+    outcome = await rotation.rotate_secret("team-b-loot", force=True)
+    assert outcome["rotated"] is False
+    assert "payments-db" in outcome["error"]
+    assert await login(role, initial) == role
+    failed = await SecretsAudit(app).get_audit_trail("team-b-loot", "ROTATE", result="FAILURE")
+    assert failed and failed[0]["error_code"] == "forbidden"

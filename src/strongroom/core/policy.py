@@ -30,6 +30,7 @@ __all__ = [
     "parse_grant",
     "revocation_grant",
     "validate_identity",
+    "validate_pattern",
     "validate_policy_name",
 ]
 
@@ -120,11 +121,17 @@ class Policy:
         return cls(name=name, grants=built, description=description)
 
 
-def _grant(actions: object, pattern: object) -> Grant:
+def validate_pattern(pattern: object) -> str:
+    """A secret name with ``*`` and ``?`` wildcards (what grants and bindings are made of)."""
     if not isinstance(pattern, str) or not _PATTERN.fullmatch(pattern):
         raise ValidationError(
-            "a grant's pattern is a secret name with * and ? wildcards (1-127 characters)"
+            "a secret-name pattern is a secret name with * and ? wildcards (1-127 characters)"
         )
+    return pattern
+
+
+def _grant(actions: object, pattern: object) -> Grant:
+    checked = validate_pattern(pattern)
     if isinstance(actions, str) or not isinstance(actions, Iterable):
         raise ValidationError("a grant's actions are a list of action names")
     chosen: set[Action] = set()
@@ -136,7 +143,7 @@ def _grant(actions: object, pattern: object) -> Grant:
             raise ValidationError(f"unknown action {str(action)[:40]!r}; known: {known}") from None
     if not chosen:
         raise ValidationError("a grant names at least one action")
-    return Grant(actions=frozenset(chosen), pattern=pattern)
+    return Grant(actions=frozenset(chosen), pattern=checked)
 
 
 def parse_grant(text: str) -> Grant:

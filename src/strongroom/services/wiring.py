@@ -214,6 +214,7 @@ class Strongroom:
         # Code that rotation configurations name: attached per process, by secret name.
         self.callbacks: dict[str, Any] = {}
         self.verifiers: dict[str, Any] = {}
+        #: Rotators by name, each with the secret names it may serve (BoundRotator).
         self.rotators: dict[str, Any] = {}
         self.clock = clock
         self.metrics = metrics

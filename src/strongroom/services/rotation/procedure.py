@@ -105,9 +105,13 @@ async def _promote_new_version(
     )
     if content_type == JSON_CONTENT_TYPE and isinstance(value, str):
         content_type = None
-    rotator = app.rotators.get(row["rotator"]) if row["rotator"] else None
-    if row["rotator"] and rotator is None:
-        raise RotationFailedError(f"rotator {row['rotator']!r} is not registered here")
+    rotator = None
+    if row["rotator"]:
+        bound = app.rotators.get(row["rotator"])
+        if bound is None:
+            raise RotationFailedError(f"rotator {row['rotator']!r} is not registered here")
+        # Checked again here: a stored schedule may predate the binding or be forged.
+        rotator = bound.require(name)
     old = None
     if rotator is not None:
         old = (await app.store.get_version(name)).value.reveal() if current else None

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from strongroom.services.rotation.procedure import (
     end_grace_periods,
     rotate_claimed,
 )
-from strongroom.services.rotation.rotators.base import Rotator
+from strongroom.services.rotation.rotators.base import BoundRotator, Rotator
 
 if TYPE_CHECKING:
     from strongroom.core.config import Settings
@@ -82,8 +83,11 @@ class SecretsRotation(ManagerBoundFacade):
             check_generator(config.generator, config.generator_options)
         elif config.rotation_callback is None and name_key(config.name) not in app.callbacks:
             raise ValidationError("a rotation needs a rotation_callback or a generator")
-        if config.rotator is not None and config.rotator not in app.rotators:
-            raise ValidationError(f"unknown rotator {config.rotator!r}; register_rotator first")
+        if config.rotator is not None:
+            bound = app.rotators.get(config.rotator)
+            if bound is None:
+                raise ValidationError(f"unknown rotator {config.rotator!r}; register_rotator first")
+            bound.require(config.name)  # PermissionDeniedError (403), audited by the caller
         key = name_key(config.name)
         if config.rotation_callback is not None:
             app.callbacks[key] = config.rotation_callback
@@ -155,12 +159,15 @@ class SecretsRotation(ManagerBoundFacade):
             raise ValidationError("callback must be callable")
         app.callbacks[name_key(name)] = callback
 
-    async def register_rotator(self, name: str, rotator: Rotator) -> None:
-        """Make a target system (e.g. a PostgresRoleRotator) available to configurations."""
+    async def register_rotator(
+        self, name: str, rotator: Rotator, *, secrets: Sequence[str] | None = None
+    ) -> None:
+        """Make a target system (e.g. a PostgresRoleRotator) available to the configurations
+        of the secrets it is bound to: ``secrets`` lists names or ``*``/``?`` patterns (default:
+        the secret named like the rotator). A configuration of any other secret that names it
+        is refused with PermissionDeniedError, and so is a rotation that would run it."""
         app = await self._ready()
-        if not isinstance(rotator, Rotator):
-            raise ValidationError("a rotator needs apply, verify and rollback methods")
-        app.rotators[name] = rotator
+        app.rotators[name] = BoundRotator.build(name, rotator, secrets)
 
     async def force_rotation(self, name: str) -> dict[str, Any]:
         """Rotate at the next check whatever the schedule says (sets ``force_on_next``)."""
