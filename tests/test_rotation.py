@@ -855,7 +855,7 @@ class _Target:
 
 @pytest.mark.stores("sqlite")
 async def test_a_rotator_is_bound_to_its_own_name_unless_told_otherwise(app: Strongroom) -> None:
-    from strongroom.core.errors import PermissionDeniedError, ValidationError  # noqa: PLC0415
+    from strongroom.core.errors import PermissionDeniedError, ValidationError
 
     rotation = SecretsRotation(app)
     own, team = _Target(), _Target()

@@ -328,7 +328,7 @@ async def test_a_rotator_serves_only_the_secrets_it_was_bound_to(
     rotate only ``team-b-*`` (and cannot read ``payments-db``) schedules its own readable
     secret through that rotator and forces a rotation: refused with 403 and audited, and the
     production role keeps the password the legitimate secret holds."""
-    from helpers_serve import serve  # noqa: PLC0415 (the HTTP harness, only here)
+    from helpers_serve import serve
 
     initial = secrets.token_urlsafe(24)
     role = await make_role(initial)
@@ -381,4 +381,5 @@ async def test_a_stored_schedule_naming_an_unbound_rotator_is_refused_when_it_ru
     assert "payments-db" in outcome["error"]
     assert await login(role, initial) == role
     failed = await SecretsAudit(app).get_audit_trail("team-b-loot", "ROTATE", result="FAILURE")
-    assert failed and failed[0]["error_code"] == "forbidden"
+    assert failed
+    assert failed[0]["error_code"] == "forbidden"

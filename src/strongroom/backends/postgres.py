@@ -93,6 +93,11 @@ _INSERT_VERSION = (
     "WHERE EXISTS (SELECT 1 FROM secret_keyring WHERE version = $13 AND retired_at IS NULL)"
 )
 
+_INSERT_KEYRING = (
+    "INSERT INTO secret_keyring (version, wrapped_key, created_at, wrapping) "
+    "VALUES ($1, $2, now(), 2)"
+)
+
 
 class _StaleKeyring(Exception):
     """The keyring version used to seal was retired by a key rotation: reseal and retry."""
@@ -143,13 +148,18 @@ class PostgresStore:
         )
         async with self._conn() as conn, conn.transaction():
             await conn.execute("LOCK TABLE secret_keyring IN EXCLUSIVE MODE")
-            if await conn.fetchval("SELECT count(*) FROM secret_keyring") == 0:
+            found = await conn.fetch("SELECT version, wrapped_key, wrapping FROM secret_keyring")
+            rows = [KeyringRow(r["version"], r["wrapped_key"], r["wrapping"]) for r in found]
+            if not rows:
                 row = Keyring.new_row(self._master, 1)
+                await conn.execute(_INSERT_KEYRING, row.version, row.wrapped_key)
+            # A store made before the derived wrapping key: re-wrap its keyring once.
+            for row in Keyring.upgrade(self._master, rows):
                 await conn.execute(
-                    "INSERT INTO secret_keyring (version, wrapped_key, created_at) "
-                    "VALUES ($1, $2, now())",
-                    row.version,
+                    "UPDATE secret_keyring SET wrapped_key = $1, wrapping = $2 WHERE version = $3",
                     row.wrapped_key,
+                    row.wrapping,
+                    row.version,
                 )
         try:
             await self._load_keyring()
@@ -169,9 +179,12 @@ class PostgresStore:
         if conn is None:
             async with self._conn() as own:
                 return await self._load_keyring(own)
-        rows = await conn.fetch("SELECT version, wrapped_key FROM secret_keyring")
+        rows = await conn.fetch("SELECT version, wrapped_key, wrapping FROM secret_keyring")
         self._envelope = Envelope(
-            Keyring.load(self._master, [KeyringRow(r["version"], r["wrapped_key"]) for r in rows])
+            Keyring.load(
+                self._master,
+                [KeyringRow(r["version"], r["wrapped_key"], r["wrapping"]) for r in rows],
+            )
         )
         return self._envelope
 
@@ -411,12 +424,7 @@ class PostgresStore:
                 r["version"] for r in await conn.fetch("SELECT version FROM secret_keyring")
             ]
             row = Keyring.new_row(self._master, max(previous) + 1)
-            await conn.execute(
-                "INSERT INTO secret_keyring (version, wrapped_key, created_at) "
-                "VALUES ($1, $2, now())",
-                row.version,
-                row.wrapped_key,
-            )
+            await conn.execute(_INSERT_KEYRING, row.version, row.wrapped_key)
             await conn.execute(
                 "UPDATE secret_keyring SET retired_at = now() "
                 "WHERE version < $1 AND retired_at IS NULL",

@@ -100,6 +100,10 @@ _INSERT_VERSION = (
     "(SELECT 1 FROM secret_keyring WHERE version = ? AND retired_at IS NULL)"
 )
 
+_INSERT_KEYRING = (
+    "INSERT INTO secret_keyring (version, wrapped_key, created_at, wrapping) VALUES (?, ?, ?, 2)"
+)
+
 
 class _StaleKeyring(Exception):
     """The keyring version used to seal was retired by a key rotation: reseal and retry."""
@@ -154,17 +158,25 @@ class SqliteStore:
             self._read = None
 
     def _ensure_keyring(self, conn: sqlite3.Connection) -> None:
-        if conn.execute("SELECT 1 FROM secret_keyring LIMIT 1").fetchone() is None:
+        """A first keyring version in a new store; in an old one, rows wrapped by the master
+        key itself re-wrapped under the derived wrapping key."""
+        rows = [
+            KeyringRow(r["version"], r["wrapped_key"], r["wrapping"])
+            for r in conn.execute("SELECT version, wrapped_key, wrapping FROM secret_keyring")
+        ]
+        if not rows:
             row = Keyring.new_row(self._master, 1)
+            conn.execute(_INSERT_KEYRING, (row.version, row.wrapped_key, to_micros(system_clock())))
+        for row in Keyring.upgrade(self._master, rows):
             conn.execute(
-                "INSERT INTO secret_keyring (version, wrapped_key, created_at) VALUES (?, ?, ?)",
-                (row.version, row.wrapped_key, to_micros(system_clock())),
+                "UPDATE secret_keyring SET wrapped_key = ?, wrapping = ? WHERE version = ?",
+                (row.wrapped_key, row.wrapping, row.version),
             )
 
     def _load_keyring(self) -> Envelope:
         rows = [
-            KeyringRow(r["version"], r["wrapped_key"])
-            for r in self._query("SELECT version, wrapped_key FROM secret_keyring")
+            KeyringRow(r["version"], r["wrapped_key"], r["wrapping"])
+            for r in self._query("SELECT version, wrapped_key, wrapping FROM secret_keyring")
         ]
         self._envelope = Envelope(Keyring.load(self._master, rows))
         return self._envelope
@@ -443,10 +455,7 @@ class SqliteStore:
             if unfinished is not None:
                 return max(previous), previous
             row = Keyring.new_row(self._master, max(previous) + 1)
-            conn.execute(
-                "INSERT INTO secret_keyring (version, wrapped_key, created_at) VALUES (?, ?, ?)",
-                (row.version, row.wrapped_key, now),
-            )
+            conn.execute(_INSERT_KEYRING, (row.version, row.wrapped_key, now))
             conn.execute(
                 "UPDATE secret_keyring SET retired_at = ? WHERE version < ? AND retired_at IS NULL",
                 (now, row.version),

@@ -191,8 +191,6 @@ class ChainKey:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
-    PURPOSE = b"strongroom/audit-chain/1"
-
     def link(self, previous: bytes, event: AuditEvent, seq: int) -> bytes:
         mac = hmac.HMAC(self._key, hashes.SHA256())
         mac.update(previous)

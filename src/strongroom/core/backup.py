@@ -18,9 +18,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom.core.errors import ValidationError
 
-__all__ = ["BACKUP_PURPOSE", "open_backup", "seal_backup"]
+__all__ = ["open_backup", "seal_backup"]
 
-BACKUP_PURPOSE = b"strongroom/secret-backup/1"
 _AAD = b"strongroom-secret-backup-v1"
 _NONCE = 12
 MAX_BLOB = 4 * 1024 * 1024

@@ -1,9 +1,10 @@
 """Envelope encryption: per-version data keys under a versioned keyring under a master key.
 
     master key (env or 0600 file)
-      └─ wraps key-encryption keys (KEKs), one row per keyring version, stored with the data
-           └─ wrap one fresh data key (DEK) per secret version
-                └─ AES-256-GCM over the value, associated data = (name, version)
+      └─ HKDF "strongroom/kek-wrap/1": the wrapping key (the whole tree: strongroom.core.keys)
+           └─ wraps key-encryption keys (KEKs), one row per keyring version, stored with the data
+                └─ wrap one fresh data key (DEK) per secret version
+                     └─ AES-256-GCM over the value, associated data = (name, version)
 
 Everything is AES-256-GCM from ``cryptography`` with random 96-bit nonces from ``secrets``.
 Associated data binds each ciphertext to where it belongs, so a row copied onto another secret
@@ -24,9 +25,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from strongroom.core.errors import ConfigurationError, DecryptionError, WrongMasterKeyError
+from strongroom.core.keys import Purpose
 
 __all__ = [
     "KEY_BYTES",
+    "LEGACY_WRAPPING",
+    "WRAPPING",
     "Envelope",
     "Keyring",
     "KeyringRow",
@@ -38,6 +42,9 @@ __all__ = [
 KEY_BYTES = 32
 NONCE_BYTES = 12
 _FORMAT = b"strongroom/1"
+#: How a keyring row is wrapped: by the master key itself (stores made before the derived
+#: wrapping key; re-wrapped when opened), or by the wrapping key derived from it.
+LEGACY_WRAPPING, WRAPPING = 1, 2
 
 
 class UnknownKeyVersion(LookupError):
@@ -45,19 +52,22 @@ class UnknownKeyVersion(LookupError):
 
 
 class MasterKey:
-    """The root key. Never printed, never stored next to the data it protects."""
+    """The root key. Never printed, never stored next to the data it protects, and never a
+    cipher or MAC key itself: every key in use is derived from it for one purpose."""
 
-    __slots__ = ("_aead", "_raw")
+    __slots__ = ("_raw", "_wrap")
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) != KEY_BYTES:
             raise ConfigurationError(f"a master key is {KEY_BYTES} bytes, got {len(raw)}")
         self._raw = raw
-        self._aead = AESGCM(raw)
+        self._wrap = AESGCM(self.derive(Purpose.KEK_WRAP))
 
-    def derive(self, purpose: bytes) -> bytes:
-        """A 256-bit subkey for one purpose (HKDF-SHA256), e.g. the audit chain's MAC key."""
-        hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose)
+    def derive(self, purpose: Purpose) -> bytes:
+        """The 256-bit key of one purpose of the derivation tree (HKDF-SHA256)."""
+        if not isinstance(purpose, Purpose):
+            raise ConfigurationError("keys are derived only for the purposes in core.keys")
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose.value)
         return hkdf.derive(self._raw)
 
     @classmethod
@@ -75,12 +85,21 @@ class MasterKey:
         return cls(raw)
 
     def wrap(self, version: int, kek: bytes) -> bytes:
+        """A key-encryption key sealed under the derived wrapping key."""
         nonce = secrets.token_bytes(NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, kek, _kek_aad(version))
+        return nonce + self._wrap.encrypt(nonce, kek, _kek_aad(version))
 
-    def unwrap(self, version: int, blob: bytes) -> bytes:
+    def unwrap(self, version: int, blob: bytes, *, wrapping: int = WRAPPING) -> bytes:
+        """The key-encryption key in ``blob``; ``wrapping=LEGACY_WRAPPING`` opens a row of a
+        store made before the wrapping key (only to re-wrap it: see ``Keyring.upgrade``)."""
+        if wrapping == WRAPPING:
+            aead = self._wrap
+        elif wrapping == LEGACY_WRAPPING:
+            aead = AESGCM(self._raw)
+        else:
+            raise ConfigurationError(f"unknown keyring wrapping {wrapping}")
         try:
-            return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _kek_aad(version))
+            return aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _kek_aad(version))
         except InvalidTag:
             raise WrongMasterKeyError(
                 "the master key does not open this store's keyring (wrong STRONGROOM_MASTER_KEY "
@@ -100,10 +119,12 @@ def _kek_aad(version: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class KeyringRow:
-    """A key-encryption key as stored: wrapped under the master key."""
+    """A key-encryption key as stored: wrapped under the wrapping key (or, in a store not yet
+    upgraded, the master key itself: ``wrapping == LEGACY_WRAPPING``)."""
 
     version: int
     wrapped_key: bytes
+    wrapping: int = WRAPPING
 
 
 class Keyring:
@@ -121,8 +142,25 @@ class Keyring:
     def load(cls, master: MasterKey, rows: list[KeyringRow]) -> Keyring:
         if not rows:
             raise ConfigurationError("keyring is empty")
+        if any(row.wrapping != WRAPPING for row in rows):
+            raise ConfigurationError("the keyring was not upgraded to the derived wrapping key")
         keys = {row.version: AESGCM(master.unwrap(row.version, row.wrapped_key)) for row in rows}
         return cls(keys, max(keys))
+
+    @staticmethod
+    def upgrade(master: MasterKey, rows: list[KeyringRow]) -> list[KeyringRow]:
+        """Rows wrapped by the master key itself, re-wrapped under the derived wrapping key
+        (the same KEKs: nothing below them changes). Empty when there is nothing to do."""
+        return [
+            KeyringRow(
+                row.version,
+                master.wrap(
+                    row.version, master.unwrap(row.version, row.wrapped_key, wrapping=row.wrapping)
+                ),
+            )
+            for row in rows
+            if row.wrapping != WRAPPING
+        ]
 
     @staticmethod
     def new_row(master: MasterKey, version: int) -> KeyringRow:

@@ -15,12 +15,12 @@ import structlog
 from strongroom.backends.base import SecretStore
 from strongroom.backends.memory import MemoryStore
 from strongroom.core.audit import ChainKey
-from strongroom.core.backup import BACKUP_PURPOSE
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.config import Backend, Settings
 from strongroom.core.crypto import MasterKey
 from strongroom.core.errors import ConfigurationError
 from strongroom.core.keyfile import create_key_file, read_key_file
+from strongroom.core.keys import Purpose
 from strongroom.core.logging import configure_logging, get_logger
 from strongroom.core.metrics import Metrics
 from strongroom.db.access_store import AccessStore, PostgresAccessStore, SqliteAccessStore
@@ -248,7 +248,7 @@ class Strongroom:
         state = build_state_stores(settings)
         audit_log = AuditLog(
             state.audit if audit else None,
-            ChainKey(master.derive(ChainKey.PURPOSE)),
+            ChainKey(master.derive(Purpose.AUDIT_CHAIN)),
             clock=clock,
             metrics=metrics,
             timeout=settings.audit_timeout_seconds,
@@ -256,7 +256,7 @@ class Strongroom:
         )
         events = EventBus(
             state.subscriptions,
-            master.derive(b"strongroom/event-signing/1"),
+            master.derive(Purpose.EVENT_SIGNING),
             policy=UrlPolicy(
                 allow_private=settings.webhook_allow_private,
                 allow_loopback=settings.webhook_allow_loopback,
@@ -287,8 +287,8 @@ class Strongroom:
             threat_rules=threat_rules or threat_rules_from(settings),
             notifier=notifier,
             events=events,
-            access_key=master.derive(b"strongroom/token-digest/1"),
-            backup_key=master.derive(BACKUP_PURPOSE),
+            access_key=master.derive(Purpose.TOKEN_DIGEST),
+            backup_key=master.derive(Purpose.SECRET_BACKUP),
         )
         await store.purge_expired(clock())
         log.debug("opened", backend=store.backend)

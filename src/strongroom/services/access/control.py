@@ -52,7 +52,6 @@ log = get_logger("strongroom.access")
 
 TOKEN_PREFIX = "srt"  # noqa: S105 (a prefix, not a secret)
 _TOKEN = re.compile(r"srt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
-SIGNING_PURPOSE = b"strongroom/token-digest/1"
 MAX_TTL = timedelta(days=3650)
 
 
