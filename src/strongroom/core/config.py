@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +53,11 @@ class Settings(BaseSettings):
     )
     audit_fsync: bool = Field(default=True, alias="STRONGROOM_AUDIT_FSYNC")
     audit_fail_open: bool = Field(default=False, alias="STRONGROOM_AUDIT_FAIL_OPEN")
+    # Signed audit checkpoints, kept outside the audit database (0 seconds: none written).
+    audit_checkpoint_dir: Path | None = Field(default=None, alias="STRONGROOM_AUDIT_CHECKPOINT_DIR")
+    audit_checkpoint_seconds: float = Field(
+        default=60.0, ge=0, le=86400, alias="STRONGROOM_AUDIT_CHECKPOINT_SECONDS"
+    )
     business_hours: str | None = Field(default=None, alias="STRONGROOM_BUSINESS_HOURS")
     business_timezone: str = Field(default="UTC", alias="STRONGROOM_BUSINESS_TIMEZONE")
     pg_schema: str = Field(
@@ -196,6 +203,24 @@ class Settings(BaseSettings):
     @property
     def default_key_file(self) -> Path:
         return self.home / "master.key"
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        """Where audit checkpoints go: the configured directory, else one per audit log under
+        the data directory (a PostgreSQL log is named by host, database and schema, so two
+        logs never share a directory); None when checkpoints are off or nothing persists."""
+        if self.audit_checkpoint_seconds == 0:
+            return None
+        if self.audit_checkpoint_dir is not None:
+            return self.audit_checkpoint_dir
+        if self.backend is Backend.MEMORY:
+            return None
+        if not self.state_in_postgres:
+            return self.home / "audit-checkpoints" / "sqlite"
+        parts = urlsplit(self.audit_dsn())
+        where = f"{parts.hostname}:{parts.port}/{parts.path.lstrip('/')}/{self.pg_schema}"
+        label = hashlib.sha256(where.encode()).hexdigest()[:16]
+        return self.home / "audit-checkpoints" / f"postgres-{self.pg_schema}-{label}"
 
     def audit_dsn(self) -> str:
         if self.audit_database_url is None:

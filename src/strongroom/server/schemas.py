@@ -241,3 +241,4 @@ class AuditVerifyOut(BaseModel):
     last_id: int | None
     broken_at: int | None
     reason: str | None
+    checkpoints: dict[str, Any] | None = None

@@ -15,6 +15,7 @@ import structlog
 from strongroom.backends.base import SecretStore
 from strongroom.backends.memory import MemoryStore
 from strongroom.core.audit import ChainKey
+from strongroom.core.checkpoint import CheckpointSigner
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.config import Backend, Settings
 from strongroom.core.crypto import MasterKey
@@ -39,6 +40,7 @@ from strongroom.db.subscription_store import (
     SubscriptionStore,
 )
 from strongroom.services.access.control import AccessControl
+from strongroom.services.audit.checkpoints import Checkpointer, DirectorySink
 from strongroom.services.audit.log import AuditLog
 from strongroom.services.audit.threats import ThreatRules
 from strongroom.services.events.bus import EventBus
@@ -202,6 +204,7 @@ class Strongroom:
         events: EventBus,
         access_key: bytes,
         backup_key: bytes,
+        checkpoints: Checkpointer | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -221,6 +224,8 @@ class Strongroom:
         self.threat_rules = threat_rules
         self.closed = False
         self.backup_key = backup_key
+        #: Signed audit checkpoints outside the audit database (None: switched off).
+        self.checkpoints = checkpoints
         self.access = AccessControl(self, state.access, access_key, settings.auth_cache_seconds)
 
     @classmethod
@@ -264,6 +269,17 @@ class Strongroom:
             clock=clock,
             timeout=settings.notify_timeout_seconds,
         )
+        checkpoints = None
+        if audit and state.audit is not None and settings.checkpoint_dir is not None:
+            checkpoints = Checkpointer(
+                state.audit,
+                DirectorySink(settings.checkpoint_dir),
+                CheckpointSigner(master.derive(Purpose.AUDIT_CHECKPOINT)),
+                clock=clock,
+                metrics=metrics,
+                interval=settings.audit_checkpoint_seconds,
+                notifier=notifier,
+            )
         opened: list[Any] = []
         try:
             parts = (
@@ -289,7 +305,10 @@ class Strongroom:
             events=events,
             access_key=master.derive(Purpose.TOKEN_DIGEST),
             backup_key=master.derive(Purpose.SECRET_BACKUP),
+            checkpoints=checkpoints,
         )
+        if checkpoints is not None:
+            checkpoints.start()
         await store.purge_expired(clock())
         log.debug("opened", backend=store.backend)
         return app
@@ -309,6 +328,8 @@ class Strongroom:
             await self._state.subscriptions.close()
             await self._state.revocation.close()
             await self._state.rotation.close()
+            if self.checkpoints is not None:
+                await self.checkpoints.stop()
             await self.audit.close()
         finally:
             await self.store.close()

@@ -262,13 +262,23 @@ class AuditedOperation:
 class ChainVerifier:
     """Checks a chain one stored event at a time (pure; the caller does the reading)."""
 
-    def __init__(self, key: ChainKey, anchor_seq: int, anchor_hash: bytes) -> None:
+    def __init__(
+        self,
+        key: ChainKey,
+        anchor_seq: int,
+        anchor_hash: bytes,
+        *,
+        watch: frozenset[int] = frozenset(),
+    ) -> None:
         self.key = key
         self.expected_id = anchor_seq + 1
         self.expected_prev = anchor_hash
         self.checked = 0
         self.first_id: int | None = None
         self.last_id = anchor_seq
+        #: Hashes seen at the positions in ``watch`` (those checkpoints name).
+        self.watch = watch
+        self.seen: dict[int, bytes] = {}
 
     def check(self, stored: StoredEvent) -> tuple[int, str] | None:
         """None if ``stored`` extends the chain, else (id, reason) of the first break."""
@@ -281,6 +291,8 @@ class ChainVerifier:
         if self.key.link(self.expected_prev, stored.event, stored.id) != stored.chain_hash:
             return stored.id, "event content does not match its hash (modified or forged)"
         self.expected_id, self.expected_prev = stored.id + 1, stored.chain_hash
+        if stored.id in self.watch:
+            self.seen[stored.id] = stored.chain_hash
         self.checked += 1
         self.first_id = stored.id if self.first_id is None else self.first_id
         self.last_id = stored.id

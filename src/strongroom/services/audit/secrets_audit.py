@@ -9,9 +9,11 @@ from typing import IO, Any
 
 from strongroom.core.actor import current_actor
 from strongroom.core.audit import GENESIS_HASH, AuditAction, AuditEvent, AuditResult
-from strongroom.core.errors import AuditUnavailableError, ValidationError
+from strongroom.core.checkpoint import MAIN_CHAIN, ChainReach, check_log, check_sequence
+from strongroom.core.errors import AuditUnavailableError, ConfigurationError, ValidationError
 from strongroom.core.validation import validate_aware, validate_text
-from strongroom.db.audit_store import AuditStore, TrailFilter
+from strongroom.db.audit_store import AuditStore, ChainState, TrailFilter
+from strongroom.services.audit.checkpoints import SinkContents
 from strongroom.services.audit.log import ChainVerifier, resource_key
 from strongroom.services.audit.threats import detect
 from strongroom.services.facade import StrongroomFacade
@@ -181,32 +183,39 @@ class SecretsAudit(StrongroomFacade):
         return found
 
     async def verify_integrity(self, *, batch: int = 5000) -> dict[str, Any]:
-        """Walk the hash chain; report the first event that was modified, removed or inserted.
+        """Walk the hash chain; report the first event that was modified, removed or inserted,
+        then compare the log with the signed checkpoints kept outside it (a log that ends
+        before a checkpoint, or differs from one, was cut off or rewritten).
 
-        Reads the chain head first, so events appended meanwhile (by any process) are left for
-        the next run rather than reported.
+        Checkpoints are read first and the chain head next, so events appended meanwhile (by
+        any process) are left for the next run rather than reported.
         """
         app, store = await self._store()
+        contents = None
+        if app.checkpoints is not None:
+            contents = await app.checkpoints.sink.read(app.checkpoints.signer.public_key)
         state = await store.chain_state()
         anchor_hash = state.anchor_hash if state.anchor_seq else GENESIS_HASH
-        verifier = ChainVerifier(app.audit.key, state.anchor_seq, anchor_hash)
-        up_to = max(state.last_seq, await store.max_id())
-        async for rows in store.scan(state.anchor_seq, up_to, batch):
-            for stored in rows:
-                if stored.id > state.last_seq:
-                    return verifier.report((stored.id, "event is beyond the chain head"))
-                broken = verifier.check(stored)
-                if broken is not None:
-                    return verifier.report(broken)
-        if verifier.last_id < state.last_seq:
-            missing = (
-                verifier.last_id + 1,
-                f"events {verifier.last_id + 1}..{state.last_seq} are missing",
-            )
-            return verifier.report(missing)
-        if state.last_seq and verifier.expected_prev != state.last_hash:
-            return verifier.report((verifier.last_id, "chain head does not match"))
-        return verifier.report()
+        watch = frozenset(
+            h.seq for c in (contents.checkpoints if contents else []) for h in c.heads
+        )
+        verifier = ChainVerifier(app.audit.key, state.anchor_seq, anchor_hash, watch=watch)
+        report = await _walk(store, state, verifier, batch)
+        if contents is None or not report["valid"]:
+            return {**report, "checkpoints": _checkpoint_summary(app, contents)}
+        broken = _against_checkpoints(contents, state, verifier)
+        if broken is not None:
+            report = verifier.report(broken)
+        return {**report, "checkpoints": _checkpoint_summary(app, contents)}
+
+    async def write_checkpoint(self) -> dict[str, Any] | None:
+        """Sign and store a checkpoint of the log now (the service does so every
+        ``STRONGROOM_AUDIT_CHECKPOINT_SECONDS``); None if nothing changed since the last one."""
+        app, _ = await self._store()
+        if app.checkpoints is None:
+            raise ConfigurationError("audit checkpoints are switched off for this instance")
+        written = await app.checkpoints.checkpoint()
+        return written.summary() if written is not None else None
 
     async def export_lines(
         self,
@@ -254,6 +263,53 @@ class SecretsAudit(StrongroomFacade):
             deleted, anchor = await store.prune(cutoff)
             op.details.update(pruned=deleted, anchor_seq=anchor)
         return {"pruned": deleted, "anchor_id": anchor, "cutoff": cutoff}
+
+
+async def _walk(
+    store: AuditStore, state: ChainState, verifier: ChainVerifier, batch: int
+) -> dict[str, Any]:
+    up_to = max(state.last_seq, await store.max_id())
+    async for rows in store.scan(state.anchor_seq, up_to, batch):
+        for stored in rows:
+            if stored.id > state.last_seq:
+                return verifier.report((stored.id, "event is beyond the chain head"))
+            broken = verifier.check(stored)
+            if broken is not None:
+                return verifier.report(broken)
+    if verifier.last_id < state.last_seq:
+        missing = (
+            verifier.last_id + 1,
+            f"events {verifier.last_id + 1}..{state.last_seq} are missing",
+        )
+        return verifier.report(missing)
+    if state.last_seq and verifier.expected_prev != state.last_hash:
+        return verifier.report((verifier.last_id, "chain head does not match"))
+    return verifier.report()
+
+
+def _against_checkpoints(
+    contents: SinkContents, state: ChainState, verifier: ChainVerifier
+) -> tuple[int, str] | None:
+    """The first contradiction between the verified log and the checkpoints, if any."""
+    if contents.problems:
+        return verifier.last_id, f"a checkpoint was tampered with ({contents.problems[0]})"
+    problem = check_sequence(contents.checkpoints)
+    if problem is not None:
+        return verifier.last_id, problem
+    reach = ChainReach(state.anchor_seq, state.anchor_hash, verifier.last_id, verifier.seen)
+    return check_log(contents.checkpoints, {MAIN_CHAIN: reach})
+
+
+def _checkpoint_summary(app: Strongroom, contents: SinkContents | None) -> dict[str, Any] | None:
+    if app.checkpoints is None or contents is None:
+        return None
+    latest = contents.latest
+    return {
+        "sink": app.checkpoints.sink.description,
+        "public_key": app.checkpoints.signer.public_key_text,
+        "count": len(contents.checkpoints),
+        "latest": latest.summary() if latest is not None else None,
+    }
 
 
 def _trail_filter(

@@ -50,7 +50,7 @@ KINDS = frozenset(
         "revocation.requested", "revocation.approved", "revocation.completed",
         "revocation.failed", "rotation.failed", "threat.detected", "secret.created",
         "secret.updated", "secret.rotated", "secret.revoked", "secret.near_expiry",
-        "secret.expired",
+        "secret.expired", "integrity.tampered",
     }
 )  # fmt: skip
 
