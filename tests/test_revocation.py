@@ -572,7 +572,7 @@ async def test_a_revoked_read_is_audited_and_detected_as_critical(
     assert read["result"] == "FAILURE"
     assert read["error_code"] == "revoked"
     assert read["actor_id"] == "mallory"
-    found = await audit.detect_suspicious_activity("leaked-token", notify=False)
+    found = await audit.detect_suspicious_activity("leaked-token")
     threats = [t for t in found["threats"] if t["type"] == "unavailable_secret_access"]
     assert len(threats) == 1
     assert threats[0]["severity"] == "critical"

@@ -288,6 +288,8 @@ async def test_detected_threats_and_failed_rotations_reach_people(
                     await manager.get_secret(f"guess-{n}")
         found = await SecretsAudit(app).detect_suspicious_activity(failure_threshold=5)
         assert found["threats_detected"] >= 1
+        alerted = await SecretsAudit(app).run_threat_detection()  # what the schedule does
+        assert len(alerted) == found["threats_detected"]
 
         def broken(_name: str) -> str:
             raise RuntimeError("generator offline")
@@ -314,3 +316,43 @@ async def test_detected_threats_and_failed_rotations_reach_people(
     failed = payloads["rotation.failed"]
     assert failed["fields"]["secret_name"] == "billing-key"
     assert "generator offline" not in json.dumps(failed)
+
+
+async def test_reading_threats_never_notifies_and_the_schedule_alerts_once(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    """Twenty reads of ``GET /v1/audit/threats`` while a threat stands send nothing; the
+    detection schedule alerts on it once, however many times it runs, and again only for a
+    threat it has not seen."""
+    from helpers_serve import serve
+
+    app = await open_app(settings(tmp_path, **webhook_env(receiver.url("/hook"))))
+    try:
+        manager = SecretsManager(app)
+        with acting_as("mallory", ip="203.0.113.9"):
+            for n in range(6):
+                with pytest.raises(SecretNotFoundError):
+                    await manager.get_secret(f"guess-{n}")
+        async with serve(app) as served, served.admin() as c:
+            for _ in range(20):
+                found = await c.get("/v1/audit/threats")
+                assert found.json()["threats_detected"] >= 1
+        await app.notifier.drain()
+        assert receiver.requests == []
+
+        audit = SecretsAudit(app)
+        first = await audit.run_threat_detection()
+        assert first
+        assert await audit.run_threat_detection() == []
+        with acting_as("eve", ip="198.51.100.7"):
+            for n in range(6):
+                with pytest.raises(SecretNotFoundError):
+                    await manager.get_secret(f"probe-{n}")
+        newer = await audit.run_threat_detection()
+        assert newer
+        assert {t["actor_id"] for t in newer} == {"eve"}
+        await app.notifier.drain()
+    finally:
+        await app.close()
+    kinds = [json.loads(r.body)["kind"] for r in receiver.requests]
+    assert kinds == ["threat.detected", "threat.detected"]

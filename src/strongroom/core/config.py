@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     rotation_check_seconds: float = Field(
         default=60.0, gt=0, alias="STRONGROOM_ROTATION_CHECK_SECONDS"
     )
+    # The service's threat detection schedule (0: off); each threat is alerted once.
+    threat_check_seconds: float = Field(
+        default=300.0, ge=0, le=86400, alias="STRONGROOM_THREAT_CHECK_SECONDS"
+    )
     # The Azure profile (AZURE_KEY_VAULT_URL): credentials as azure-identity reads them, else
     # DefaultAzureCredential; a fixed token for a Key Vault-compatible endpoint (strongroom's).
     azure_tenant_id: str | None = Field(default=None, alias="AZURE_TENANT_ID")

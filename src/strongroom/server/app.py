@@ -73,6 +73,8 @@ def create_app(
         if run_scheduler:
             interval = max(1, round(settings.rotation_check_seconds))
             await api.state.services.rotation.start_rotation_scheduler(interval)
+            if settings.threat_check_seconds > 0:
+                wiring.threat_alerts.start(settings.threat_check_seconds)
         # Everything built so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise stall every request in flight for tens of milliseconds.
         gc.collect()
@@ -82,6 +84,7 @@ def create_app(
             yield
         finally:
             await api.state.services.rotation.stop_rotation_scheduler()
+            await wiring.threat_alerts.stop()
             if shared is not None:
                 await shared.stop()
             if owned:

@@ -40,6 +40,7 @@ from strongroom.db.subscription_store import (
     SubscriptionStore,
 )
 from strongroom.services.access.control import AccessControl
+from strongroom.services.audit.alerts import ThreatAlerts
 from strongroom.services.audit.checkpoints import Checkpointer, DirectorySink
 from strongroom.services.audit.log import AuditLog
 from strongroom.services.audit.threats import ThreatRules
@@ -227,6 +228,8 @@ class Strongroom:
         #: Signed audit checkpoints outside the audit database (None: switched off).
         self.checkpoints = checkpoints
         self.access = AccessControl(self, state.access, access_key, settings.auth_cache_seconds)
+        #: The threat detection schedule and what it already alerted on.
+        self.threat_alerts = ThreatAlerts(self)
 
     @classmethod
     async def open(
@@ -322,6 +325,7 @@ class Strongroom:
             return
         self.closed = True
         try:
+            await self.threat_alerts.stop()
             await self.events.drain()
             await self.notifier.drain()
             await self._state.access.close()

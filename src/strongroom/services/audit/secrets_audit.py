@@ -17,7 +17,6 @@ from strongroom.services.audit.checkpoints import SinkContents
 from strongroom.services.audit.log import ChainVerifier, resource_key
 from strongroom.services.audit.threats import detect
 from strongroom.services.facade import StrongroomFacade
-from strongroom.services.notify import Notification
 from strongroom.services.wiring import Strongroom
 
 __all__ = ["SecretsAudit"]
@@ -145,15 +144,13 @@ class SecretsAudit(StrongroomFacade):
         failure_threshold: int = 5,
         time_window_minutes: int = 30,
         actor_id: str | None = None,
-        *,
-        notify: bool = True,
     ) -> dict[str, Any]:
         """Run every threat rule over the window; ``threats_detected`` counts what they found.
 
-        When something is found (and ``notify``), the security team hears of it through the
-        configured notifiers, in the background (the seed's alert triggers)."""
+        A query only: it never notifies (however often it is asked). Alerts come from the
+        detection schedule (:meth:`run_threat_detection`), once per threat."""
         app, store = await self._store()
-        found = await detect(
+        return await detect(
             store,
             app.threat_rules,
             now=app.clock(),
@@ -162,25 +159,13 @@ class SecretsAudit(StrongroomFacade):
             failure_threshold=failure_threshold,
             window_minutes=time_window_minutes,
         )
-        if notify and found["threats_detected"]:
-            worst = found["threats"][0]["severity"]
-            app.metrics.inc("suspicious_activity_alerts_total", found["threats_detected"])
-            app.notifier.send_later(
-                Notification(
-                    kind="threat.detected",
-                    priority="critical" if worst == "critical" else "high",
-                    subject=f"strongroom: {found['threats_detected']} suspicious activities",
-                    fields={
-                        "threats_detected": found["threats_detected"],
-                        "types": ",".join(sorted({t["type"] for t in found["threats"]})),
-                        "worst_severity": worst,
-                        "window_minutes": time_window_minutes,
-                        "secret_name": resource_key(resource_name),
-                    },
-                    occurred_at=app.clock(),
-                )
-            )
-        return found
+
+    async def run_threat_detection(self) -> list[dict[str, Any]]:
+        """One run of the detection schedule (the service runs it every
+        ``STRONGROOM_THREAT_CHECK_SECONDS``): notify the security team of the threats not
+        alerted on lately, and return them."""
+        app, _ = await self._store()
+        return await app.threat_alerts.run_once()
 
     async def verify_integrity(self, *, batch: int = 5000) -> dict[str, Any]:
         """Walk the hash chain; report the first event that was modified, removed or inserted,
