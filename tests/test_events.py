@@ -63,7 +63,12 @@ def key_of(subscription: dict[str, Any]) -> bytes:
 def signed_by(req: Request, key: bytes, clock: ManualClock) -> bool:
     h = req.headers
     return verify_signature(
-        req.body, h["x-strongroom-timestamp"], h["x-strongroom-signature"], key, now=clock()
+        req.body,
+        h["x-strongroom-timestamp"],
+        h["x-strongroom-signature"],
+        key,
+        delivery_id=h["x-strongroom-delivery"],
+        now=clock(),
     )
 
 

@@ -29,6 +29,7 @@ from strongroom.services.notify import (
     LogNotifier,
     Notification,
     NotificationTargetError,
+    ReplayGuard,
     UrlPolicy,
     WebhookNotifier,
     build_dispatcher,
@@ -272,24 +273,59 @@ async def test_webhook_is_signed_and_carries_the_headers(receiver: Receiver) -> 
     timestamp = req.headers["x-strongroom-timestamp"]
     assert abs(int(timestamp) - time.time()) < 60
     signature = req.headers["x-strongroom-signature"]
-    assert signature.startswith("sha256=")
-    assert verify_signature(req.body, timestamp, signature, KEY)
-    assert not verify_signature(req.body + b" ", timestamp, signature, KEY)
-    assert not verify_signature(req.body, timestamp, signature, secrets.token_bytes(32))
+    delivery = req.headers["x-strongroom-delivery"]
+    assert signature.startswith("v2=")
+    assert verify_signature(req.body, timestamp, signature, KEY, delivery_id=delivery)
+    assert not verify_signature(req.body + b" ", timestamp, signature, KEY, delivery_id=delivery)
+    assert not verify_signature(
+        req.body, timestamp, signature, secrets.token_bytes(32), delivery_id=delivery
+    )
 
 
 def test_verify_signature_refuses_replays_and_malformed_headers() -> None:
     body, ts = b'{"kind":"x.y"}', "1767225600"  # 2026-01-01T00:00:00Z
     sent = datetime(2026, 1, 1, tzinfo=UTC)
-    good = sign_payload(body, ts, KEY)
-    assert verify_signature(body, ts, good, KEY, now=sent + timedelta(seconds=299))
-    assert not verify_signature(body, ts, good, KEY, now=sent + timedelta(seconds=301))
-    assert not verify_signature(body, ts, good, KEY, now=sent - timedelta(seconds=301))
-    assert not verify_signature(body, str(int(ts) + 1), good, KEY, now=sent)
-    for header in ("", "sha256=", "sha1=" + good[7:], "sha256=zz" + good[9:], good[7:]):
-        assert not verify_signature(body, ts, header, KEY, now=sent)
-    rotated = f"{sign_payload(body, ts, secrets.token_bytes(32))}, {good}"
-    assert verify_signature(body, ts, rotated, KEY, now=sent)
+    one = secrets.token_hex(16)
+    good = sign_payload(body, ts, KEY, delivery_id=one)
+
+    def ok(header: str, *, at: datetime = sent, stamp: str = ts, delivery: str = one) -> bool:
+        return verify_signature(body, stamp, header, KEY, delivery_id=delivery, now=at)
+
+    assert ok(good, at=sent + timedelta(seconds=299))
+    assert not ok(good, at=sent + timedelta(seconds=301))
+    assert not ok(good, at=sent - timedelta(seconds=301))
+    assert not ok(good, stamp=str(int(ts) + 1))
+    for header in ("", "v2=", "sha1=" + good[3:], "v2=zz" + good[5:], good[3:]):
+        assert not ok(header)
+    rotated = f"{sign_payload(body, ts, secrets.token_bytes(32), delivery_id=one)}, {good}"
+    assert ok(rotated)
+    # The signature of the scheme that left the delivery id outside it is refused.
+    unsigned_id = "sha256=" + hmac_sha256(KEY, ts.encode() + b"." + body).hex()
+    assert not ok(unsigned_id)
+
+
+def test_a_captured_delivery_replayed_with_a_new_id_is_refused() -> None:
+    """A delivery captured on the wire and sent again inside the timestamp window: with a new
+    delivery id it fails the signature; with its own id the receiver's guard drops it."""
+    body, ts = b'{"kind":"secret.revoked"}', "1767225600"
+    sent = datetime(2026, 1, 1, tzinfo=UTC)
+    original = secrets.token_hex(16)
+    header = sign_payload(body, ts, KEY, delivery_id=original)
+    later = sent + timedelta(seconds=60)
+    assert not verify_signature(body, ts, header, KEY, delivery_id=secrets.token_hex(16), now=later)
+    guard = ReplayGuard()
+    assert verify_signature(body, ts, header, KEY, delivery_id=original, now=sent)
+    assert guard.first_time(original, ts, now=sent)
+    assert verify_signature(body, ts, header, KEY, delivery_id=original, now=later)
+    assert not guard.first_time(original, ts, now=later)
+    assert guard.first_time(secrets.token_hex(16), ts, now=later)  # another delivery passes
+
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    import hashlib
+    import hmac
+
+    return hmac.new(key, message, hashlib.sha256).digest()
 
 
 async def test_webhook_retries_on_500_then_succeeds(receiver: Receiver) -> None:
@@ -302,7 +338,11 @@ async def test_webhook_retries_on_500_then_succeeds(receiver: Receiver) -> None:
     for r in receiver.requests:
         h = r.headers
         assert verify_signature(
-            r.body, h["x-strongroom-timestamp"], h["x-strongroom-signature"], KEY
+            r.body,
+            h["x-strongroom-timestamp"],
+            h["x-strongroom-signature"],
+            KEY,
+            delivery_id=h["x-strongroom-delivery"],
         )
 
 

@@ -187,10 +187,18 @@ async def test_webhook_reaches_the_receiver_signed(receiver: Receiver, tmp_path:
         assert req.path == "/hook"
         h = req.headers
         assert verify_signature(
-            req.body, h["x-strongroom-timestamp"], h["x-strongroom-signature"], KEY
+            req.body,
+            h["x-strongroom-timestamp"],
+            h["x-strongroom-signature"],
+            KEY,
+            delivery_id=h["x-strongroom-delivery"],
         )
         assert not verify_signature(
-            req.body, h["x-strongroom-timestamp"], h["x-strongroom-signature"], b"k" * 32
+            req.body,
+            h["x-strongroom-timestamp"],
+            h["x-strongroom-signature"],
+            b"k" * 32,
+            delivery_id=h["x-strongroom-delivery"],
         )
         assert value.encode() not in req.body
         payload = json.loads(req.body)
@@ -306,7 +314,11 @@ async def test_detected_threats_and_failed_rotations_reach_people(
     for req in receiver.requests:
         h = req.headers
         assert verify_signature(
-            req.body, h["x-strongroom-timestamp"], h["x-strongroom-signature"], KEY
+            req.body,
+            h["x-strongroom-timestamp"],
+            h["x-strongroom-signature"],
+            KEY,
+            delivery_id=h["x-strongroom-delivery"],
         )
         payload = json.loads(req.body)
         payloads[payload["kind"]] = payload

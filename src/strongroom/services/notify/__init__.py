@@ -29,7 +29,12 @@ from strongroom.services.notify.base import (
 )
 from strongroom.services.notify.email import EmailNotifier, render_email
 from strongroom.services.notify.urls import UrlPolicy, display_url
-from strongroom.services.notify.webhook import WebhookNotifier, sign_payload, verify_signature
+from strongroom.services.notify.webhook import (
+    ReplayGuard,
+    WebhookNotifier,
+    sign_payload,
+    verify_signature,
+)
 
 __all__ = [
     "FORBIDDEN_FIELD_KEYS",
@@ -43,6 +48,7 @@ __all__ = [
     "NotificationTargetError",
     "Notifier",
     "Priority",
+    "ReplayGuard",
     "UrlPolicy",
     "WebhookNotifier",
     "build_dispatcher",

@@ -1,21 +1,25 @@
-"""Signed webhook deliveries, and the check a receiver runs on them.
+"""Signed webhook deliveries, and the checks a receiver runs on them.
 
-Each POST carries ``X-Strongroom-Signature: sha256=<hex>``, an HMAC-SHA256 over
-``"<timestamp>.<body>"`` with a shared key, and ``X-Strongroom-Timestamp``, so a receiver can
-refuse forged and replayed bodies (:func:`verify_signature`). ``X-Strongroom-Delivery`` stays
-the same across retries of one delivery, so a receiver can drop duplicates: a retry after a
-lost answer may deliver twice. Redirects are failures, never followed: a redirect to an
-internal address would walk around the URL policy. Each attempt resolves the host once, checks
-every address (:meth:`UrlPolicy.resolve`) and connects to a checked address, keeping the name in
-the Host header and for TLS, so a DNS answer that changes after the check reaches nobody.
+Each POST carries ``X-Strongroom-Timestamp``, ``X-Strongroom-Delivery`` (an id that stays the
+same across retries of one delivery) and ``X-Strongroom-Signature: v2=<hex>``, an HMAC-SHA256
+with a shared key over ``"<timestamp>.<delivery id>.<body>"``. The id is signed with the body:
+a captured delivery replayed within the timestamp window keeps its id (or fails the
+signature), so a receiver that remembers the ids it accepted during that window drops every
+replay and every duplicate retry (:func:`verify_signature`, then :class:`ReplayGuard`).
+Redirects are failures, never followed: a redirect to an internal address would walk around
+the URL policy. Each attempt resolves the host once, checks every address
+(:meth:`UrlPolicy.resolve`) and connects to a checked address, keeping the name in the Host
+header and for TLS, so a DNS answer that changes after the check reaches nobody.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import secrets
 import ssl
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -30,22 +34,31 @@ from strongroom.core.errors import ValidationError
 from strongroom.services.notify.base import DeliveryOutcome, Notification, NotificationTargetError
 from strongroom.services.notify.urls import CheckedTarget, UrlPolicy, display_url
 
-__all__ = ["MIN_SIGNING_KEY_BYTES", "WebhookNotifier", "sign_payload", "verify_signature"]
+__all__ = [
+    "MIN_SIGNING_KEY_BYTES",
+    "ReplayGuard",
+    "WebhookNotifier",
+    "sign_payload",
+    "verify_signature",
+]
 
 MIN_SIGNING_KEY_BYTES = 32
 USER_AGENT = "strongroom-webhook/1"
+SCHEME = "v2"
+_DELIVERY_ID = re.compile(r"[0-9a-f]{32}")
 _jitter = secrets.SystemRandom()
 
 
-def _mac(body: bytes, timestamp: str, key: bytes) -> hmac.HMAC:
+def _mac(body: bytes, timestamp: str, delivery_id: str, key: bytes) -> hmac.HMAC:
     mac = hmac.HMAC(key, hashes.SHA256())
-    mac.update(timestamp.encode("ascii") + b"." + body)
+    mac.update(timestamp.encode("ascii") + b"." + delivery_id.encode("ascii") + b"." + body)
     return mac
 
 
-def sign_payload(body: bytes, timestamp: int | str, key: bytes) -> str:
-    """The ``X-Strongroom-Signature`` header value for ``body`` sent at ``timestamp``."""
-    return "sha256=" + _mac(body, str(timestamp), key).finalize().hex()
+def sign_payload(body: bytes, timestamp: int | str, key: bytes, *, delivery_id: str) -> str:
+    """The ``X-Strongroom-Signature`` value for ``body`` sent at ``timestamp`` as delivery
+    ``delivery_id``."""
+    return f"{SCHEME}=" + _mac(body, str(timestamp), delivery_id, key).finalize().hex()
 
 
 def verify_signature(
@@ -54,33 +67,64 @@ def verify_signature(
     header: str,
     key: bytes,
     *,
+    delivery_id: str,
     tolerance_seconds: float = 300,
     now: datetime | None = None,
 ) -> bool:
-    """True if ``header`` signs ``body`` at ``timestamp`` with ``key`` and the timestamp is
-    within ``tolerance_seconds`` of ``now`` (replay defence). The comparison is constant-time;
-    several comma-separated signatures are accepted, for key rotation."""
+    """True if ``header`` signs ``body``, ``timestamp`` and ``delivery_id`` (the
+    ``X-Strongroom-Delivery`` header) with ``key`` and the timestamp is within
+    ``tolerance_seconds`` of ``now``. The comparison is constant-time; several comma-separated
+    signatures are accepted, for key rotation. Then drop duplicates with :class:`ReplayGuard`."""
     if not key or not isinstance(body, bytes) or not isinstance(header, str):
         return False
     if not isinstance(timestamp, str) or not timestamp.isdigit() or len(timestamp) > 15:
+        return False
+    if not isinstance(delivery_id, str) or not _DELIVERY_ID.fullmatch(delivery_id):
         return False
     current = (now or datetime.now(UTC)).timestamp()
     if abs(current - int(timestamp)) > tolerance_seconds:
         return False
     for part in header.split(","):
         scheme, _, digest = part.strip().partition("=")
-        if scheme != "sha256" or len(digest) != 64:
+        if scheme != SCHEME or len(digest) != 64:
             continue
         try:
             expected = bytes.fromhex(digest)
         except ValueError:
             continue
         try:
-            _mac(body, timestamp, key).verify(expected)
+            _mac(body, timestamp, delivery_id, key).verify(expected)
         except InvalidSignature:
             continue
         return True
     return False
+
+
+class ReplayGuard:
+    """A receiver's memory of the deliveries it accepted, as long as a replay could pass the
+    timestamp check (``tolerance_seconds``; use the same as :func:`verify_signature`).
+
+    ``first_time(delivery_id, timestamp)`` is True once per id: call it after the signature
+    verified and act only then. Retries of one delivery carry the same id (and are dropped
+    too), so a receiver acts on each delivery once. One process's memory: receivers that run
+    several processes keep the ids in their shared database instead, with the same rule."""
+
+    def __init__(self, tolerance_seconds: float = 300, max_entries: int = 100_000) -> None:
+        self._tolerance = tolerance_seconds
+        self._max = max_entries
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def first_time(self, delivery_id: str, timestamp: str, *, now: datetime | None = None) -> bool:
+        current = (now or datetime.now(UTC)).timestamp()
+        horizon = current - 2 * self._tolerance
+        while self._seen and next(iter(self._seen.values())) < horizon:
+            self._seen.popitem(last=False)
+        if delivery_id in self._seen:
+            return False
+        if len(self._seen) >= self._max:
+            self._seen.popitem(last=False)
+        self._seen[delivery_id] = max(current, float(timestamp) if timestamp.isdigit() else 0)
+        return True
 
 
 class WebhookNotifier:
@@ -175,7 +219,9 @@ class WebhookNotifier:
                 "User-Agent": USER_AGENT,
                 "X-Strongroom-Event": kind,
                 "X-Strongroom-Timestamp": timestamp,
-                "X-Strongroom-Signature": sign_payload(body, timestamp, self._key),
+                "X-Strongroom-Signature": sign_payload(
+                    body, timestamp, self._key, delivery_id=delivery_id
+                ),
                 "X-Strongroom-Delivery": delivery_id,
             }
             try:
