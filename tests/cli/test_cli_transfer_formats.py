@@ -120,22 +120,66 @@ def test_document_round_trip_keeps_properties() -> None:
     assert "pw" not in repr(item)  # values stay out of reprs
 
 
+STRONG = "kettle orbit violet ledger"
+
+
 def test_encrypted_export_round_trip_and_failures() -> None:
     payload = b'{"format": "strongroom-secrets/1", "secrets": []}'
-    sealed = transfer.encrypt_export(payload, "pass phrase")
+    sealed = transfer.encrypt_export(payload, STRONG)
     kind, envelope = transfer.detect(sealed)
     assert kind == "encrypted"
     assert b"strongroom-secrets" not in base64.b64decode(envelope["ciphertext"])
-    assert transfer.decrypt_export(envelope, "pass phrase") == payload
+    assert transfer.decrypt_export(envelope, STRONG) == payload
     with pytest.raises(DecryptionError):
         transfer.decrypt_export(envelope, "wrong")
     # The header is bound to the ciphertext: changing the parameters breaks decryption.
     tampered = json.loads(sealed)
     tampered["cipher_note"] = "x"
     with pytest.raises(DecryptionError):
-        transfer.decrypt_export(tampered, "pass phrase")
-    greedy = {**envelope, "kdf": {**envelope["kdf"], "n": 2**24}}
+        transfer.decrypt_export(tampered, STRONG)
+    greedy = {**envelope, "kdf": {**envelope["kdf"], "memory_kib": 2**24}}
     with pytest.raises(ValidationError, match="out of range"):
-        transfer.decrypt_export(greedy, "pass phrase")
+        transfer.decrypt_export(greedy, STRONG)
     with pytest.raises(ValidationError):
         transfer.encrypt_export(payload, "")
+
+
+@pytest.mark.parametrize(
+    "weak", ["x", "pass phrase", "password1234", "strongroom-export", "aaaaaaaaaaaaaaaa"]
+)
+def test_a_weak_export_passphrase_is_refused(weak: str) -> None:
+    """An export is attacked offline: a one-character passphrase (accepted with a warning
+    before) and anything a guesser tries early are refused, without repeating it."""
+    with pytest.raises(ValidationError) as refused:
+        transfer.encrypt_export(b"{}", weak)
+    assert weak not in str(refused.value)
+
+
+def test_exports_cost_an_argon2id_pass_over_64_mib_per_guess() -> None:
+    envelope = json.loads(transfer.encrypt_export(b"{}", STRONG))
+    kdf = envelope["kdf"]
+    assert kdf["name"] == "argon2id"
+    assert kdf["memory_kib"] >= 64 * 1024
+    assert kdf["iterations"] >= 3
+
+
+def test_an_export_of_an_earlier_release_still_imports() -> None:
+    """Sealed as releases before Argon2id did: scrypt n=2**15, r=8, p=1, a short passphrase."""
+    import secrets
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    payload = b'{"format": "strongroom-secrets/1", "secrets": []}'
+    salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
+    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
+    header = {
+        "format": "strongroom-export/1",
+        "kdf": {"name": "scrypt", "salt": b64(salt), "n": 2**15, "r": 8, "p": 1},
+        "cipher": "AES-256-GCM",
+        "nonce": b64(nonce),
+    }
+    key = Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(b"old")
+    aad = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    old = {**header, "ciphertext": b64(AESGCM(key).encrypt(nonce, payload, aad))}
+    assert transfer.decrypt_export(old, "old") == payload

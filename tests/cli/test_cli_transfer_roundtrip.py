@@ -105,7 +105,14 @@ def test_import_1000_line_env_then_encrypted_round_trip(cli: Cli, tmp_path: Path
     assert sealed.stat().st_mode & 0o777 == 0o600
     envelope = json.loads(sealed.read_text())
     assert envelope["format"] == "strongroom-export/1"
-    assert envelope["kdf"] == {**envelope["kdf"], "name": "scrypt", "n": 2**15, "r": 8, "p": 1}
+    assert envelope["kdf"] == {
+        **envelope["kdf"], "name": "argon2id", "iterations": 3, "memory_kib": 65536, "lanes": 4
+    }  # fmt: skip
+    weak = tmp_path / "weak.json"
+    weak_env = {**env, "STRONGROOM_EXPORT_PASSPHRASE": "x"}
+    refused = cli("secret", "export", "-o", str(weak), env=weak_env, code=2)
+    assert "passphrase" in refused.stderr
+    assert not weak.exists()
     cli("secret", "export", "-o", str(sealed), env=env, code=2)  # exists: needs --force
 
     fresh = reimport_into_empty_store(cli, sealed, tmp_path, expected=len(expected))

@@ -33,7 +33,6 @@ __all__ = ["export", "import_"]
 
 PASSPHRASE_ENV = "STRONGROOM_EXPORT_PASSPHRASE"  # noqa: S105 (a variable name)
 _CONCURRENCY = 16  # below the PostgreSQL pool's default size of 16
-_MIN_PASSPHRASE = 12
 _SHOWN_RENAMES = 10
 
 T = TypeVar("T")
@@ -131,7 +130,9 @@ def export(
     json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Export current values, encrypted with a passphrase (scrypt + AES-256-GCM) by default.
+    """Export current values, encrypted with a passphrase (Argon2id + AES-256-GCM) by default.
+
+    The passphrase must be at least 12 characters and hard to guess (zxcvbn strength 4 of 4).
 
     Each value read is audited. Disabled, expired and not-yet-valid secrets are skipped with a
     warning. Re-import with `strongroom secret import`.
@@ -140,8 +141,8 @@ def export(
     if fmt is ExportFormat.ENV and not plain:
         raise UsageError("a .env export is plaintext: add --plain to write one")
     passphrase = None if plain else _passphrase(passphrase_file, twice=True)
-    if passphrase is not None and len(passphrase) < _MIN_PASSPHRASE:
-        out.warn(f"the passphrase is shorter than {_MIN_PASSPHRASE} characters")
+    if passphrase is not None:
+        transfer.check_passphrase(passphrase)  # before anything is read: exit 2, nothing written
 
     async def work(strongroom: Strongroom) -> tuple[list[transfer.Item], list[str]]:
         manager = SecretsManager(strongroom)
