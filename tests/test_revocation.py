@@ -588,3 +588,31 @@ async def test_the_seed_constructor_shares_the_app(app: Strongroom) -> None:
     assert status["status"] == "COMPLETED"
     with pytest.raises(SecretRevokedError):
         await manager.get_secret("seed-key")
+
+
+@pytest.mark.stores("memory", "sqlite", "postgres")
+async def test_a_backup_taken_before_a_revocation_never_restores_the_revoked_value(
+    manager: SecretsManager, revoke: EmergencyRevoke, clock: ManualClock
+) -> None:
+    """Backup, revoke, delete, purge, restore: the revoked value stays unreadable. The restore
+    is refused with an error that names the revocation, and nothing is written."""
+    value = canary()
+    await manager.create_secret("leaked-db", value)
+    blob = await manager.backup_secret("leaked-db")
+    clock.advance(minutes=1)
+    done = await revoke.request_revocation(request("leaked-db", immediate=True))
+    await manager.delete_secret("leaked-db", immediate=True)  # purged: the rows are gone
+    with pytest.raises(SecretRevokedError) as refused:
+        await manager.restore_secret_backup(blob)
+    assert f"revocation request {done['revocation_id']}" in str(refused.value)
+    assert value not in str(refused.value)
+    with pytest.raises(SecretNotFoundError):
+        await manager.get_secret("leaked-db")
+
+    # A value issued after the revocation is not caught by it.
+    clock.advance(minutes=1)
+    await manager.create_secret("leaked-db", "fresh-value")
+    fresh = await manager.backup_secret("leaked-db")
+    await manager.delete_secret("leaked-db", immediate=True)
+    await manager.restore_secret_backup(fresh)
+    assert await manager.get_secret("leaked-db") == "fresh-value"

@@ -43,6 +43,13 @@ class RevocationStore(Protocol):
 
     async def history(self, secret_name: str | None, limit: int) -> list[dict[str, Any]]: ...
     async def pending(self) -> list[dict[str, Any]]: ...
+    async def add_tombstone(self, name_key: str, revocation_id: int, revoked_at: datetime) -> None:
+        """Remember that every version of ``name_key`` up to ``revoked_at`` was revoked."""
+        ...
+
+    async def tombstones(self, name_key: str) -> list[tuple[int, datetime]]:
+        """(revocation id, revoked at) of every revocation of ``name_key``, oldest first."""
+        ...
 
 
 def _select(dialect: Dialect) -> str:
@@ -100,6 +107,16 @@ class _Convert:
         return out
 
 
+_ADD_TOMBSTONE = (
+    "INSERT INTO secrets_revocation_tombstones (name_key, revocation_id, revoked_at) "
+    "VALUES (:name_key, :revocation_id, :revoked_at) ON CONFLICT DO NOTHING"
+)
+_TOMBSTONES = (
+    "SELECT revocation_id, revoked_at FROM secrets_revocation_tombstones "
+    "WHERE name_key = :name_key ORDER BY revoked_at, revocation_id"
+)
+
+
 def _check_keys(changes: dict[str, Any]) -> list[str]:
     keys = sorted(changes)
     if not set(keys) <= set(_WRITABLE):
@@ -146,6 +163,19 @@ class SqliteRevocationStore:
     async def pending(self) -> list[dict[str, Any]]:
         sql = f"{_select(SQLITE)} WHERE status = 'PENDING' ORDER BY requested_at, id"
         return await self._fetch(sql, {})
+
+    async def add_tombstone(self, name_key: str, revocation_id: int, revoked_at: datetime) -> None:
+        text, params = SQLITE.compile(
+            _ADD_TOMBSTONE,
+            {"name_key": name_key, "revocation_id": revocation_id,
+             "revoked_at": to_micros(revoked_at)},
+        )  # fmt: skip
+        await self.db.write(lambda c: c.execute(text, params))
+
+    async def tombstones(self, name_key: str) -> list[tuple[int, datetime]]:
+        text, params = SQLITE.compile(_TOMBSTONES, {"name_key": name_key})
+        rows = await self.db.read(lambda c: c.execute(text, params).fetchall())
+        return [(int(r[0]), from_micros(r[1])) for r in rows]  # type: ignore[misc]
 
 
 class PostgresRevocationStore:
@@ -203,3 +233,17 @@ class PostgresRevocationStore:
     async def pending(self) -> list[dict[str, Any]]:
         sql = f"{_select(POSTGRES)} WHERE status = 'PENDING' ORDER BY requested_at, id"
         return await self._fetch(sql, {})
+
+    async def add_tombstone(self, name_key: str, revocation_id: int, revoked_at: datetime) -> None:
+        text, params = POSTGRES.compile(
+            _ADD_TOMBSTONE,
+            {"name_key": name_key, "revocation_id": revocation_id, "revoked_at": revoked_at},
+        )
+        async with pooled(self._pool, "the PostgreSQL revocation log") as conn:
+            await conn.execute(text, *params)
+
+    async def tombstones(self, name_key: str) -> list[tuple[int, datetime]]:
+        text, params = POSTGRES.compile(_TOMBSTONES, {"name_key": name_key})
+        async with pooled(self._pool, "the PostgreSQL revocation log") as conn:
+            rows = await conn.fetch(text, *params)
+        return [(int(r[0]), r[1]) for r in rows]

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from strongroom.backends.base import name_key
 from strongroom.core.audit import AuditAction
 from strongroom.core.errors import (
     ConfigurationError,
@@ -252,6 +253,8 @@ class EmergencyRevoke(ManagerBoundFacade):
             ) as op:  # fmt: skip
                 now = app.clock()
                 revoked = await app.store.revoke_all(name, now)
+                # Outlives the secret: a purge and a restore never bring these versions back.
+                await app.revocation_store.add_tombstone(name_key(name), row["id"], now)
                 op.details["count"] = revoked
                 app.metrics.inc("revocations_total", severity=str(row["severity"]))
                 details["versions_revoked"] = revoked

@@ -13,6 +13,7 @@ from strongroom.core.audit import AuditAction
 from strongroom.core.backup import open_backup, seal_backup
 from strongroom.core.errors import (
     SecretNotReadableError,
+    SecretRevokedError,
     ValidationError,
 )
 from strongroom.core.logging import get_logger
@@ -44,6 +45,19 @@ from strongroom.services.wiring import Strongroom
 __all__ = ["SecretsManager", "check_readable"]
 
 log = get_logger("strongroom.manager")
+
+
+async def _refuse_revoked(app: Strongroom, name: str, versions: list[dict[str, Any]]) -> None:
+    """A backup taken before a revocation holds revoked values: refuse to restore any version
+    that existed when the secret was revoked (the tombstones outlive a purge)."""
+    for revocation_id, revoked_at in await app.revocation_store.tombstones(name_key(name)):
+        for item in versions:
+            if datetime.fromisoformat(item["created_at"]) <= revoked_at:
+                raise SecretRevokedError(
+                    f"secret {name!r} version {item['version']!r} was revoked by revocation "
+                    f"request {revocation_id} at {revoked_at.isoformat()}; a revoked value is "
+                    "never restored"
+                )
 
 
 def _new_version_id() -> str:
@@ -286,6 +300,7 @@ class SecretsManager(StrongroomFacade):
         async with app.audit.operation(AuditAction.CREATE, name, operation="restore") as op:
             validate_name(name)
             versions = document.get("versions") or []
+            await _refuse_revoked(app, name, versions)
             await app.store.purge_expired(app.clock())
             props = None
             for index, item in enumerate(versions):
