@@ -62,6 +62,8 @@ def test_azure_key_vault_url_chooses_the_azure_store_with_state_beside_it(
         monkeypatch.delenv(var, raising=False)  # CI exports DATABASE_URL
     from strongroom.backends.azure import AzureKeyVaultStore
     from strongroom.core.crypto import MasterKey
+    from strongroom.core.integrity import RowMac
+    from strongroom.core.keys import Purpose
     from strongroom.services.wiring import build_store
 
     settings = Settings(
@@ -71,7 +73,8 @@ def test_azure_key_vault_url_chooses_the_azure_store_with_state_beside_it(
     )
     assert settings.backend.value == "azure"
     assert not settings.state_in_postgres  # audit and the rest in SQLite at STRONGROOM_HOME
-    store = build_store(settings, MasterKey.generate()[0])
+    master = MasterKey.generate()[0]
+    store = build_store(settings, master, RowMac(master.derive(Purpose.METADATA_MAC)))
     assert isinstance(store, AzureKeyVaultStore)
     assert store.vault_url == "https://v.vault.azure.net/"
     with_pg = Settings(
@@ -82,5 +85,6 @@ def test_azure_key_vault_url_chooses_the_azure_store_with_state_beside_it(
     with pytest.raises(ConfigurationError, match="https"):
         build_store(
             Settings(AZURE_KEY_VAULT_URL="http://plain.example", STRONGROOM_AZURE_STATIC_TOKEN="t"),
-            MasterKey.generate()[0],
+            master,
+            RowMac(master.derive(Purpose.METADATA_MAC)),
         )

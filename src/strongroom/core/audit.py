@@ -49,6 +49,7 @@ class AuditAction(enum.StrEnum):
     AUDIT_PRUNE = "AUDIT_PRUNE"
     AUTHENTICATE = "AUTHENTICATE"
     ACCESS_CHANGE = "ACCESS_CHANGE"
+    INTEGRITY = "INTEGRITY"  # a stored row failed its MAC and was refused
 
 
 class AuditResult(enum.StrEnum):
@@ -65,7 +66,7 @@ DETAIL_FIELDS = frozenset(
         "key_version", "rewrapped", "operation", "approved_by", "requested_by", "severity",
         "revocation_id", "rotation", "attempt", "closed_by", "pruned", "anchor_seq",
         "denied_action", "identity", "token_id", "policy", "policies", "method", "path",
-        "break_glass",
+        "break_glass", "table", "row",
     }
 )  # fmt: skip
 

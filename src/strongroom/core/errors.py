@@ -24,6 +24,7 @@ secret and version at most: a value never appears in an error.
     ├── CryptoError
     │   ├── DecryptionError                     "cannot decrypt", whatever check failed
     │   ├── WrongMasterKeyError                 the master key does not open this store
+    │   ├── TamperedError                       a stored row fails its MAC: changed by hand
     │   └── InsecureKeyFileError                key file readable by group or others
     ├── RotationFailedError                     a rotation step failed (retried later)
     │   └── RotationTargetError                 the target system refused the new credential
@@ -68,6 +69,7 @@ __all__ = [
     "SeparationOfDutiesError",
     "StoreUnavailableError",
     "StrongroomError",
+    "TamperedError",
     "ValidationError",
     "WrongMasterKeyError",
 ]
@@ -154,6 +156,13 @@ class DecryptionError(CryptoError):
     """A ciphertext did not authenticate; deliberately says no more than that."""
 
     code = "cannot_decrypt"
+
+
+class TamperedError(CryptoError):
+    """A row's security-relevant fields do not match their MAC: it was changed, forged or
+    replayed behind strongroom's back, so it is refused, never trusted."""
+
+    code = "tampered"
 
 
 class WrongMasterKeyError(CryptoError):

@@ -1,18 +1,24 @@
 """Policies, identity-policy bindings and token records (SQLite or PostgreSQL).
 
 The SQL is written once; a small runner per database binds it (``:name`` parameters) and
-converts times (microseconds in SQLite, ``timestamptz`` in PostgreSQL).
+converts times (microseconds in SQLite, ``timestamptz`` in PostgreSQL). Every row carries a MAC
+over what decides access (a token's identity, digest, expiry and revocation; a policy's grants;
+a binding's identity and policy): a row that fails it is dropped as if absent, and reported to
+the integrity hook, which alerts and audits.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from strongroom.core.integrity import RowMac
 from strongroom.db.dialect import POSTGRES, SQLITE
+from strongroom.db.migrate import PostgresHooks
 from strongroom.db.pg import open_pool, pooled
 from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
@@ -23,11 +29,14 @@ __all__ = [
     "PostgresAccessStore",
     "SqliteAccessStore",
     "TokenRecord",
+    "postgres_access_hook",
+    "sqlite_access_hook",
 ]
 
 _TIMES = ("created_at", "expires_at", "revoked_at", "updated_at")
 _TOKEN_COLUMNS = (
-    "id, identity, digest, description, created_by, created_at, expires_at, revoked_at, revoked_by"
+    "id, identity, digest, description, created_by, created_at, expires_at, revoked_at, "
+    "revoked_by, mac"
 )
 _GET_TOKEN = f"SELECT {_TOKEN_COLUMNS} FROM strongroom_tokens WHERE id = :id"
 _LIST_TOKENS = f"SELECT {_TOKEN_COLUMNS} FROM strongroom_tokens ORDER BY created_at, id"
@@ -37,39 +46,53 @@ _LIST_TOKENS_OF = (
 )
 _ADD_TOKEN = (
     "INSERT INTO strongroom_tokens (id, identity, digest, description, created_by, created_at, "
-    "expires_at) VALUES (:id, :identity, :digest, :description, :created_by, :created_at, "
-    ":expires_at)"
+    "expires_at, mac) VALUES (:id, :identity, :digest, :description, :created_by, :created_at, "
+    ":expires_at, :mac)"
 )
 _REVOKE_TOKEN = (
-    "UPDATE strongroom_tokens SET revoked_at = :at, revoked_by = :by "
+    "UPDATE strongroom_tokens SET revoked_at = :at, revoked_by = :by, mac = :mac "
     "WHERE id = :id AND revoked_at IS NULL"
 )
-_POLICY_COLUMNS = "name, description, grants, updated_by, updated_at"
+_SET_TOKEN_MAC = "UPDATE strongroom_tokens SET mac = :mac WHERE id = :id"
+_POLICY_COLUMNS = "name, description, grants, updated_by, updated_at, mac"
 _LIST_POLICIES = f"SELECT {_POLICY_COLUMNS} FROM strongroom_policies ORDER BY name"
 _GET_POLICY = f"SELECT {_POLICY_COLUMNS} FROM strongroom_policies WHERE name = :name"
 _PUT_POLICY = {
     "sqlite": (
-        "INSERT INTO strongroom_policies (name, description, grants, updated_by, updated_at) "
-        "VALUES (:name, :description, :grants, :by, :at) ON CONFLICT (name) DO UPDATE SET "
+        "INSERT INTO strongroom_policies (name, description, grants, updated_by, updated_at, mac) "
+        "VALUES (:name, :description, :grants, :by, :at, :mac) ON CONFLICT (name) DO UPDATE SET "
         "description = excluded.description, grants = excluded.grants, "
-        "updated_by = excluded.updated_by, updated_at = excluded.updated_at"
+        "updated_by = excluded.updated_by, updated_at = excluded.updated_at, mac = excluded.mac"
     ),
     "postgres": (
-        "INSERT INTO strongroom_policies (name, description, grants, updated_by, updated_at) "
-        "VALUES (:name, :description, :grants::jsonb, :by, :at) ON CONFLICT (name) DO UPDATE "
-        "SET description = excluded.description, grants = excluded.grants, "
-        "updated_by = excluded.updated_by, updated_at = excluded.updated_at"
+        "INSERT INTO strongroom_policies (name, description, grants, updated_by, updated_at, mac) "
+        "VALUES (:name, :description, :grants::jsonb, :by, :at, :mac) ON CONFLICT (name) DO "
+        "UPDATE SET description = excluded.description, grants = excluded.grants, "
+        "updated_by = excluded.updated_by, updated_at = excluded.updated_at, mac = excluded.mac"
     ),
 }
 _DELETE_POLICY = "DELETE FROM strongroom_policies WHERE name = :name"
 _UNBIND_POLICY = "DELETE FROM strongroom_identity_policies WHERE policy = :name"
 _POLICIES_OF = (
-    "SELECT policy FROM strongroom_identity_policies WHERE identity = :identity ORDER BY policy"
+    "SELECT identity, policy, mac FROM strongroom_identity_policies WHERE identity = :identity "
+    "ORDER BY policy"
 )
-_BINDINGS = "SELECT identity, policy FROM strongroom_identity_policies ORDER BY identity, policy"
+_BINDINGS = (
+    "SELECT identity, policy, mac FROM strongroom_identity_policies ORDER BY identity, policy"
+)
 _ATTACH = (
-    "INSERT INTO strongroom_identity_policies (identity, policy) VALUES (:identity, :policy) "
-    "ON CONFLICT DO NOTHING"
+    "INSERT INTO strongroom_identity_policies (identity, policy, mac) "
+    "VALUES (:identity, :policy, :mac) ON CONFLICT DO NOTHING"
+)
+_SET_POLICY_MAC = "UPDATE strongroom_policies SET mac = :mac WHERE name = :name"
+_SET_BINDING_MAC = (
+    "UPDATE strongroom_identity_policies SET mac = :mac "
+    "WHERE identity = :identity AND policy = :policy"
+)
+TOKENS, POLICIES, BINDINGS = (
+    "strongroom_tokens",
+    "strongroom_policies",
+    "strongroom_identity_policies",
 )
 _DETACH = "DELETE FROM strongroom_identity_policies WHERE identity = :identity AND policy = :policy"
 
@@ -132,28 +155,81 @@ class AccessStore(Protocol):
     async def bindings(self) -> list[tuple[str, str]]: ...
 
 
-def _token(row: Any, micros: bool) -> TokenRecord:
+def _token(row: Any, micros: bool) -> tuple[TokenRecord, bytes | None]:
     data = dict(row)
+    mac = data.pop("mac")
     if micros:
         for key in _TIMES:
             if key in data:
                 data[key] = from_micros(data[key])
     data["digest"] = bytes(data["digest"])
-    return TokenRecord(**data)
+    return TokenRecord(**data), mac
 
 
-def _policy(row: Any, micros: bool) -> PolicyRecord:
+def _policy(row: Any, micros: bool) -> tuple[PolicyRecord, bytes | None]:
     data = dict(row)
+    mac = data.pop("mac")
     data["grants"] = json.loads(data["grants"])
     if micros:
         data["updated_at"] = from_micros(data["updated_at"])
-    return PolicyRecord(**data)
+    return PolicyRecord(**data), mac
+
+
+def token_fields(record: TokenRecord) -> tuple[object, ...]:
+    return (record.id, record.identity, record.digest, record.created_at, record.expires_at,
+            record.revoked_at)  # fmt: skip
+
+
+def policy_fields(name: str, grants: list[dict[str, Any]]) -> tuple[object, ...]:
+    """A policy's name and grants, canonical (PostgreSQL's jsonb reorders keys as it likes)."""
+    return (name, json.dumps(grants, sort_keys=True, separators=(",", ":")))
+
+
+def _adopt_params(mac: RowMac, table: str, row: Any, micros: bool) -> dict[str, Any]:
+    if table == TOKENS:
+        record, _ = _token({**dict(row), "mac": None}, micros)
+        return {"id": record.id, "mac": mac.mac(TOKENS, token_fields(record))}
+    if table == POLICIES:
+        grants = json.loads(row["grants"])
+        return {"name": row["name"], "mac": mac.mac(POLICIES, policy_fields(row["name"], grants))}
+    fields = (row["identity"], row["policy"])
+    return {"identity": row["identity"], "policy": row["policy"], "mac": mac.mac(BINDINGS, fields)}
+
+
+_ADOPT = (
+    (TOKENS, _LIST_TOKENS, _SET_TOKEN_MAC),
+    (POLICIES, _LIST_POLICIES, _SET_POLICY_MAC),
+    (BINDINGS, _BINDINGS, _SET_BINDING_MAC),
+)
+
+
+def sqlite_access_hook(mac: RowMac) -> Any:
+    """Migration 11's hook: MAC the token, policy and binding rows made before row MACs."""
+
+    def adopt(conn: Any) -> None:
+        for table, select, update in _ADOPT:
+            for row in conn.execute(SQLITE.compile(select, {})[0]).fetchall():
+                conn.execute(*SQLITE.compile(update, _adopt_params(mac, table, row, True)))
+
+    return adopt
+
+
+def postgres_access_hook(mac: RowMac) -> Any:
+    async def adopt(conn: Any) -> None:
+        for table, select, update in _ADOPT:
+            text = select.replace("grants,", "grants::text AS grants,")
+            for row in await conn.fetch(POSTGRES.compile(text, {})[0]):
+                sql, values = POSTGRES.compile(update, _adopt_params(mac, table, row, False))
+                await conn.execute(sql, *values)
+
+    return adopt
 
 
 class _AccessSql:
     """The store's logic over four primitives each database implements."""
 
     micros: bool
+    mac: RowMac
 
     async def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
         raise NotImplementedError
@@ -165,27 +241,68 @@ class _AccessSql:
     def _time(self, when: datetime | None) -> Any:
         return to_micros(when) if self.micros else when
 
+    def _valid(self, table: str, fields: tuple[object, ...], stored: Any, what: str) -> bool:
+        """True for a row whose MAC holds; a tampered row is reported and treated as absent."""
+        if self.mac.valid(table, fields, stored):
+            return True
+        if self.mac.on_tamper is not None:
+            self.mac.on_tamper(table, what)
+        return False
+
+    def _tokens(self, rows: list[Any]) -> list[TokenRecord]:
+        found = []
+        for row in rows:
+            record, stored = _token(row, self.micros)
+            if self._valid(TOKENS, token_fields(record), stored, f"token {record.id}"):
+                found.append(record)
+        return found
+
+    def _policies(self, rows: list[Any]) -> list[PolicyRecord]:
+        found = []
+        for row in rows:
+            record, stored = _policy(row, self.micros)
+            fields = policy_fields(record.name, record.grants)
+            if self._valid(POLICIES, fields, stored, f"policy {record.name!r}"):
+                found.append(record)
+        return found
+
+    def _bindings(self, rows: list[Any]) -> list[tuple[str, str]]:
+        return [
+            (r["identity"], r["policy"])
+            for r in rows
+            if self._valid(
+                BINDINGS, (r["identity"], r["policy"]), r["mac"],
+                f"binding of {r['identity']!r} to {r['policy']!r}",
+            )
+        ]  # fmt: skip
+
     async def add_token(self, record: TokenRecord) -> None:
         await self._change([(_ADD_TOKEN, {
             "id": record.id, "identity": record.identity, "digest": record.digest,
             "description": record.description, "created_by": record.created_by,
             "created_at": self._time(record.created_at),
             "expires_at": self._time(record.expires_at),
+            "mac": self.mac.mac(TOKENS, token_fields(record)),
         })])  # fmt: skip
 
     async def get_token(self, token_id: str) -> TokenRecord | None:
-        rows = await self._rows(_GET_TOKEN, {"id": token_id})
-        return _token(rows[0], self.micros) if rows else None
+        found = self._tokens(await self._rows(_GET_TOKEN, {"id": token_id}))
+        return found[0] if found else None
 
     async def list_tokens(self, identity: str | None = None) -> list[TokenRecord]:
         if identity is None:
             rows = await self._rows(_LIST_TOKENS, {})
         else:
             rows = await self._rows(_LIST_TOKENS_OF, {"identity": identity})
-        return [_token(r, self.micros) for r in rows]
+        return self._tokens(rows)
 
     async def revoke_token(self, token_id: str, by: str, at: datetime) -> bool:
-        params = {"id": token_id, "by": by, "at": self._time(at)}
+        current = await self.get_token(token_id)
+        if current is None or current.revoked_at is not None:
+            return False
+        revoked = dataclasses.replace(current, revoked_at=at, revoked_by=by)
+        params = {"id": token_id, "by": by, "at": self._time(at),
+                  "mac": self.mac.mac(TOKENS, token_fields(revoked))}  # fmt: skip
         return await self._change([(_REVOKE_TOKEN, params)]) > 0
 
     async def put_policy(
@@ -194,15 +311,15 @@ class _AccessSql:
         sql = _PUT_POLICY["sqlite" if self.micros else "postgres"]
         await self._change([(sql, {
             "name": name, "description": description, "grants": json.dumps(grants), "by": by,
-            "at": self._time(at),
+            "at": self._time(at), "mac": self.mac.mac(POLICIES, policy_fields(name, grants)),
         })])  # fmt: skip
 
     async def get_policy(self, name: str) -> PolicyRecord | None:
-        rows = await self._rows(_GET_POLICY, {"name": name})
-        return _policy(rows[0], self.micros) if rows else None
+        found = self._policies(await self._rows(_GET_POLICY, {"name": name}))
+        return found[0] if found else None
 
     async def list_policies(self) -> list[PolicyRecord]:
-        return [_policy(r, self.micros) for r in await self._rows(_LIST_POLICIES, {})]
+        return self._policies(await self._rows(_LIST_POLICIES, {}))
 
     async def delete_policy(self, name: str) -> bool:
         changed = await self._change(
@@ -211,26 +328,31 @@ class _AccessSql:
         return changed > 0
 
     async def attach(self, identity: str, policy: str) -> bool:
-        return await self._change([(_ATTACH, {"identity": identity, "policy": policy})]) > 0
+        mac = self.mac.mac(BINDINGS, (identity, policy))
+        params = {"identity": identity, "policy": policy, "mac": mac}
+        return await self._change([(_ATTACH, params)]) > 0
 
     async def detach(self, identity: str, policy: str) -> bool:
         return await self._change([(_DETACH, {"identity": identity, "policy": policy})]) > 0
 
     async def policies_of(self, identity: str) -> list[str]:
-        return [r["policy"] for r in await self._rows(_POLICIES_OF, {"identity": identity})]
+        rows = await self._rows(_POLICIES_OF, {"identity": identity})
+        return [policy for _, policy in self._bindings(rows)]
 
     async def bindings(self) -> list[tuple[str, str]]:
-        return [(r["identity"], r["policy"]) for r in await self._rows(_BINDINGS, {})]
+        return self._bindings(await self._rows(_BINDINGS, {}))
 
 
 class SqliteAccessStore(_AccessSql):
     micros = True
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqliteDatabase, mac: RowMac) -> None:
         self.db = db
+        self.mac = mac
 
     async def open(self) -> None:
         await self.db.open()
+        await self.db.migrate({11: sqlite_access_hook(self.mac)})
 
     async def close(self) -> None:
         await self.db.close()
@@ -253,14 +375,16 @@ class PostgresAccessStore(_AccessSql):
     micros = False
     _what = "the PostgreSQL access store"
 
-    def __init__(self, dsn: str, *, schema: str) -> None:
+    def __init__(self, dsn: str, *, schema: str, mac: RowMac) -> None:
         self._dsn = dsn
         self.schema = schema
+        self.mac = mac
         self._pool: Any = None
 
     async def open(self) -> None:
+        hooks: PostgresHooks = {11: postgres_access_hook(self.mac)}
         self._pool = await open_pool(
-            self._dsn, self.schema, min_size=1, max_size=4, what=self._what
+            self._dsn, self.schema, min_size=1, max_size=4, what=self._what, hooks=hooks
         )
 
     async def close(self) -> None:

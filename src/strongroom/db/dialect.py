@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["POSTGRES", "SQLITE", "Dialect"]
+__all__ = ["POSTGRES", "SQLITE", "Dialect", "Prepared"]
 
 _PARAM = re.compile(r"(?<!:):([a-z_]+)")
 
@@ -34,6 +34,32 @@ class Dialect:
 
         text = _PARAM.sub(placeholder, sql)
         return text, [params[key] for key in order]
+
+    def prepare(self, sql: str) -> Prepared:
+        """Compile once (module import), bind many times (the hot path skips the regex)."""
+        names: list[str] = []
+
+        def placeholder(match: re.Match[str]) -> str:
+            key = match.group(1)
+            if self.name == "sqlite":
+                names.append(key)
+                return "?"
+            if key not in names:
+                names.append(key)
+            return f"${names.index(key) + 1}"
+
+        return Prepared(_PARAM.sub(placeholder, sql), tuple(names))
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """SQL text in a driver's placeholders, and the parameter names in binding order."""
+
+    text: str
+    names: tuple[str, ...]
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        return [params[name] for name in self.names]
 
 
 SQLITE = Dialect(

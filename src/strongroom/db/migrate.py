@@ -4,6 +4,11 @@ A small runner rather than Alembic: the stores talk to sqlite3 and asyncpg direc
 engine to hang Alembic on), and the two dialects need only plain DDL files kept side by side.
 Each step runs in one transaction with its bookkeeping row; concurrent starters serialise on a
 lock (``BEGIN IMMEDIATE`` in SQLite, an advisory lock in PostgreSQL).
+
+Some steps add row MACs, which only code holding the master key can compute: such a step runs
+with a *hook* that MACs the rows already there, in the step's own transaction, so a store never
+holds rows without MACs once the step is recorded. A runner without the hook applies the step
+only while its tables are empty, and otherwise stops there for a store that has it.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     # Only for the annotation: importing asyncpg costs every SQLite-only process (the CLI's
@@ -21,8 +27,11 @@ if TYPE_CHECKING:
     import asyncpg
 
 __all__ = [
+    "NEEDS_KEY",
     "SCHEMA_NAME",
     "Migration",
+    "PostgresHooks",
+    "SqliteHooks",
     "migrate_postgres",
     "migrate_sqlite",
     "migrations",
@@ -32,6 +41,13 @@ __all__ = [
 Dialect = Literal["sqlite", "postgres"]
 _LOCK_ID = 0x5354524F4E47  # "STRONG": advisory lock key for migrations
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+#: Steps that MAC existing rows, and the tables whose rows they MAC.
+NEEDS_KEY: dict[int, tuple[str, ...]] = {
+    10: ("secrets",),
+    11: ("strongroom_tokens", "strongroom_policies", "strongroom_identity_policies"),
+}
+SqliteHooks = Mapping[int, Callable[[sqlite3.Connection], None]]
+PostgresHooks = Mapping[int, Callable[[Any], Awaitable[None]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +83,17 @@ def statements(script: str) -> list[str]:
     return found
 
 
-def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
+def _sqlite_rows(conn: sqlite3.Connection, tables: tuple[str, ...]) -> bool:
+    return any(
+        conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None  # noqa: S608
+        for table in tables  # fixed names from NEEDS_KEY
+    )
+
+
+def migrate_sqlite(conn: sqlite3.Connection, hooks: SqliteHooks | None = None) -> list[int]:
     """Apply pending steps on a connection in autocommit mode; returns the numbers applied."""
     applied: list[int] = []
+    hooks = hooks or {}
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(
@@ -80,8 +104,14 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
         for step in migrations("sqlite"):
             if step.number in done:
                 continue
+            hook = hooks.get(step.number)
+            tables = NEEDS_KEY.get(step.number, ())
+            if hook is None and tables and _sqlite_rows(conn, tables):
+                break  # rows to MAC: left for a store that holds the master key
             for statement in statements(step.sql):
                 conn.execute(statement)
+            if hook is not None:
+                hook(conn)
             conn.execute(
                 "INSERT INTO schema_migrations (number, name, applied_at) VALUES (?, ?, ?)",
                 (step.number, step.name, time.time_ns() // 1000),
@@ -94,9 +124,12 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
     return applied
 
 
-async def migrate_postgres(conn: asyncpg.Connection, schema: str) -> list[int]:
+async def migrate_postgres(
+    conn: asyncpg.Connection, schema: str, hooks: PostgresHooks | None = None
+) -> list[int]:
     """Apply pending steps inside ``schema`` (created if missing)."""
     applied: list[int] = []
+    hooks = hooks or {}
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
         quoted = await conn.fetchval("SELECT quote_ident($1)", schema)
@@ -110,7 +143,13 @@ async def migrate_postgres(conn: asyncpg.Connection, schema: str) -> list[int]:
         for step in migrations("postgres"):
             if step.number in done:
                 continue
+            hook = hooks.get(step.number)
+            tables = NEEDS_KEY.get(step.number, ())
+            if hook is None and tables and await _postgres_rows(conn, tables):
+                break  # rows to MAC: left for a store that holds the master key
             await conn.execute(step.sql)
+            if hook is not None:
+                await hook(conn)
             await conn.execute(
                 "INSERT INTO schema_migrations (number, name, applied_at) VALUES ($1, $2, now())",
                 step.number,
@@ -118,3 +157,10 @@ async def migrate_postgres(conn: asyncpg.Connection, schema: str) -> list[int]:
             )
             applied.append(step.number)
     return applied
+
+
+async def _postgres_rows(conn: asyncpg.Connection, tables: tuple[str, ...]) -> bool:
+    for table in tables:  # fixed names from NEEDS_KEY
+        if await conn.fetchval(f"SELECT 1 FROM {table} LIMIT 1") is not None:  # noqa: S608
+            return True
+    return False

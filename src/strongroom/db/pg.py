@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from strongroom.core.errors import ConfigurationError, StoreUnavailableError, StrongroomError
-from strongroom.db.migrate import SCHEMA_NAME, migrate_postgres
+from strongroom.db.migrate import SCHEMA_NAME, PostgresHooks, migrate_postgres
 
 if TYPE_CHECKING:
     import asyncpg
@@ -54,15 +54,22 @@ async def keep_session(_conn: Any) -> None:
 
 
 async def open_pool(
-    dsn: str, schema: str, *, min_size: int, max_size: int, what: str
+    dsn: str,
+    schema: str,
+    *,
+    min_size: int,
+    max_size: int,
+    what: str,
+    hooks: PostgresHooks | None = None,
 ) -> asyncpg.Pool:
-    """Migrate ``schema`` and open a pool whose connections work inside it."""
+    """Migrate ``schema`` (``hooks``: see strongroom.db.migrate) and open a pool whose
+    connections work inside it."""
     import asyncpg  # noqa: PLC0415 (see driver_errors)
 
     try:
         bootstrap = await asyncpg.connect(dsn, timeout=STATEMENT_TIMEOUT)
         try:
-            await migrate_postgres(bootstrap, schema)
+            await migrate_postgres(bootstrap, schema, hooks)
         finally:
             await bootstrap.close()
         return await asyncpg.create_pool(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from strongroom.core.errors import StoreUnavailableError
-from strongroom.db.migrate import migrate_sqlite, migrations, statements
+from strongroom.db.migrate import SqliteHooks, migrate_sqlite, migrations, statements
 from strongroom.db.sqlite_writer import SqliteWriter, acquire_writer, connect, release_writer
 
 __all__ = ["SqliteDatabase"]
@@ -57,6 +57,19 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             self._users -= 1
             raise StoreUnavailableError(f"cannot open the SQLite database: {exc}") from exc
+
+    async def migrate(self, hooks: SqliteHooks) -> None:
+        """Apply steps left for a store that holds the master key (``hooks``), if any."""
+        if self.path is None:
+            return  # a memory database was made whole, and empty, when it opened
+        try:
+            bootstrap = connect(str(self.path))
+            try:
+                migrate_sqlite(bootstrap, hooks)
+            finally:
+                bootstrap.close()
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"cannot migrate the SQLite database: {exc}") from exc
 
     async def close(self) -> None:
         self._users = max(0, self._users - 1)

@@ -20,6 +20,7 @@ from strongroom.core.clock import Clock, system_clock
 from strongroom.core.config import Backend, Settings
 from strongroom.core.crypto import MasterKey
 from strongroom.core.errors import ConfigurationError
+from strongroom.core.integrity import RowMac
 from strongroom.core.keyfile import create_key_file, read_key_file
 from strongroom.core.keys import Purpose
 from strongroom.core.logging import configure_logging, get_logger
@@ -45,6 +46,7 @@ from strongroom.services.audit.checkpoints import Checkpointer, DirectorySink
 from strongroom.services.audit.log import AuditLog
 from strongroom.services.audit.threats import ThreatRules
 from strongroom.services.events.bus import EventBus
+from strongroom.services.integrity import IntegrityAlarm
 from strongroom.services.notify import Dispatcher, UrlPolicy, build_dispatcher
 
 __all__ = ["Strongroom", "default_app", "load_master_key", "reset_default_app"]
@@ -91,14 +93,14 @@ def resolve_master_key(settings: Settings) -> MasterKey:
     return load_master_key(settings)
 
 
-def build_store(settings: Settings, master: MasterKey) -> SecretStore:
+def build_store(settings: Settings, master: MasterKey, integrity: RowMac) -> SecretStore:
     backend = settings.backend
     if backend is Backend.MEMORY:
         return MemoryStore(master)
     if backend is Backend.SQLITE:
         from strongroom.backends.sqlite import SqliteStore  # noqa: PLC0415 (loaded on use)
 
-        return SqliteStore(settings.sqlite_path, master)
+        return SqliteStore(settings.sqlite_path, master, integrity=integrity)
     if backend is Backend.POSTGRES:
         # Imported on use: asyncpg costs start-up time to every process that never needs it.
         from strongroom.backends.postgres import PostgresStore  # noqa: PLC0415
@@ -109,6 +111,7 @@ def build_store(settings: Settings, master: MasterKey) -> SecretStore:
             schema=settings.pg_schema,
             min_size=settings.pg_pool_min,
             max_size=max(settings.pg_pool_min, settings.pg_pool_max),
+            integrity=integrity,
         )
     from strongroom.backends.azure import AzureKeyVaultStore  # noqa: PLC0415 (loaded on use)
 
@@ -151,7 +154,7 @@ class StateStores:
     access: AccessStore
 
 
-def build_state_stores(settings: Settings) -> StateStores:
+def build_state_stores(settings: Settings, integrity: RowMac) -> StateStores:
     """State lives beside the secrets: the same SQLite file or PostgreSQL database (or the one
     named by STRONGROOM_AUDIT_DATABASE_URL); the memory profile keeps it in an in-process
     SQLite database."""
@@ -164,7 +167,7 @@ def build_state_stores(settings: Settings) -> StateStores:
             PostgresRotationStore(dsn, schema=schema),
             PostgresRevocationStore(dsn, schema=schema),
             PostgresSubscriptionStore(dsn, schema=schema),
-            PostgresAccessStore(dsn, schema=schema),
+            PostgresAccessStore(dsn, schema=schema, mac=integrity),
         )
     db = SqliteDatabase(None if settings.backend is Backend.MEMORY else settings.sqlite_path)
     return StateStores(
@@ -172,7 +175,7 @@ def build_state_stores(settings: Settings) -> StateStores:
         SqliteRotationStore(db),
         SqliteRevocationStore(db),
         SqliteSubscriptionStore(db),
-        SqliteAccessStore(db),
+        SqliteAccessStore(db, integrity),
     )
 
 
@@ -206,6 +209,7 @@ class Strongroom:
         access_key: bytes,
         backup_key: bytes,
         checkpoints: Checkpointer | None = None,
+        alarm: IntegrityAlarm | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -227,6 +231,8 @@ class Strongroom:
         self.backup_key = backup_key
         #: Signed audit checkpoints outside the audit database (None: switched off).
         self.checkpoints = checkpoints
+        #: Alerts and audits rows that fail their MACs.
+        self.alarm = alarm
         self.access = AccessControl(self, state.access, access_key, settings.auth_cache_seconds)
         #: The threat detection schedule and what it already alerted on.
         self.threat_alerts = ThreatAlerts(self)
@@ -248,12 +254,14 @@ class Strongroom:
             configure_logging(settings.log_level or "WARNING", debug=settings.debug)
         master = resolve_master_key(settings)
         metrics = Metrics()
+        alarm = IntegrityAlarm(metrics, clock)
+        integrity = alarm.row_mac(master.derive(Purpose.METADATA_MAC))
         if store is None:
-            store = build_store(settings, master)
+            store = build_store(settings, master, integrity)
             if settings.backend is Backend.AZURE and settings.cache_ttl_seconds > 0:
                 store = build_cache(settings, store, metrics)
         notifier = build_dispatcher(settings, metrics)
-        state = build_state_stores(settings)
+        state = build_state_stores(settings, integrity)
         audit_log = AuditLog(
             state.audit if audit else None,
             ChainKey(master.derive(Purpose.AUDIT_CHAIN)),
@@ -283,6 +291,7 @@ class Strongroom:
                 interval=settings.audit_checkpoint_seconds,
                 notifier=notifier,
             )
+        alarm.attach(notifier, audit_log)
         opened: list[Any] = []
         try:
             parts = (
@@ -309,6 +318,7 @@ class Strongroom:
             access_key=master.derive(Purpose.TOKEN_DIGEST),
             backup_key=master.derive(Purpose.SECRET_BACKUP),
             checkpoints=checkpoints,
+            alarm=alarm,
         )
         if checkpoints is not None:
             checkpoints.start()
@@ -326,6 +336,8 @@ class Strongroom:
         self.closed = True
         try:
             await self.threat_alerts.stop()
+            if self.alarm is not None:
+                await self.alarm.drain()
             await self.events.drain()
             await self.notifier.drain()
             await self._state.access.close()
