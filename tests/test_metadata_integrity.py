@@ -62,11 +62,11 @@ async def test_un_revoking_and_setting_the_pointer_back_is_refused(
     await _break_glass(app, "payments-key")
     assert await manager.get_secret("payments-key") != "compromised-value"
 
+    true = "true" if store_settings.backend.value == "postgres" else "1"
     await raw_execute(
         store_settings,
-        "UPDATE secret_versions SET revoked_at = NULL, enabled = ? WHERE name_key = 'payments-key'".replace(
-            "?", "true" if store_settings.backend.value == "postgres" else "1"
-        ),
+        f"UPDATE secret_versions SET revoked_at = NULL, enabled = {true} "
+        "WHERE name_key = 'payments-key'",
         "UPDATE secrets SET current_seq = 1 WHERE name_key = 'payments-key'",
     )
     with pytest.raises(TamperedError) as refused:
