@@ -160,7 +160,8 @@ class SqliteStore:
     def _live_row(self, name: str, version: str | None) -> sqlite3.Row:
         params = {"key": name_key(name), "version": version}
         rows = self._rows("select_current" if version is None else "select_version", params)
-        return checked_live(rows[0] if rows else None, name, version)  # type: ignore[no-any-return]
+        found: sqlite3.Row = checked_live(rows[0] if rows else None, name, version)
+        return found
 
     def _secret(self, conn: sqlite3.Connection, key: str, name: str) -> Any:
         row = _run(conn, "secret_row", {"key": key}).fetchone()

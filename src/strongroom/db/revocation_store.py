@@ -7,7 +7,7 @@ two approvers, or an approver and a canceller, racing on one request never both 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from strongroom.db.dialect import POSTGRES, SQLITE, Dialect
@@ -16,6 +16,8 @@ from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
 
 __all__ = ["PostgresRevocationStore", "RevocationStore", "SqliteRevocationStore"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _COLUMNS = (
     "id", "secret_name", "reason", "status", "severity", "requested_by", "requested_at",
@@ -175,7 +177,7 @@ class SqliteRevocationStore:
     async def tombstones(self, name_key: str) -> list[tuple[int, datetime]]:
         text, params = SQLITE.compile(_TOMBSTONES, {"name_key": name_key})
         rows = await self.db.read(lambda c: c.execute(text, params).fetchall())
-        return [(int(r[0]), from_micros(r[1])) for r in rows]  # type: ignore[misc]
+        return [(int(r[0]), _EPOCH + timedelta(microseconds=r[1])) for r in rows]
 
 
 class PostgresRevocationStore:

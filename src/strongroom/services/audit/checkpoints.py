@@ -36,6 +36,7 @@ from strongroom.core.errors import StrongroomError
 from strongroom.core.logging import get_logger
 from strongroom.core.metrics import Metrics
 from strongroom.db.audit_store import AuditStore
+from strongroom.services.notify import Notification
 
 if TYPE_CHECKING:
     from strongroom.services.notify import Dispatcher
@@ -191,8 +192,6 @@ class Checkpointer:
         self.metrics.inc("audit_integrity_alerts_total")
         log.critical("audit log went backwards; no checkpoint written", error=problem)
         if self.notifier is not None:
-            from strongroom.services.notify import Notification  # noqa: PLC0415
-
             self.notifier.send_later(
                 Notification(
                     kind="integrity.tampered",
