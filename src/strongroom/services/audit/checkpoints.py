@@ -68,6 +68,10 @@ class CheckpointSink(Protocol):
 
     async def read(self, public_key: Ed25519PublicKey) -> SinkContents: ...
 
+    async def latest(self, public_key: Ed25519PublicKey) -> SinkContents:
+        """Only the newest checkpoint (what the next one must follow)."""
+        ...
+
 
 class DirectorySink:
     """Write-once files ``checkpoint-<number>.json`` in one directory."""
@@ -107,21 +111,26 @@ class DirectorySink:
     async def read(self, public_key: Ed25519PublicKey) -> SinkContents:
         return await asyncio.to_thread(self._read, public_key)
 
-    def _read(self, public_key: Ed25519PublicKey) -> SinkContents:
+    async def latest(self, public_key: Ed25519PublicKey) -> SinkContents:
+        return await asyncio.to_thread(self._read, public_key, newest_only=True)
+
+    def _read(self, public_key: Ed25519PublicKey, *, newest_only: bool = False) -> SinkContents:
         found: list[Checkpoint] = []
         problems: list[str] = []
         if not self.directory.is_dir():
             return SinkContents(found, problems)
-        for entry in sorted(self.directory.iterdir()):
-            match = _NAME.fullmatch(entry.name)
-            if match is None:
-                continue
+        named = sorted(
+            (int(m.group(1)), e)
+            for e in self.directory.iterdir()
+            if (m := _NAME.fullmatch(e.name)) is not None
+        )
+        for number, entry in named[-1:] if newest_only else named:
             try:
                 checkpoint = load_checkpoint(entry.read_bytes(), public_key)
             except (OSError, CheckpointError) as exc:
                 problems.append(f"{entry.name}: {exc}")
                 continue
-            if checkpoint.number != int(match.group(1)):
+            if checkpoint.number != number:
                 problems.append(f"{entry.name}: holds checkpoint {checkpoint.number}")
                 continue
             found.append(checkpoint)
@@ -168,7 +177,10 @@ class Checkpointer:
         async with self._lock:
             heads = await self.heads()
             for _attempt in range(5):
-                contents = await self.sink.read(self.signer.public_key)
+                contents = await self.sink.latest(self.signer.public_key)
+                if contents.problems:
+                    self._regressed(f"the newest checkpoint is not valid: {contents.problems[0]}")
+                    return None
                 latest = contents.latest
                 if latest is not None and latest.heads == heads:
                     return None
