@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from strongroom.db.audit_store import TrailFilter
+from strongroom.db.console_sql import CONSOLE_ANALYSES
 from strongroom.db.dialect import POSTGRES, SQLITE, Dialect
 
 __all__ = ["ANALYSES", "POSTGRES", "SCAN", "SQLITE", "Dialect", "summary_sql", "trail_sql"]
@@ -43,6 +44,9 @@ def _filters(where: TrailFilter) -> tuple[str, dict[str, Any]]:
     if where.result is not None:
         parts.append("result = :result")
         params["result"] = where.result.value
+    if where.actor_ip is not None:
+        parts.append("actor_ip = :actor_ip")
+        params["actor_ip"] = where.actor_ip
     if where.since is not None:
         parts.append("timestamp >= :since")
         params["since"] = where.since
@@ -110,7 +114,7 @@ def summary_sql(dialect: Dialect, resource_name: str | None) -> str:
 
 _SCOPE = "{scope}"
 
-ANALYSES: dict[str, str] = {
+ANALYSES: dict[str, str | dict[str, str]] = {
     # Who read a secret lately, and whether it is still being read (revocation risk).
     "readers": (
         "SELECT count(DISTINCT actor_id) AS readers, "
@@ -188,6 +192,7 @@ ANALYSES: dict[str, str] = {
         "max(actor_ip) AS actor_ip FROM secrets_audit_log "
         "WHERE timestamp >= :baseline" + _SCOPE + " GROUP BY actor_id"
     ),
+    **CONSOLE_ANALYSES,
 }
 
 
@@ -198,7 +203,10 @@ def analysis_sql(dialect: Dialect, name: str, params: dict[str, Any]) -> str:
         scope += " AND resource_name = :resource_name"
     if params.get("actor_id") is not None:
         scope += " AND actor_id = :actor_id"
-    return ANALYSES[name].replace(_SCOPE, scope).replace("{hour}", dialect.hour)
+    text = ANALYSES[name]
+    if isinstance(text, dict):
+        text = text[dialect.name]
+    return text.replace(_SCOPE, scope).replace("{hour}", dialect.hour).replace("{day}", dialect.day)
 
 
 def as_datetime_params(params: dict[str, Any], convert: Any) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class TrailFilter:
     action: AuditAction | None = None
     actor_id: str | None = None
     result: AuditResult | None = None
+    actor_ip: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 

@@ -26,6 +26,7 @@ async def trail(
     action: AuditAction | None = None,
     result: AuditResult | None = None,
     actor: Annotated[str | None, Query(max_length=256, pattern=r"^[^\x00]*$")] = None,
+    ip: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00]*$")] = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -34,7 +35,7 @@ async def trail(
     await authorize(request, Action.AUDIT_READ, secret)
     rows = await services(request).audit.get_audit_trail(
         secret, action, limit, actor_id=actor, result=result, since=since, until=until,
-        offset=offset,
+        offset=offset, actor_ip=ip,
     )  # fmt: skip
     return json_response(rows)
 

@@ -81,10 +81,11 @@ class SecretsAudit(StrongroomFacade):
         since: datetime | None = None,
         until: datetime | None = None,
         offset: int = 0,
+        actor_ip: str | None = None,
     ) -> list[dict[str, Any]]:
         """Events newest first, filtered and paginated in SQL."""
         _, store = await self._store()
-        where = _trail_filter(resource_name, action, actor_id, result, since, until)
+        where = _trail_filter(resource_name, action, actor_id, result, since, until, actor_ip)
         if not 1 <= limit <= _MAX_LIMIT or offset < 0:
             raise ValidationError(f"limit must be 1-{_MAX_LIMIT} and offset at least 0")
         return [e.to_dict() for e in await store.trail(where, limit, offset)]
@@ -98,10 +99,11 @@ class SecretsAudit(StrongroomFacade):
         result: AuditResult | str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        actor_ip: str | None = None,
     ) -> int:
         _, store = await self._store()
         return await store.count(
-            _trail_filter(resource_name, action, actor_id, result, since, until)
+            _trail_filter(resource_name, action, actor_id, result, since, until, actor_ip)
         )
 
     async def get_audit_summary(
@@ -304,6 +306,7 @@ def _trail_filter(
     result: AuditResult | str | None,
     since: datetime | None,
     until: datetime | None,
+    actor_ip: str | None = None,
 ) -> TrailFilter:
     try:
         return TrailFilter(
@@ -317,6 +320,7 @@ def _trail_filter(
             else None,
             since=_time_filter(since, "since"),
             until=_time_filter(until, "until"),
+            actor_ip=_actor_filter(actor_ip),
         )
     except ValueError:
         raise ValidationError("unknown audit action or result") from None

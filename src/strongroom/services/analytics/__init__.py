@@ -1,0 +1,1 @@
+"""Rotation recommendations and lifecycle/cost analytics computed from the audit log."""
