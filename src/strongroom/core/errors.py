@@ -25,7 +25,8 @@ secret and version at most: a value never appears in an error.
     │   ├── DecryptionError                     "cannot decrypt", whatever check failed
     │   ├── WrongMasterKeyError                 the master key does not open this store
     │   ├── TamperedError                       a stored row fails its MAC: changed by hand
-    │   └── InsecureKeyFileError                key file readable by group or others
+    │   ├── InsecureKeyFileError                key file readable by group or others
+    │   └── ReportSignatureError                a report's digest or signature does not verify
     ├── RotationFailedError                     a rotation step failed (retried later)
     │   └── RotationTargetError                 the target system refused the new credential
     ├── StoreUnavailableError                   the store cannot be reached or written
@@ -51,6 +52,7 @@ __all__ = [
     "InsecureKeyFileError",
     "PermissionDeniedError",
     "RateLimitedError",
+    "ReportSignatureError",
     "RevocationError",
     "RevocationNotFoundError",
     "RevocationStateError",
@@ -171,6 +173,12 @@ class WrongMasterKeyError(CryptoError):
 
 class InsecureKeyFileError(CryptoError):
     code = "insecure_key_file"
+
+
+class ReportSignatureError(CryptoError):
+    """A signed report was changed, is unsigned, or was signed by another key."""
+
+    code = "report_signature"
 
 
 class StoreUnavailableError(StrongroomError):

@@ -15,7 +15,9 @@
            │                                 state, current pointers, tokens, policies, bindings)
            ├─ strongroom/token-digest/1      HMAC-SHA256 of bearer tokens' secret part
            ├─ strongroom/secret-backup/1     AES-256-GCM: sealed per-secret backups
-           └─ strongroom/event-signing/1     HMAC: per-subscription webhook signing keys
+           ├─ strongroom/event-signing/1     HMAC: per-subscription webhook signing keys
+           └─ strongroom/report-signing/1    Ed25519 seed: signs compliance reports (its public
+                                             key verifies them: strongroom report public-key)
 
 The master key itself is never used as a cipher or MAC key: HKDF is its only use, so each
 derived key is independent of the others (a key learnt from one use says nothing about
@@ -43,3 +45,4 @@ class Purpose(bytes, enum.Enum):
     TOKEN_DIGEST = b"strongroom/token-digest/1"
     SECRET_BACKUP = b"strongroom/secret-backup/1"
     EVENT_SIGNING = b"strongroom/event-signing/1"
+    REPORT_SIGNING = b"strongroom/report-signing/1"

@@ -210,6 +210,7 @@ class Strongroom:
         backup_key: bytes,
         checkpoints: Checkpointer | None = None,
         alarm: IntegrityAlarm | None = None,
+        report_signing_seed: bytes | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -233,6 +234,8 @@ class Strongroom:
         self.checkpoints = checkpoints
         #: Alerts and audits rows that fail their MACs.
         self.alarm = alarm
+        #: Seed of the Ed25519 key that signs compliance reports (derived from the master key).
+        self.report_signing_seed = report_signing_seed
         self.access = AccessControl(self, state.access, access_key, settings.auth_cache_seconds)
         #: The threat detection schedule and what it already alerted on.
         self.threat_alerts = ThreatAlerts(self)
@@ -319,6 +322,7 @@ class Strongroom:
             backup_key=master.derive(Purpose.SECRET_BACKUP),
             checkpoints=checkpoints,
             alarm=alarm,
+            report_signing_seed=master.derive(Purpose.REPORT_SIGNING),
         )
         if checkpoints is not None:
             checkpoints.start()

@@ -1,0 +1,1 @@
+"""Compliance reports: collected from the stores, rendered, digested and signed."""
