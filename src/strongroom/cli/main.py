@@ -45,6 +45,7 @@ COMMANDS = {
     "revoke": "strongroom.cli.revoke:app",
     "events": "strongroom.cli.events:app",
     "audit": "strongroom.cli.audit:app",
+    "report": "strongroom.cli.report:app",
     "key": "strongroom.cli.keys:app",
     "token": "strongroom.cli.access:token_app",
     "policy": "strongroom.cli.access:policy_app",

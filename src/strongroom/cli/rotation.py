@@ -39,6 +39,7 @@ app = command_group(
         "status": "strongroom.cli.rotation_report:status",
         "history": "strongroom.cli.rotation_report:history",
         "check": "strongroom.cli.rotation_report:check",
+        "recommend": "strongroom.cli.report:recommend",
     },
 )
 

@@ -1,0 +1,183 @@
+"""``strongroom report ...``: signed compliance reports and their verification; and
+``strongroom rotation recommend``: rotation intervals recommended from each secret's exposure.
+
+Reports run in local mode (they open the stores) and are signed by strongroom's Ed25519 report
+key, derived from the master key. ``report verify`` checks a file with that key, or with a
+public key (``report public-key``) where the master key is not at hand.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from strongroom.cli.exitcodes import ExitCode
+from strongroom.cli.options import JsonOpt, QuietOpt
+from strongroom.cli.output import Column, Output
+from strongroom.cli.runtime import UsageError, command_group, output, run
+from strongroom.services.wiring import Strongroom
+
+__all__ = ["app", "recommend"]
+
+app = command_group(
+    "report",
+    "Compliance reports (SOC 2, PCI DSS, HIPAA) signed by strongroom's report key, and their "
+    "verification.",
+)
+
+
+def _day(text: str | None, label: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{label} takes a date (2026-09-01) or an ISO 8601 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def compliance(
+    ctx: typer.Context,
+    framework: Annotated[
+        str, typer.Option("--framework", help="soc2, pci-dss or hipaa.")
+    ] = "soc2",
+    start: Annotated[
+        str | None,
+        typer.Option("--from", metavar="DATE", help="Start of the period (default: 90 days ago)."),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", metavar="DATE", help="End of the period (default: now).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="pdf, html, json or csv.")] = "pdf",
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write here (default: stdout)."),
+    ] = None,
+) -> None:
+    """A signed compliance report for a period: rotation evidence, access review, revocations,
+    unauthorized attempts and threats, audit integrity."""
+    from strongroom.services.reports.collect import collect  # noqa: PLC0415
+    from strongroom.services.reports.render import render  # noqa: PLC0415
+    from strongroom.services.reports.signing import ReportSigner  # noqa: PLC0415
+
+    out = output(ctx)
+
+    async def work(strongroom: Strongroom) -> bytes:
+        until = _day(end, "--to") or strongroom.clock()
+        since = _day(start, "--from") or until - timedelta(days=90)
+        data = await collect(strongroom, framework, since, until)
+        return render(data, fmt, ReportSigner(strongroom.report_signing_seed))
+
+    document = run(ctx, work)
+    if out_file is None:
+        sys.stdout.buffer.write(document)
+        sys.stdout.flush()
+        return
+    out_file.write_bytes(document)
+    out.done(f"Wrote a signed {fmt} report to {out_file} ({len(document):,} bytes)",
+             {"file": str(out_file), "bytes": len(document)})  # fmt: skip
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="A signed report.")],
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key", metavar="PEM", help="Verify with this key instead of the master key's."
+        ),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Check a report's digest and signature (exit 1 when it was changed or signed by another
+    key)."""
+    from strongroom.services.reports.signing import (  # noqa: PLC0415
+        ReportSigner,
+        load_public_key,
+        verify_document,
+    )
+
+    out = output(ctx, json=json)
+    data = file.read_bytes()
+    if public_key is not None:
+        result = verify_document(data, load_public_key(public_key.read_bytes()))
+    else:
+
+        async def work(strongroom: Strongroom) -> Any:
+            return verify_document(data, ReportSigner(strongroom.report_signing_seed).public_key)
+
+        result = run(ctx, work)
+    out.done(
+        f"Valid {result.format} report: SHA-256 {result.sha256}, signed by strongroom key "
+        f"{result.key_id}",
+        {"valid": True, "format": result.format, "sha256": result.sha256,
+         "key_id": result.key_id},
+    )  # fmt: skip
+
+
+@app.command("public-key")
+def public_key_cmd(ctx: typer.Context) -> None:
+    """Print the report key's public half (PEM), for verifying reports without the master key."""
+    from strongroom.services.reports.signing import ReportSigner  # noqa: PLC0415
+
+    async def work(strongroom: Strongroom) -> str:
+        return ReportSigner(strongroom.report_signing_seed).public_key_pem()
+
+    sys.stdout.write(run(ctx, work))
+
+
+def recommend(
+    ctx: typer.Context,
+    name: Annotated[
+        list[str] | None, typer.Argument(metavar="[NAME]...", help="Only these secrets.")
+    ] = None,
+    window_days: Annotated[
+        int, typer.Option("--window-days", metavar="N", help="Exposure over the last N days.")
+    ] = 90,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Rotation intervals recommended from each secret's exposure (readers, addresses, read
+    rate, refused attempts, detections, age), with the factors that moved each one."""
+    from strongroom.services.analytics.exposure import recommendations  # noqa: PLC0415
+
+    out = output(ctx, json=json, quiet=quiet)
+    if not 1 <= window_days <= 3650:
+        raise UsageError("--window-days takes 1-3650")
+    names = {n.lower() for n in name} if name else None
+
+    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
+        found = await recommendations(strongroom, window_days=window_days, names=names)
+        return [r.to_dict() for r in found]
+
+    found = run(ctx, work)
+    if out.json:
+        out.data(found)
+        return
+    if not out.quiet:
+        _show(out, found)
+    if any(r["rotate_now"] for r in found):
+        raise typer.Exit(ExitCode.ERROR)
+
+
+def _show(out: Output, found: list[dict[str, Any]]) -> None:
+    styles = {"critical": "bold red", "high": "red", "medium": "yellow", "low": None}
+    rows = [
+        [r["name"], r["secret_type"], str(r["policy_days"]),
+         ("now" if r["rotate_now"] else str(r["recommended_days"]), styles[r["level"]]),
+         (f"{r['level']} ({r['score']})", styles[r["level"]]),
+         "; ".join(f"{f['reason']} (x{f['multiplier']:g})" for f in r["factors"]) or "-"]
+        for r in found
+    ]  # fmt: skip
+    out.table(
+        [Column("secret", no_wrap=True), Column("type"), Column("policy days", justify="right"),
+         Column("recommended days", justify="right"), Column("risk"), Column("why")],
+        rows,
+        caption=f"{len(found)} secrets; exit 1 when one should rotate now",
+    )  # fmt: skip
