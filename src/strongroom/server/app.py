@@ -29,6 +29,7 @@ from strongroom.server.metrics_share import METRICS_DIR_ENV, SharedMetrics
 from strongroom.server.protocol import ConnectionLimits
 from strongroom.server.routes import access, audit, keyvault, ops, revocation, rotation, secrets
 from strongroom.server.schemas import ErrorOut
+from strongroom.server.ui import install_console
 from strongroom.services.wiring import Strongroom
 
 __all__ = ["create_app"]
@@ -120,6 +121,7 @@ def create_app(
     for router in (ops.router, secrets.router, keyvault.router, rotation.router, audit.router,
                    revocation.router, access.router, access.keys_router):  # fmt: skip
         api.include_router(router)
+    install_console(api)
     api.add_middleware(FastPath)  # inside the guard: runs only for authenticated callers
     api.add_middleware(
         Guard,

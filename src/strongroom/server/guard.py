@@ -38,7 +38,7 @@ from strongroom.server.errors import (
 from strongroom.services.access.control import Principal
 from strongroom.services.wiring import Strongroom
 
-__all__ = ["PRINCIPAL_KEY", "Guard", "GuardConfig"]
+__all__ = ["CLIENT_KEY", "PRINCIPAL_KEY", "UI_PREFIX", "Guard", "GuardConfig"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,6 +48,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 PRINCIPAL_KEY = "strongroom.principal"
+#: The console authenticates with its own session cookie; the guard gives it the client here.
+CLIENT_KEY = "strongroom.client"
+UI_PREFIX = "/ui"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 ANONYMOUS = "anonymous"
 
@@ -62,6 +65,15 @@ _SECURITY_HEADERS = [
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+#: The console's pages: its own scripts, styles and images only; nothing inline, no frames.
+_UI_CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    b"object-src 'none'"
+)
+_UI_HEADERS = [
+    (k, _UI_CSP) if k == b"content-security-policy" else (k, v) for k, v in _SECURITY_HEADERS
+]
 
 
 class BodyTooLarge(HTTPException):
@@ -112,12 +124,14 @@ class Guard:
         path: str = scope["path"]
         tls = scope.get("scheme") == "https"
         status_box = [0]
+        console = path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
+        security = _UI_HEADERS if console else _SECURITY_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_box[0] = message["status"]
                 headers = list(message.get("headers", []))
-                headers.extend(_SECURITY_HEADERS)
+                headers.extend(security)
                 if tls:
                     headers.append(_HSTS)
                 message["headers"] = headers
@@ -136,6 +150,14 @@ class Guard:
             if path in PUBLIC_PATHS or (path == "/metrics" and self.config.metrics_public):
                 with acting_as(ANONYMOUS, ip=ip, user_agent=user_agent):
                     await self.app(scope, self._limited(receive), send_with_headers)
+                return
+            if console:
+                # Signed in by its session cookie, inside the console's routes.
+                scope[CLIENT_KEY] = (ip, user_agent)
+                with acting_as(ANONYMOUS, ip=ip, user_agent=user_agent):
+                    await self.app(scope, self._limited(receive), send_with_headers)
+                signed_in = scope.get(PRINCIPAL_KEY)
+                identity = signed_in.identity if isinstance(signed_in, Principal) else identity
                 return
             principal = await self._authenticate(
                 wiring, scope, headers, ip, user_agent, send_with_headers

@@ -34,6 +34,11 @@ from strongroom.db.revocation_store import (
     SqliteRevocationStore,
 )
 from strongroom.db.rotation_store import PostgresRotationStore, RotationStore, SqliteRotationStore
+from strongroom.db.session_store import (
+    PostgresSessionStore,
+    SessionStore,
+    SqliteSessionStore,
+)
 from strongroom.db.sqlite_db import SqliteDatabase
 from strongroom.db.subscription_store import (
     PostgresSubscriptionStore,
@@ -152,6 +157,7 @@ class StateStores:
     revocation: RevocationStore
     subscriptions: SubscriptionStore
     access: AccessStore
+    sessions: SessionStore
 
 
 def build_state_stores(settings: Settings, integrity: RowMac) -> StateStores:
@@ -168,6 +174,7 @@ def build_state_stores(settings: Settings, integrity: RowMac) -> StateStores:
             PostgresRevocationStore(dsn, schema=schema),
             PostgresSubscriptionStore(dsn, schema=schema),
             PostgresAccessStore(dsn, schema=schema, mac=integrity),
+            PostgresSessionStore(dsn, schema=schema),
         )
     db = SqliteDatabase(None if settings.backend is Backend.MEMORY else settings.sqlite_path)
     return StateStores(
@@ -176,6 +183,7 @@ def build_state_stores(settings: Settings, integrity: RowMac) -> StateStores:
         SqliteRevocationStore(db),
         SqliteSubscriptionStore(db),
         SqliteAccessStore(db, integrity),
+        SqliteSessionStore(db),
     )
 
 
@@ -239,6 +247,8 @@ class Strongroom:
         self.access = AccessControl(self, state.access, access_key, settings.auth_cache_seconds)
         #: The threat detection schedule and what it already alerted on.
         self.threat_alerts = ThreatAlerts(self)
+        #: Console sessions (the server's /ui signs people in and keeps their sessions here).
+        self.sessions = state.sessions
 
     @classmethod
     async def open(
@@ -299,7 +309,7 @@ class Strongroom:
         try:
             parts = (
                 store, audit_log, state.rotation, state.revocation, state.subscriptions,
-                state.access,
+                state.access, state.sessions,
             )  # fmt: skip
             for part in parts:
                 await part.open()
@@ -344,6 +354,7 @@ class Strongroom:
                 await self.alarm.drain()
             await self.events.drain()
             await self.notifier.drain()
+            await self._state.sessions.close()
             await self._state.access.close()
             await self._state.subscriptions.close()
             await self._state.revocation.close()

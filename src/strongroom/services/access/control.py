@@ -149,6 +149,21 @@ class AccessControl:
         record = await self.store.get_token(token_id)
         return record, None if record is None else await self._load_policies(record.identity)
 
+    async def resume_token(self, token_id: str) -> Principal:
+        """The principal of a token already proven once (a console session made from it):
+        refused if the token was revoked or expired since; policies as they are now."""
+        try:
+            record, policies = await within(
+                self._app.settings.audit_timeout_seconds, self._lookup(token_id)
+            )
+        except TimeoutError as exc:
+            raise StoreUnavailableError("the token store did not answer in time") from exc
+        if record is None or policies is None or record.revoked_at is not None:
+            raise AuthenticationError("the token this session was made from was revoked")
+        if record.expires_at is not None and record.expires_at <= self._app.clock():
+            raise AuthenticationError("the token this session was made from has expired")
+        return Principal(identity=record.identity, token_id=record.id, policies=tuple(policies))
+
     async def _load_policies(self, identity: str) -> list[Policy]:
         found = []
         for name in await self.store.policies_of(identity):
