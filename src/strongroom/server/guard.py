@@ -71,9 +71,10 @@ _UI_CSP = (
     b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
     b"object-src 'none'"
 )
-_UI_HEADERS = [
-    (k, _UI_CSP) if k == b"content-security-policy" else (k, v) for k, v in _SECURITY_HEADERS
-]
+# Referrer same-origin (not no-referrer): a browser then sends the page's Origin with its own
+# form posts, which the console checks; nothing leaves for other sites.
+_UI_REPLACED = {b"content-security-policy": _UI_CSP, b"referrer-policy": b"same-origin"}
+_UI_HEADERS = [(k, _UI_REPLACED.get(k, v)) for k, v in _SECURITY_HEADERS]
 
 
 class BodyTooLarge(HTTPException):

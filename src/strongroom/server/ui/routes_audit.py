@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import AwareDatetime
 from starlette.responses import Response, StreamingResponse
 
 from strongroom.core.audit import AuditAction, AuditResult
+from strongroom.core.errors import ValidationError
 from strongroom.core.policy import Action
 from strongroom.server.ui import charts
 from strongroom.server.ui.web import page, render, ui
@@ -33,6 +33,17 @@ def _blank(value: str | None) -> str | None:
     return value.strip() or None if value else None
 
 
+def _moment(value: str | None, label: str) -> datetime | None:
+    """An ISO 8601 time from a filter field (blank: none); a date alone means 00:00 UTC."""
+    if not value or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValidationError(f"{label} takes an ISO 8601 time, e.g. 2026-12-01T08:00:00+00:00")
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 async def _filters(request: Request, **given: Any) -> dict[str, Any]:
     console = ui(request)
     await console.require(Action.AUDIT_READ, _blank(given["secret"]))
@@ -42,8 +53,8 @@ async def _filters(request: Request, **given: Any) -> dict[str, Any]:
         "actor_id": _blank(given["actor"]),
         "result": _blank(given["result"]),
         "actor_ip": _blank(given["ip"]),
-        "since": given["since"],
-        "until": given["until"],
+        "since": _moment(given["since"], "since"),
+        "until": _moment(given["until"], "until"),
     }
 
 
@@ -56,8 +67,8 @@ async def audit(
     result: Text = None,
     actor: Text = None,
     ip: Annotated[str | None, Query(max_length=64)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: Text = None,
+    until: Text = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     console = ui(request)
@@ -70,8 +81,7 @@ async def audit(
     store = console.services.app.audit.store
     head = await store.chain_state() if store is not None else None
     query = {"secret": secret or "", "action": action or "", "result": result or "",
-             "actor": actor or "", "ip": ip or "", "since": since.isoformat() if since else "",
-             "until": until.isoformat() if until else ""}  # fmt: skip
+             "actor": actor or "", "ip": ip or "", "since": since or "", "until": until or ""}
     return render(
         request, "audit.html", ui=console, active="audit", events=events, offset=offset,
         page_size=PAGE_SIZE, query=query, head=head, check=_LAST_CHECK.get("result"),
@@ -113,8 +123,8 @@ async def export(
     result: Text = None,
     actor: Text = None,
     ip: Annotated[str | None, Query(max_length=64)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: Text = None,
+    until: Text = None,
 ) -> Response:
     """The filtered trail as CSV (newest first, at most 100,000 events)."""
     console = ui(request)

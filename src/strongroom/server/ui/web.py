@@ -82,8 +82,13 @@ def _client(request: Request) -> tuple[str | None, str | None]:
 
 
 def same_origin(request: Request) -> bool:
-    """A state-changing request must come from a page of this server (Origin, else Referer)."""
-    source = request.headers.get("origin") or request.headers.get("referer")
+    """A state-changing request must come from a page of this server: the browser's
+    Sec-Fetch-Site where it sends one, else Origin, else Referer."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
+    origin = request.headers.get("origin")
+    source = origin if origin and origin != "null" else request.headers.get("referer")
     if not source:
         return False
     parts = urlsplit(source)

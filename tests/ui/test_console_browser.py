@@ -1,0 +1,161 @@
+"""The console in a real browser against a real server: sign-in, inventory, an audited reveal,
+audit search and export, revocation approval by a second person (self-approval refused), a
+threat after an attack, keyboard navigation; no console errors and no CSP violations."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import httpx
+import pytest
+from conftest import SHOTS, Site
+from playwright.async_api import Page, expect
+
+from strongroom import SecretsAudit
+
+pytestmark = pytest.mark.slow
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def test_sign_in_overview_and_inventory_search(site: Site) -> None:
+    page = await site.signed_in("alice")
+    await expect(page.locator("header .who span")).to_have_text("alice")
+    await expect(page.locator("svg.chart").first).to_be_visible()
+    await shot(page, "overview")
+    await page.click("nav >> text=Inventory")
+    await expect(page.locator("#count")).to_contain_text("33 secrets")
+    await page.fill("#q", "fleet")
+    await expect(page.locator("#count")).to_contain_text("1 secrets")  # htmx swapped the table
+    await expect(page.locator("table.inventory tbody tr")).to_have_count(1)
+    await page.fill("#q", "")
+    await expect(page.locator("#count")).to_contain_text("33 secrets")
+    await shot(page, "inventory")
+    await page.context.close()
+
+
+async def test_reveal_is_audited_and_not_cached(site: Site) -> None:
+    page = await site.signed_in("alice")
+    await page.goto(f"{site.url}/ui/secrets/fleet-db")
+    await expect(page.locator("#secret-value")).to_have_count(0)  # hidden until asked
+    async with page.expect_response("**/reveal") as answer:
+        await page.click("#reveal")
+    response = await answer.value
+    assert "no-store" in (await response.header_value("cache-control") or "")
+    value = await page.locator("#secret-value").inner_text()
+    assert value.startswith("pw-")
+    reads = await SecretsAudit(site.app).get_audit_trail("fleet-db", "READ", 5, actor_id="alice")
+    assert reads and reads[0]["result"] == "SUCCESS"
+    assert reads[0]["actor_user_agent"] and "Chrome" in reads[0]["actor_user_agent"]
+    await shot(page, "secret-detail")
+    await page.context.close()
+
+
+async def test_audit_search_verify_and_export(site: Site) -> None:
+    page = await site.signed_in("alice")
+    await page.goto(f"{site.url}/ui/audit")
+    await page.fill("#f-actor", "svc-console")
+    await page.click("form.filters button[type=submit]")
+    rows = page.locator("table.audit tbody tr")
+    await expect(rows).to_have_count(6)
+    await page.click("#verify")
+    await expect(page.locator("#chain-status")).to_contain_text("Chain verified")
+    await shot(page, "audit")
+    async with page.expect_download() as download_info:
+        await page.click("#export")
+    download = await download_info.value
+    text = (await download.path()).read_text(encoding="utf-8")  # noqa: ASYNC240
+    exported = list(csv.DictReader(io.StringIO(text)))
+    assert len(exported) == 6
+    assert {r["actor_id"] for r in exported} == {"svc-console"}
+    await page.context.close()
+
+
+async def test_self_approval_refused_then_second_person_approves(site: Site) -> None:
+    async with site.served.client(site.tokens["bob"]) as api:
+        made = await api.post("/v1/revocations", json={
+            "secret_name": "jwt-signing", "reason": "key_compromise", "severity": "high",
+            "description": "seen in a build log"})  # fmt: skip
+        assert made.status_code == 201
+        request_id = made.json()["revocation_id"]
+    bob = await site.signed_in("bob")
+    await bob.goto(f"{site.url}/ui/revocations")
+    await bob.click(f"#approve-{request_id}")
+    await expect(bob.locator(".alert")).to_contain_text("someone else must approve")
+    await bob.context.close()
+    alice = await site.signed_in("alice")
+    await alice.goto(f"{site.url}/ui/revocations")
+    await shot(alice, "revocations")
+    await alice.click(f"#approve-{request_id}")
+    await expect(alice.locator(".notice")).to_contain_text(f"Request {request_id} is now")
+    status = await site.app.revocation_store.get(request_id)
+    assert status is not None and status["status"] == "COMPLETED"
+    assert [a["by"] for a in status["approvals"]] == ["alice"]
+    await alice.context.close()
+
+
+async def test_threat_visible_after_an_attack(site: Site) -> None:
+    async with httpx.AsyncClient(base_url=site.url, verify=False) as raw:  # noqa: S501
+        for i in range(12):  # an identity without policies probing secrets
+            await raw.get(f"/v1/secrets/radio-gw-{i:02d}",
+                          headers={"Authorization": f"Bearer {site.tokens['intruder']}"})  # fmt: skip
+    page = await site.signed_in("alice")
+    await page.goto(f"{site.url}/ui/threats")
+    await expect(page.locator("table.threats")).to_contain_text("failure_burst_actor")
+    await expect(page.locator("table.threats")).to_contain_text("intruder")
+    await page.click("table.threats >> text=show >> nth=0")
+    await expect(page.locator("table.audit")).to_contain_text("forbidden")
+    await page.goto(f"{site.url}/ui/threats")
+    await shot(page, "threats")
+    await page.context.close()
+
+
+async def test_keyboard_navigation(site: Site) -> None:
+    context = await site.context()
+    page = await context.new_page()
+    await page.goto(f"{site.url}/ui/secrets")  # not signed in: the sign-in form, focused
+    await page.keyboard.type(site.tokens["alice"])
+    await page.keyboard.press("Enter")
+    await page.wait_for_url("**/ui/secrets")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.className") == "skip"
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("document.activeElement.id") == "main"
+    await page.keyboard.press("Shift+Tab")  # back into the navigation
+    for _ in range(12):
+        if await page.evaluate("document.activeElement.textContent") == "Audit":
+            break
+        await page.keyboard.press("Shift+Tab")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url("**/ui/audit")
+    await expect(page.locator("h1")).to_have_text("Audit trail")
+    await context.close()
+
+
+async def test_other_views_render(site: Site) -> None:
+    page = await site.signed_in("alice")
+    for path, name in (("/ui/rotation", "rotation"), ("/ui/analytics", "analytics"),
+                       ("/ui/reports", "reports")):  # fmt: skip
+        await page.goto(f"{site.url}{path}")
+        await expect(page.locator("main h1").first).to_be_visible()
+        await shot(page, name)
+    await page.context.close()
+
+
+async def test_no_console_errors_or_csp_violations(site: Site) -> None:
+    """Every view, loaded as a person would: no console error, no CSP violation (and none in
+    any flow before this one, refusals included)."""
+    site.problems.clear()
+    page = await site.signed_in("admin")
+    for path in ("/ui/", "/ui/secrets", "/ui/secrets/fleet-db", "/ui/audit", "/ui/threats",
+                 "/ui/revocations", "/ui/rotation", "/ui/analytics", "/ui/reports"):  # fmt: skip
+        await page.goto(f"{site.url}{path}")
+        await page.wait_for_load_state("networkidle")
+        await page.click("header .brand")  # htmx and the stylesheet loaded on every view
+    await page.context.close()
+    assert site.problems == []
+    assert site.csp == []
