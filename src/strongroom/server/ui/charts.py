@@ -44,7 +44,7 @@ def _axis(top: float, height: int) -> list[str]:
         value = top * i / 4
         y = height - _BOTTOM - plot_h * i / 4
         out.append(f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        label = f"{value:,.0f}" if top >= 4 else f"{value:.1f}"
+        label = f"{value:,.0f}"
         out.append(f'<text class="tick" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
                    f"{label}</text>")  # fmt: skip
     return out
@@ -76,7 +76,8 @@ def stacked_bars(
 ) -> Markup:
     """Bars stacked by ``keys`` (e.g. reads per day by actor), with a legend."""
     classes = list(css) if css else [f"c{i % PALETTE}" for i in range(len(keys))]
-    top = _nice_max(max((sum(v.values()) for _, v in buckets), default=0))
+    # At least 4, so the five grid lines fall on whole counts.
+    top = _nice_max(max(4.0, max((sum(v.values()) for _, v in buckets), default=0)))
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
     slot = plot_w / max(1, len(buckets))
     body = _axis(top, _H)
@@ -136,6 +137,7 @@ def timeline(
     for i in range(5):
         moment = start + (end - start) * i / 4
         x = left + plot_w * i / 4
+        anchor = "end" if i == 4 else "middle"
         body.append(f'<text class="tick" x="{x:.1f}" y="{height - _BOTTOM + 16}" '
-                    f'text-anchor="middle">{moment:%m-%d %H:%M}</text>')  # fmt: skip
+                    f'text-anchor="{anchor}">{moment:%m-%d %H:%M}</text>')  # fmt: skip
     return _frame(title, body, height)
