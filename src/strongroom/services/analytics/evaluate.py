@@ -28,7 +28,7 @@ __all__ = ["PROFILES", "Evaluation", "evaluate"]
 PROFILES: dict[RiskLevel, tuple[tuple[int, int], ...]] = {
     RiskLevel.LOW: ((1, 2), (1, 3), (0, 0), (0, 0)),
     RiskLevel.MEDIUM: ((3, 8), (1, 5), (0, 1), (0, 0)),
-    RiskLevel.HIGH: ((8, 14), (3, 12), (2, 6), (0, 0)),
+    RiskLevel.HIGH: ((9, 16), (3, 9), (1, 4), (0, 0)),
     RiskLevel.CRITICAL: ((5, 20), (4, 20), (3, 12), (1, 3)),
 }
 WINDOW_DAYS = 30

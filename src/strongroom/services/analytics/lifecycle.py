@@ -91,9 +91,11 @@ async def estimate_cost(app: Strongroom, *, window_days: int, price_per_10k: flo
     """Key Vault operations over the window from the audit's counts. The cache's hit ratio is
     this process's since it started (the audit records every read, hit or miss)."""
     now = app.clock()
+    # The window includes this instant: events stamped "now" count.
     rows = await analyse(
-        app, "console_operation_counts", since=now - timedelta(days=window_days), until=now
-    )
+        app, "console_operation_counts", since=now - timedelta(days=window_days),
+        until=now + timedelta(microseconds=1),
+    )  # fmt: skip
     operations: dict[str, int] = {}
     for row in rows:
         operations[row["action"]] = operations.get(row["action"], 0) + int(row["count"])
