@@ -39,7 +39,8 @@ def test_never_longer_than_policy_nor_below_the_floor() -> None:
 
 def test_an_attacked_secret_rotates_now() -> None:
     rec = recommend(exposure(detections=1))
-    assert rec.rotate_now and rec.recommended_days == 1
+    assert rec.rotate_now
+    assert rec.recommended_days == 1
     assert rec.level in (RiskLevel.HIGH, RiskLevel.CRITICAL)
     assert rec.factors[-1].name == "rotate_now"
 

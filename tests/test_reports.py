@@ -119,18 +119,26 @@ async def test_every_format_verifies_and_tampering_is_caught(
         verify_document(b"%PDF-1.4 not signed\n", public)
 
 
+def read_pdf(document: bytes, folder: Path) -> str:
+    """Render the PDF to PNG pages with pdftoppm (it must draw) and return its text."""
+    assert shutil.which("pdftoppm"), "poppler-utils is required (installed by .ci/run)"
+    assert shutil.which("pdftotext"), "poppler-utils is required (installed by .ci/run)"
+    pdf = folder / "report.pdf"
+    pdf.write_bytes(document)
+    subprocess.run(["pdftoppm", "-png", "-r", "50", str(pdf), str(folder / "page")], check=True)
+    pages = sorted(folder.glob("page-*.png"))
+    assert pages
+    assert pages[0].read_bytes().startswith(b"\x89PNG")
+    done = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    return done.stdout
+
+
 async def test_pdf_renders_and_reads_as_the_report(
     app: Strongroom, clock: ManualClock, tmp_path: Path
 ) -> None:
-    assert shutil.which("pdftoppm") and shutil.which("pdftotext"), "poppler-utils is required"
     data = (await scenario(app, clock))["data"]
-    pdf = tmp_path / "report.pdf"
-    pdf.write_bytes(render(data, "pdf", ReportSigner(app.report_signing_seed)))
-    subprocess.run(["pdftoppm", "-png", "-r", "50", str(pdf), str(tmp_path / "page")], check=True)
-    pages = sorted(tmp_path.glob("page-*.png"))
-    assert pages and pages[0].read_bytes().startswith(b"\x89PNG")
-    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True,
-                          capture_output=True, text=True).stdout  # fmt: skip
+    text = read_pdf(render(data, "pdf", ReportSigner(app.report_signing_seed)), tmp_path)
     for expected in ("Compliance report: PCI DSS v4.0", "Rotation compliance per secret",
                      "stale-key", "overdue", "Audit integrity", "head hash",
                      data["integrity"]["head_hash"][:40]):  # fmt: skip

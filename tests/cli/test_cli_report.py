@@ -25,7 +25,8 @@ def test_report_written_verified_and_tampering_refused(cli: Cli, tmp_path: Path)
     assert "Wrote a signed html report" in done.stdout
     assert "fleet-db" in out.read_text()
     checked = cli("--json", "report", "verify", str(out)).json()
-    assert checked["valid"] is True and checked["format"] == "html"
+    assert checked["valid"] is True
+    assert checked["format"] == "html"
     pem = tmp_path / "report-key.pem"
     pem.write_text(cli("report", "public-key").stdout)
     cli("report", "verify", str(out), "--public-key", str(pem))

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers_console import ConsoleClient
 from served import Served, serve, server_settings
 
+from helpers_console import ConsoleClient
 from strongroom import SecretsAudit, SecretsManager, SecretType, Settings, Strongroom
 from strongroom.core.actor import acting_as
 from strongroom.core.clock import ManualClock
@@ -102,7 +102,8 @@ async def test_inventory_and_detail_follow_the_policies(site: Served) -> None:
         refused = await ui.get("/ui/secrets/other-db")
         assert refused.status_code == 403
     denied = await events(site, resource_name="other-db", result="FAILURE")
-    assert denied and denied[0]["details"]["denied_action"] == "list"
+    assert denied
+    assert denied[0]["details"]["denied_action"] == "list"
     assert denied[0]["actor_id"] == "dev"
 
 
@@ -165,8 +166,11 @@ async def test_idle_timeout_sign_out_and_revoked_token(site: Served, clock: Manu
 async def test_self_approval_refused_and_nothing_changes(site: Served) -> None:
     await site.app.access.put_policy(Policy.build("sec", ["revoke-request,revoke-approve,list:*"]))
     with acting_as("bob"):
-        made = await EmergencyRevoke(site.app).request_revocation(RevocationRequest(
-            secret_name="app-db", reason="key_compromise", severity="high", requested_by="bob"))  # fmt: skip
+        made = await EmergencyRevoke(site.app).request_revocation(
+            RevocationRequest(
+                secret_name="app-db", reason="key_compromise", severity="high", requested_by="bob"
+            )
+        )
     bob = (await site.app.access.create_token("bob", policies=["sec"])).token
     async with ConsoleClient(site) as ui:
         await ui.sign_in(bob)
@@ -174,7 +178,9 @@ async def test_self_approval_refused_and_nothing_changes(site: Served) -> None:
     assert refused.status_code == 403
     assert "someone else must approve" in refused.text
     row = await site.app.revocation_store.get(made["revocation_id"])
-    assert row is not None and row["status"] == "PENDING" and row["approvals"] == []
+    assert row is not None
+    assert row["status"] == "PENDING"
+    assert row["approvals"] == []
 
 
 async def test_audit_export_neutralises_formulas(site: Served) -> None:

@@ -99,8 +99,10 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
 async def _populate(app: Strongroom) -> None:
     manager = SecretsManager(app)
     with acting_as("deploy-bot", ip="10.0.0.7", user_agent="ci/1.0"):
-        await manager.create_secret("fleet-db", "pw-" + secrets.token_hex(8),
-                                    SecretType.DATABASE_CREDENTIAL, {"env": "production"})  # fmt: skip
+        await manager.create_secret(
+            "fleet-db", "pw-" + secrets.token_hex(8), SecretType.DATABASE_CREDENTIAL,
+            {"env": "production"},
+        )  # fmt: skip
         await manager.create_secret("dispatch-api", "sk-" + secrets.token_hex(8),
                                     SecretType.API_KEY, {"env": "production"})  # fmt: skip
         await manager.create_secret("jwt-signing", secrets.token_hex(16), SecretType.JWT_SECRET)

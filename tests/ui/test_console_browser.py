@@ -9,9 +9,9 @@ import io
 
 import httpx
 import pytest
-from conftest import SHOTS, Site
 from playwright.async_api import Page, expect
 
+from conftest import SHOTS, Site
 from strongroom import SecretsAudit
 
 pytestmark = pytest.mark.slow
@@ -49,8 +49,10 @@ async def test_reveal_is_audited_and_not_cached(site: Site) -> None:
     value = await page.locator("#secret-value").inner_text()
     assert value.startswith("pw-")
     reads = await SecretsAudit(site.app).get_audit_trail("fleet-db", "READ", 5, actor_id="alice")
-    assert reads and reads[0]["result"] == "SUCCESS"
-    assert reads[0]["actor_user_agent"] and "Chrome" in reads[0]["actor_user_agent"]
+    assert reads
+    assert reads[0]["result"] == "SUCCESS"
+    assert reads[0]["actor_user_agent"]
+    assert "Chrome" in reads[0]["actor_user_agent"]
     await shot(page, "secret-detail")
     await page.context.close()
 
@@ -68,7 +70,7 @@ async def test_audit_search_verify_and_export(site: Site) -> None:
     async with page.expect_download() as download_info:
         await page.click("#export")
     download = await download_info.value
-    text = (await download.path()).read_text(encoding="utf-8")  # noqa: ASYNC240
+    text = (await download.path()).read_text(encoding="utf-8")
     exported = list(csv.DictReader(io.StringIO(text)))
     assert len(exported) == 6
     assert {r["actor_id"] for r in exported} == {"svc-console"}
@@ -93,16 +95,17 @@ async def test_self_approval_refused_then_second_person_approves(site: Site) -> 
     await alice.click(f"#approve-{request_id}")
     await expect(alice.locator(".notice")).to_contain_text(f"Request {request_id} is now")
     status = await site.app.revocation_store.get(request_id)
-    assert status is not None and status["status"] == "COMPLETED"
+    assert status is not None
+    assert status["status"] == "COMPLETED"
     assert [a["by"] for a in status["approvals"]] == ["alice"]
     await alice.context.close()
 
 
 async def test_threat_visible_after_an_attack(site: Site) -> None:
+    intruder = {"Authorization": f"Bearer {site.tokens['intruder']}"}
     async with httpx.AsyncClient(base_url=site.url, verify=False) as raw:  # noqa: S501
         for i in range(12):  # an identity without policies probing secrets
-            await raw.get(f"/v1/secrets/radio-gw-{i:02d}",
-                          headers={"Authorization": f"Bearer {site.tokens['intruder']}"})  # fmt: skip
+            await raw.get(f"/v1/secrets/radio-gw-{i:02d}", headers=intruder)
     page = await site.signed_in("alice")
     await page.goto(f"{site.url}/ui/threats")
     await expect(page.locator("table.threats")).to_contain_text("failure_burst_actor")

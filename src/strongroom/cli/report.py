@@ -43,9 +43,7 @@ def _day(text: str | None, label: str) -> datetime | None:
 @app.command()
 def compliance(
     ctx: typer.Context,
-    framework: Annotated[
-        str, typer.Option("--framework", help="soc2, pci-dss or hipaa.")
-    ] = "soc2",
+    framework: Annotated[str, typer.Option("--framework", help="soc2, pci-dss or hipaa.")] = "soc2",
     start: Annotated[
         str | None,
         typer.Option("--from", metavar="DATE", help="Start of the period (default: 90 days ago)."),

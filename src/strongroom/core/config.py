@@ -161,7 +161,9 @@ class Settings(BaseSettings):
     # operations its cost estimate uses (USD, Azure's standard tier list price by default).
     ui_idle_minutes: float = Field(default=15.0, gt=0, le=1440, alias="STRONGROOM_UI_IDLE_MINUTES")
     ui_session_hours: float = Field(default=12.0, gt=0, le=168, alias="STRONGROOM_UI_SESSION_HOURS")
-    kv_price_per_10k: float = Field(default=0.03, ge=0, le=1000, alias="STRONGROOM_KV_PRICE_PER_10K")
+    kv_price_per_10k: float = Field(
+        default=0.03, ge=0, le=1000, alias="STRONGROOM_KV_PRICE_PER_10K"
+    )
 
     @field_validator("azure_key_vault_url", mode="before")
     @classmethod

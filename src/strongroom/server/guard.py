@@ -153,12 +153,7 @@ class Guard:
                     await self.app(scope, self._limited(receive), send_with_headers)
                 return
             if console:
-                # Signed in by its session cookie, inside the console's routes.
-                scope[CLIENT_KEY] = (ip, user_agent)
-                with acting_as(ANONYMOUS, ip=ip, user_agent=user_agent):
-                    await self.app(scope, self._limited(receive), send_with_headers)
-                signed_in = scope.get(PRINCIPAL_KEY)
-                identity = signed_in.identity if isinstance(signed_in, Principal) else identity
+                identity = await self._console(scope, receive, send_with_headers, ip, user_agent)
                 return
             principal = await self._authenticate(
                 wiring, scope, headers, ip, user_agent, send_with_headers
@@ -216,6 +211,17 @@ class Guard:
                                retry_after=RETRY_AFTER_SECONDS)  # fmt: skip
         else:
             await self._reject(send, path, 500, "internal", "internal error")
+
+    async def _console(
+        self, scope: Scope, receive: Receive, send: Send, ip: str | None, user_agent: str | None
+    ) -> str:
+        """The console signs people in with its own session cookie, inside its routes; the
+        identity it signed in (for the access log), else anonymous."""
+        scope[CLIENT_KEY] = (ip, user_agent)
+        with acting_as(ANONYMOUS, ip=ip, user_agent=user_agent):
+            await self.app(scope, self._limited(receive), send)
+        signed_in = scope.get(PRINCIPAL_KEY)
+        return signed_in.identity if isinstance(signed_in, Principal) else ANONYMOUS
 
     @property
     def max_body(self) -> int:

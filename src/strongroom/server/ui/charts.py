@@ -30,8 +30,8 @@ def _frame(title: str, body: list[str], height: int = _H, legend: str = "") -> M
 def _nice_max(value: float) -> float:
     if value <= 0:
         return 1.0
-    magnitude = 10 ** (len(str(int(value))) - 1)
-    for step in (1, 2, 2.5, 5, 10):
+    magnitude = float(10 ** (len(str(int(value))) - 1))
+    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
         if value <= step * magnitude:
             return step * magnitude
     return value
@@ -43,7 +43,9 @@ def _axis(top: float, height: int) -> list[str]:
     for i in range(5):
         value = top * i / 4
         y = height - _BOTTOM - plot_h * i / 4
-        out.append(f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        out.append(
+            f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
+        )
         label = f"{value:,.0f}"
         out.append(f'<text class="tick" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
                    f"{label}</text>")  # fmt: skip
@@ -82,7 +84,7 @@ def stacked_bars(
     slot = plot_w / max(1, len(buckets))
     body = _axis(top, _H)
     for i, (label, values) in enumerate(buckets):
-        y = _H - _BOTTOM
+        y = float(_H - _BOTTOM)
         for k, key in enumerate(keys):
             value = values.get(key, 0)
             if value <= 0:

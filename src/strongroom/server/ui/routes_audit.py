@@ -40,7 +40,9 @@ def _moment(value: str | None, label: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValidationError(f"{label} takes an ISO 8601 time, e.g. 2026-12-01T08:00:00+00:00")
+        raise ValidationError(
+            f"{label} takes an ISO 8601 time, e.g. 2026-12-01T08:00:00+00:00"
+        ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
@@ -80,8 +82,15 @@ async def audit(
     )
     store = console.services.app.audit.store
     head = await store.chain_state() if store is not None else None
-    query = {"secret": secret or "", "action": action or "", "result": result or "",
-             "actor": actor or "", "ip": ip or "", "since": since or "", "until": until or ""}
+    query = {
+        "secret": secret or "",
+        "action": action or "",
+        "result": result or "",
+        "actor": actor or "",
+        "ip": ip or "",
+        "since": since or "",
+        "until": until or "",
+    }
     return render(
         request, "audit.html", ui=console, active="audit", events=events, offset=offset,
         page_size=PAGE_SIZE, query=query, head=head, check=_LAST_CHECK.get("result"),

@@ -39,7 +39,7 @@ def _cookie(response: Response, name: str, value: str, max_age: int | None = Non
 
 
 @router.get("/signin")
-async def signin_form(request: Request, next: str | None = None) -> Response:  # noqa: A002
+async def signin_form(request: Request, next: str | None = None) -> Response:
     nonce = secrets.token_urlsafe(24)
     response = render(request, "signin.html", nonce=nonce, next=_next(next),
                       methods=sorted(METHODS), error=None)  # fmt: skip

@@ -47,7 +47,9 @@ async def _cached(key: str, make: Callable[[], Awaitable[Any]]) -> Any:
 
 def _visible(console: Any, row: dict[str, Any]) -> bool:
     name = row["secret_name"]
-    return bool(console.may(Action.REVOKE_REQUEST, name) or console.may(Action.REVOKE_APPROVE, name))
+    return bool(
+        console.may(Action.REVOKE_REQUEST, name) or console.may(Action.REVOKE_APPROVE, name)
+    )
 
 
 @router.get("/revocations")
@@ -214,5 +216,5 @@ async def compliance_report(
     data = await collect(app, framework, since, until)
     body = render_report(data, fmt, ReportSigner(app.report_signing_seed))
     filename = f"strongroom-{framework}-{since:%Y%m%d}-{until:%Y%m%d}.{fmt}"
-    return Response(body, media_type=_MEDIA[fmt],
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
+    disposition = f'attachment; filename="{filename}"'
+    return Response(body, media_type=_MEDIA[fmt], headers={"Content-Disposition": disposition})

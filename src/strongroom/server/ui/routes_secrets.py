@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from strongroom.backends.base import name_key
+from strongroom.core.models import SecretType
 from strongroom.core.policy import Action
 from strongroom.core.rotation import policy_days
-from strongroom.core.models import SecretType
 from strongroom.server.ui import charts
 from strongroom.server.ui.web import page, render, ui
 from strongroom.services.analytics.queries import analyse, last_reads
@@ -61,7 +61,9 @@ async def overview(request: Request, hours: Annotated[int, Query(ge=1, le=720)] 
     )  # fmt: skip
 
 
-def _compliance(props: dict[str, Any], config: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
+def _compliance(
+    props: dict[str, Any], config: dict[str, Any] | None, now: datetime
+) -> dict[str, Any]:
     if config is not None:
         due = policy_due(config, now)
         return {"policy_days": config["rotation_days"], "last_rotation": config["last_rotation"],
@@ -78,7 +80,7 @@ def _compliance(props: dict[str, Any], config: dict[str, Any] | None, now: datet
 async def inventory(
     request: Request,
     q: Text = None,
-    type: Text = None,  # noqa: A002 (the query parameter's name)
+    type: Text = None,
     status: Text = None,
     tag: Text = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -130,7 +131,7 @@ def _stale_versions(
     successor; revoked or disabled ones are not counted."""
     ordered = sorted(versions, key=lambda v: v.created_at)
     stale = []
-    for older, newer in zip(ordered, ordered[1:], strict=False):
+    for older, newer in itertools.pairwise(ordered):
         if older.enabled and older.revoked_at is None and newer.created_at + grace <= now:
             stale.append(older)
     return stale

@@ -94,9 +94,7 @@ _REFUSED = ((10, 0.4, 35), (3, 0.6, 20), (1, 0.8, 10))
 _DETECTIONS = ((3, 0.2, 50), (1, 0.35, 40))
 
 
-def _step(
-    value: float, table: tuple[tuple[float, float, int], ...]
-) -> tuple[float, int] | None:
+def _step(value: float, table: tuple[tuple[float, float, int], ...]) -> tuple[float, int] | None:
     for threshold, multiplier, points in table:
         if value >= threshold:
             return multiplier, points

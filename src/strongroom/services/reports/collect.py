@@ -182,7 +182,9 @@ async def _access(app: Strongroom, since: datetime, until: datetime) -> dict[str
     }
 
 
-def _grant_used(actions: frozenset[Action], pattern: str, rows: list[dict[str, Any]]) -> bool | None:
+def _grant_used(
+    actions: frozenset[Action], pattern: str, rows: list[dict[str, Any]]
+) -> bool | None:
     """Whether the audit shows the grant used in the period; None when its actions leave no
     per-secret event (audit-read alone)."""
     from strongroom.core.policy import Grant  # noqa: PLC0415

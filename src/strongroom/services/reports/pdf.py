@@ -46,8 +46,8 @@ def _compliance_chart(rows: list[tuple[Any, ...]]) -> Drawing:
     types = sorted(counts) or ["none"]
     drawing = Drawing(160 * mm, 12 * mm + 9 * mm * len(types))
     chart = HorizontalBarChart()
-    chart.x, chart.y = 40 * mm, 8 * mm
-    chart.width, chart.height = 110 * mm, 8 * mm * len(types)
+    chart.x, chart.y = round(40 * mm), round(8 * mm)
+    chart.width, chart.height = round(110 * mm), round(8 * mm * len(types))
     chart.data = [[counts.get(t, [0, 0])[0] for t in types],
                   [counts.get(t, [0, 0])[1] for t in types]]  # fmt: skip
     chart.categoryAxis.categoryNames = types

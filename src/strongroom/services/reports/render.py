@@ -60,7 +60,7 @@ def tables(data: dict[str, Any]) -> list[Table]:
     """The report's tables, from JSON-ready data."""
     rot, acc, rev, una = data["rotation"], data["access"], data["revocations"], data["unauthorized"]
     integ = data["integrity"]
-    out = [
+    return [
         Table("rotation", "Rotation compliance per secret",
               ("secret", "type", "policy", "every (days)", "last rotation", "due", "status",
                "rotations in period", "failed"),
@@ -116,7 +116,6 @@ def tables(data: dict[str, Any]) -> list[Table]:
                ("broken at", integ.get("broken_at")), ("reason", integ.get("reason")),
                ("head id", integ.get("head_id")), ("head hash", integ.get("head_hash"))]),
     ]  # fmt: skip
-    return out
 
 
 def _unique_tokens(access: dict[str, Any]) -> list[dict[str, Any]]:
