@@ -44,6 +44,7 @@ from bench.bench_audit import (
 )
 from bench.bench_azure import run_azure
 from bench.bench_cli import run_cli
+from bench.bench_console import run_console
 from bench.bench_crypto import run_crypto
 from bench.bench_http import CONNECTIONS, HttpRun, run_http
 from bench.bench_revocation import RevocationRun, run_revocation
@@ -66,13 +67,14 @@ CLI = "cli"
 REVOCATION = "revocation"
 HTTP = "http"
 AZURE = "azure"
+CONSOLE = "console"
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=(*BACKENDS, AUDIT, ROTATION, CLI, REVOCATION, HTTP, AZURE),
+        choices=(*BACKENDS, AUDIT, ROTATION, CLI, REVOCATION, HTTP, AZURE, CONSOLE),
         help="measure one store (crypto runs too), or only the audit, rotation, CLI, "
         "revocation or HTTP benchmarks",
     )
@@ -518,6 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only == AZURE:  # its own table: the azure store, cache off and on
         print(run_azure(quick=args.quick))
         return 0
+    if args.only == CONSOLE:  # its own table: pages and a compliance report over a big dataset
+        print(run_console(pg_url=args.pg_url, quick=args.quick))
+        return 0
     env = _environment(args)
     started = time.perf_counter()
     profiler = cProfile.Profile() if args.profile else None
@@ -529,6 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(_report(rows, stores, audit, rotation, revocation, http, env, elapsed))
     if args.only is None:
         print(run_azure(quick=args.quick))
+        print(run_console(pg_url=args.pg_url, quick=args.quick))
     _write_json(args.json, env, rows, stores, audit, rotation, revocation, http, errors)
     print(f"results written to {args.json}")
     if profiler is not None:
