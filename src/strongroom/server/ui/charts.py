@@ -28,13 +28,13 @@ def _frame(title: str, body: list[str], height: int = _H, legend: str = "") -> M
 
 
 def _nice_max(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    magnitude = float(10 ** (len(str(int(value))) - 1))
-    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if value <= step * magnitude:
-            return step * magnitude
-    return value
+    """The axis top: four grid steps of 1, 2 or 5 times a power of ten, covering ``value``."""
+    wanted = max(1.0, value / 4)
+    magnitude = float(10 ** (len(str(int(wanted))) - 1))
+    for step in (1.0, 2.0, 5.0, 10.0):
+        if wanted <= step * magnitude:
+            return 4 * step * magnitude
+    return 4 * wanted
 
 
 def _axis(top: float, height: int) -> list[str]:
