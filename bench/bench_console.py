@@ -85,16 +85,14 @@ async def _signed_in(app: Strongroom) -> httpx.AsyncClient:
     )  # fmt: skip
     page = await client.get("/ui/signin")
     nonce = _NONCE.search(page.text)
-    assert nonce is not None  # noqa: S101
+    assert nonce is not None
     answer = await client.post("/ui/signin", data={"nonce": nonce.group(1), "token": token},
                                headers={"Origin": "https://console.bench"})  # fmt: skip
-    assert answer.status_code == 303, answer.text[:300]  # noqa: S101
+    assert answer.status_code == 303, answer.text[:300]
     return client
 
 
-async def _time(
-    op: Callable[[], Awaitable[Any]], rounds: int
-) -> tuple[list[float], Any]:
+async def _time(op: Callable[[], Awaitable[Any]], rounds: int) -> tuple[list[float], Any]:
     times, last = [], None
     for _ in range(rounds):
         started = time.perf_counter()
@@ -105,9 +103,10 @@ async def _time(
 
 def _verify_rate(events: int = 100_000) -> float:
     """Events per second of the chain check (pure Python HMAC over each event)."""
-    from strongroom.core.audit import ChainKey  # noqa: PLC0415
-    from strongroom.db.audit_store import StoredEvent  # noqa: PLC0415
-    from datetime import UTC, datetime  # noqa: PLC0415
+    from datetime import UTC, datetime
+
+    from strongroom.core.audit import ChainKey
+    from strongroom.db.audit_store import StoredEvent
 
     key = ChainKey(secrets.token_bytes(32))
     now = datetime.now(UTC)
@@ -133,53 +132,14 @@ async def _run(pg_url: str, quick: bool) -> str:
     secrets_n, events = (1_000, 100_000) if quick else (SECRETS, EVENTS)
     rounds = 5 if quick else 20
     schema = f"bench_console_{secrets.token_hex(4)}"
-    lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="strongroom-bench-") as home:
         app = await Strongroom.open(_settings("postgres", Path(home), schema, pg_url))
         try:
             started = time.perf_counter()
             await _populate(app, pg_url, schema, secrets_n, events)
             made = time.perf_counter() - started
-            client = await _signed_in(app)
-            pages = [
-                ("overview (24 h)", "/ui/"),
-                ("inventory, first page", "/ui/secrets"),
-                ("inventory, search", "/ui/secrets?q=secret-05"),
-                ("inventory, page 100", "/ui/secrets?offset=5000"),
-                ("inventory, overdue filter", "/ui/secrets?status=overdue"),
-                ("secret detail", "/ui/secrets/secret-0001"),
-                ("audit trail", "/ui/audit"),
-                ("audit by actor", "/ui/audit?actor=actor-007"),
-                ("audit by address", "/ui/audit?ip=10.0.7.2"),
-                ("threats (24 h)", "/ui/threats"),
-                ("revocations", "/ui/revocations"),
-                ("rotation", "/ui/rotation"),
-                ("analytics (cached)", "/ui/analytics"),
-                ("reports", "/ui/reports"),
-            ]
-            first, _ = await _time(lambda: client.get("/ui/analytics"), 1)
-            rows = []
-            for label, path in pages:
-                times, answer = await _time(lambda p=path: client.get(p), rounds)
-                if answer.status_code != 200:
-                    raise RuntimeError(f"{path} answered {answer.status_code}")
-                p95 = _p95(times)
-                rows.append([label, f"{statistics.median(times):.1f}", f"{p95:.1f}",
-                             "PASS" if p95 <= PAGE_GOAL_MS else "MISS"])  # fmt: skip
-            rows.append(["analytics, computed (first view)", f"{first[0]:.1f}", f"{first[0]:.1f}",
-                         "(once a minute)"])  # fmt: skip
-            await client.aclose()
-            now = app.clock()
-            signer = ReportSigner(app.report_signing_seed)
-            started = time.perf_counter()
-            data = await collect(app, "soc2", now - timedelta(days=90), now)
-            collected = time.perf_counter() - started
-            timings = {"collect": collected}
-            for fmt in ("json", "pdf"):
-                started = time.perf_counter()
-                body = render(data, fmt, signer)
-                timings[fmt] = time.perf_counter() - started
-                timings[f"{fmt}_bytes"] = len(body)
+            rows = await _pages(app, rounds)
+            timings = await _report(app)
             rate = await asyncio.to_thread(_verify_rate, 20_000 if quick else 100_000)
         finally:
             await app.close()
@@ -188,19 +148,84 @@ async def _run(pg_url: str, quick: bool) -> str:
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             finally:
                 await conn.close()
+    return _table(secrets_n, events, made, rounds, rows, timings, rate)
+
+
+async def _pages(app: Strongroom, rounds: int) -> list[list[str]]:
+    client = await _signed_in(app)
+    try:
+        pages = [
+            ("overview (24 h)", "/ui/"),
+            ("inventory, first page", "/ui/secrets"),
+            ("inventory, search", "/ui/secrets?q=secret-05"),
+            ("inventory, page 100", "/ui/secrets?offset=5000"),
+            ("inventory, overdue filter", "/ui/secrets?status=overdue"),
+            ("secret detail", "/ui/secrets/secret-0001"),
+            ("audit trail", "/ui/audit"),
+            ("audit by actor", "/ui/audit?actor=actor-007"),
+            ("audit by address", "/ui/audit?ip=10.0.7.2"),
+            ("threats (24 h)", "/ui/threats"),
+            ("revocations", "/ui/revocations"),
+            ("rotation", "/ui/rotation"),
+            ("analytics", "/ui/analytics"),
+            ("reports", "/ui/reports"),
+        ]
+        first: dict[str, float] = {}
+        for label, path in (("inventory", "/ui/secrets"), ("threats (24 h)", "/ui/threats"),
+                            ("analytics", "/ui/analytics")):  # fmt: skip
+            times, _ = await _time(lambda p=path: client.get(p), 1)
+            first[label] = times[0]
+        rows = []
+        for label, path in pages:
+            times, answer = await _time(lambda p=path: client.get(p), rounds)
+            if answer.status_code != 200:
+                raise RuntimeError(f"{path} answered {answer.status_code}")
+            p95 = _p95(times)
+            rows.append([label, f"{statistics.median(times):.1f}", f"{p95:.1f}",
+                         "PASS" if p95 <= PAGE_GOAL_MS else "MISS"])  # fmt: skip
+        for label, ms in first.items():
+            rows.append([f"{label}: first view (snapshot taken)", f"{ms:.1f}", f"{ms:.1f}",
+                         "(then in the background)"])  # fmt: skip
+        return rows
+    finally:
+        await client.aclose()
+
+
+async def _report(app: Strongroom) -> dict[str, float]:
+    now = app.clock()
+    signer = ReportSigner(app.report_signing_seed)
+    started = time.perf_counter()
+    data = await collect(app, "soc2", now - timedelta(days=90), now)
+    timings = {"collect": time.perf_counter() - started}
+    for fmt in ("json", "pdf"):
+        started = time.perf_counter()
+        body = render(data, fmt, signer)
+        timings[fmt] = time.perf_counter() - started
+        timings[f"{fmt}_bytes"] = len(body)
+    return timings
+
+
+def _table(
+    secrets_n: int,
+    events: int,
+    made: float,
+    rounds: int,
+    rows: list[list[str]],
+    timings: dict[str, float],
+    rate: float,
+) -> str:
     total_pdf = timings["collect"] + timings["pdf"]
     projected = EVENTS / rate
-    lines.append(
+    lines = [
         f"console: {secrets_n:,} secrets, {events:,} audit events over {DAYS} days "
-        f"(PostgreSQL, generated in {made:.0f} s); {rounds} requests per page, server time"
-    )
-    lines.append(render_table(["page", "p50 ms", "p95 ms", f"p95 <= {PAGE_GOAL_MS:.0f} ms"],
-                              rows, "lrrl"))  # fmt: skip
-    lines.append("")
+        f"(PostgreSQL, generated in {made:.0f} s); {rounds} requests per page, server time",
+        render_table(["page", "p50 ms", "p95 ms", f"p95 <= {PAGE_GOAL_MS:.0f} ms"], rows, "lrrl"),
+        "",
+    ]
     report_rows = [
         ["collect (queries, threat rules)", f"{timings['collect']:.2f}", ""],
-        ["render + sign JSON", f"{timings['json']:.2f}", f"{timings['json_bytes']:,} bytes"],
-        ["render + sign PDF", f"{timings['pdf']:.2f}", f"{timings['pdf_bytes']:,} bytes"],
+        ["render + sign JSON", f"{timings['json']:.2f}", f"{timings['json_bytes']:,.0f} bytes"],
+        ["render + sign PDF", f"{timings['pdf']:.2f}", f"{timings['pdf_bytes']:,.0f} bytes"],
         ["90-day report, PDF, total", f"{total_pdf:.2f}",
          "PASS" if total_pdf <= REPORT_GOAL_S else "MISS"],
         ["chain check (real chain)", f"{rate:,.0f} events/s",

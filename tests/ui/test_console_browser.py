@@ -10,8 +10,8 @@ import io
 import httpx
 import pytest
 from playwright.async_api import Page, expect
+from uisite import SHOTS, Site
 
-from conftest import SHOTS, Site
 from strongroom import SecretsAudit
 
 pytestmark = pytest.mark.slow
@@ -107,12 +107,15 @@ async def test_threat_visible_after_an_attack(site: Site) -> None:
         for i in range(12):  # an identity without policies probing secrets
             await raw.get(f"/v1/secrets/radio-gw-{i:02d}", headers=intruder)
     page = await site.signed_in("alice")
+    # A threshold no other test asks for: the rules run now, not from an earlier snapshot.
     await page.goto(f"{site.url}/ui/threats")
+    await page.fill("#t-threshold", "6")
+    await page.click("form.filters button[type=submit]")
     await expect(page.locator("table.threats")).to_contain_text("failure_burst_actor")
     await expect(page.locator("table.threats")).to_contain_text("intruder")
     await page.click("table.threats >> text=show >> nth=0")
     await expect(page.locator("table.audit")).to_contain_text("forbidden")
-    await page.goto(f"{site.url}/ui/threats")
+    await page.goto(f"{site.url}/ui/threats?hours=24&threshold=6")
     await shot(page, "threats")
     await page.context.close()
 

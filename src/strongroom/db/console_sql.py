@@ -66,12 +66,27 @@ CONSOLE_ANALYSES: dict[str, str | dict[str, str]] = {
         "FROM secrets_audit_log WHERE timestamp >= :since AND resource_name IS NOT NULL "
         "GROUP BY resource_name"
     ),
-    # Who did what to which secret, successfully, in a window (access review).
-    "console_access_matrix": (
-        "SELECT actor_id, action, resource_name, count(*) AS count, max(timestamp) AS last_seen "
-        "FROM secrets_audit_log WHERE result = 'SUCCESS' AND timestamp >= :since "
+    # Who read which secret in a window (access review): the most-read pairs, and per reader.
+    "console_did_read": (
+        "SELECT actor_id, resource_name, count(*) AS count, max(timestamp) AS last_seen "
+        "FROM secrets_audit_log WHERE " + _READ_OK + " AND timestamp >= :since "
         "AND timestamp < :until AND resource_name IS NOT NULL "
-        "GROUP BY actor_id, action, resource_name"
+        "GROUP BY actor_id, resource_name ORDER BY count(*) DESC, actor_id, resource_name "
+        "LIMIT :limit"
+    ),
+    "console_readers": (
+        "SELECT actor_id, count(DISTINCT resource_name) AS resources, count(*) AS count, "
+        "max(timestamp) AS last_seen FROM secrets_audit_log WHERE " + _READ_OK + " "
+        "AND timestamp >= :since AND timestamp < :until GROUP BY actor_id"
+    ),
+    # Whether one identity used a grant in a window: a successful event of one of the grant's
+    # audit actions (:act_a..:act_i, unused ones empty) on a name its pattern (as LIKE) matches.
+    "console_grant_used": (
+        "SELECT count(*) AS count FROM (SELECT 1 FROM secrets_audit_log "
+        "WHERE actor_id = :who AND result = 'SUCCESS' AND timestamp >= :since "
+        "AND timestamp < :until "
+        "AND action IN (:act_a, :act_b, :act_c, :act_d, :act_e, :act_f, :act_g, :act_h, :act_i) "
+        "AND resource_name LIKE :pattern LIMIT 1) AS hit"
     ),
     # When each actor was last seen at all (tokens never used).
     "console_actor_activity": (

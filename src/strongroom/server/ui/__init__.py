@@ -12,12 +12,20 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from strongroom.server.ui import routes_audit, routes_auth, routes_ops, routes_secrets
+from strongroom.server.ui.snapshots import Snapshots
 
 __all__ = ["install_console"]
 
 
 def install_console(api: FastAPI) -> None:
     """Add the console's routes and its static files (htmx, the stylesheet) to ``api``."""
+    # The inventory's listing is refreshed every few seconds; threat rules and analytics,
+    # which read a window of the audit log, once a minute.
+    api.state.console_snapshots = {
+        "inventory": Snapshots(5.0),
+        "threats": Snapshots(60.0),
+        "analytics": Snapshots(60.0),
+    }
 
     @api.get("/ui", include_in_schema=False)
     async def _root() -> Response:

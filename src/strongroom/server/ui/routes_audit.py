@@ -174,10 +174,16 @@ async def threats(
     console = ui(request)
     await console.require(Action.AUDIT_READ, None)
     app = console.services.app
-    found = await SecretsAudit(app).detect_suspicious_activity(
-        None, failure_threshold=threshold, time_window_minutes=hours * 60, notify=False
+    # Every rule reads a window of the audit log (some a baseline of days before it): the rules
+    # run at most once a minute per window and threshold, and the page says when.
+    snapshot = await console.snapshots("threats").get(
+        (hours, threshold),
+        lambda: SecretsAudit(app).detect_suspicious_activity(
+            None, failure_threshold=threshold, time_window_minutes=hours * 60, notify=False
+        ),
+        app.clock,
     )
-    now = app.clock()
+    found, now = snapshot.value, snapshot.taken_at
     start = now - timedelta(hours=hours)
     rows = []
     by_rule: dict[str, dict[str, float]] = {}
@@ -192,7 +198,7 @@ async def threats(
     severities = ["low", "medium", "high", "critical"]
     return render(
         request, "threats.html", ui=console, active="threats", found=found, hours=hours,
-        threshold=threshold,
+        threshold=threshold, taken_at=now,
         timeline=charts.timeline(f"Detections over the last {hours} hours", rows, start, now)
         if rows else None,
         by_rule=charts.stacked_bars("Detections by rule and severity", sorted(by_rule.items()),

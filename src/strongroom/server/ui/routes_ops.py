@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -26,23 +23,8 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 RevocationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-#: Analytics read every secret and a window of the audit log: computed at most once a minute
-#: per process and shown with the time they were computed.
-ANALYTICS_TTL = 60.0
-_memo: dict[str, tuple[float, Any]] = {}
-_memo_lock = asyncio.Lock()
 _MEDIA = {"pdf": "application/pdf", "html": "text/html; charset=utf-8",
           "json": "application/json", "csv": "text/csv; charset=utf-8"}  # fmt: skip
-
-
-async def _cached(key: str, make: Callable[[], Awaitable[Any]]) -> Any:
-    async with _memo_lock:
-        found = _memo.get(key)
-        if found is not None and found[0] > time.monotonic():
-            return found[1]
-        value = await make()
-        _memo[key] = (time.monotonic() + ANALYTICS_TTL, value)
-        return value
 
 
 def _visible(console: Any, row: dict[str, Any]) -> bool:
@@ -154,9 +136,12 @@ async def analytics(request: Request) -> Response:
     console = ui(request)
     await console.require(Action.AUDIT_READ, None)
     app = console.services.app
-    recs = await _cached("recommend", lambda: recommendations(app))
     options = LifecycleOptions(price_per_10k=app.settings.kv_price_per_10k)
-    life = await _cached("lifecycle", lambda: lifecycle(app, options))
+
+    async def both() -> tuple[Any, Any]:
+        return await recommendations(app), await lifecycle(app, options)
+
+    recs, life = (await console.snapshots("analytics").get("all", both, app.clock)).value
     levels = ["low", "medium", "high", "critical"]
     counts = {lvl: sum(1 for r in recs if r.level.value == lvl) for lvl in levels}
     return render(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from strongroom.backends.base import name_key
+from strongroom.core.audit import AuditAction
 from strongroom.core.models import SecretType
 from strongroom.core.policy import Action
 from strongroom.core.rotation import policy_days
@@ -17,6 +19,7 @@ from strongroom.server.ui import charts
 from strongroom.server.ui.web import page, render, ui
 from strongroom.services.analytics.queries import analyse, last_reads
 from strongroom.services.rotation.secrets_rotation import policy_due
+from strongroom.services.wiring import Strongroom
 
 __all__ = ["router"]
 
@@ -33,8 +36,12 @@ async def overview(request: Request, hours: Annotated[int, Query(ge=1, le=720)] 
     app = console.services.app
     now = app.clock()
     since = now - timedelta(hours=hours)
+    activity, actors = await asyncio.gather(
+        analyse(app, "console_activity", since=since),
+        analyse(app, "console_top_actors", since=since, limit=10),
+    )
     buckets: dict[datetime, dict[str, float]] = {}
-    for row in await analyse(app, "console_activity", since=since):
+    for row in activity:
         hour = row["hour"].replace(minute=0, second=0, microsecond=0)
         slot = buckets.setdefault(hour, {"reads": 0, "other": 0, "unauthorized": 0})
         slot["reads"] += int(row["reads"])
@@ -45,7 +52,6 @@ async def overview(request: Request, hours: Annotated[int, Query(ge=1, le=720)] 
         (f"{start + timedelta(hours=i):%H}h", buckets.get(start + timedelta(hours=i), {}))
         for i in range(hours + 1)
     ]
-    actors = await analyse(app, "console_top_actors", since=since, limit=10)
     totals = {k: sum(v.get(k, 0) for _, v in series) for k in ("reads", "other", "unauthorized")}
     return render(
         request, "overview.html", ui=console, active="overview", hours=hours, totals=totals,
@@ -75,6 +81,22 @@ def _compliance(
             "overdue": due <= now, "configured": False, "failing": False}  # fmt: skip
 
 
+async def _inventory(app: Strongroom) -> list[dict[str, Any]]:
+    """Every live secret's properties with its rotation compliance, sorted by name."""
+    now = app.clock()
+    configs = {r["secret_name"]: r for r in await app.rotation_store.list_all()}
+    rows = []
+    for found in await app.store.list_secrets():
+        props = found.to_dict()
+        rotation = _compliance(props, configs.get(name_key(found.name)), now)
+        expired = found.expires_at is not None and found.expires_at <= now
+        state = ("disabled" if not found.enabled else "expired" if expired
+                 else "overdue" if rotation["overdue"] else "compliant")  # fmt: skip
+        rows.append({**props, "key": found.name.lower(), "rotation": rotation, "state": state})
+    rows.sort(key=lambda r: r["key"])
+    return rows
+
+
 @router.get("/secrets")
 @page
 async def inventory(
@@ -90,29 +112,30 @@ async def inventory(
     if not caller.holds(Action.LIST):
         await console.require(Action.LIST, None)
     svc = console.services
-    now = svc.app.clock()
-    listed = [s for s in await svc.manager.list_secrets() if caller.may(Action.LIST, s["name"])]
-    configs = {r["secret_name"]: r for r in await svc.app.rotation_store.list_all()}
+    app = svc.app
+    # The listing is audited per view, as the API's is; the properties come from a snapshot
+    # at most a few seconds old (see snapshots.py), filtered here by the caller's policies.
+    async with app.audit.operation(AuditAction.LIST, None, operation="console.inventory"):
+        snapshot = await console.snapshots("inventory").get(
+            "all", lambda: _inventory(app), app.clock
+        )
     needle = (q or "").strip().lower()
     tag_key, _, tag_value = (tag or "").partition("=")
     rows = []
-    for props in listed:
-        if needle and needle not in props["name"].lower():
+    for row in snapshot.value:
+        if needle and needle not in row["key"]:
             continue
-        if type and props["secret_type"] != type:
+        if type and row["secret_type"] != type:
             continue
-        tags = props.get("metadata") or {}
+        if status and row["state"] != status:
+            continue
+        tags = row["metadata"]
         if tag_key and (tag_key not in tags or (tag_value and tags[tag_key] != tag_value)):
             continue
-        rotation = _compliance(props, configs.get(name_key(props["name"])), now)
-        expired = props["expires_at"] is not None and props["expires_at"] <= now
-        state = ("disabled" if not props["enabled"] else "expired" if expired
-                 else "overdue" if rotation["overdue"] else "compliant")  # fmt: skip
-        if status and state != status:
-            continue
-        rows.append({**props, "rotation": rotation, "state": state})
-    rows.sort(key=lambda r: r["name"].lower())
-    shown = rows[offset : offset + PAGE_SIZE]
+        if caller.may(Action.LIST, row["name"]):
+            rows.append(row)
+    now = snapshot.taken_at
+    shown = [dict(r) for r in rows[offset : offset + PAGE_SIZE]]
     audited = [r["name"] for r in shown if caller.may(Action.AUDIT_READ, r["name"])]
     reads = await last_reads(svc.app, audited) if audited else {}
     for row in shown:
@@ -123,7 +146,7 @@ async def inventory(
         request, template, ui=console, active="secrets", rows=shown, total=len(rows),
         offset=offset, page_size=PAGE_SIZE, now=now, types=[t.value for t in SecretType],
         query={"q": q or "", "type": type or "", "status": status or "", "tag": tag or ""},
-        overdue=sum(1 for r in rows if r["state"] == "overdue"),
+        overdue=sum(1 for r in rows if r["state"] == "overdue"), taken_at=snapshot.taken_at,
     )  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from strongroom.server.context import Services, services
 from strongroom.server.errors import status_for
 from strongroom.server.guard import CLIENT_KEY, PRINCIPAL_KEY
 from strongroom.server.ui.sessions import COOKIE, Session, resume_session
+from strongroom.server.ui.snapshots import Snapshots
 from strongroom.services.access.control import Principal
 
 __all__ = ["Console", "form", "page", "render", "same_origin"]
@@ -63,6 +64,10 @@ class Console:
     request: Request
     session: Session
     services: Services
+
+    def snapshots(self, kind: str) -> Snapshots:
+        found: Snapshots = self.request.app.state.console_snapshots[kind]
+        return found
 
     @property
     def principal(self) -> Principal:

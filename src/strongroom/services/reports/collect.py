@@ -8,6 +8,7 @@ threat detections; audit integrity (the chain check and its head hash).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ __all__ = ["MAX_PERIOD_DAYS", "collect"]
 MAX_PERIOD_DAYS = 3660
 _TRAIL_PAGE = 10_000
 _UNAUTHORIZED_ROWS = 1_000
+#: "Who did read what": the most-read (identity, secret) pairs; every reader has a total.
+DID_READ_ROWS = 10_000
 #: Audit actions that show a grant's action was used on a secret.
 USES: dict[Action, frozenset[str]] = {
     Action.READ: frozenset({"READ"}),
@@ -58,6 +61,13 @@ async def collect(
     if until - since > timedelta(days=MAX_PERIOD_DAYS):
         raise ValidationError(f"a report period is at most {MAX_PERIOD_DAYS} days")
     audit = SecretsAudit(app)
+    rotation, access, revocations, unauthorized, integrity = await asyncio.gather(
+        _rotation(app, audit, since, until),
+        _access(app, since, until),
+        _revocations(app, since, until),
+        _unauthorized(app, since, until),
+        _integrity(app, audit),
+    )
     return {
         "meta": {
             "framework": framework.value,
@@ -70,11 +80,11 @@ async def collect(
             "profile": app.profile,
             "strongroom_version": __version__,
         },
-        "rotation": await _rotation(app, audit, since, until),
-        "access": await _access(app, since, until),
-        "revocations": await _revocations(app, since, until),
-        "unauthorized": await _unauthorized(app, since, until),
-        "integrity": await _integrity(app, audit),
+        "rotation": rotation,
+        "access": access,
+        "revocations": revocations,
+        "unauthorized": unauthorized,
+        "integrity": integrity,
     }
 
 
@@ -137,14 +147,16 @@ def _grant_text(actions: frozenset[Action], pattern: str) -> str:
 async def _access(app: Strongroom, since: datetime, until: datetime) -> dict[str, Any]:
     identities = await app.access.identities()
     policies = {p.name: p for p in await app.access.list_policies()}
-    matrix = await analyse(app, "console_access_matrix", since=since, until=until)
-    by_actor: dict[str, list[dict[str, Any]]] = {}
-    for row in matrix:
-        by_actor.setdefault(str(row["actor_id"]), []).append(row)
-    can_read, grants, wildcard = [], [], []
+    window: dict[str, Any] = {"since": since, "until": until}
+    did_read, readers = await asyncio.gather(
+        analyse(app, "console_did_read", limit=DID_READ_ROWS, **window),
+        analyse(app, "console_readers", **window),
+    )
+    can_read: list[dict[str, Any]] = []
+    grants: list[dict[str, Any]] = []
+    wildcard: list[dict[str, Any]] = []
     for entry in identities:
         identity = entry["identity"]
-        rows = by_actor.get(identity, [])
         for name in entry["policies"]:
             policy = policies.get(name)
             if policy is None:
@@ -157,23 +169,38 @@ async def _access(app: Strongroom, since: datetime, until: datetime) -> dict[str
                 if "*" in grant.pattern or "?" in grant.pattern:
                     wildcard.append({"identity": identity, "policy": name, "grant": text,
                                      "everything": grant.pattern == "*"})  # fmt: skip
-                used = _grant_used(grant.actions, grant.pattern, rows)
                 grants.append({"identity": identity, "policy": name, "grant": text,
-                               "used": used})  # fmt: skip
-    reads = sorted(
-        (
-            {"identity": r["actor_id"], "secret": r["resource_name"], "reads": int(r["count"]),
-             "last_read": r["last_seen"]}
-            for r in matrix
-            if r["action"] == "READ"
-        ),
-        key=lambda r: (r["identity"], r["secret"]),
-    )  # fmt: skip
+                               "actions": grant.actions, "pattern": grant.pattern})  # fmt: skip
+    used = await asyncio.gather(*(_grant_used(app, g, window) for g in grants))
+    for entry_grant, was_used in zip(grants, used, strict=True):
+        entry_grant["used"] = was_used
+        del entry_grant["actions"], entry_grant["pattern"]
     tokens = await token_usage(app)
     return {
         "identities": identities,
         "can_read": can_read,
-        "did_read": reads,
+        "readers": sorted(
+            (
+                {
+                    "identity": r["actor_id"],
+                    "secrets": int(r["resources"]),
+                    "reads": int(r["count"]),
+                    "last_read": r["last_seen"],
+                }
+                for r in readers
+            ),
+            key=lambda r: r["identity"],
+        ),
+        "did_read": [
+            {
+                "identity": r["actor_id"],
+                "secret": r["resource_name"],
+                "reads": int(r["count"]),
+                "last_read": r["last_seen"],
+            }
+            for r in did_read
+        ],
+        "did_read_limit": DID_READ_ROWS,
         "grants_never_used": [g for g in grants if g["used"] is False],
         "grants_not_measurable": [g for g in grants if g["used"] is None],
         "wildcard_grants": wildcard,
@@ -182,24 +209,27 @@ async def _access(app: Strongroom, since: datetime, until: datetime) -> dict[str
     }
 
 
-def _grant_used(
-    actions: frozenset[Action], pattern: str, rows: list[dict[str, Any]]
+async def _grant_used(
+    app: Strongroom, grant: dict[str, Any], window: dict[str, Any]
 ) -> bool | None:
     """Whether the audit shows the grant used in the period; None when its actions leave no
     per-secret event (audit-read alone)."""
-    from strongroom.core.policy import Grant  # noqa: PLC0415
-
     wanted: set[str] = set()
-    for action in actions:
+    for action in grant["actions"]:
         if action is Action.ADMIN:
             wanted |= {a for uses in USES.values() for a in uses}
         wanted |= USES.get(action, frozenset())
     if not wanted:
         return None
-    grant = Grant(actions=frozenset(Action), pattern=pattern)
-    return any(
-        r["action"] in wanted and grant.permits(Action.READ, str(r["resource_name"])) for r in rows
-    )
+    slots = sorted(wanted) + [""] * (9 - len(wanted))
+    # Names and patterns are letters, digits and "-" (plus * and ?): nothing LIKE would treat
+    # specially but the wildcards themselves; audit names are lower-case.
+    like = grant["pattern"].lower().replace("*", "%").replace("?", "_")
+    rows = await analyse(
+        app, "console_grant_used", who=grant["identity"], pattern=like,
+        **{f"act_{'abcdefghi'[i]}": a for i, a in enumerate(slots)}, **window,
+    )  # fmt: skip
+    return bool(rows and int(rows[0]["count"]))
 
 
 async def _revocations(app: Strongroom, since: datetime, until: datetime) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from strongroom.services.reports.signing import FORMATS, ReportSigner, canonical
 
 __all__ = ["MAX_ROWS", "Table", "jsonable", "render", "tables"]
 
-MAX_ROWS = 500
+MAX_ROWS = 200
 
 
 def jsonable(value: Any) -> Any:
@@ -66,7 +66,9 @@ def tables(data: dict[str, Any]) -> list[Table]:
                "rotations in period", "failed"),
               [(e["name"], e["secret_type"], e["policy"], e["rotation_days"], e["last_rotation"],
                 e["due_at"], e["status"], e["rotations_in_period"],
-                e["failed_rotations_in_period"]) for e in rot["entries"]],
+                e["failed_rotations_in_period"])
+               for e in sorted(rot["entries"], key=lambda e: (e["status"] != "overdue",
+                                                              e["name"].lower()))],
               f"{rot['compliant']} of {rot['secrets']} secrets compliant, {rot['overdue']} overdue,"
               f" {rot['without_policy']} on their type's default policy"),
         Table("rotation_evidence", "Rotation events (evidence)",
@@ -76,8 +78,13 @@ def tables(data: dict[str, Any]) -> list[Table]:
         Table("can_read", "Who can read what (policies x identities)",
               ("identity", "policy", "pattern"),
               [(r["identity"], r["policy"], r["pattern"]) for r in acc["can_read"]]),
-        Table("did_read", "Who did read what", ("identity", "secret", "reads", "last read"),
-              [(r["identity"], r["secret"], r["reads"], r["last_read"]) for r in acc["did_read"]]),
+        Table("readers", "Readers", ("identity", "secrets read", "reads", "last read"),
+              [(r["identity"], r["secrets"], r["reads"], r["last_read"]) for r in acc["readers"]]),
+        Table("did_read", "Who did read what (most-read first)",
+              ("identity", "secret", "reads", "last read"),
+              [(r["identity"], r["secret"], r["reads"], r["last_read"]) for r in acc["did_read"]],
+              f"the {acc['did_read_limit']:,} most-read identity and secret pairs at most; the "
+              "audit export has every read"),
         Table("grants_never_used", "Grants never used in the period",
               ("identity", "policy", "grant"),
               [(g["identity"], g["policy"], g["grant"]) for g in acc["grants_never_used"]]),
