@@ -41,6 +41,7 @@ async def scenario(app: Strongroom, clock: ManualClock) -> dict[str, Any]:
     reader = await app.access.create_token("svc-fleet", policies=["ops"])
     idle = await app.access.create_token("svc-idle", policies=["ops"])
     never = await app.access.create_token("svc-never", ttl=timedelta(days=30))
+    await app.access.attach("root-ops", "admin")  # every action: every audit action counts
     with acting_as("svc-fleet", ip="10.0.1.1"):
         await manager.get_secret("fleet-db")
     principal = await app.access.authenticate(idle.token)
@@ -74,11 +75,14 @@ async def test_report_states_the_evidence(app: Strongroom, clock: ManualClock) -
     assert ("svc-idle", "list,read:fleet-*") in unused
     assert ("svc-fleet", "write:stale-*") in unused
     assert ("svc-fleet", "list,read:fleet-*") not in unused
+    assert any(who == "root-ops" and grant.endswith(":*") for who, grant in unused)
     assert {t["id"] for t in access["tokens_never_used"]} == {found["never"]}
     assert found["reader"] in {t["id"] for t in access["tokens_never_expiring"]}
     assert found["never"] not in {t["id"] for t in access["tokens_never_expiring"]}
-    assert {g["grant"] for g in access["wildcard_grants"]} == {"list,read:fleet-*",
-                                                               "write:stale-*"}  # fmt: skip
+    wild = {(g["identity"], g["grant"], g["everything"]) for g in access["wildcard_grants"]}
+    assert ("svc-idle", "list,read:fleet-*", False) in wild
+    assert ("svc-fleet", "write:stale-*", False) in wild
+    assert any(who == "root-ops" and everything for who, _, everything in wild)
     revocation = data["revocations"]["entries"][0]
     assert (revocation["requested_by"], [a["by"] for a in revocation["approvals"]]) == (
         "alice", ["bob"])  # fmt: skip

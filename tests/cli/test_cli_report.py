@@ -9,10 +9,10 @@ import pytest
 from clirun import Cli, make_cli
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Cli:
-    schema = request.getfixturevalue("pg_schema") if request.param == "postgres" else None
-    return make_cli(request.param, tmp_path / "home", schema)
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """The embedded profile: the report's queries run on PostgreSQL in tests/test_reports.py."""
+    return make_cli("sqlite", tmp_path / "home", None)
 
 
 def test_report_written_verified_and_tampering_refused(cli: Cli, tmp_path: Path) -> None:

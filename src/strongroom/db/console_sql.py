@@ -80,12 +80,13 @@ CONSOLE_ANALYSES: dict[str, str | dict[str, str]] = {
         "AND timestamp >= :since AND timestamp < :until GROUP BY actor_id"
     ),
     # Whether one identity used a grant in a window: a successful event of one of the grant's
-    # audit actions (:act_a..:act_i, unused ones empty) on a name its pattern (as LIKE) matches.
+    # audit actions (:act_a..:act_j, unused ones empty) on a name its pattern (as LIKE) matches.
     "console_grant_used": (
         "SELECT count(*) AS count FROM (SELECT 1 FROM secrets_audit_log "
         "WHERE actor_id = :who AND result = 'SUCCESS' AND timestamp >= :since "
         "AND timestamp < :until "
-        "AND action IN (:act_a, :act_b, :act_c, :act_d, :act_e, :act_f, :act_g, :act_h, :act_i) "
+        "AND action IN (:act_a, :act_b, :act_c, :act_d, :act_e, :act_f, :act_g, :act_h, :act_i, "
+        ":act_j) "
         "AND resource_name LIKE :pattern LIMIT 1) AS hit"
     ),
     # When each actor was last seen at all (tokens never used).

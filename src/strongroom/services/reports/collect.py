@@ -33,6 +33,8 @@ __all__ = ["MAX_PERIOD_DAYS", "collect"]
 MAX_PERIOD_DAYS = 3660
 _TRAIL_PAGE = 10_000
 _UNAUTHORIZED_ROWS = 1_000
+#: One bound parameter per audit action a grant can show itself by (see console_grant_used).
+_SLOTS = "abcdefghij"
 #: "Who did read what": the most-read (identity, secret) pairs; every reader has a total.
 DID_READ_ROWS = 10_000
 #: Audit actions that show a grant's action was used on a secret.
@@ -221,13 +223,13 @@ async def _grant_used(
         wanted |= USES.get(action, frozenset())
     if not wanted:
         return None
-    slots = sorted(wanted) + [""] * (9 - len(wanted))
+    slots = sorted(wanted) + [""] * (len(_SLOTS) - len(wanted))
     # Names and patterns are letters, digits and "-" (plus * and ?): nothing LIKE would treat
     # specially but the wildcards themselves; audit names are lower-case.
     like = grant["pattern"].lower().replace("*", "%").replace("?", "_")
     rows = await analyse(
         app, "console_grant_used", who=grant["identity"], pattern=like,
-        **{f"act_{'abcdefghi'[i]}": a for i, a in enumerate(slots)}, **window,
+        **{f"act_{letter}": a for letter, a in zip(_SLOTS, slots, strict=True)}, **window,
     )  # fmt: skip
     return bool(rows and int(rows[0]["count"]))
 
