@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from strongroom.backends.base import name_key
 from strongroom.core.audit import AuditAction
+from strongroom.core.errors import RotationNotConfiguredError
 from strongroom.core.models import SecretType
 from strongroom.core.policy import Action
 from strongroom.core.rotation import policy_days
@@ -163,7 +164,10 @@ async def detail(request: Request, name: str) -> Response:
     audit_ok = console.may(Action.AUDIT_READ, name)
     history, chart, readers = [], None, []
     if audit_ok:
-        history = await svc.rotation.get_rotation_history(name, 20)
+        try:
+            history = await svc.rotation.get_rotation_history(name, 20)
+        except RotationNotConfiguredError:  # never rotated and no schedule: nothing to show
+            history = []
         rows = await analyse(app, "console_reads_by_actor", resource_name=name.lower(),
                              since=now - timedelta(days=30))  # fmt: skip
         per_actor: dict[str, int] = {}
