@@ -201,3 +201,24 @@ async def test_api_trail_filters_by_address(site: Served) -> None:
     async with site.admin() as api:
         found = (await api.get("/v1/audit/events", params={"ip": "10.2.2.2"})).json()
     assert [e["actor_ip"] for e in found] == ["10.2.2.2"]
+
+
+async def test_a_session_row_changed_in_the_database_is_refused(site: Served) -> None:
+    """Someone who can write the database cannot point a session at another identity's token
+    (the row carries a MAC, as tokens, policies and bindings do)."""
+    mine = await token(site, "mallory", "list:*")
+    theirs = (await site.app.access.create_token("root-ops", policies=["admin"])).record.id
+    async with ConsoleClient(site) as ui:
+        await ui.sign_in(mine)
+        sessions = site.app.sessions
+        rows = await sessions._rows(  # type: ignore[attr-defined]
+            "SELECT id_hash FROM strongroom_ui_sessions WHERE identity = :who", {"who": "mallory"}
+        )
+        await sessions._change(  # type: ignore[attr-defined]
+            [("UPDATE strongroom_ui_sessions SET identity = :who, subject = :subject "
+              "WHERE id_hash = :id_hash",
+              {"who": "root-ops", "subject": theirs, "id_hash": bytes(rows[0]["id_hash"])})]
+        )  # fmt: skip
+        answer = await ui.get("/ui/reports")
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/ui/signin")

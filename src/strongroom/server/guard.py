@@ -148,12 +148,11 @@ class Guard:
                 await self._reject(send_with_headers, path, 413, "request_too_large",
                                    f"the request body exceeds {self.max_body} bytes")  # fmt: skip
                 return
-            if path in PUBLIC_PATHS or (path == "/metrics" and self.config.metrics_public):
-                with acting_as(ANONYMOUS, ip=ip, user_agent=user_agent):
-                    await self.app(scope, self._limited(receive), send_with_headers)
-                return
-            if console:
-                identity = await self._console(scope, receive, send_with_headers, ip, user_agent)
+            public = path in PUBLIC_PATHS or (path == "/metrics" and self.config.metrics_public)
+            if public or console:
+                identity = await self._without_token(
+                    scope, receive, send_with_headers, (ip, user_agent), console=console
+                )
                 return
             principal = await self._authenticate(
                 wiring, scope, headers, ip, user_agent, send_with_headers
@@ -212,13 +211,21 @@ class Guard:
         else:
             await self._reject(send, path, 500, "internal", "internal error")
 
-    async def _console(
-        self, scope: Scope, receive: Receive, send: Send, ip: str | None, user_agent: str | None
+    async def _without_token(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: tuple[str | None, str | None],
+        *,
+        console: bool,
     ) -> str:
-        """The console signs people in with its own session cookie, inside its routes; the
-        identity it signed in (for the access log), else anonymous."""
-        scope[CLIENT_KEY] = (ip, user_agent)
-        with acting_as(ANONYMOUS, ip=ip, user_agent=user_agent):
+        """A public path, or the console, which signs people in with its own session cookie
+        inside its routes; the identity the console signed in (for the access log), else
+        anonymous."""
+        if console:
+            scope[CLIENT_KEY] = client
+        with acting_as(ANONYMOUS, ip=client[0], user_agent=client[1]):
             await self.app(scope, self._limited(receive), send)
         signed_in = scope.get(PRINCIPAL_KEY)
         return signed_in.identity if isinstance(signed_in, Principal) else ANONYMOUS

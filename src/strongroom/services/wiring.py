@@ -174,7 +174,7 @@ def build_state_stores(settings: Settings, integrity: RowMac) -> StateStores:
             PostgresRevocationStore(dsn, schema=schema),
             PostgresSubscriptionStore(dsn, schema=schema),
             PostgresAccessStore(dsn, schema=schema, mac=integrity),
-            PostgresSessionStore(dsn, schema=schema),
+            PostgresSessionStore(dsn, schema=schema, mac=integrity),
         )
     db = SqliteDatabase(None if settings.backend is Backend.MEMORY else settings.sqlite_path)
     return StateStores(
@@ -183,7 +183,7 @@ def build_state_stores(settings: Settings, integrity: RowMac) -> StateStores:
         SqliteRevocationStore(db),
         SqliteSubscriptionStore(db),
         SqliteAccessStore(db, integrity),
-        SqliteSessionStore(db),
+        SqliteSessionStore(db, integrity),
     )
 
 

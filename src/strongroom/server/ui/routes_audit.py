@@ -179,7 +179,7 @@ async def threats(
     snapshot = await console.snapshots("threats").get(
         (hours, threshold),
         lambda: SecretsAudit(app).detect_suspicious_activity(
-            None, failure_threshold=threshold, time_window_minutes=hours * 60, notify=False
+            None, failure_threshold=threshold, time_window_minutes=hours * 60
         ),
         app.clock,
     )

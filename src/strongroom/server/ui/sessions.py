@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from strongroom.core.errors import AuthenticationError
+from strongroom.core.errors import AuthenticationError, TamperedError
 from strongroom.db.session_store import SessionRecord
 
 if TYPE_CHECKING:
@@ -117,7 +117,10 @@ async def resume_session(app: Strongroom, session_id: str | None) -> Session:
     if not session_id or len(session_id) > 128:
         raise AuthenticationError("sign in to use the console")
     key = _hash(session_id)
-    record = await app.sessions.get(key)
+    try:
+        record = await app.sessions.get(key)
+    except TamperedError:  # already alerted and audited by the integrity hook
+        raise AuthenticationError("sign in to use the console") from None
     now = app.clock()
     if record is None:
         raise AuthenticationError("sign in to use the console")
