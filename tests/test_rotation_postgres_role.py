@@ -1,23 +1,22 @@
 """PostgresRoleRotator against real PostgreSQL roles: the password really changes, a failed
 verification puts the old one back, and role names are quoted safely.
 
-The local server trusts every login from 127.0.0.1, so the session fixture adds one pg_hba rule
-(before the first ``host ... trust`` line) that makes members of ``strongroom_password_auth``
-log in with SCRAM-SHA-256; each test's role is a member. The secrets themselves live in SQLite.
+The roles live in a private PostgreSQL cluster started for this module (helpers_pgcluster), where
+every role but ``postgres`` logs in with SCRAM-SHA-256: the machine's own server is never
+reconfigured and no role is left behind on it. The secrets themselves live in SQLite.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import pytest
 
-from helpers_settings import PG_URL
+from helpers_pgcluster import PrivateCluster, private_cluster
 from strongroom import (
     ManualClock,
     RotationConfig,
@@ -32,128 +31,86 @@ from strongroom.services.rotation.rotators.postgres_role import RotationTargetEr
 
 pytestmark = pytest.mark.stores("sqlite")
 
-GROUP = "strongroom_password_auth"
-HBA_RULE = f"host all +{GROUP} 127.0.0.1/32 scram-sha-256"
-LOGIN = {"host": "127.0.0.1", "port": 5432, "database": "test"}
 ROTATOR = "pg-app"
 
 
-def _tokens(line: str) -> list[str]:
-    return line.split("#", 1)[0].split()
+@dataclass(frozen=True)
+class Target:
+    """The private cluster as the rotator and the tests see it."""
 
+    cluster: PrivateCluster
 
-def _with_password_rule(text: str) -> str | None:
-    """``text`` with HBA_RULE before the first ``host ... trust`` line; None if it is already
-    there. Other lines are kept as they are."""
-    lines = text.splitlines(keepends=True)
-    rule = HBA_RULE.split()
-    for index, line in enumerate(lines):
-        tokens = _tokens(line)
-        if tokens == rule:
-            return None
-        if tokens and tokens[0].startswith("host") and "trust" in tokens[3:]:
-            lines.insert(index, HBA_RULE + "\n")
-            return "".join(lines)
-    return None  # no trust rule for TCP: passwords are checked already
+    @property
+    def admin_dsn(self) -> str:
+        return self.cluster.admin_url
 
+    @property
+    def login_params(self) -> dict[str, Any]:
+        return {"host": self.cluster.host, "port": self.cluster.port, "database": "postgres"}
 
-def _ensure_password_rule(hba: Path) -> None:
-    updated = _with_password_rule(hba.read_text())
-    if updated is not None:
-        with hba.open("r+") as handle:  # in place: owner and mode stay as they are
-            handle.write(updated)
-            handle.truncate()
+    def rotator(
+        self, role: str, cls: type[PostgresRoleRotator] = PostgresRoleRotator, **kwargs: Any
+    ) -> PostgresRoleRotator:
+        login = {**self.login_params, **kwargs.pop("login", {})}
+        return cls(admin_dsn=self.admin_dsn, role=role, login=login, **kwargs)
 
-
-async def _admin_execute(query: str, *args: Any) -> None:
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        statement = await conn.fetchval(query, *args)
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-async def create_role(role: str, password: str) -> None:
-    """A LOGIN role in the password group, its password set as a SCRAM verifier."""
-    await _admin_execute(
-        f"SELECT format('CREATE ROLE %I LOGIN IN ROLE {GROUP} PASSWORD %L', $1::text, $2::text)",
-        role,
-        scram_sha256_verifier(password),
-    )
-
-
-async def drop_role(role: str) -> None:
-    await _admin_execute("SELECT format('DROP ROLE IF EXISTS %I', $1::text)", role)
-
-
-async def login(role: str, password: str, **overrides: Any) -> str:
-    """Log in as ``role`` and return current_user (raises on a refused password)."""
-    conn = await asyncpg.connect(user=role, password=password, **{**LOGIN, **overrides})
-    try:
-        user: str = await conn.fetchval("SELECT current_user")
-    finally:
-        await conn.close()
-    return user
-
-
-async def assert_refused(role: str, password: str) -> None:
-    with pytest.raises(asyncpg.InvalidPasswordError):
-        await login(role, password)
-
-
-@pytest.fixture(scope="session")
-async def password_auth(postgres_available: None) -> None:
-    """Make members of GROUP log in with a password on 127.0.0.1 (idempotent, never skips)."""
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        hba = Path(await conn.fetchval("SHOW hba_file"))
+    async def admin_execute(self, query: str, *args: Any) -> None:
+        """Run the statement that ``query`` formats (identifiers quoted by PostgreSQL)."""
+        conn = await asyncpg.connect(self.admin_dsn)
         try:
-            _ensure_password_rule(hba)
-        except OSError as exc:
-            pytest.fail(
-                f"the PostgreSQL role rotator tests need to add {HBA_RULE!r} to {hba} before its "
-                f"first 'host ... trust' line (run them as root or the postgres user): {exc}"
-            )
-        await conn.execute("SELECT pg_reload_conf()")
-        await conn.execute(
-            f"DO $$ BEGIN CREATE ROLE {GROUP} NOLOGIN; "
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-        )
-    finally:
-        await conn.close()
+            await conn.execute(await conn.fetchval(query, *args))
+        finally:
+            await conn.close()
 
-    # The reload is asynchronous: wait until a wrong password is really refused.
-    probe, password = f"sr_probe_{secrets.token_hex(4)}", secrets.token_urlsafe(16)
-    await create_role(probe, password)
-    try:
-        for _ in range(100):
-            try:
-                await login(probe, "not-" + password)
-            except asyncpg.InvalidPasswordError:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail(f"PostgreSQL still accepts any password for {GROUP} members ({hba})")
-        assert await login(probe, password) == probe
-    finally:
-        await drop_role(probe)
+    async def stored_verifier(self, role: str) -> str:
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            stored: str = await conn.fetchval(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = $1", role
+            )
+        finally:
+            await conn.close()
+        return stored
+
+    async def login(self, role: str, password: str) -> str:
+        """Log in as ``role`` and return current_user (raises on a refused password)."""
+        conn = await asyncpg.connect(user=role, password=password, **self.login_params)
+        try:
+            user: str = await conn.fetchval("SELECT current_user")
+        finally:
+            await conn.close()
+        return user
+
+    async def assert_refused(self, role: str, password: str) -> None:
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await self.login(role, password)
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[Target]:
+    with private_cluster() as cluster:
+        yield Target(cluster)
 
 
 @pytest.fixture
-async def make_role(password_auth: None) -> AsyncIterator[Callable[..., Awaitable[str]]]:
-    """``await make_role(password, prefix=...)``: a uniquely named role, dropped afterwards."""
+async def make_role(target: Target) -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """``await make_role(password, prefix=...)``: a uniquely named LOGIN role (its password
+    stored as a SCRAM verifier), dropped afterwards."""
     made: list[str] = []
 
     async def make(password: str, prefix: str = "sr_app") -> str:
         role = f"{prefix}_{secrets.token_hex(4)}"
-        await create_role(role, password)
+        await target.admin_execute(
+            "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)",
+            role,
+            scram_sha256_verifier(password),
+        )
         made.append(role)
         return role
 
     yield make
     for role in made:
-        await drop_role(role)
+        await target.admin_execute("SELECT format('DROP ROLE IF EXISTS %I', $1::text)", role)
 
 
 async def setup_rotation(
@@ -183,12 +140,15 @@ async def setup_rotation(
 
 
 async def test_rotation_changes_the_role_password(
-    app: Strongroom, clock: ManualClock, make_role: Callable[..., Awaitable[str]]
+    app: Strongroom,
+    clock: ManualClock,
+    make_role: Callable[..., Awaitable[str]],
+    target: Target,
 ) -> None:
     initial = secrets.token_urlsafe(24)
     role = await make_role(initial)
-    assert await login(role, initial) == role
-    rotator = PostgresRoleRotator(admin_dsn=PG_URL, role=role, login=LOGIN)
+    assert await target.login(role, initial) == role
+    rotator = target.rotator(role)
     manager, rotation, first = await setup_rotation(app, "db-app", role, initial, rotator)
 
     clock.advance(days=90)
@@ -196,19 +156,15 @@ async def test_rotation_changes_the_role_password(
     new = await manager.get_secret("db-app")
     assert new != initial
     assert len(new) == 32
-    await assert_refused(role, initial)
-    assert await login(role, new) == role
+    await target.assert_refused(role, initial)
+    assert await target.login(role, new) == role
     props = await manager.get_secret_properties("db-app")
     assert props["version"] != first
     assert props["secret_type"] == "database_credential"
     assert await manager.get_secret("db-app", version=first) == initial  # grace period
 
     # The server holds a SCRAM verifier, never the plaintext.
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        stored = await conn.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = $1", role)
-    finally:
-        await conn.close()
+    stored = await target.stored_verifier(role)
     assert stored.startswith("SCRAM-SHA-256$4096:")
     assert new not in stored
 
@@ -217,24 +173,26 @@ async def test_rotation_changes_the_role_password(
     assert (await rotation.run_check())["rotated"] == ["db-app"]
     newer = await manager.get_secret("db-app")
     assert newer not in (initial, new)
-    await assert_refused(role, new)
-    assert await login(role, newer) == role
+    await target.assert_refused(role, new)
+    assert await target.login(role, newer) == role
 
 
 async def test_a_role_name_with_a_quote_and_capitals_is_quoted_safely(
-    app: Strongroom, make_role: Callable[..., Awaitable[str]]
+    app: Strongroom,
+    make_role: Callable[..., Awaitable[str]],
+    target: Target,
 ) -> None:
     initial = secrets.token_urlsafe(24)
     role = await make_role(initial, prefix='App"Role')
-    assert await login(role, initial) == role
-    rotator = PostgresRoleRotator(admin_dsn=PG_URL, role=role, login=LOGIN)
+    assert await target.login(role, initial) == role
+    rotator = target.rotator(role)
     manager, rotation, _ = await setup_rotation(app, "db-quoted", role, initial, rotator)
 
     result = await rotation.rotate_secret("db-quoted", force=True)
     assert result["rotated"] is True, result
     new = await manager.get_secret("db-quoted")
-    await assert_refused(role, initial)
-    assert await login(role, new) == role
+    await target.assert_refused(role, initial)
+    assert await target.login(role, new) == role
 
 
 class RefusingRotator(PostgresRoleRotator):
@@ -253,18 +211,21 @@ class RefusingRotator(PostgresRoleRotator):
 
 
 async def test_a_failed_verification_puts_the_old_password_back(
-    app: Strongroom, clock: ManualClock, make_role: Callable[..., Awaitable[str]]
+    app: Strongroom,
+    clock: ManualClock,
+    make_role: Callable[..., Awaitable[str]],
+    target: Target,
 ) -> None:
     initial = secrets.token_urlsafe(24)
     role = await make_role(initial)
-    rotator = RefusingRotator(admin_dsn=PG_URL, role=role, login=LOGIN)
+    rotator = target.rotator(role, RefusingRotator)
     manager, rotation, first = await setup_rotation(app, "db-refused", role, initial, rotator)
 
     clock.advance(days=90)
     assert (await rotation.run_check())["failed"] == ["db-refused"]
     [refused] = rotator.offered
-    assert await login(role, initial) == role  # rolled back
-    await assert_refused(role, refused)
+    assert await target.login(role, initial) == role  # rolled back
+    await target.assert_refused(role, refused)
     assert (await manager.get_secret_properties("db-refused"))["version"] == first
     assert await manager.get_secret("db-refused") == initial
     status = await rotation.get_rotation_status("db-refused")
@@ -280,22 +241,25 @@ async def test_a_failed_verification_puts_the_old_password_back(
     new = rotator.offered[1]
     assert new not in (refused, initial)
     assert await manager.get_secret("db-refused") == new
-    assert await login(role, new) == role
-    await assert_refused(role, initial)
-    await assert_refused(role, refused)
+    assert await target.login(role, new) == role
+    await target.assert_refused(role, initial)
+    await target.assert_refused(role, refused)
 
 
 async def test_a_verification_login_that_cannot_connect_keeps_the_old_password(
-    app: Strongroom, clock: ManualClock, make_role: Callable[..., Awaitable[str]]
+    app: Strongroom,
+    clock: ManualClock,
+    make_role: Callable[..., Awaitable[str]],
+    target: Target,
 ) -> None:
     initial = secrets.token_urlsafe(24)
     role = await make_role(initial)
-    rotator = PostgresRoleRotator(admin_dsn=PG_URL, role=role, login={**LOGIN, "port": 1})
+    rotator = target.rotator(role, login={"port": 1})
     manager, rotation, first = await setup_rotation(app, "db-unreachable", role, initial, rotator)
 
     result = await rotation.rotate_secret("db-unreachable", force=True)
     assert result["rotated"] is False
-    assert await login(role, initial) == role
+    assert await target.login(role, initial) == role
     assert (await manager.get_secret_properties("db-unreachable"))["version"] == first
     assert len(await manager.get_secret_versions("db-unreachable")) == 1
     status = await rotation.get_rotation_status("db-unreachable")
@@ -304,13 +268,16 @@ async def test_a_verification_login_that_cannot_connect_keeps_the_old_password(
 
 
 async def test_a_failed_verify_callback_also_puts_the_old_password_back(
-    app: Strongroom, clock: ManualClock, make_role: Callable[..., Awaitable[str]]
+    app: Strongroom,
+    clock: ManualClock,
+    make_role: Callable[..., Awaitable[str]],
+    target: Target,
 ) -> None:
     """The rotator accepted the new password but the config's own verification refused it:
     the secret keeps the old password, so the role must too."""
     initial = secrets.token_urlsafe(24)
     role = await make_role(initial)
-    rotator = PostgresRoleRotator(admin_dsn=PG_URL, role=role, login=LOGIN)
+    rotator = target.rotator(role)
     manager, rotation, first = await setup_rotation(
         app, "db-checked", role, initial, rotator, verify_callback=lambda name, value: False
     )
@@ -318,11 +285,13 @@ async def test_a_failed_verify_callback_also_puts_the_old_password_back(
     result = await rotation.rotate_secret("db-checked", force=True)
     assert result["rotated"] is False
     assert (await manager.get_secret_properties("db-checked"))["version"] == first
-    assert await login(role, initial) == role  # what the secret holds still logs in
+    assert await target.login(role, initial) == role  # what the secret holds still logs in
 
 
 async def test_a_rotator_serves_only_the_secrets_it_was_bound_to(
-    app: Strongroom, make_role: Callable[..., Awaitable[str]]
+    app: Strongroom,
+    make_role: Callable[..., Awaitable[str]],
+    target: Target,
 ) -> None:
     """The operator binds a role rotator to the secret ``payments-db``. An identity that may
     rotate only ``team-b-*`` (and cannot read ``payments-db``) schedules its own readable
@@ -336,7 +305,7 @@ async def test_a_rotator_serves_only_the_secrets_it_was_bound_to(
     await manager.create_secret("payments-db", initial, SecretType.DATABASE_CREDENTIAL)
     await rotation.register_rotator(
         "payments-db",
-        PostgresRoleRotator(admin_dsn=PG_URL, role=role, login=LOGIN),
+        target.rotator(role),
         secrets=["payments-db"],
     )
     await manager.create_secret("team-b-loot", "placeholder")
@@ -352,14 +321,16 @@ async def test_a_rotator_serves_only_the_secrets_it_was_bound_to(
             await c.post("/v1/rotation/team-b-loot/rotate")
             loot = (await c.get("/v1/secrets/team-b-loot")).json()["value"]
     assert loot == "placeholder"
-    assert await login(role, initial) == role
+    assert await target.login(role, initial) == role
     assert await manager.get_secret("payments-db") == initial
     refused = await SecretsAudit(app).get_audit_trail("team-b-loot", result="FAILURE")
     assert any(e["error_code"] == "forbidden" for e in refused), refused
 
 
 async def test_a_stored_schedule_naming_an_unbound_rotator_is_refused_when_it_runs(
-    app: Strongroom, make_role: Callable[..., Awaitable[str]]
+    app: Strongroom,
+    make_role: Callable[..., Awaitable[str]],
+    target: Target,
 ) -> None:
     """A schedule row that names a rotator outside its binding (written before the binding
     existed, or into the database by hand) never reaches the target system."""
@@ -370,7 +341,7 @@ async def test_a_stored_schedule_naming_an_unbound_rotator_is_refused_when_it_ru
     await rotation.register_secret(RotationConfig(name="team-b-loot", generator="password"))
     await rotation.register_rotator(
         "payments-db",
-        PostgresRoleRotator(admin_dsn=PG_URL, role=role, login=LOGIN),
+        target.rotator(role),
         secrets=["payments-db"],
     )
     row = await app.rotation_store.get("team-b-loot")
@@ -379,7 +350,7 @@ async def test_a_stored_schedule_naming_an_unbound_rotator_is_refused_when_it_ru
     outcome = await rotation.rotate_secret("team-b-loot", force=True)
     assert outcome["rotated"] is False
     assert "payments-db" in outcome["error"]
-    assert await login(role, initial) == role
+    assert await target.login(role, initial) == role
     failed = await SecretsAudit(app).get_audit_trail("team-b-loot", "ROTATE", result="FAILURE")
     assert failed
     assert failed[0]["error_code"] == "forbidden"
