@@ -60,6 +60,18 @@ async def test_a_guessed_secret_for_a_real_id_is_refused(app: Strongroom) -> Non
     assert secret not in str(caught.value)
 
 
+async def test_a_guessed_secret_is_refused_once_the_real_token_is_cached(app: Strongroom) -> None:
+    """The cache is keyed by token id: a hit must still compare the secret's digest."""
+    assert app.settings.auth_cache_seconds > 0  # the cached path is the one under test
+    issued = await app.access.create_token("svc")
+    assert (await app.access.authenticate(issued.token)).identity == "svc"  # now cached
+    prefix, token_id, secret = issued.token.split("_", 2)
+    for guess in ("A" * len(secret), secret[:-1] + ("B" if secret[-1] != "B" else "C")):
+        with pytest.raises(AuthenticationError, match="not valid"):
+            await app.access.authenticate(f"{prefix}_{token_id}_{guess}")
+    assert (await app.access.authenticate(issued.token)).identity == "svc"
+
+
 async def test_revocation_takes_effect_at_once_even_after_a_cached_success(
     app: Strongroom,
 ) -> None:

@@ -123,6 +123,21 @@ _MODIFICATIONS = {
     ),
     "resource_name": ("UPDATE secrets_audit_log SET resource_name = ? WHERE id = ?", "other"),
     "action": ("UPDATE secrets_audit_log SET action = ? WHERE id = ?", "LIST"),
+    "actor_ip": ("UPDATE secrets_audit_log SET actor_ip = ? WHERE id = ?", "10.66.0.9"),
+    "actor_user_agent": (
+        "UPDATE secrets_audit_log SET actor_user_agent = ? WHERE id = ?",
+        "forged-agent/1.0",
+    ),
+    "error_message": ("UPDATE secrets_audit_log SET error_message = ? WHERE id = ?", "forged"),
+    "error_code": ("UPDATE secrets_audit_log SET error_code = ? WHERE id = ?", "FORGED"),
+    "duration_ms": ("UPDATE secrets_audit_log SET duration_ms = ? WHERE id = ?", 987654),
+}
+
+#: The timestamp column's type differs (SQLite: microseconds, PostgreSQL: timestamptz).
+_MOVE_TIMESTAMP = {
+    "sqlite": "UPDATE secrets_audit_log SET timestamp = timestamp + 1000000 WHERE id = ?",
+    "postgres": "UPDATE secrets_audit_log SET timestamp = timestamp + interval '1 second' "
+    "WHERE id = ?",
 }
 
 
@@ -134,6 +149,32 @@ async def test_a_modified_row_breaks_the_chain_at_that_row(
     assert (await verify(app))["valid"] is True
     sql, value = _MODIFICATIONS[column]
     await raw(store_settings, sql, value, 3)
+
+    assert_broken(await verify(app), 3, "does not match its hash")
+
+
+async def test_every_stored_column_is_covered_by_the_hash(
+    app: Strongroom, store_settings: Settings
+) -> None:
+    """The modifications above plus the timestamp touch every column the chain hashes."""
+    columns = {row[1] for row in await raw(store_settings, _COLUMNS[store_settings.backend.value])}
+    unhashed = {"id", "prev_hash", "chain_hash"}
+    assert columns - unhashed == {*_MODIFICATIONS, "timestamp"}
+
+
+_COLUMNS = {
+    "sqlite": "SELECT cid, name FROM pragma_table_info('secrets_audit_log')",
+    "postgres": "SELECT ordinal_position, column_name::text FROM information_schema.columns "
+    "WHERE table_name = 'secrets_audit_log' AND table_schema = current_schema()",
+}
+
+
+async def test_a_moved_timestamp_breaks_the_chain_at_that_row(
+    manager: SecretsManager, app: Strongroom, store_settings: Settings
+) -> None:
+    await write_events(manager)
+    assert (await verify(app))["valid"] is True
+    await raw(store_settings, _MOVE_TIMESTAMP[store_settings.backend.value], 3)
 
     assert_broken(await verify(app), 3, "does not match its hash")
 

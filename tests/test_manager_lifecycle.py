@@ -294,6 +294,30 @@ async def test_a_secret_past_its_recovery_window_cannot_be_recovered(
         await manager.get_secret("lapsed")
 
 
+async def test_recover_alone_refuses_a_secret_past_its_recovery_window(
+    manager: SecretsManager, clock: ManualClock
+) -> None:
+    """Recover checks the window itself: nothing else is called first to purge the secret."""
+    await manager.create_secret("lapsed-alone", token())
+    await manager.delete_secret("lapsed-alone")
+    clock.advance(days=91)
+    with pytest.raises(SecretNotFoundError):
+        await manager.recover_deleted_secret("lapsed-alone")
+    with pytest.raises(SecretNotFoundError):
+        await manager.get_secret("lapsed-alone")
+
+
+async def test_recover_inside_the_recovery_window_brings_the_value_back(
+    manager: SecretsManager, clock: ManualClock
+) -> None:
+    value = token()
+    await manager.create_secret("nearly-lapsed", value)
+    await manager.delete_secret("nearly-lapsed")
+    clock.advance(days=89)
+    await manager.recover_deleted_secret("nearly-lapsed")
+    assert await manager.get_secret("nearly-lapsed") == value
+
+
 # -- create and update rules ------------------------------------------------------------------
 
 

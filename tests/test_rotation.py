@@ -36,6 +36,7 @@ from strongroom import (
 )
 from strongroom.core.logging import configure_logging
 from strongroom.services.rotation.generators import generate
+from strongroom.services.rotation.secrets_rotation import LEASE
 
 
 def token() -> str:
@@ -214,6 +215,31 @@ async def test_rotate_secret_rotates_only_when_due_unless_forced(
     assert history[0]["timestamp"] > history[1]["timestamp"]  # newest first
     with pytest.raises(RotationNotConfiguredError):
         await rotation.rotate_secret("never-configured")
+
+
+async def test_rotate_secret_respects_another_schedulers_live_lease(
+    app: Strongroom, manager: SecretsManager, clock: ManualClock
+) -> None:
+    """A lease taken by one scheduler holds off every other until it ends or is released."""
+    await manager.create_secret("leased", token())
+    holder, other = SecretsRotation(app), SecretsRotation(app)
+    assert holder.owner != other.owner
+    await holder.register_secret(RotationConfig(name="leased", generator="raw_key"))
+    now = clock()
+    lease = await app.rotation_store.claim("leased", now, holder.owner, now + LEASE)
+    assert lease is not None
+    assert lease["lease_owner"] == holder.owner
+
+    result = await other.rotate_secret("leased", force=True)
+    assert result == {"name": "leased", "rotated": False, "reason": "rotating elsewhere"}
+    assert len(await version_ids(manager, "leased")) == 1
+    assert await app.rotation_store.claim("leased", now, other.owner, now + LEASE) is None
+    # the holder may renew its own lease
+    assert await app.rotation_store.claim("leased", now, holder.owner, now + LEASE) is not None
+
+    clock.advance(seconds=LEASE.total_seconds() + 1)  # the holder died: its lease lapses
+    assert (await other.rotate_secret("leased", force=True))["rotated"] is True
+    assert len(await version_ids(manager, "leased")) == 2
 
 
 async def test_unregister_stops_rotation(

@@ -74,6 +74,26 @@ def test_bucket_allows_a_burst_then_waits_for_refill() -> None:
     assert limiter.peek("alice", 0.1) > 0
 
 
+def test_an_idle_period_refills_no_more_than_the_burst() -> None:
+    limiter = RateLimiter(rate=10, burst=3)
+    assert limiter.take("alice", 0.0) == 0.0
+    waits = [limiter.take("alice", 3600.0) for _ in range(10)]  # idle for an hour
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert all(wait > 0 for wait in waits[3:])
+    assert limiter.peek("alice", 3600.0) > 0
+    assert limiter.peek("bob", 3600.0) == 0.0  # a key never seen may send
+
+
+def test_peek_reports_the_wait_without_spending_a_token() -> None:
+    limiter = RateLimiter(rate=1, burst=2)
+    assert [limiter.take("k", 0.0) for _ in range(2)] == [0.0, 0.0]
+    assert limiter.peek("k", 0.5) == pytest.approx(0.5)
+    assert limiter.peek("k", 1000.0) == 0.0
+    assert limiter.take("k", 1000.0) == 0.0
+    assert limiter.take("k", 1000.0) == 0.0
+    assert limiter.take("k", 1000.0) == pytest.approx(1.0)  # burst 2: the third waits
+
+
 def test_a_zero_rate_turns_the_limit_off() -> None:
     limiter = RateLimiter(rate=0, burst=1)
     assert not limiter.enabled
