@@ -862,10 +862,14 @@ async def test_notifications_for_another_schema_are_ignored(
     try:
         assert generations.listening
         await store.get_version("db-password")
+        await store.get_version("api-key")
         conn = await asyncpg.connect(PG_URL)
         try:
             await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, "other_schema:db-password")
-            await asyncio.sleep(0.1)
+            # Notifications arrive in order: once this later one has been handled, the first
+            # one has been too.
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{pg_schema}:api-key")
+            assert await _until(lambda: not store.is_cached("api-key"))
             assert store.is_cached("db-password")
             await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{pg_schema}:db-password")
             assert await _until(lambda: not store.is_cached("db-password"))

@@ -91,11 +91,15 @@ def test_serve_with_tls_and_two_workers_answers_and_stops_cleanly(cli: Cli, tmp_
                 assert read.status_code == 200
                 assert read.json()["value"] == "pw-1"
             assert "max-age" in read.headers["strict-transport-security"]
-            # /metrics sums every worker's counts, whichever worker answers the scrape.
-            time.sleep(1.5)  # workers publish their counts every second
+            # /metrics sums every worker's counts, whichever worker answers the scrape; the
+            # workers publish their counts every second, so wait until the sum is complete.
+            reads = 'strongroom_operations_total{action="READ",result="SUCCESS"} 20.0'
+            deadline = time.monotonic() + 30
+            while reads not in client.get("/metrics").text:
+                assert time.monotonic() < deadline, "the workers' counts were never summed"
+                time.sleep(0.05)
             for _ in range(4):
-                text = client.get("/metrics").text
-                assert 'strongroom_operations_total{action="READ",result="SUCCESS"} 20.0' in text
+                assert reads in client.get("/metrics").text
         with pytest.raises(httpx.TransportError):  # plain HTTP gets no answer
             httpx.get(f"http://127.0.0.1:{served.base_url.rsplit(':', 1)[1]}/healthz").read()
         assert served.stop() in STOPPED
