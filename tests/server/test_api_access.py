@@ -247,8 +247,9 @@ async def test_token_endpoints_show_a_token_once(served: Served) -> None:
             for row in response.json():
                 assert set(row) == {
                     "id", "identity", "description", "created_by", "created_at", "expires_at",
-                    "revoked_at", "revoked_by",
+                    "revoked_at", "revoked_by", "auth_method", "role", "max_expires_at",
                 }  # fmt: skip
+                assert (row["auth_method"], row["role"]) == ("token", None)
 
     async with served.client(token) as c:
         me = await c.get("/v1/auth/self")

@@ -6,7 +6,7 @@ import contextvars
 import getpass
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -21,6 +21,9 @@ class Actor:
     id: str
     ip: str | None = None
     user_agent: str | None = None
+    #: How the server verified this caller (method, role, token accessor, JWT sub/iss), which
+    #: every audit event records; never the credential. None in local mode.
+    auth: Mapping[str, str] | None = None
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -55,7 +58,11 @@ def current_actor() -> Actor:
 
 @contextmanager
 def acting_as(
-    actor_id: str, *, ip: str | None = None, user_agent: str | None = None
+    actor_id: str,
+    *,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    auth: Mapping[str, str] | None = None,
 ) -> Iterator[Actor]:
     """Run the block as ``actor_id`` (from ``ip`` with ``user_agent``).
 
@@ -64,7 +71,10 @@ def acting_as(
     if not isinstance(actor_id, str) or not actor_id:
         raise ValidationError("actor id must be a non-empty string")
     actor = Actor(
-        id=_clean(actor_id, 256) or actor_id, ip=_clean(ip, 64), user_agent=_clean(user_agent, 512)
+        id=_clean(actor_id, 256) or actor_id,
+        ip=_clean(ip, 64),
+        user_agent=_clean(user_agent, 512),
+        auth=auth,
     )
     token = _current.set(actor)
     try:

@@ -66,7 +66,7 @@ DETAIL_FIELDS = frozenset(
         "key_version", "rewrapped", "operation", "approved_by", "requested_by", "severity",
         "revocation_id", "rotation", "attempt", "closed_by", "pruned", "anchor_seq",
         "denied_action", "identity", "token_id", "policy", "policies", "method", "path",
-        "break_glass", "table", "row",
+        "break_glass", "table", "row", "auth", "auth_method", "mount", "role", "sub", "iss",
     }
 )  # fmt: skip
 

@@ -88,6 +88,15 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(
         default=5.0, gt=0, le=300, alias="STRONGROOM_NOTIFY_TIMEOUT_SECONDS"
     )
+    # Auth methods beyond static tokens (JWT/OIDC issuers and their roles): a TOML file.
+    auth_config: Path | None = Field(default=None, alias="STRONGROOM_AUTH_CONFIG")
+    # Failed logins allowed per client address and per role: a burst, then so many per second.
+    login_failures_per_second: float = Field(
+        default=1.0, gt=0, le=1000, alias="STRONGROOM_LOGIN_FAILURES_PER_SECOND"
+    )
+    login_failure_burst: int = Field(
+        default=10, ge=1, le=100_000, alias="STRONGROOM_LOGIN_FAILURE_BURST"
+    )
     # The HTTP service (strongroom serve).
     auth_cache_seconds: float = Field(
         default=1.0, ge=0, le=60, alias="STRONGROOM_AUTH_CACHE_SECONDS"

@@ -33,6 +33,7 @@ secret and version at most: a value never appears in an error.
     ├── AuditUnavailableError                   the event could not be recorded: refused
     └── AccessError
         ├── AuthenticationError                 no token, or one that is unknown/expired/revoked
+        │   └── LoginRefusedError               a login credential (JWT) refused; code says why
         ├── PermissionDeniedError               the identity's policies do not grant the action
         ├── RateLimitedError                    too many requests: retry after ``retry_after``
         └── AccessObjectNotFoundError (also LookupError)  no such identity, policy or token
@@ -50,6 +51,7 @@ __all__ = [
     "DecryptionError",
     "DeletedSecretConflictError",
     "InsecureKeyFileError",
+    "LoginRefusedError",
     "PermissionDeniedError",
     "RateLimitedError",
     "ReportSignatureError",
@@ -241,6 +243,15 @@ class AuthenticationError(AccessError):
     """The caller did not prove who they are (the message never repeats the token)."""
 
     code = "unauthorized"
+
+
+class LoginRefusedError(AuthenticationError):
+    """A login credential was refused; ``code`` says which check failed (``jwt_expired``,
+    ``jwt_audience``, ``role_mismatch``...). The message never quotes the credential."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class PermissionDeniedError(AccessError):

@@ -33,10 +33,10 @@ __all__ = [
     "sqlite_access_hook",
 ]
 
-_TIMES = ("created_at", "expires_at", "revoked_at", "updated_at")
+_TIMES = ("created_at", "expires_at", "revoked_at", "updated_at", "max_expires_at")
 _TOKEN_COLUMNS = (
     "id, identity, digest, description, created_by, created_at, expires_at, revoked_at, "
-    "revoked_by, mac"
+    "revoked_by, meta, max_expires_at, mac"
 )
 _GET_TOKEN = f"SELECT {_TOKEN_COLUMNS} FROM strongroom_tokens WHERE id = :id"
 _LIST_TOKENS = f"SELECT {_TOKEN_COLUMNS} FROM strongroom_tokens ORDER BY created_at, id"
@@ -46,8 +46,12 @@ _LIST_TOKENS_OF = (
 )
 _ADD_TOKEN = (
     "INSERT INTO strongroom_tokens (id, identity, digest, description, created_by, created_at, "
-    "expires_at, mac) VALUES (:id, :identity, :digest, :description, :created_by, :created_at, "
-    ":expires_at, :mac)"
+    "expires_at, meta, max_expires_at, mac) VALUES (:id, :identity, :digest, :description, "
+    ":created_by, :created_at, :expires_at, :meta, :max_expires_at, :mac)"
+)
+_RENEW_TOKEN = (
+    "UPDATE strongroom_tokens SET expires_at = :expires_at, mac = :mac "
+    "WHERE id = :id AND revoked_at IS NULL"
 )
 _REVOKE_TOKEN = (
     "UPDATE strongroom_tokens SET revoked_at = :at, revoked_by = :by, mac = :mac "
@@ -110,6 +114,10 @@ class TokenRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
     revoked_by: str | None
+    #: A login token's provenance and role policies (None for a token made by hand).
+    meta: dict[str, Any] | None = None
+    #: How far renewals may extend a login token (None: it cannot be renewed).
+    max_expires_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +129,9 @@ class TokenRecord:
             "expires_at": self.expires_at,
             "revoked_at": self.revoked_at,
             "revoked_by": self.revoked_by,
+            "auth_method": (self.meta or {}).get("method", "token"),
+            "role": (self.meta or {}).get("role"),
+            "max_expires_at": self.max_expires_at,
         }
 
 
@@ -140,6 +151,7 @@ class AccessStore(Protocol):
     async def get_token(self, token_id: str) -> TokenRecord | None: ...
     async def list_tokens(self, identity: str | None = None) -> list[TokenRecord]: ...
     async def revoke_token(self, token_id: str, by: str, at: datetime) -> bool: ...
+    async def renew_token(self, token_id: str, expires_at: datetime) -> bool: ...
     async def put_policy(
         self, name: str, description: str, grants: list[dict[str, Any]], by: str, at: datetime
     ) -> None: ...
@@ -163,6 +175,7 @@ def _token(row: Any, micros: bool) -> tuple[TokenRecord, bytes | None]:
             if key in data:
                 data[key] = from_micros(data[key])
     data["digest"] = bytes(data["digest"])
+    data["meta"] = json.loads(data["meta"]) if data.get("meta") else None
     return TokenRecord(**data), mac
 
 
@@ -176,8 +189,15 @@ def _policy(row: Any, micros: bool) -> tuple[PolicyRecord, bytes | None]:
 
 
 def token_fields(record: TokenRecord) -> tuple[object, ...]:
-    return (record.id, record.identity, record.digest, record.created_at, record.expires_at,
+    base = (record.id, record.identity, record.digest, record.created_at, record.expires_at,
             record.revoked_at)  # fmt: skip
+    if record.meta is None and record.max_expires_at is None:
+        return base  # as before login tokens existed, so older rows keep their MACs
+    return (*base, _meta_text(record.meta), record.max_expires_at)
+
+
+def _meta_text(meta: dict[str, Any] | None) -> str | None:
+    return None if meta is None else json.dumps(meta, sort_keys=True, separators=(",", ":"))
 
 
 def policy_fields(name: str, grants: list[dict[str, Any]]) -> tuple[object, ...]:
@@ -196,8 +216,13 @@ def _adopt_params(mac: RowMac, table: str, row: Any, micros: bool) -> dict[str, 
     return {"identity": row["identity"], "policy": row["policy"], "mac": mac.mac(BINDINGS, fields)}
 
 
+# Migration 11 runs before the login columns of migration 13 exist: it reads the columns of then.
+_LEGACY_TOKENS = (
+    "SELECT id, identity, digest, description, created_by, created_at, expires_at, revoked_at, "
+    "revoked_by, mac FROM strongroom_tokens ORDER BY created_at, id"
+)
 _ADOPT = (
-    (TOKENS, _LIST_TOKENS, _SET_TOKEN_MAC),
+    (TOKENS, _LEGACY_TOKENS, _SET_TOKEN_MAC),
     (POLICIES, _LIST_POLICIES, _SET_POLICY_MAC),
     (BINDINGS, _BINDINGS, _SET_BINDING_MAC),
 )
@@ -282,6 +307,8 @@ class _AccessSql:
             "description": record.description, "created_by": record.created_by,
             "created_at": self._time(record.created_at),
             "expires_at": self._time(record.expires_at),
+            "meta": _meta_text(record.meta),
+            "max_expires_at": self._time(record.max_expires_at),
             "mac": self.mac.mac(TOKENS, token_fields(record)),
         })])  # fmt: skip
 
@@ -304,6 +331,15 @@ class _AccessSql:
         params = {"id": token_id, "by": by, "at": self._time(at),
                   "mac": self.mac.mac(TOKENS, token_fields(revoked))}  # fmt: skip
         return await self._change([(_REVOKE_TOKEN, params)]) > 0
+
+    async def renew_token(self, token_id: str, expires_at: datetime) -> bool:
+        current = await self.get_token(token_id)
+        if current is None or current.revoked_at is not None:
+            return False
+        renewed = dataclasses.replace(current, expires_at=expires_at)
+        params = {"id": token_id, "expires_at": self._time(expires_at),
+                  "mac": self.mac.mac(TOKENS, token_fields(renewed))}  # fmt: skip
+        return await self._change([(_RENEW_TOKEN, params)]) > 0
 
     async def put_policy(
         self, name: str, description: str, grants: list[dict[str, Any]], by: str, at: datetime

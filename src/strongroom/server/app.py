@@ -27,7 +27,16 @@ from strongroom.server.fastpath import FastPath
 from strongroom.server.guard import Guard, GuardConfig
 from strongroom.server.metrics_share import METRICS_DIR_ENV, SharedMetrics
 from strongroom.server.protocol import ConnectionLimits
-from strongroom.server.routes import access, audit, keyvault, ops, revocation, rotation, secrets
+from strongroom.server.routes import (
+    access,
+    audit,
+    keyvault,
+    login,
+    ops,
+    revocation,
+    rotation,
+    secrets,
+)
 from strongroom.server.schemas import ErrorOut
 from strongroom.server.ui import install_console
 from strongroom.services.wiring import Strongroom
@@ -119,7 +128,7 @@ def create_app(
     install_error_handlers(api)
     # Matched in this order: probes and the busiest routes first.
     for router in (ops.router, secrets.router, keyvault.router, rotation.router, audit.router,
-                   revocation.router, access.router, access.keys_router):  # fmt: skip
+                   revocation.router, login.router, access.router, access.keys_router):  # fmt: skip
         api.include_router(router)
     install_console(api)
     api.add_middleware(FastPath)  # inside the guard: runs only for authenticated callers

@@ -51,7 +51,9 @@ PRINCIPAL_KEY = "strongroom.principal"
 #: The console authenticates with its own session cookie; the guard gives it the client here.
 CLIENT_KEY = "strongroom.client"
 UI_PREFIX = "/ui"
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
+#: Login answers callers who hold no token yet; it verifies, limits and audits by itself.
+LOGIN_PATHS = frozenset({"/v1/auth/jwt/login"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", *LOGIN_PATHS})
 ANONYMOUS = "anonymous"
 
 log = get_logger("strongroom.http")
@@ -167,7 +169,7 @@ class Guard:
                                    "too many requests; retry later", retry_after=wait)  # fmt: skip
                 return
             scope[PRINCIPAL_KEY] = principal
-            with acting_as(identity, ip=ip, user_agent=user_agent):
+            with acting_as(identity, ip=ip, user_agent=user_agent, auth=principal.auth):
                 await self.app(scope, self._limited(receive), send_with_headers)
         except BodyTooLarge:
             if status_box[0] == 0:
@@ -289,6 +291,13 @@ class Guard:
                 raise AuthenticationError("a bearer token is required")
             return await wiring.access.authenticate(token.strip())
         except AuthenticationError as exc:
+            extra = [(b"www-authenticate", self._challenge(path, headers).encode("latin-1"))]
+            if not authorization and is_keyvault_path(path):
+                # A Key Vault SDK sends its first request without credentials on purpose, to
+                # learn the challenge: that is no failed login (neither limited nor audited).
+                wiring.metrics.inc("unauthorized_attempts_total", reason="challenge")
+                await self._reject(send, path, 401, "unauthorized", str(exc), extra=extra)
+                return None
             # Valid tokens are never held back; failures beyond a burst per address are
             # answered 429 without an audit row each, so nobody can flood the audit log.
             wait = self.failures.take(f"ip:{ip}", time.monotonic())
@@ -302,7 +311,6 @@ class Guard:
                 "unauthorized_attempts_total", reason="no_token" if not token else "bad_token"
             )
             await _audit_refusal(wiring, scope, ip, user_agent, exc)
-            extra = [(b"www-authenticate", self._challenge(path, headers).encode("latin-1"))]
             await self._reject(send, path, 401, "unauthorized", str(exc), extra=extra)
             return None
 

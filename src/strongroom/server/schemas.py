@@ -15,6 +15,7 @@ __all__ = [
     "AuditVerifyOut",
     "DeletedSecretOut",
     "ErrorOut",
+    "JwtLoginIn",
     "PolicyIn",
     "PolicyOut",
     "PropertiesOut",
@@ -200,6 +201,21 @@ class TokenOut(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     revoked_by: str | None
+    auth_method: str = Field(default="token", description="token (made by hand) or jwt")
+    role: str | None = None
+    max_expires_at: datetime | None = Field(
+        default=None, description="how far renewals may extend a login token"
+    )
+
+
+class JwtLoginIn(Strict):
+    jwt: str = Field(description="the workload's JWT (at most 16 KB)")
+    role: str = Field(pattern=r"^[0-9A-Za-z._-]{1,64}$")
+    method: str | None = Field(
+        default=None,
+        pattern=r"^[0-9A-Za-z._-]{1,64}$",
+        description="the JWT auth method (needed when more than one is configured)",
+    )
 
 
 class TokenIssued(TokenOut):

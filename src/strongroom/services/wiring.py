@@ -15,6 +15,7 @@ import structlog
 from strongroom.backends.base import SecretStore
 from strongroom.backends.memory import MemoryStore
 from strongroom.core.audit import ChainKey
+from strongroom.core.authconfig import AuthConfig, load_auth_config
 from strongroom.core.checkpoint import CheckpointSigner
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.config import Backend, Settings
@@ -46,6 +47,7 @@ from strongroom.db.subscription_store import (
     SubscriptionStore,
 )
 from strongroom.services.access.control import AccessControl
+from strongroom.services.access.jwt_login import JwtLogin
 from strongroom.services.audit.alerts import ThreatAlerts
 from strongroom.services.audit.checkpoints import Checkpointer, DirectorySink
 from strongroom.services.audit.log import AuditLog
@@ -219,6 +221,7 @@ class Strongroom:
         checkpoints: Checkpointer | None = None,
         alarm: IntegrityAlarm | None = None,
         report_signing_seed: bytes | None = None,
+        auth_config: AuthConfig | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -245,6 +248,13 @@ class Strongroom:
         #: Seed of the Ed25519 key that signs compliance reports (derived from the master key).
         self.report_signing_seed = report_signing_seed
         self.access = AccessControl(self, state.access, access_key, settings.auth_cache_seconds)
+        #: JWT/OIDC logins (STRONGROOM_AUTH_CONFIG); none configured: every login is refused.
+        self.logins = JwtLogin(
+            self.access,
+            audit,
+            auth_config or AuthConfig.empty(),
+            failure_limit=(settings.login_failures_per_second, settings.login_failure_burst),
+        )
         #: The threat detection schedule and what it already alerted on.
         self.threat_alerts = ThreatAlerts(self)
         #: Console sessions (the server's /ui signs people in and keeps their sessions here).
@@ -266,6 +276,7 @@ class Strongroom:
         if not structlog.is_configured():
             configure_logging(settings.log_level or "WARNING", debug=settings.debug)
         master = resolve_master_key(settings)
+        auth_config = load_auth_config(settings.auth_config)  # a bad file fails before any I/O
         metrics = Metrics()
         alarm = IntegrityAlarm(metrics, clock)
         integrity = alarm.row_mac(master.derive(Purpose.METADATA_MAC))
@@ -333,6 +344,7 @@ class Strongroom:
             checkpoints=checkpoints,
             alarm=alarm,
             report_signing_seed=master.derive(Purpose.REPORT_SIGNING),
+            auth_config=auth_config,
         )
         if checkpoints is not None:
             checkpoints.start()

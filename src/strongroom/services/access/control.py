@@ -13,7 +13,7 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,9 @@ class Principal:
     identity: str
     token_id: str
     policies: tuple[Policy, ...]
+    #: How the caller authenticated, for the audit trail: method, role, token accessor, JWT
+    #: sub and iss. Never the credential itself.
+    auth: dict[str, str] = field(default_factory=dict)
 
     def may(self, action: Action, name: str | None) -> bool:
         return allowed(self.policies, action, name)
@@ -84,6 +87,17 @@ class IssuedToken:
 
     def __repr__(self) -> str:
         return f"IssuedToken(id={self.record.id!r}, identity={self.record.identity!r})"
+
+
+def _principal(record: TokenRecord, policies: list[Policy]) -> Principal:
+    meta = record.meta or {}
+    auth = {"method": str(meta.get("method", "token")), "accessor": record.id}
+    for key in ("mount", "role", "sub", "iss"):
+        if isinstance(meta.get(key), str):
+            auth[key] = meta[key]
+    return Principal(
+        identity=record.identity, token_id=record.id, policies=tuple(policies), auth=auth
+    )
 
 
 def _digest(key: bytes, secret: str) -> bytes:
@@ -131,11 +145,7 @@ class AccessControl:
         clock_now = self._app.clock()
         if record.expires_at is not None and record.expires_at <= clock_now:
             raise AuthenticationError("the bearer token has expired")
-        principal = Principal(
-            identity=record.identity,
-            token_id=record.id,
-            policies=tuple(policies),
-        )
+        principal = _principal(record, policies)
         ttl = self._cache_seconds
         if record.expires_at is not None:
             ttl = min(ttl, (record.expires_at - clock_now).total_seconds())
@@ -147,7 +157,10 @@ class AccessControl:
 
     async def _lookup(self, token_id: str) -> tuple[TokenRecord | None, list[Policy] | None]:
         record = await self.store.get_token(token_id)
-        return record, None if record is None else await self._load_policies(record.identity)
+        if record is None:
+            return None, None
+        extra = (record.meta or {}).get("policies")
+        return record, await self._load_policies(record.identity, extra)
 
     async def resume_token(self, token_id: str) -> Principal:
         """The principal of a token already proven once (a console session made from it):
@@ -162,11 +175,13 @@ class AccessControl:
             raise AuthenticationError("the token this session was made from was revoked")
         if record.expires_at is not None and record.expires_at <= self._app.clock():
             raise AuthenticationError("the token this session was made from has expired")
-        return Principal(identity=record.identity, token_id=record.id, policies=tuple(policies))
+        return _principal(record, policies)
 
-    async def _load_policies(self, identity: str) -> list[Policy]:
+    async def _load_policies(self, identity: str, extra: list[str] | None = None) -> list[Policy]:
+        """The policies bound to ``identity``, plus ``extra`` (a login token's role policies)."""
         found = []
-        for name in await self.store.policies_of(identity):
+        names = await self.store.policies_of(identity)
+        for name in [*names, *(n for n in extra or [] if n not in names)]:
             if name in self._builtin:
                 found.append(self._builtin[name])
                 continue
@@ -188,8 +203,12 @@ class AccessControl:
         policies: list[str] | None = None,
         description: str = "",
         ttl: timedelta | None = None,
+        meta: dict[str, Any] | None = None,
+        max_ttl: timedelta | None = None,
     ) -> IssuedToken:
-        """A new token for ``identity`` (attaching ``policies`` to it first, if given)."""
+        """A new token for ``identity`` (attaching ``policies`` to it first, if given). A login
+        passes ``meta`` (its provenance and role policies, which bind to this token only) and
+        ``max_ttl``, how far renewals may extend it."""
         validate_identity(identity)
         validate_text(description, "a token description", 256)
         if ttl is not None and not (timedelta(0) < ttl <= MAX_TTL):
@@ -209,10 +228,13 @@ class AccessControl:
             expires_at=now + ttl if ttl is not None else None,
             revoked_at=None,
             revoked_by=None,
+            meta=meta,
+            max_expires_at=now + max_ttl if max_ttl is not None else None,
         )
         async with self._app.audit.operation(
             AuditAction.ACCESS_CHANGE, None, operation="token.create", identity=identity,
             token_id=token_id, policies=list(policies or []),
+            auth_method=(meta or {}).get("method", "token"),
         ):  # fmt: skip
             for name in policies or []:
                 await self.store.attach(identity, name)
@@ -243,6 +265,28 @@ class AccessControl:
             await self.store.revoke_token(token_id, current_actor().id, self._app.clock())
         self.invalidate()
         log.info("token revoked", token_id=token_id)
+        return await self.get_token(token_id)
+
+    async def renew_token(self, token_id: str) -> TokenRecord:
+        """Extend a login token by its role's TTL, never past its max TTL (audited). A token
+        made by hand has no renewal: it is refused with ValidationError."""
+        token_id = _token_id(token_id)
+        async with self._app.audit.operation(
+            AuditAction.ACCESS_CHANGE, None, operation="token.renew", token_id=token_id
+        ) as op:
+            record = await self.get_token(token_id)
+            op.details["identity"] = record.identity
+            ttl = (record.meta or {}).get("ttl_seconds")
+            if record.max_expires_at is None or not isinstance(ttl, int):
+                raise ValidationError("only tokens issued by a login can be renewed")
+            now = self._app.clock()
+            if record.revoked_at is not None or (
+                record.expires_at is not None and record.expires_at <= now
+            ):
+                raise AuthenticationError("the token was revoked or has expired")
+            expires = min(now + timedelta(seconds=ttl), record.max_expires_at)
+            await self.store.renew_token(token_id, expires)
+        self.invalidate()
         return await self.get_token(token_id)
 
     # -- policies -------------------------------------------------------------------------

@@ -207,6 +207,9 @@ class AuditLog:
         elif error is not None:
             code, message = "internal", type(error).__name__  # foreign errors: no message
         actor = op.actor
+        details = op.details
+        if actor.auth is not None and "auth" not in details:
+            details = {**details, "auth": actor.auth}
         return AuditEvent(
             action=action,
             resource_name=op.resource_name,
@@ -215,7 +218,7 @@ class AuditLog:
             actor_id=actor.id,
             actor_ip=actor.ip,
             actor_user_agent=actor.user_agent,
-            details=clean_details(op.details),
+            details=clean_details(details),
             error_message=message,
             error_code=code,
             duration_ms=int((time.perf_counter() - op.started) * 1000),

@@ -1,0 +1,4 @@
+-- Tokens issued by a login (JWT/OIDC): how the caller proved itself and the policies its role
+-- gives (meta, JSON text so the row MAC sees it as written), and how far renewals may extend it.
+ALTER TABLE strongroom_tokens ADD COLUMN meta TEXT;
+ALTER TABLE strongroom_tokens ADD COLUMN max_expires_at TIMESTAMPTZ;
