@@ -24,6 +24,7 @@ from strongroom.backends.base import (
     name_key,
     not_found,
 )
+from strongroom.backends.opened import OpenedVersions
 from strongroom.backends.secret_sql import (
     QUERIES,
     SECRETS,
@@ -106,6 +107,7 @@ class PostgresStore:
         self._min, self._max = min_size, max_size
         self._pool: asyncpg.Pool | None = None
         self._envelope: Envelope | None = None
+        self._opened = OpenedVersions()  # rows already checked and decrypted
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -127,6 +129,7 @@ class PostgresStore:
             raise
 
     async def close(self) -> None:
+        self._opened.clear()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -212,21 +215,26 @@ class PostgresStore:
         return checked_live(await _row(conn, which, params), name, version)
 
     async def get_version(self, name: str, version: str | None = None) -> SecretBundle:
+        key = name_key(name)
         for _attempt in range(3):
             row = await self._fetch_live(name, version)
+            if (opened := self._opened.get(key, version, row)) is not None:
+                return opened  # the very row checked and opened before: the same answer
             props = checked(self._mac, row, micros=False)
             sealed = Sealed(row["ciphertext"], row["wrapped_dek"], row["kek_version"])
             envelope = await self._ensure_envelope()
             try:
-                data = envelope.open(name_key(name), props.version, sealed)
+                data = envelope.open(key, props.version, sealed)
             except UnknownKeyVersion:
                 # A key rotation is under way or has finished: learn the keyring again and
                 # re-read the row, which may have been re-wrapped meanwhile.
                 await self._load_keyring()
                 continue
-            return SecretBundle(
+            bundle = SecretBundle(
                 props, SecretValue(props.name, props.version, data, props.content_type)
             )
+            self._opened.put(key, version, row, bundle)
+            return bundle
         # Still naming a keyring version the store does not hold: the row cannot be opened.
         raise DecryptionError("cannot decrypt")
 
@@ -274,6 +282,7 @@ class PostgresStore:
             await _run(conn, "update_secret", advance(self._mac, key, state, **changes)[1])
 
     async def delete(self, name: str, *, deleted_at: datetime, purge_at: datetime) -> DeletedSecret:
+        self._opened.drop(name_key(name))
         await self._move(name, False, deleted_at=deleted_at, purge_at=purge_at)
         return await self.get_deleted(name)
 
@@ -301,6 +310,7 @@ class PostgresStore:
         return await self.get_properties(name)
 
     async def purge(self, name: str, *, deleted_only: bool = True) -> None:
+        self._opened.drop(name_key(name))
         sql = Q["purge"].text + (" AND deleted_at IS NOT NULL" if deleted_only else "")
         async with self._conn() as conn:
             status = await conn.execute(sql, name_key(name))
@@ -308,6 +318,7 @@ class PostgresStore:
             raise not_found(name)
 
     async def purge_expired(self, now: datetime) -> int:
+        self._opened.clear()
         async with self._conn() as conn:
             status = await _run(conn, "purge_expired", {"now": now})
         return int(status.split()[-1])

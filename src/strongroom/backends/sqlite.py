@@ -28,6 +28,7 @@ from strongroom.backends.base import (
     name_key,
     not_found,
 )
+from strongroom.backends.opened import OpenedVersions
 from strongroom.backends.secret_sql import (
     QUERIES,
     SECRETS,
@@ -96,6 +97,7 @@ class SqliteStore:
         self._read: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._envelope: Envelope | None = None
+        self._opened = OpenedVersions()  # rows already checked and decrypted
         self._rotation_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -124,6 +126,7 @@ class SqliteStore:
             raise
 
     async def close(self) -> None:
+        self._opened.clear()
         if self._writer is not None:
             release_writer(self._writer)
             self._writer = None
@@ -227,20 +230,25 @@ class SqliteStore:
         )  # fmt: skip
 
     async def get_version(self, name: str, version: str | None = None) -> SecretBundle:
+        key = name_key(name)
         for _attempt in range(3):
             row = self._live_row(name, version)
+            if (opened := self._opened.get(key, version, row)) is not None:
+                return opened  # the very row checked and opened before: the same answer
             props = checked(self._mac, row, micros=True)
             sealed = Sealed(row["ciphertext"], row["wrapped_dek"], row["kek_version"])
             envelope = self._envelope or self._load_keyring()
             try:
-                data = envelope.open(name_key(name), props.version, sealed)
+                data = envelope.open(key, props.version, sealed)
             except UnknownKeyVersion:
                 # Another process rotated the key: learn the keyring again, re-read the row.
                 self._load_keyring()
                 continue
-            return SecretBundle(
+            bundle = SecretBundle(
                 props, SecretValue(props.name, props.version, data, props.content_type)
             )
+            self._opened.put(key, version, row, bundle)
+            return bundle
         # Still naming a keyring version the store does not hold: the row cannot be opened.
         raise DecryptionError("cannot decrypt")
 
@@ -295,6 +303,7 @@ class SqliteStore:
         await self._write(job)
 
     async def delete(self, name: str, *, deleted_at: datetime, purge_at: datetime) -> DeletedSecret:
+        self._opened.drop(name_key(name))
         await self._move(
             name, False, deleted_at=to_micros(deleted_at), purge_at=to_micros(purge_at)
         )
@@ -324,6 +333,7 @@ class SqliteStore:
         return await self.get_properties(name)
 
     async def purge(self, name: str, *, deleted_only: bool = True) -> None:
+        self._opened.drop(name_key(name))
         key = name_key(name)
 
         def job(conn: sqlite3.Connection) -> None:
@@ -335,6 +345,7 @@ class SqliteStore:
         await self._write(job)
 
     async def purge_expired(self, now: datetime) -> int:
+        self._opened.clear()
         return await self._write(
             lambda c: _run(c, "purge_expired", {"now": to_micros(now)}).rowcount
         )
