@@ -29,7 +29,9 @@ Configured by the same environment variables as the library: STRONGROOM_HOME (em
 profile, the default), DATABASE_URL (cluster profile), STRONGROOM_BACKEND, STRONGROOM_MASTER_KEY
 or STRONGROOM_MASTER_KEY_FILE, ... Start with `strongroom init`.
 
-Every call is audited as the OS user at this host, or as --as NAME.
+Every call is audited as the OS user at this host, or as --as NAME (with the OS user beside it).
+With STRONGROOM_ADDR set (the remote profile), commands ask that server instead, as the
+identity of the token from `strongroom login` or STRONGROOM_TOKEN; --as is then only a note.
 
 {EXIT_CODE_HELP}"""
 
@@ -49,6 +51,8 @@ COMMANDS = {
     "key": "strongroom.cli.keys:app",
     "token": "strongroom.cli.access:token_app",
     "policy": "strongroom.cli.access:policy_app",
+    "login": "strongroom.cli.login:login",
+    "logout": "strongroom.cli.login:logout",
     "serve": "strongroom.cli.serve:serve",
     "dev-cert": "strongroom.cli.devcert:dev_cert",
 }

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 from pydantic import ValidationError as PydanticError
@@ -35,11 +36,13 @@ __all__ = [
     "output",
     "require_tty",
     "run",
+    "run_facade",
     "state",
     "user_agent",
 ]
 
 T = TypeVar("T")
+F = TypeVar("F")
 
 
 class UsageError(ValidationError):
@@ -126,16 +129,62 @@ def run(
     """Open the configured stores (``config``, else the environment's), run ``work`` as the
     acting user, close the stores."""
     root = state(ctx)
-    actor = root.actor if root.actor is not None else default_actor().id
     _configure_logging(root.verbose)
     config = config or settings()
+    if config.remote:
+        raise ConfigurationError(
+            f"`strongroom {ctx.command_path.partition(' ')[2]}` works on the local stores only "
+            "(it needs the master key); unset STRONGROOM_ADDR and run it on the server's host"
+        )
+    actor = root.actor if root.actor is not None else default_actor().id
+    agent = user_agent()
+    if root.actor is not None:
+        # A claimed name never hides who acted: the OS user rides along in the audit row.
+        agent = f"{agent} (os-user {default_actor().id})"
 
     async def go() -> T:
-        with acting_as(actor, user_agent=user_agent()):
+        with acting_as(actor, user_agent=agent):
             app = await Strongroom.open(config)
             try:
                 return await work(app)
             finally:
                 await app.close()
+
+    return asyncio.run(go())
+
+
+@contextmanager
+def _claimed(actor: str | None) -> Iterator[None]:
+    """``--as NAME`` in the remote profile: a note the server records, never an identity."""
+    if actor is None:
+        yield
+        return
+    with acting_as(actor):
+        yield
+
+
+def run_facade(
+    ctx: typer.Context,
+    make: Callable[[Any], F],
+    work: Callable[[F], Awaitable[T]],
+    *,
+    config: Settings | None = None,
+) -> T:
+    """Build a facade (``make(app)``) and run ``work`` on it: over the local stores, or in the
+    remote profile (STRONGROOM_ADDR) over one HTTPS client to the server, where the token's
+    identity acts and ``--as`` is only a note."""
+    config = config or settings()
+    if not config.remote:
+        return run(ctx, lambda app: work(make(app)), config=config)
+    from strongroom.client.transport import RemoteClient, RemoteConfig  # noqa: PLC0415
+
+    root = state(ctx)
+    _configure_logging(root.verbose)
+    remote = RemoteConfig.from_settings(config)
+
+    async def go() -> T:
+        async with RemoteClient(remote, user_agent=user_agent()) as client:
+            with _claimed(root.actor):
+                return await work(make(client))
 
     return asyncio.run(go())

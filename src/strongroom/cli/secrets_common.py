@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from strongroom.cli.output import Lines, Output, short_version, when, when_cell
-from strongroom.cli.runtime import run
+from strongroom.cli.runtime import run_facade
 from strongroom.core.errors import SecretIsDeletedError
 from strongroom.core.models import SecretType
 from strongroom.services.secrets.secrets_manager import SecretsManager
@@ -35,8 +35,8 @@ def tag_text(tags: dict[str, str]) -> str:
 
 
 def call_manager(ctx: typer.Context, call: Callable[[SecretsManager], Awaitable[T]]) -> T:
-    """One SecretsManager call on the configured stores (so one audit event)."""
-    return run(ctx, lambda strongroom: call(SecretsManager(strongroom)))
+    """One SecretsManager call on the configured stores or the server (so one audit event)."""
+    return run_facade(ctx, SecretsManager, call)
 
 
 def require_secret(ctx: typer.Context, name: str) -> None:

@@ -13,7 +13,7 @@ from functools import cache
 
 from strongroom.core.errors import ValidationError
 
-__all__ = ["Actor", "acting_as", "current_actor", "default_actor"]
+__all__ = ["Actor", "acting_as", "claimed_actor", "current_actor", "default_actor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,11 @@ _current: contextvars.ContextVar[Actor | None] = contextvars.ContextVar(
 
 def current_actor() -> Actor:
     return _current.get() or default_actor()
+
+
+def claimed_actor() -> Actor | None:
+    """The actor a caller named with :func:`acting_as`, or None when nobody was named."""
+    return _current.get()
 
 
 @contextmanager

@@ -166,6 +166,16 @@ class Settings(BaseSettings):
         default=0.0, ge=0, le=86400, alias="STRONGROOM_CACHE_STALE_SECONDS"
     )
 
+    # The remote profile: a server's address and a token (else the credential file of
+    # `strongroom login`); the PEM bundle that verifies the server's certificate.
+    addr: str | None = Field(default=None, alias="STRONGROOM_ADDR")
+    token: SecretStr | None = Field(default=None, alias="STRONGROOM_TOKEN")
+    cacert: Path | None = Field(default=None, alias="STRONGROOM_CACERT")
+    remote_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, alias="STRONGROOM_REMOTE_TIMEOUT_SECONDS"
+    )
+    remote_retries: int = Field(default=3, ge=0, le=20, alias="STRONGROOM_REMOTE_RETRIES")
+
     # The console (/ui): idle and absolute session lifetimes; the Key Vault price per 10,000
     # operations its cost estimate uses (USD, Azure's standard tier list price by default).
     ui_idle_minutes: float = Field(default=15.0, gt=0, le=1440, alias="STRONGROOM_UI_IDLE_MINUTES")
@@ -174,10 +184,11 @@ class Settings(BaseSettings):
         default=0.03, ge=0, le=1000, alias="STRONGROOM_KV_PRICE_PER_10K"
     )
 
-    @field_validator("azure_key_vault_url", mode="before")
+    @field_validator("azure_key_vault_url", "addr", "token", "cacert", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        # The seed: "When AZURE_KEY_VAULT_URL is not set or empty" -> not Azure.
+        # The seed: "When AZURE_KEY_VAULT_URL is not set or empty" -> not Azure (and an empty
+        # STRONGROOM_ADDR is no server).
         return None if value == "" else value
 
     @field_validator("kv_authority", "kv_resource")
@@ -207,6 +218,11 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return Backend.POSTGRES
         return Backend.SQLITE
+
+    @property
+    def remote(self) -> bool:
+        """The remote profile: every call goes to the server at STRONGROOM_ADDR."""
+        return self.addr is not None
 
     @property
     def state_in_postgres(self) -> bool:

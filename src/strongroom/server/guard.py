@@ -28,6 +28,7 @@ from strongroom.core.audit import AuditAction
 from strongroom.core.errors import AuthenticationError, StrongroomError
 from strongroom.core.logging import get_logger
 from strongroom.core.ratelimit import RateLimiter
+from strongroom.server import onbehalf
 from strongroom.server.errors import (
     RETRY_AFTER_SECONDS,
     error_body,
@@ -142,7 +143,7 @@ class Guard:
 
         headers = _headers(scope)
         ip = self._client_ip(scope, headers)
-        user_agent = headers.get("user-agent")
+        user_agent = onbehalf.with_note(headers.get("user-agent"), headers.get(onbehalf.HEADER))
         identity = ANONYMOUS
         try:
             length = headers.get("content-length")

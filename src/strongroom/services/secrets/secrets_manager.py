@@ -69,7 +69,10 @@ class SecretsManager(StrongroomFacade):
 
     ``SecretsManager()`` uses the process default configuration from the environment and opens
     its stores on first use; pass ``app`` (a :class:`Strongroom`) or ``settings`` to choose.
+    With STRONGROOM_ADDR set it is a ``RemoteSecretsManager`` that asks the server instead.
     """
+
+    _remote_counterpart = "strongroom.services.remote.manager:RemoteSecretsManager"
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -1,0 +1,71 @@
+"""JSON answers back into the shapes the local profile returns (datetimes, opaque values)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from strongroom.core.models import SecretBundle, SecretType, SecretValue, VersionProperties
+from strongroom.core.validation import encode_value
+
+__all__ = ["bundle_from", "dated", "dated_list", "iso", "properties_from"]
+
+_DATE_KEYS = frozenset(
+    {
+        "created_at", "updated_at", "expires_at", "not_before", "revoked_at", "deleted_at",
+        "scheduled_purge_at", "last_rotated", "next_rotation", "last_rotated_at",
+        "next_rotation_at", "requested_at", "resolved_at", "executed_at", "timestamp",
+    }
+)  # fmt: skip
+
+
+def _date(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+def dated(doc: dict[str, Any]) -> dict[str, Any]:
+    """A server document with its date fields as datetimes again."""
+    return {k: (_date(v) if k in _DATE_KEYS else v) for k, v in doc.items()}
+
+
+def dated_list(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [dated(d) for d in docs]
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def properties_from(doc: dict[str, Any]) -> VersionProperties:
+    d = dated(doc)
+    return VersionProperties(
+        name=d["name"],
+        version=d["version"],
+        secret_type=SecretType(d["secret_type"]),
+        content_type=d.get("content_type"),
+        tags=dict(d.get("metadata") or {}),
+        enabled=bool(d["enabled"]),
+        created_at=d["created_at"],
+        updated_at=d["updated_at"],
+        expires_at=d.get("expires_at"),
+        not_before=d.get("not_before"),
+        current=bool(d.get("current", True)),
+        revoked_at=d.get("revoked_at"),
+    )
+
+
+def bundle_from(doc: dict[str, Any]) -> SecretBundle:
+    """The value arrives decoded (JSON secrets as objects); it is held as bytes again, encoded
+    as the library encodes it, inside the opaque type."""
+    props = properties_from(doc)
+    value = doc["value"]
+    if isinstance(value, str):
+        data = value.encode("utf-8")
+    else:
+        data, _ = encode_value(value, props.content_type, check_json=False)
+    return SecretBundle(props, SecretValue(props.name, props.version, data, props.content_type))

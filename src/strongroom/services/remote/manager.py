@@ -1,0 +1,168 @@
+"""SecretsManager over HTTPS: each method is one call to ``/v1/secrets`` on the server, which
+authorizes it by the token's identity and records it in its audit trail."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from strongroom.client.transport import segment
+from strongroom.core.models import UNSET, SecretBundle, SecretType, _Unset
+from strongroom.core.validation import (
+    encode_value,
+    validate_name,
+    validate_secret_type,
+    validate_version_ref,
+)
+from strongroom.services.remote.convert import bundle_from, dated, dated_list, iso
+from strongroom.services.remote.session import RemoteFacadeMixin
+from strongroom.services.secrets.secrets_manager import SecretsManager
+
+__all__ = ["RemoteSecretsManager"]
+
+
+def _value_fields(value: Any, content_type: str | None, hint: bool) -> dict[str, Any]:
+    """Checked here as locally (a bad value is refused before anything is sent)."""
+    encode_value(value, content_type, check_json=not hint)
+    return {"value": value, "content_type": content_type}
+
+
+def _path(name: str, *rest: str) -> str:
+    validate_name(name)
+    return "/".join(("/v1/secrets", segment(name), *rest))
+
+
+class RemoteSecretsManager(RemoteFacadeMixin, SecretsManager):
+    """The seed's SecretsManager answered by a strongroom server."""
+
+    async def create_secret(
+        self,
+        name: str,
+        value: str | dict[str, Any] | list[Any],
+        secret_type: SecretType | str = SecretType.GENERIC,
+        metadata: Mapping[str, str] | None = None,
+        expires_in_days: int | None = None,
+        content_type: str | None = None,
+        not_before: datetime | None = None,
+        *,
+        expires_at: datetime | None = None,
+        enabled: bool = True,
+        content_type_hint: bool = False,
+    ) -> dict[str, Any]:
+        validate_name(name)
+        body = {
+            "name": name,
+            **_value_fields(value, content_type, content_type_hint),
+            "secret_type": validate_secret_type(secret_type).value,
+            "metadata": dict(metadata) if metadata is not None else None,
+            "expires_in_days": expires_in_days,
+            "expires_at": iso(expires_at),
+            "not_before": iso(not_before),
+            "enabled": enabled,
+        }
+        client = await self._client()
+        return dated(await client.request("POST", "/v1/secrets", json=body))
+
+    async def update_secret(
+        self,
+        name: str,
+        value: str | dict[str, Any] | list[Any],
+        metadata: Mapping[str, str] | None = None,
+        *,
+        secret_type: SecretType | str | None = None,
+        content_type: str | None = None,
+        expires_in_days: int | None = None,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
+        enabled: bool = True,
+        content_type_hint: bool = False,
+    ) -> dict[str, Any]:
+        body = {
+            **_value_fields(value, content_type, content_type_hint),
+            "secret_type": validate_secret_type(secret_type).value if secret_type else None,
+            "metadata": dict(metadata) if metadata is not None else None,
+            "expires_in_days": expires_in_days,
+            "expires_at": iso(expires_at),
+            "not_before": iso(not_before),
+            "enabled": enabled,
+        }
+        client = await self._client()
+        # Each PUT adds a version: never sent twice.
+        return dated(await client.request("PUT", _path(name), json=body, idempotent=False))
+
+    async def update_secret_properties(
+        self,
+        name: str,
+        version: str | None = None,
+        *,
+        enabled: bool | _Unset = UNSET,
+        expires_at: datetime | _Unset | None = UNSET,
+        not_before: datetime | _Unset | None = UNSET,
+        metadata: Mapping[str, str] | _Unset | None = UNSET,
+        content_type: str | _Unset | None = UNSET,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if version is not None:
+            body["version"] = validate_version_ref(version)
+        if enabled is not UNSET:
+            body["enabled"] = enabled
+        if expires_at is not UNSET:
+            body["expires_at"] = iso(expires_at)
+        if not_before is not UNSET:
+            body["not_before"] = iso(not_before)
+        if metadata is not UNSET:
+            body["metadata"] = dict(metadata) if metadata is not None else None
+        if content_type is not UNSET:
+            body["content_type"] = content_type
+        client = await self._client()
+        return dated(await client.request("PATCH", _path(name), json=body, idempotent=True))
+
+    async def delete_secret(self, name: str, immediate: bool = False) -> dict[str, Any]:
+        client = await self._client()
+        params = {"immediate": "true" if immediate else "false"}
+        # A repeated delete would answer "already deleted": sent once.
+        found = await client.request("DELETE", _path(name), params=params, idempotent=False)
+        return dated(found)
+
+    async def recover_deleted_secret(self, name: str) -> dict[str, Any]:
+        validate_name(name)
+        client = await self._client()
+        path = f"/v1/deleted-secrets/{segment(name)}/recover"
+        return dated(await client.request("POST", path))
+
+    async def purge_deleted_secret(self, name: str) -> dict[str, Any]:
+        validate_name(name)
+        client = await self._client()
+        path = f"/v1/deleted-secrets/{segment(name)}"
+        await client.request("DELETE", path, idempotent=False)
+        return {"name": name, "purged": True}
+
+    async def get_secret_bundle(
+        self, name: str, version: str | None = None, *, enforce_dates: bool = True
+    ) -> SecretBundle:
+        params = {"version": validate_version_ref(version) if version is not None else None}
+        client = await self._client()
+        return bundle_from(await client.request("GET", _path(name), params=params))
+
+    async def get_secret_properties(self, name: str, version: str | None = None) -> dict[str, Any]:
+        params = {"version": validate_version_ref(version) if version is not None else None}
+        client = await self._client()
+        return dated(await client.request("GET", _path(name, "properties"), params=params))
+
+    async def list_secrets(self) -> list[dict[str, Any]]:
+        client = await self._client()
+        return dated_list(await client.request("GET", "/v1/secrets"))
+
+    async def get_secret_versions(self, name: str) -> list[dict[str, Any]]:
+        client = await self._client()
+        return dated_list(await client.request("GET", _path(name, "versions")))
+
+    async def list_deleted_secrets(self) -> list[dict[str, Any]]:
+        client = await self._client()
+        return dated_list(await client.request("GET", "/v1/deleted-secrets"))
+
+    async def get_deleted_secret(self, name: str) -> dict[str, Any]:
+        validate_name(name)
+        client = await self._client()
+        return dated(await client.request("GET", f"/v1/deleted-secrets/{segment(name)}"))

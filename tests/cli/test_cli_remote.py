@@ -1,0 +1,99 @@
+"""The command line in the remote profile: a machine with only STRONGROOM_ADDR, a CA bundle and
+a token from `strongroom login` (no key file, no database) uses a real `strongroom serve`."""
+
+from __future__ import annotations
+
+import ssl
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+from clirun import Cli, base_env, make_cli
+from servedproc import ServeProcess, serving
+
+PASSWORD = "s3cr3t-fleet-pw"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, ServeProcess, Path]]:
+    """`strongroom serve` over HTTPS on the embedded store; the CLI of its own host."""
+    root = tmp_path_factory.mktemp("remote-cli")
+    host_cli = make_cli("sqlite", root / "server-home")
+    host_cli("init")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_path, key_path, ca_path = root / "cert.pem", root / "key.pem", root / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(cert_path)
+    cert.private_key_pem.write_to_path(key_path)
+    ca.cert_pem.write_to_path(ca_path)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    args = ("--tls-cert", str(cert_path), "--tls-key", str(key_path))
+    with serving(host_cli.env, *args, scheme="https", verify=context) as served:
+        yield host_cli, served, ca_path
+
+
+def client_cli(served: ServeProcess, ca_path: Path, home: Path) -> Cli:
+    """A consumer's machine: an empty home, the address, the CA bundle; nothing else."""
+    home.mkdir(parents=True)
+    env = base_env(home)
+    env.update(
+        STRONGROOM_ADDR=served.base_url,
+        STRONGROOM_CACERT=str(ca_path),
+        XDG_CONFIG_HOME=str(home / "config"),
+    )
+    env.pop("STRONGROOM_TOKEN", None)
+    env.pop("STRONGROOM_CREDENTIALS", None)
+    return Cli(env=env, home=home, store="remote")
+
+
+def test_login_then_secret_commands_then_logout(
+    server: tuple[Cli, ServeProcess, Path], tmp_path: Path
+) -> None:
+    host_cli, served, ca_path = server
+    token = host_cli("token", "create", "deploy-bot", "--policy", "admin").stdout.strip()
+    cli = client_cli(served, ca_path, tmp_path / "laptop")
+
+    logged = cli("login", "--token-stdin", stdin=token + "\n")
+    assert "deploy-bot" in logged.stdout
+    stored = tmp_path / "laptop" / "config" / "strongroom" / "credentials"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+
+    cli("secret", "create", "fleet-db", "--value", f'{{"user":"fleet","password":"{PASSWORD}"}}',
+        "--content-type", "application/json")  # fmt: skip
+    assert cli("secret", "get", "fleet-db", "--field", "password").stdout == PASSWORD
+    assert cli("secret", "get", "fleet-db", "--field", "user").stdout == "fleet"
+    missing = cli("secret", "get", "fleet-db", "--field", "host", code=3)
+    assert "host" in missing.stderr
+    listed = cli("secret", "list", "--json").json()
+    assert "fleet-db" in [s["name"] for s in listed]
+    cli("--as", "ciso", "secret", "update", "fleet-db", "--value", '{"password":"v2"}',
+        "--content-type", "application/json")  # fmt: skip
+    trail = host_cli("audit", "trail", "--secret", "fleet-db", "--json").json()
+    writers = {(e["action"], e["actor_id"]) for e in trail}
+    assert ("UPDATE", "deploy-bot") in writers  # the token acts, --as is only a note
+    assert not any(e["actor_id"] == "ciso" for e in trail)
+    refused = cli("token", "list", code=1)  # local-only: needs the master key
+    assert "STRONGROOM_ADDR" in refused.stderr
+
+    cli("logout")
+    assert not stored.exists()
+    after = cli("secret", "get", "fleet-db", code=4)
+    assert "strongroom login" in after.stderr
+    assert sorted(p.name for p in (tmp_path / "laptop").iterdir()) == ["config"]
+    assert cli.leaks(token) == []
+    assert cli.leaks(PASSWORD) == []  # only `secret get` printed it
+
+
+def test_local_mode_records_the_os_user_beside_a_claimed_name(
+    server: tuple[Cli, ServeProcess, Path],
+) -> None:
+    host_cli = server[0]
+    host_cli("--as", "ciso", "secret", "create", "claimed-name", "--value", "v")
+    trail = host_cli("audit", "trail", "--secret", "claimed-name", "--json").json()
+    created = [e for e in trail if e["action"] == "CREATE"]
+    assert [e["actor_id"] for e in created] == ["ciso"]
+    assert "(os-user " in created[0]["actor_user_agent"]
+    assert "(os-user ciso" not in created[0]["actor_user_agent"]
