@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast chaos bench lint docs fmt clean
+.PHONY: run test test-fast chaos bench mutate mutate-sample lint docs fmt clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ chaos: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
+
+# Mutation testing of the security core (tests/mutation/modules.toml): kill ratio per module
+# and every surviving mutant; `MODULES=ratelimit.py` narrows it. PostgreSQL required.
+mutate: $(STAMP)
+	$(BIN)/python tests/mutation/mutate.py $(MODULES)
+
+# The small fixed sample of the mutants that CI runs after the tests (a few minutes).
+mutate-sample: $(STAMP)
+	$(BIN)/python tests/mutation/mutate.py --sample
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -85,13 +85,49 @@ def test_an_idle_period_refills_no_more_than_the_burst() -> None:
 
 
 def test_peek_reports_the_wait_without_spending_a_token() -> None:
-    limiter = RateLimiter(rate=1, burst=2)
+    limiter = RateLimiter(rate=2, burst=2)
     assert [limiter.take("k", 0.0) for _ in range(2)] == [0.0, 0.0]
-    assert limiter.peek("k", 0.5) == pytest.approx(0.5)
+    assert limiter.peek("k", 0.25) == pytest.approx(0.25)  # half a token back, half to go
+    assert limiter.peek("k", 0.75) == 0.0  # a token and a half: may send
     assert limiter.peek("k", 1000.0) == 0.0
     assert limiter.take("k", 1000.0) == 0.0
     assert limiter.take("k", 1000.0) == 0.0
-    assert limiter.take("k", 1000.0) == pytest.approx(1.0)  # burst 2: the third waits
+    assert limiter.take("k", 1000.0) == pytest.approx(0.5)  # burst 2: the third waits
+
+
+def test_the_wait_counts_the_part_of_a_token_already_back() -> None:
+    limiter = RateLimiter(rate=10, burst=1)
+    assert limiter.take("k", 0.0) == 0.0
+    assert limiter.take("k", 0.05) == pytest.approx(0.05)  # half a token back
+    slow = RateLimiter(rate=0.5, burst=1)  # one request every two seconds
+    assert slow.take("k", 0.0) == 0.0
+    assert slow.peek("k", 1.0) == pytest.approx(1.0)
+
+
+def test_eviction_drops_refilled_buckets_and_keeps_draining_ones() -> None:
+    limiter = RateLimiter(rate=2, burst=1, max_keys=2)
+    assert limiter.take("full", 99.5) == 0.0  # exactly one token back by 100.0: full again
+    assert limiter.take("draining", 99.9) == 0.0  # 0.2 of a token back by 100.0
+    assert limiter.take("new", 100.0) == 0.0  # at the cap: the full bucket makes room
+    assert limiter.take("draining", 100.0) == pytest.approx(0.4)  # still owes what it spent
+
+
+def test_at_the_cap_with_every_bucket_draining_all_are_dropped() -> None:
+    """Memory stays bounded however many keys send: the buckets start over instead."""
+    limiter = RateLimiter(rate=1, burst=1, max_keys=2)
+    assert limiter.take("a", 0.0) == 0.0
+    assert limiter.take("b", 0.0) == 0.0
+    assert limiter.take("c", 0.5) == 0.0
+    assert limiter.take("a", 0.5) == 0.0  # a's bucket was dropped, not kept half-empty
+
+
+def test_the_default_cap_is_one_hundred_thousand_keys() -> None:
+    limiter = RateLimiter(rate=1, burst=1)
+    for key in range(100_000):
+        limiter.take(str(key), 0.0)
+    assert limiter.take("0", 0.5) > 0  # under the cap: its bucket is kept
+    assert limiter.take("one-more", 0.5) == 0.0  # the cap: every bucket is draining, dropped
+    assert limiter.take("1", 0.5) == 0.0
 
 
 def test_a_zero_rate_turns_the_limit_off() -> None:
