@@ -179,6 +179,23 @@ async def test_a_moved_timestamp_breaks_the_chain_at_that_row(
     assert_broken(await verify(app), 3, "does not match its hash")
 
 
+async def test_a_detail_added_to_a_row_breaks_the_chain_at_that_row(
+    manager: SecretsManager, app: Strongroom, store_settings: Settings
+) -> None:
+    """A key the writer would never store (not on the details allowlist) is still part of the
+    row: the check hashes the row as stored, not a cleaned copy that matches the original."""
+    await write_events(manager)
+    if store_settings.backend.value == "sqlite":
+        added = "json_set(details, '$.smuggled', 'x')"
+    else:
+        added = """details || '{"smuggled": "x"}'"""
+    sql = f"UPDATE secrets_audit_log SET details = {added} WHERE id = ?"
+    await raw(store_settings, sql, 3)
+    [(details,)] = await raw(store_settings, "SELECT details FROM secrets_audit_log WHERE id = 3")
+    assert "smuggled" in str(details)
+    assert_broken(await verify(app), 3, "does not match its hash")
+
+
 async def test_a_modified_first_row_is_reported(
     manager: SecretsManager, app: Strongroom, store_settings: Settings
 ) -> None:

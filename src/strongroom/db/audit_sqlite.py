@@ -53,19 +53,7 @@ def event_from_row(row: Any, *, micros: bool) -> StoredEvent:
     timestamp = from_micros(row["timestamp"]) if micros else row["timestamp"]
     return StoredEvent(
         id=row["id"],
-        event=AuditEvent.build(
-            action=row["action"],
-            resource_name=row["resource_name"],
-            timestamp=timestamp,
-            result=row["result"],
-            actor_id=row["actor_id"],
-            actor_ip=row["actor_ip"],
-            actor_user_agent=row["actor_user_agent"],
-            details=details,
-            error_message=row["error_message"],
-            error_code=row["error_code"],
-            duration_ms=row["duration_ms"],
-        ),
+        event=AuditEvent.stored(row, details if details is not None else {}, timestamp),
         prev_hash=bytes(row["prev_hash"]),
         chain_hash=bytes(row["chain_hash"]),
     )
