@@ -142,7 +142,7 @@ class AuditEvent:
         )
 
     @classmethod
-    def stored(cls, row: Any, details: dict[str, Any], timestamp: datetime) -> AuditEvent:
+    def stored(cls, row: Any, details: dict[str, Any], timestamp: Any) -> AuditEvent:
         """An event exactly as a row holds it, for checking and reading the log. Nothing is
         cleaned again: a row edited to carry an extra detail or a longer text must hash as it
         is (and fail), not as a cleaned copy that matches the original."""
