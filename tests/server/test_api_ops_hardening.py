@@ -344,6 +344,8 @@ async def test_cors_echoes_only_configured_origins(tmp_path: Path) -> None:
         async with served.admin() as c:
             ok = await c.get("/v1/secrets", headers={"Origin": allowed})
             evil = await c.get("/v1/secrets", headers={"Origin": "https://evil.example"})
+            await c.post("/v1/secrets", json={"name": "cors-db", "value": "v"})
+            hot_read = await c.get("/v1/secrets/cors-db", headers={"Origin": allowed})
         async with served.client() as c:
             preflight = await c.options(
                 "/v1/secrets",
@@ -356,6 +358,7 @@ async def test_cors_echoes_only_configured_origins(tmp_path: Path) -> None:
             )
     assert ok.status_code == 200
     assert ok.headers["access-control-allow-origin"] == allowed
+    assert hot_read.headers["access-control-allow-origin"] == allowed  # the hot read too
     assert evil.status_code == 200
     assert "access-control-allow-origin" not in evil.headers
     assert preflight.status_code == 200

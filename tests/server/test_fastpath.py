@@ -10,6 +10,7 @@ from __future__ import annotations
 import httpx
 from served import Served
 
+from strongroom import SecretsAudit
 from strongroom.server import fastpath
 
 SKIP_HEADERS = {"date", "content-length"}
@@ -60,11 +61,9 @@ async def test_malformed_reads_fall_through_to_the_framework(served: Served) -> 
 
 
 def test_the_fast_path_matches_only_well_formed_reads() -> None:
-    path = fastpath.FastPath(app=None)  # type: ignore[arg-type]
-
     def match(method: str, path_: str, query: str = "") -> bool:
         scope = {"type": "http", "method": method, "path": path_, "query_string": query.encode()}
-        return path._match(scope) is not None if method == "GET" else False
+        return fastpath.match(scope) is not None
 
     assert match("GET", "/v1/secrets/app-db")
     assert match("GET", "/v1/secrets/app-db", "version=" + "a" * 32)
@@ -76,3 +75,29 @@ def test_the_fast_path_matches_only_well_formed_reads() -> None:
     assert match("GET", "/secrets/app-db/" + "a" * 32, "api-version=7.5")
     assert not match("GET", "/secrets/app-db/", "")
     assert not match("GET", "/secrets/app-db/versions", "api-version=7.5")
+
+
+async def test_hot_reads_skip_the_framework_stack_but_not_the_guard(served: Served) -> None:
+    """The outer match answers the read itself (the framework's stack is never built for it),
+    and the guard in front of it still refuses a bad token, audited, with Key Vault's
+    challenge on its path."""
+    assert served.server is not None
+    api = served.server.config.app  # the application object uvicorn serves
+    assert api.hot_reads is not None
+    api.middleware_stack = None  # rebuilt by the framework on its next request
+    async with served.admin() as c:
+        await c.post("/v1/secrets", json={"name": "app-db", "value": "pw-1"})
+    api.middleware_stack = None
+    async with served.admin() as c:
+        read = await c.get("/v1/secrets/app-db")
+        kv = await c.get("/secrets/app-db/", params={"api-version": "7.5"})
+    assert (read.status_code, read.json()["value"]) == (200, "pw-1")
+    assert (kv.status_code, kv.json()["value"]) == (200, "pw-1")
+    assert read.headers["x-frame-options"] == "DENY"
+    assert api.middleware_stack is None  # neither read went through the framework
+    async with served.client("srt_0000000000000000_" + "A" * 43) as c:
+        refused = await c.get("/secrets/app-db/", params={"api-version": "7.5"})
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith("Bearer authorization=")
+    trail = await SecretsAudit(served.app).get_audit_trail(None, "AUTHENTICATE")
+    assert trail[0]["result"] == "FAILURE"

@@ -12,6 +12,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -23,7 +24,7 @@ from strongroom.core.logging import configure_logging, get_logger
 from strongroom.core.ratelimit import RateLimiter
 from strongroom.server.context import Services
 from strongroom.server.errors import install_error_handlers
-from strongroom.server.fastpath import FastPath
+from strongroom.server.fastpath import FastPath, StrongroomAPI, guarded_read
 from strongroom.server.guard import Guard, GuardConfig
 from strongroom.server.metrics_share import METRICS_DIR_ENV, SharedMetrics
 from strongroom.server.protocol import ConnectionLimits
@@ -65,7 +66,7 @@ def create_app(
     *,
     settings: Settings | None = None,
     run_scheduler: bool = True,
-) -> FastAPI:
+) -> StrongroomAPI:
     settings = settings or (strongroom.settings if strongroom is not None else Settings())
 
     @asynccontextmanager
@@ -101,7 +102,7 @@ def create_app(
                 await wiring.close()
             log.info("service stopped")
 
-    api = FastAPI(
+    api = StrongroomAPI(
         title="strongroom",
         version=__version__,
         description=(
@@ -132,18 +133,21 @@ def create_app(
         api.include_router(router)
     install_console(api)
     api.add_middleware(FastPath)  # inside the guard: runs only for authenticated callers
-    api.add_middleware(
-        Guard,
-        config=GuardConfig(
+    guard: dict[str, Any] = {
+        "config": GuardConfig(
             max_body_bytes=settings.max_body_bytes,
             trusted_proxies=proxies,
             kv_authority=settings.kv_authority,
             kv_resource=settings.kv_resource,
             metrics_public=settings.metrics_public,
         ),
-        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
-        failures=RateLimiter(FAILED_AUTH_RATE, FAILED_AUTH_BURST),
-    )
+        # Shared by both guards below: one rate limit per identity and per address.
+        "limiter": RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        "failures": RateLimiter(FAILED_AUTH_RATE, FAILED_AUTH_BURST),
+    }
+    api.add_middleware(Guard, **guard)
+    if not settings.cors_origins:  # CORS must see every answer: then the reads stay inside
+        api.hot_reads = Guard(guarded_read, **guard)
     if settings.cors_origins:
         api.add_middleware(
             CORSMiddleware,
