@@ -35,4 +35,5 @@ Exit codes:
      token, a policy
   4  denied or revoked: the audit log cannot record the call (fail-closed), the
      master key does not open the store or its file is open to others, a
-     revoked secret, approving one's own revocation request (or twice)"""
+     revoked secret, approving one's own revocation request (or twice), a key
+     share refused"""

@@ -49,6 +49,7 @@ COMMANDS = {
     "audit": "strongroom.cli.audit:app",
     "report": "strongroom.cli.report:app",
     "key": "strongroom.cli.keys:app",
+    "operator": "strongroom.cli.operator:app",
     "token": "strongroom.cli.access:token_app",
     "policy": "strongroom.cli.access:policy_app",
     "login": "strongroom.cli.login:login",
@@ -122,6 +123,7 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         errors.AuditUnavailableError,
         errors.WrongMasterKeyError,
         errors.InsecureKeyFileError,
+        errors.ShareError,  # a key share refused (foreign, duplicate, wrong, corrupted)
     )
     if isinstance(exc, denied):
         return ExitCode.DENIED

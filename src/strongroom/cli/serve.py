@@ -40,8 +40,13 @@ def serve(
     configure_logging(config.log_level or "INFO", debug=config.debug)
     if config.backend is Backend.MEMORY and workers > 1:
         raise UsageError("the memory profile keeps secrets in one process: use --workers 1")
-    # Open once before any worker starts: creates the key file and schema exactly once.
-    asyncio.run(_prepare(config))
+    if config.seal == "shamir" and workers > 1:
+        # Each worker process would need its own unseal, and a load balancer picks which one
+        # a key holder reaches: one worker per replica (docs/custody.md).
+        raise UsageError("a service sealed by a quorum runs one worker: use --workers 1")
+    if config.seal != "shamir":
+        # Open once before any worker starts: creates the key file and schema exactly once.
+        asyncio.run(_prepare(config))
     if workers > 1:
         # Workers publish their metrics here so /metrics, whichever worker answers, sums them.
         folder = config.home / "run" / f"metrics-{os.getpid()}"
@@ -80,6 +85,11 @@ def admin_hint(config: Settings) -> str:
         command = shlex.quote(str(beside_python))
     else:
         command = f"{shlex.quote(sys.executable)} -m strongroom.cli"
+    if config.seal == "shamir":
+        return (
+            "The service starts sealed: each key holder gives a share with\n"
+            f"  {command} operator unseal --addr URL\n"
+        )
     if config.backend is Backend.MEMORY:
         return (
             "The memory profile keeps everything in this process, tokens included: another "

@@ -50,6 +50,9 @@ class AuditAction(enum.StrEnum):
     AUTHENTICATE = "AUTHENTICATE"
     ACCESS_CHANGE = "ACCESS_CHANGE"
     INTEGRITY = "INTEGRITY"  # a stored row failed its MAC and was refused
+    CUSTODY_INIT = "CUSTODY_INIT"  # the master key split among key holders
+    UNSEAL = "UNSEAL"  # a share given (recorded once the service is unsealed)
+    SEAL = "SEAL"  # the master key dropped from memory
 
 
 class AuditResult(enum.StrEnum):
@@ -67,6 +70,7 @@ DETAIL_FIELDS = frozenset(
         "revocation_id", "rotation", "attempt", "closed_by", "pruned", "anchor_seq",
         "denied_action", "identity", "token_id", "policy", "policies", "method", "path",
         "break_glass", "table", "row", "auth", "auth_method", "mount", "role", "sub", "iss",
+        "seal", "threshold", "shares", "progress", "attempted_at",
     }
 )  # fmt: skip
 

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=_default_home, alias="STRONGROOM_HOME")
     master_key: SecretStr | None = Field(default=None, alias="STRONGROOM_MASTER_KEY")
     master_key_file: Path | None = Field(default=None, alias="STRONGROOM_MASTER_KEY_FILE")
+    # Custody of the master key: "key" (the key file or STRONGROOM_MASTER_KEY), or "shamir"
+    # (the service starts sealed until a quorum of key holders unseals it: docs/custody.md).
+    seal: Literal["key", "shamir"] = Field(default="key", alias="STRONGROOM_SEAL")
+    unseal_timeout_seconds: float = Field(
+        default=600.0, gt=0, le=86400, alias="STRONGROOM_UNSEAL_TIMEOUT_SECONDS"
+    )  # a partial unseal is forgotten after this long without a new share
     backend_name: Backend | None = Field(default=None, alias="STRONGROOM_BACKEND")
     recovery_days: int = Field(default=90, ge=7, le=90, alias="STRONGROOM_RECOVERY_DAYS")
     audit_database_url: SecretStr | None = Field(

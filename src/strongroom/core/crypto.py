@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from typing import NoReturn
@@ -57,11 +59,31 @@ class MasterKey:
 
     __slots__ = ("_raw", "_wrap")
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes | bytearray) -> None:
         if len(raw) != KEY_BYTES:
             raise ConfigurationError(f"a master key is {KEY_BYTES} bytes, got {len(raw)}")
+        # Kept as given: a bytearray (an unsealed key) can be overwritten by ``wipe``.
         self._raw = raw
         self._wrap = AESGCM(self.derive(Purpose.KEK_WRAP))
+
+    def check_value(self) -> str:
+        """What custody stores to recognise this key (hex SHA-256 of a key derived for that
+        alone): it says whether a key is the right one and nothing about the key."""
+        return hashlib.sha256(self.derive(Purpose.SEAL_CHECK)).hexdigest()
+
+    def matches(self, check_value: str) -> bool:
+        return hmac.compare_digest(self.check_value(), check_value)
+
+    def raw_for_custody(self) -> bytes:
+        """The key's bytes, for custody alone (splitting into shares, wrapping by an HSM):
+        the one place the raw key leaves this class."""
+        return bytes(self._raw)
+
+    def wipe(self) -> None:
+        """Overwrite the key's bytes when it was given as a bytearray (see docs/custody.md
+        for what Python cannot guarantee: copies made inside libraries, derived keys)."""
+        if isinstance(self._raw, bytearray):
+            self._raw[:] = bytes(len(self._raw))
 
     def derive(self, purpose: Purpose) -> bytes:
         """The 256-bit key of one purpose of the derivation tree (HKDF-SHA256)."""
@@ -95,7 +117,7 @@ class MasterKey:
         if wrapping == WRAPPING:
             aead = self._wrap
         elif wrapping == LEGACY_WRAPPING:
-            aead = AESGCM(self._raw)
+            aead = AESGCM(bytes(self._raw))
         else:
             raise ConfigurationError(f"unknown keyring wrapping {wrapping}")
         try:

@@ -26,7 +26,13 @@ secret and version at most: a value never appears in an error.
     │   ├── WrongMasterKeyError                 the master key does not open this store
     │   ├── TamperedError                       a stored row fails its MAC: changed by hand
     │   ├── InsecureKeyFileError                key file readable by group or others
-    │   └── ReportSignatureError                a report's digest or signature does not verify
+    │   ├── ReportSignatureError                a report's digest or signature does not verify
+    │   └── ShareError                          an unseal share that is refused
+    │       ├── ForeignShareError               a share of another init (another share set)
+    │       ├── DuplicateShareError             a share already given in this unseal
+    │       └── WrongSharesError                the shares do not combine into this store's key
+    ├── SealedError                             the master key is not in memory: unseal first
+    ├── CustodyError                            custody set-up refused (already initialised, ...)
     ├── RotationFailedError                     a rotation step failed (retried later)
     │   └── RotationTargetError                 the target system refused the new credential
     ├── StoreUnavailableError                   the store cannot be reached or written
@@ -48,8 +54,11 @@ __all__ = [
     "AuthenticationError",
     "ConfigurationError",
     "CryptoError",
+    "CustodyError",
     "DecryptionError",
     "DeletedSecretConflictError",
+    "DuplicateShareError",
+    "ForeignShareError",
     "InsecureKeyFileError",
     "LoginRefusedError",
     "PermissionDeniedError",
@@ -61,6 +70,7 @@ __all__ = [
     "RotationFailedError",
     "RotationNotConfiguredError",
     "RotationTargetError",
+    "SealedError",
     "SecretAlreadyExistsError",
     "SecretDisabledError",
     "SecretExpiredError",
@@ -71,11 +81,13 @@ __all__ = [
     "SecretNotYetValidError",
     "SecretRevokedError",
     "SeparationOfDutiesError",
+    "ShareError",
     "StoreUnavailableError",
     "StrongroomError",
     "TamperedError",
     "ValidationError",
     "WrongMasterKeyError",
+    "WrongSharesError",
 ]
 
 
@@ -181,6 +193,43 @@ class ReportSignatureError(CryptoError):
     """A signed report was changed, is unsigned, or was signed by another key."""
 
     code = "report_signature"
+
+
+class ShareError(CryptoError):
+    """An unseal share was refused (its words, checksum or length are wrong). The message
+    never quotes the share: a mistyped word would give away part of it."""
+
+    code = "bad_share"
+
+
+class ForeignShareError(ShareError):
+    """The share belongs to another share set (another init, another store)."""
+
+    code = "foreign_share"
+
+
+class DuplicateShareError(ShareError):
+    """This share was already given in the unseal under way."""
+
+    code = "duplicate_share"
+
+
+class WrongSharesError(ShareError):
+    """The threshold was met but the shares do not make this store's master key."""
+
+    code = "wrong_shares"
+
+
+class SealedError(StrongroomError):
+    """The service is sealed: its master key is not in memory until a quorum unseals it."""
+
+    code = "sealed"
+
+
+class CustodyError(StrongroomError):
+    """Custody cannot be set up or used as asked (already initialised, not initialised)."""
+
+    code = "custody"
 
 
 class StoreUnavailableError(StrongroomError):

@@ -16,15 +16,17 @@
            ├─ strongroom/token-digest/1      HMAC-SHA256 of bearer tokens' secret part
            ├─ strongroom/secret-backup/1     AES-256-GCM: sealed per-secret backups
            ├─ strongroom/event-signing/1     HMAC: per-subscription webhook signing keys
-           └─ strongroom/report-signing/1    Ed25519 seed: signs compliance reports (its public
-                                             key verifies them: strongroom report public-key)
+           ├─ strongroom/report-signing/1    Ed25519 seed: signs compliance reports (its public
+           │                                 key verifies them: strongroom report public-key)
+           └─ strongroom/seal-check/1        its SHA-256 is stored to recognise the right
+                                             master key when a quorum unseals (core.unseal)
 
 The master key itself is never used as a cipher or MAC key: HKDF is its only use, so each
 derived key is independent of the others (a key learnt from one use says nothing about
 another). Stores made before the wrapping key existed had their keyring wrapped under the
 master key directly; opening one re-wraps it once (see ``Keyring.upgrade``). A future custody
-scheme (unsealing by quorum, a key held in an HSM) replaces only the root: the tree below it
-stays as it is.
+scheme (unsealing by quorum: core.unseal; a key held in an HSM) replaces only the root: the
+tree below it stays as it is.
 """
 
 from __future__ import annotations
@@ -46,3 +48,4 @@ class Purpose(bytes, enum.Enum):
     SECRET_BACKUP = b"strongroom/secret-backup/1"
     EVENT_SIGNING = b"strongroom/event-signing/1"
     REPORT_SIGNING = b"strongroom/report-signing/1"
+    SEAL_CHECK = b"strongroom/seal-check/1"

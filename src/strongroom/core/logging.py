@@ -28,6 +28,8 @@ LOGGED_FIELDS = frozenset(
         # the HTTP service: who called what; never a token, a body or a query string
         "identity", "token_id", "method", "request_id", "code", "host", "port", "workers",
         "tls",
+        # custody (services.custody): counts and outcomes, never a share or a key byte
+        "threshold", "progress", "unsealed", "attempts_audited",
     }
 )  # fmt: skip
 

@@ -8,10 +8,8 @@ runs while the app does (leases keep several workers or replicas from rotating t
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -26,7 +24,6 @@ from strongroom.server.context import Services
 from strongroom.server.errors import install_error_handlers
 from strongroom.server.fastpath import FastPath, StrongroomAPI, guarded_read
 from strongroom.server.guard import Guard, GuardConfig
-from strongroom.server.metrics_share import METRICS_DIR_ENV, SharedMetrics
 from strongroom.server.protocol import ConnectionLimits
 from strongroom.server.routes import (
     access,
@@ -37,9 +34,12 @@ from strongroom.server.routes import (
     revocation,
     rotation,
     secrets,
+    sys,
 )
 from strongroom.server.schemas import ErrorOut
+from strongroom.server.seal_gate import SealGate
 from strongroom.server.ui import install_console
+from strongroom.services.custody.unsealer import Custody
 from strongroom.services.wiring import Strongroom
 
 __all__ = ["create_app"]
@@ -57,7 +57,7 @@ _ERRORS = {
     409: {"model": ErrorOut, "description": "conflicts with the current state"},
     413: {"model": ErrorOut, "description": "request body too large"},
     429: {"model": ErrorOut, "description": "rate limited; see Retry-After"},
-    503: {"model": ErrorOut, "description": "a store or the audit log is unavailable"},
+    503: {"model": ErrorOut, "description": "a store or the audit log is unavailable, or sealed"},
 }
 
 
@@ -75,31 +75,24 @@ def create_app(
         if owned and not structlog.is_configured():
             # A worker process of `strongroom serve`: a service logs its requests (INFO).
             configure_logging(settings.log_level or "INFO", debug=settings.debug)
-        wiring = strongroom if strongroom is not None else await Strongroom.open(settings)
-        api.state.services = Services.over(wiring)
-        shared = None
-        if folder := os.environ.get(METRICS_DIR_ENV):
-            shared = api.state.shared_metrics = SharedMetrics(Path(folder), wiring.metrics)
-            shared.start()
-        if run_scheduler:
-            interval = max(1, round(settings.rotation_check_seconds))
-            await api.state.services.rotation.start_rotation_scheduler(interval)
-            if settings.threat_check_seconds > 0:
-                wiring.threat_alerts.start(settings.threat_check_seconds)
+        gate: SealGate = api.state.gate
+        if owned and settings.seal == "shamir":
+            # Sealed start: nothing opens until a quorum of key holders unseals the service.
+            gate.custody = await Custody.load(settings)
+            log.warning("service sealed", threshold=gate.custody.record.threshold)
+        else:
+            wiring = strongroom if strongroom is not None else await Strongroom.open(settings)
+            await gate.start(wiring, owned=owned)
         # Everything built so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise stall every request in flight for tens of milliseconds.
         gc.collect()
         gc.freeze()
-        log.info("service started", profile=wiring.profile)
         try:
             yield
         finally:
-            await api.state.services.rotation.stop_rotation_scheduler()
-            await wiring.threat_alerts.stop()
-            if shared is not None:
-                await shared.stop()
-            if owned:
-                await wiring.close()
+            await gate.stop()
+            if gate.custody is not None:
+                gate.custody.sealed()
             log.info("service stopped")
 
     api = StrongroomAPI(
@@ -120,6 +113,7 @@ def create_app(
         redoc_url=None,
         responses=_ERRORS,  # type: ignore[arg-type]
     )
+    api.state.gate = SealGate(api, settings, run_scheduler=run_scheduler)
     if strongroom is not None:
         api.state.services = Services.over(strongroom)
     proxies = GuardConfig.parse_proxies(settings.trusted_proxies)
@@ -129,7 +123,8 @@ def create_app(
     install_error_handlers(api)
     # Matched in this order: probes and the busiest routes first.
     for router in (ops.router, secrets.router, keyvault.router, rotation.router, audit.router,
-                   revocation.router, login.router, access.router, access.keys_router):  # fmt: skip
+                   revocation.router, login.router, access.router, access.keys_router,
+                   sys.router):  # fmt: skip
         api.include_router(router)
     install_console(api)
     api.add_middleware(FastPath)  # inside the guard: runs only for authenticated callers

@@ -54,7 +54,11 @@ CLIENT_KEY = "strongroom.client"
 UI_PREFIX = "/ui"
 #: Login answers callers who hold no token yet; it verifies, limits and audits by itself.
 LOGIN_PATHS = frozenset({"/v1/auth/jwt/login"})
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", *LOGIN_PATHS})
+#: Seal status and unseal answer without a token: the shares are the credential.
+CUSTODY_PATHS = frozenset({"/v1/sys/seal-status", "/v1/sys/unseal"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", *LOGIN_PATHS, *CUSTODY_PATHS})
+#: What a sealed service answers (everything else: 503 ``sealed``).
+SEALED_PATHS = frozenset({"/healthz", "/readyz", *CUSTODY_PATHS})
 ANONYMOUS = "anonymous"
 
 log = get_logger("strongroom.http")
@@ -119,12 +123,14 @@ class Guard:
         self.limiter = limiter
         self.failures = failures  # failed authentications per client address
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # One function on purpose: it runs on every request, and each helper call costs.
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0915
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        wiring: Strongroom = scope["app"].state.services.app
+        found = scope["app"].state.services  # None while sealed (server.seal_gate)
+        wiring: Strongroom | None = None if found is None else found.app
         path: str = scope["path"]
         tls = scope.get("scheme") == "https"
         status_box = [0]
@@ -150,6 +156,9 @@ class Guard:
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 await self._reject(send_with_headers, path, 413, "request_too_large",
                                    f"the request body exceeds {self.max_body} bytes")  # fmt: skip
+                return
+            if wiring is None:
+                await self._sealed(scope, receive, send_with_headers, (ip, user_agent))
                 return
             public = path in PUBLIC_PATHS or (path == "/metrics" and self.config.metrics_public)
             if public or console:
@@ -214,6 +223,18 @@ class Guard:
         else:
             await self._reject(send, path, 500, "internal", "internal error")
 
+    async def _sealed(
+        self, scope: Scope, receive: Receive, send: Send, client: tuple[str | None, str | None]
+    ) -> None:
+        """While sealed only health, readiness, seal status and unseal answer."""
+        path = scope["path"]
+        if path in SEALED_PATHS:
+            await self._without_token(scope, receive, send, client, console=False)
+            return
+        await self._reject(send, path, 503, "sealed",
+                           "the service is sealed: a quorum of key holders must unseal it",
+                           retry_after=RETRY_AFTER_SECONDS)  # fmt: skip
+
     async def _without_token(
         self,
         scope: Scope,
@@ -226,8 +247,7 @@ class Guard:
         """A public path, or the console, which signs people in with its own session cookie
         inside its routes; the identity the console signed in (for the access log), else
         anonymous."""
-        if console:
-            scope[CLIENT_KEY] = client
+        scope[CLIENT_KEY] = client  # the console and unseal record who came
         with acting_as(ANONYMOUS, ip=client[0], user_agent=client[1]):
             await self.app(scope, self._limited(receive), send)
         signed_in = scope.get(PRINCIPAL_KEY)

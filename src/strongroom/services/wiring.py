@@ -20,7 +20,7 @@ from strongroom.core.checkpoint import CheckpointSigner
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.config import Backend, Settings
 from strongroom.core.crypto import MasterKey
-from strongroom.core.errors import ConfigurationError
+from strongroom.core.errors import ConfigurationError, SealedError
 from strongroom.core.integrity import RowMac
 from strongroom.core.keyfile import create_key_file, read_key_file
 from strongroom.core.keys import Purpose
@@ -92,7 +92,13 @@ def load_master_key(settings: Settings) -> MasterKey:
 
 
 def resolve_master_key(settings: Settings) -> MasterKey:
-    """The configured master key; the memory profile makes a throwaway one if none is set."""
+    """The configured master key; the memory profile makes a throwaway one if none is set.
+    Under a quorum's custody there is none to read: the service unseals itself instead."""
+    if settings.seal == "shamir":
+        raise SealedError(
+            "the master key is held by a quorum of key holders (STRONGROOM_SEAL=shamir): "
+            "start the service and unseal it with `strongroom operator unseal`"
+        )
     if settings.backend is Backend.MEMORY and (
         settings.master_key is None and settings.master_key_file is None
     ):
@@ -269,13 +275,16 @@ class Strongroom:
         clock: Clock = system_clock,
         audit: bool = True,
         threat_rules: ThreatRules | None = None,
+        master: MasterKey | None = None,
     ) -> Self:
         """Open the configured stores. ``audit=False`` (code only, never configuration) runs
-        without an audit log, for benchmarks that measure what auditing costs."""
+        without an audit log, for benchmarks that measure what auditing costs. ``master`` is
+        a key custody produced (an unseal), instead of the configured one."""
         settings = settings or Settings()
         if not structlog.is_configured():
             configure_logging(settings.log_level or "WARNING", debug=settings.debug)
-        master = resolve_master_key(settings)
+        if master is None:
+            master = resolve_master_key(settings)
         auth_config = load_auth_config(settings.auth_config)  # a bad file fails before any I/O
         metrics = Metrics()
         alarm = IntegrityAlarm(metrics, clock)

@@ -31,6 +31,8 @@ async def healthz() -> Response:
     summary="The stores answer and the audit log is writable",
 )
 async def readyz(request: Request) -> Response:
+    if request.app.state.services is None:
+        return json_response({"status": "sealed", "checks": {"seal": "sealed"}}, 503)
     app = services(request).app
     # Each check is bounded: a store that hangs makes the service unready, not the probe hang.
     limit = app.settings.audit_timeout_seconds

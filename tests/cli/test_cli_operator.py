@@ -1,0 +1,41 @@
+"""``strongroom operator init/status/unseal/seal`` against a real ``strongroom serve`` started
+sealed (the cluster profile on PostgreSQL), shares given from separate processes."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from clirun import make_cli
+from servedproc import serving
+
+
+def test_operator_ceremony_on_the_cluster_profile(tmp_path: Path, pg_schema: str) -> None:
+    cli = make_cli("postgres", tmp_path, pg_schema)
+    cli.env["STRONGROOM_SEAL"] = "shamir"
+    init = cli("operator", "init", "--key-shares", "3", "--key-threshold", "2", "--json").json()
+    shares, token = init["shares"], init["admin_token"]
+    assert (len(shares), init["threshold"], init["new_key"]) == (3, 2, True)
+    again = cli("operator", "init", code=None)
+    assert again.code == 1
+    assert "already initialised" in again.stderr
+    # Local commands cannot open the store without the quorum.
+    assert "quorum" in cli("secret", "list", code=None).stderr
+
+    with serving(cli.env) as served:
+        addr = ("--addr", served.base_url)
+        assert "0 of 2 shares given" in cli("operator", "status", *addr).stdout
+        first = cli("operator", "unseal", *addr, stdin=shares[2] + "\n")
+        assert "1 of 2 shares given" in first.stdout
+        dup = cli("operator", "unseal", *addr, stdin=shares[2] + "\n", code=4)
+        assert "[duplicate_share]" in dup.stderr
+        assert "Unsealed." in cli("operator", "unseal", *addr, stdin=shares[0] + "\n").stdout
+        refused = cli("operator", "seal", *addr, "--token", "nope", code=4)
+        assert "[unauthorized]" in refused.stderr
+        assert "Sealed" in cli("operator", "seal", *addr, "--token", token).stdout
+        assert cli("operator", "status", *addr, "--json").json()["sealed"] is True
+        log = served.log()
+    words = [w for s in shares for w in s.split()]
+    pairs = {f"{a} {b}" for a, b in itertools.pairwise(words)}
+    assert not [p for p in pairs if p in log]
+    assert not [run.args for run in cli.runs[1:] for p in pairs if p in run.stdout + run.stderr]
