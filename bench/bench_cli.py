@@ -4,7 +4,7 @@ A script that reads a secret pays for the whole process each time: interpreter, 
 opening the SQLite store and its audit log, one audited read, closing. Each row times N
 subprocess runs (after two warm-up runs that fill the page cache and write .pyc files):
 ``python -c pass`` is the floor any Python command pays, ``import strongroom.cli`` shows what
-the imports cost, and ``strongroom secret get`` is the goal row (p50 under 300 ms).
+the imports cost, and ``strongroom secret get`` is the goal row (p50 under 150 ms).
 
 Run alone with ``python -m bench.bench_cli``, or as part of ``python -m bench`` (``--only cli``).
 """
@@ -27,7 +27,7 @@ __all__ = ["CLI_GOAL", "RUNS", "run_cli"]
 RUNS = 20
 RUNS_QUICK = 8
 WARMUP_RUNS = 2
-CLI_GOAL = Goal("p50 < 300 ms", max_p50_ms=300.0)
+CLI_GOAL = Goal("p50 < 150 ms", max_p50_ms=150.0)
 NAME = "bench-cli-secret"
 _CONFIG_VARS = (
     "AZURE_KEY_VAULT_URL", "DATABASE_URL", "STRONGROOM_BACKEND", "STRONGROOM_MASTER_KEY",
