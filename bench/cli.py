@@ -42,6 +42,7 @@ from bench.bench_audit import (
     close_datasets,
     run_audit,
 )
+from bench.bench_auth import run_auth
 from bench.bench_azure import run_azure
 from bench.bench_cli import run_cli
 from bench.bench_console import run_console
@@ -68,13 +69,14 @@ REVOCATION = "revocation"
 HTTP = "http"
 AZURE = "azure"
 CONSOLE = "console"
+AUTH = "auth"
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=(*BACKENDS, AUDIT, ROTATION, CLI, REVOCATION, HTTP, AZURE, CONSOLE),
+        choices=(*BACKENDS, AUDIT, ROTATION, CLI, REVOCATION, HTTP, AZURE, CONSOLE, AUTH),
         help="measure one store (crypto runs too), or only the audit, rotation, CLI, "
         "revocation or HTTP benchmarks",
     )
@@ -271,7 +273,7 @@ async def _run_all(
 ]:
     errors: list[str] = []
     rows: list[ResultRow] = []
-    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION, HTTP):
+    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH):
         rows = run_crypto(
             seconds=min(args.seconds, 2.0), warmup_seconds=args.warmup, rounds=args.rounds
         )
@@ -279,7 +281,7 @@ async def _run_all(
     stores: list[StoreRun] = []
     backends: Sequence[str] = (
         ()
-        if args.only in (AUDIT, ROTATION, CLI, REVOCATION, HTTP)
+        if args.only in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH)
         else [args.only]
         if args.only
         else BACKENDS
@@ -337,9 +339,25 @@ async def _run_all(
     rows.extend(await _run_cli(args, errors))
     revocation = await _run_revocation(args, profiler, errors)
     rows.extend(revocation.rows if revocation is not None else ())
+    rows.extend(await _run_auth(args, errors))
     http = await _run_http(args, errors)
     rows.extend(http.rows if http is not None else ())
     return rows, stores, audit, rotation, revocation, http, errors
+
+
+async def _run_auth(args: argparse.Namespace, errors: list[str]) -> list[ResultRow]:
+    """Token revocation reaching another worker (unless another section was picked)."""
+    if args.only not in (None, AUTH):
+        return []
+    try:
+        rows, notes = await run_auth(pg_url=args.pg_url, quick=args.quick)
+    except Exception as exc:
+        traceback.print_exc()
+        errors.append(f"auth: {type(exc).__name__}: {exc}")
+        return []
+    for note in notes:
+        print(f"  {note}", file=sys.stderr, flush=True)
+    return rows
 
 
 async def _run_cli(args: argparse.Namespace, errors: list[str]) -> list[ResultRow]:

@@ -47,6 +47,7 @@ from strongroom.db.subscription_store import (
     SubscriptionStore,
 )
 from strongroom.services.access.control import AccessControl
+from strongroom.services.access.invalidation import AccessInvalidation
 from strongroom.services.access.jwt_login import JwtLogin
 from strongroom.services.audit.alerts import ThreatAlerts
 from strongroom.services.audit.checkpoints import Checkpointer, DirectorySink
@@ -195,6 +196,23 @@ def build_state_stores(settings: Settings, integrity: RowMac) -> StateStores:
     )
 
 
+def build_access_invalidation(settings: Settings) -> AccessInvalidation:
+    """Access changes reach every process through the state database's generation counters
+    (and PostgreSQL's LISTEN/NOTIFY); the memory profile is one process and needs neither."""
+    from strongroom.db.cache_invalidation import (  # noqa: PLC0415
+        PostgresCacheGenerations,
+        SqliteCacheGenerations,
+    )
+
+    if settings.state_in_postgres:
+        return AccessInvalidation(
+            PostgresCacheGenerations(settings.audit_dsn(), schema=settings.pg_schema, pool_max=2)
+        )
+    if settings.backend is Backend.MEMORY:
+        return AccessInvalidation()
+    return AccessInvalidation(SqliteCacheGenerations(SqliteDatabase(settings.sqlite_path)))
+
+
 def threat_rules_from(settings: Settings) -> ThreatRules:
     """Threat rules from settings: business hours as "7-19" (off when unset: 24/7 dispatch)."""
     hours = None
@@ -228,6 +246,7 @@ class Strongroom:
         alarm: IntegrityAlarm | None = None,
         report_signing_seed: bytes | None = None,
         auth_config: AuthConfig | None = None,
+        access_invalidation: AccessInvalidation | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -253,7 +272,9 @@ class Strongroom:
         self.alarm = alarm
         #: Seed of the Ed25519 key that signs compliance reports (derived from the master key).
         self.report_signing_seed = report_signing_seed
-        self.access = AccessControl(self, state.access, access_key, settings.auth_cache_seconds)
+        self.access = AccessControl(
+            self, state.access, access_key, settings.auth_cache_seconds, access_invalidation
+        )
         #: JWT/OIDC logins (STRONGROOM_AUTH_CONFIG); none configured: every login is refused.
         self.logins = JwtLogin(
             self.access,
@@ -295,6 +316,7 @@ class Strongroom:
                 store = build_cache(settings, store, metrics)
         notifier = build_dispatcher(settings, metrics)
         state = build_state_stores(settings, integrity)
+        access_invalidation = build_access_invalidation(settings)
         audit_log = AuditLog(
             state.audit if audit else None,
             ChainKey(master.derive(Purpose.AUDIT_CHAIN)),
@@ -329,7 +351,7 @@ class Strongroom:
         try:
             parts = (
                 store, audit_log, state.rotation, state.revocation, state.subscriptions,
-                state.access, state.sessions,
+                state.access, state.sessions, access_invalidation,
             )  # fmt: skip
             for part in parts:
                 await part.open()
@@ -354,6 +376,7 @@ class Strongroom:
             alarm=alarm,
             report_signing_seed=master.derive(Purpose.REPORT_SIGNING),
             auth_config=auth_config,
+            access_invalidation=access_invalidation,
         )
         if checkpoints is not None:
             checkpoints.start()
@@ -376,6 +399,7 @@ class Strongroom:
             await self.events.drain()
             await self.notifier.drain()
             await self._state.sessions.close()
+            await self.access.invalidation.close()
             await self._state.access.close()
             await self._state.subscriptions.close()
             await self._state.revocation.close()

@@ -120,6 +120,17 @@ async def detach(request: Request, identity: Identity, name: PolicyName) -> Resp
     return json_response(await services(request).app.access.detach(identity, name))
 
 
+@router.post(
+    "/identities/{identity}/revoke",
+    response_model=dict[str, Any],
+    summary="Revoke every token of an identity, in every worker at once",
+)
+async def revoke_identity(request: Request, identity: Identity) -> Response:
+    await authorize(request, Action.ADMIN, None)
+    revoked = await services(request).app.access.revoke_identity(identity)
+    return json_response({"identity": identity, "revoked_tokens": revoked})
+
+
 keys_router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 

@@ -3,8 +3,9 @@
 A token is ``srt_<id>_<secret>``: 256 random bits of secret, shown once at creation and stored
 only as HMAC-SHA256 under a key derived from the master key, so the database alone cannot
 confirm a guessed token. The id finds the record; the hash is compared in constant time.
-Verified tokens are cached for ``STRONGROOM_AUTH_CACHE_SECONDS`` (a revocation in this process
-drops the entry at once; other processes see it within that time).
+Verified tokens are cached for ``STRONGROOM_AUTH_CACHE_SECONDS``, and only while no token,
+policy or binding changed anywhere in the deployment (:mod:`.invalidation`): a revocation takes
+effect in every process at once.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from strongroom.core.policy import (
 )
 from strongroom.core.validation import validate_text
 from strongroom.db.access_store import AccessStore, TokenRecord
+from strongroom.services.access.invalidation import AccessInvalidation
 
 if TYPE_CHECKING:
     from strongroom.services.wiring import Strongroom
@@ -109,13 +111,22 @@ def _digest(key: bytes, secret: str) -> bytes:
 class AccessControl:
     """Tokens, policies and bindings over an :class:`AccessStore`; every change is audited."""
 
-    def __init__(self, app: Strongroom, store: AccessStore, key: bytes, cache_seconds: float):
+    def __init__(
+        self,
+        app: Strongroom,
+        store: AccessStore,
+        key: bytes,
+        cache_seconds: float,
+        invalidation: AccessInvalidation | None = None,
+    ) -> None:
         self._app = app
         self.store = store
         self._key = key
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, bytes, Principal]] = {}
+        #: token id -> (monotonic expiry, digest, principal, the epoch it was filled under)
+        self._cache: dict[str, tuple[float, bytes, Principal, object]] = {}
         self._builtin = builtin_policies()
+        self.invalidation = invalidation or AccessInvalidation()
 
     # -- authentication -----------------------------------------------------------------
 
@@ -128,7 +139,14 @@ class AccessControl:
         digest = _digest(self._key, secret)
         now = time.monotonic()
         cached = self._cache.get(token_id)
-        if cached is not None and cached[0] > now and hmac.compare_digest(cached[1], digest):
+        # Read before the lookup: a change committed meanwhile leaves the entry stale at once.
+        epoch = await self.invalidation.epoch()
+        if (
+            cached is not None
+            and cached[0] > now
+            and cached[3] == epoch
+            and hmac.compare_digest(cached[1], digest)
+        ):
             return cached[2]
         try:
             # Every request authenticates: a token store that stops answering fails the
@@ -152,7 +170,7 @@ class AccessControl:
         if ttl > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[token_id] = (now + ttl, digest, principal)
+            self._cache[token_id] = (now + ttl, digest, principal, epoch)
         return principal
 
     async def _lookup(self, token_id: str) -> tuple[TokenRecord | None, list[Policy] | None]:
@@ -191,8 +209,14 @@ class AccessControl:
         return found
 
     def invalidate(self) -> None:
-        """Forget cached principals (after any change to tokens, policies or bindings)."""
+        """Forget this process's cached principals."""
         self._cache.clear()
+
+    async def _changed(self) -> None:
+        """After a committed change to tokens, policies or bindings: every process's cached
+        principals are stale from now on."""
+        self._cache.clear()
+        await self.invalidation.changed()
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -239,7 +263,8 @@ class AccessControl:
             for name in policies or []:
                 await self.store.attach(identity, name)
             await self.store.add_token(record)
-        self.invalidate()
+        if policies:  # new bindings; a new token alone is in nobody's cache
+            await self._changed()
         log.info("token created", token_id=token_id, identity=identity)
         return IssuedToken(token=f"{TOKEN_PREFIX}_{token_id}_{secret}", record=record)
 
@@ -263,9 +288,24 @@ class AccessControl:
             record = await self.get_token(token_id)
             op.details["identity"] = record.identity
             await self.store.revoke_token(token_id, current_actor().id, self._app.clock())
-        self.invalidate()
+            await self._changed()  # at once, not after the audit event's commit
         log.info("token revoked", token_id=token_id)
         return await self.get_token(token_id)
+
+    async def revoke_identity(self, identity: str) -> list[str]:
+        """Revoke every live token of ``identity`` at once (one audited change); the ids."""
+        validate_identity(identity)
+        now = self._app.clock()
+        async with self._app.audit.operation(
+            AuditAction.ACCESS_CHANGE, None, operation="identity.revoke", identity=identity
+        ) as op:
+            live = [t.id for t in await self.store.list_tokens(identity) if t.revoked_at is None]
+            for token_id in live:
+                await self.store.revoke_token(token_id, current_actor().id, now)
+            op.details["count"] = len(live)
+            await self._changed()
+        log.info("identity revoked", identity=identity, tokens=len(live))
+        return live
 
     async def renew_token(self, token_id: str) -> TokenRecord:
         """Extend a login token by its role's TTL, never past its max TTL (audited). A token
@@ -286,7 +326,7 @@ class AccessControl:
                 raise AuthenticationError("the token was revoked or has expired")
             expires = min(now + timedelta(seconds=ttl), record.max_expires_at)
             await self.store.renew_token(token_id, expires)
-        self.invalidate()
+        self.invalidate()  # a later expiry: other caches refill when theirs ends
         return await self.get_token(token_id)
 
     # -- policies -------------------------------------------------------------------------
@@ -301,7 +341,7 @@ class AccessControl:
             await self.store.put_policy(
                 policy.name, policy.description, grants, current_actor().id, self._app.clock()
             )
-        self.invalidate()
+        await self._changed()
         return policy
 
     async def get_policy(self, name: str) -> Policy:
@@ -328,7 +368,7 @@ class AccessControl:
         ):
             if not await self.store.delete_policy(name):
                 raise AccessObjectNotFoundError(f"no policy named {name!r}")
-        self.invalidate()
+        await self._changed()
 
     async def _require_policy(self, name: str) -> None:
         await self.get_policy(name)
@@ -341,7 +381,7 @@ class AccessControl:
             policy=policy,
         ):  # fmt: skip
             await self.store.attach(identity, policy)
-        self.invalidate()
+        await self._changed()
         return await self.store.policies_of(identity)
 
     async def detach(self, identity: str, policy: str) -> list[str]:
@@ -355,7 +395,7 @@ class AccessControl:
                 raise AccessObjectNotFoundError(
                     f"identity {identity!r} does not hold policy {policy!r}"
                 )
-        self.invalidate()
+        await self._changed()
         return await self.store.policies_of(identity)
 
     async def identities(self) -> list[dict[str, Any]]:

@@ -1,0 +1,62 @@
+"""Access changes take effect in every process at once: a revoked token, a changed policy or
+binding is never served from another worker's or replica's cache of verified tokens.
+
+Each change bumps the generation ``~access`` in the shared state database (the counters of
+:mod:`strongroom.db.cache_invalidation`; no secret name can contain ``~``). On PostgreSQL the
+bump also NOTIFYs every process, whose LISTEN connection drops its cache on arrival; while that
+connection is down, and always on SQLite, a cached token is trusted only while the counter,
+read back (microseconds in SQLite, one indexed read in PostgreSQL), is unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from strongroom.db.cache_invalidation import ALL_NAMES
+
+if TYPE_CHECKING:
+    from strongroom.db.cache_invalidation import CacheGenerations
+
+__all__ = ["ACCESS_KEY", "AccessInvalidation"]
+
+ACCESS_KEY = "~access"
+
+
+class AccessInvalidation:
+    """What a cached principal was filled under (its *epoch*), and the signal that ends it."""
+
+    def __init__(self, generations: CacheGenerations | None = None) -> None:
+        self._generations = generations
+        self._local = 0  # bumped by this process's changes and by every notification
+
+    async def open(self) -> None:
+        if self._generations is not None:
+            await self._generations.open()
+            self._generations.add_listener(self._notified)
+
+    async def close(self) -> None:
+        if self._generations is not None:
+            self._generations.remove_listener(self._notified)
+            await self._generations.close()
+
+    @property
+    def pushed(self) -> bool:
+        """True while other processes' changes arrive as notifications (PostgreSQL LISTEN)."""
+        return bool(getattr(self._generations, "listening", False))
+
+    async def epoch(self) -> object:
+        """Equal to a cached entry's epoch only while nothing changed since it was filled."""
+        if self._generations is None or self.pushed:
+            return self._local
+        return (self._local, await self._generations.current(ACCESS_KEY))
+
+    async def changed(self) -> None:
+        """Announce a committed change (this process's cache drops at once; others at the
+        notification or at their next generation check)."""
+        self._local += 1
+        if self._generations is not None:
+            await self._generations.bump(ACCESS_KEY)
+
+    def _notified(self, name_key: str) -> None:
+        if name_key in (ACCESS_KEY, ALL_NAMES):
+            self._local += 1
