@@ -39,3 +39,18 @@ def test_operator_ceremony_on_the_cluster_profile(tmp_path: Path, pg_schema: str
     pairs = {f"{a} {b}" for a, b in itertools.pairwise(words)}
     assert not [p for p in pairs if p in log]
     assert not [run.args for run in cli.runs[1:] for p in pairs if p in run.stdout + run.stderr]
+
+
+def test_status_warns_when_a_cluster_key_is_a_plain_file(tmp_path: Path, pg_schema: str) -> None:
+    cluster = make_cli("postgres", tmp_path / "cluster", pg_schema)
+    cluster("init")
+    status = cluster("status")  # advice, not a fault: exit code 0
+    assert "warning: this cluster deployment's master key comes from a plain key file" in (
+        status.stderr
+    )
+    assert cluster("status", "--json").json()["custody_warnings"]
+    embedded = make_cli("sqlite", tmp_path / "embedded")
+    embedded("init")
+    quiet = embedded("status")
+    assert "warning" not in quiet.stderr
+    assert embedded("status", "--json").json()["custody_warnings"] == []

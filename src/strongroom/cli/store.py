@@ -15,6 +15,7 @@ from strongroom.core.config import Backend, Settings
 from strongroom.core.errors import WrongMasterKeyError
 from strongroom.core.keyfile import create_key_file
 from strongroom.services.audit.secrets_audit import SecretsAudit
+from strongroom.services.custody.advice import custody_warnings
 from strongroom.services.wiring import Strongroom
 
 __all__ = ["init", "status"]
@@ -160,10 +161,14 @@ def status(
     problems = _health(report, config)
     report["health"] = "ok" if not problems else "degraded"
     report["problems"] = problems
+    # Advice, not a fault: the exit code stays as the health says.
+    report["custody_warnings"] = custody_warnings(config)
     if out.json:
         out.data(report)
     else:
         _show_status(out, report)
+        for warning in report["custody_warnings"]:
+            out.warn(warning)
     if problems:
         raise typer.Exit(1)
 
