@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from strongroom.core.errors import ValidationError
-from strongroom.core.policy import Action, Policy, allowed, builtin_policies, parse_grant
+from strongroom.core.policy import (
+    MAX_GRANTS,
+    Action,
+    Policy,
+    allowed,
+    builtin_policies,
+    parse_grant,
+    revocation_grant,
+)
 from strongroom.core.ratelimit import RateLimiter
 
 
@@ -62,6 +70,50 @@ def test_policy_names_and_grant_counts_are_checked() -> None:
         Policy.build("p", ["read:*"] * 101)
     policy = Policy.build("p", [{"actions": ["read", "list"], "pattern": "a-*"}])
     assert policy.to_dict()["grants"] == [{"actions": ["list", "read"], "pattern": "a-*"}]
+
+
+def test_the_built_in_policies_grant_what_they_say() -> None:
+    admin, auditor = builtin_policies()["admin"], builtin_policies()["auditor"]
+    assert admin.to_dict() == {
+        "name": "admin",
+        "description": "every action on every secret",
+        "grants": [{"actions": sorted(a.value for a in Action), "pattern": "*"}],
+    }
+    assert auditor.to_dict() == {
+        "name": "auditor",
+        "description": "read the audit trail and list secrets (never values)",
+        "grants": [{"actions": ["audit-read", "list"], "pattern": "*"}],
+    }
+    assert allowed([auditor], Action.AUDIT_READ, "any-secret")
+    assert allowed([auditor], Action.AUDIT_READ, None)  # the whole trail
+    assert not allowed([auditor], Action.WRITE, "any-secret")
+
+
+def test_a_policy_keeps_its_description_within_its_limit() -> None:
+    assert Policy.build("p", ["read:*"]).description == ""
+    kept = Policy.build("p", ["read:*"], description="d" * 512)
+    assert kept.to_dict()["description"] == "d" * 512
+    with pytest.raises(ValidationError, match="a policy description must be text of at most 512"):
+        Policy.build("p", ["read:*"], description="d" * 513)
+
+
+def test_a_policy_may_hold_exactly_the_most_grants() -> None:
+    assert len(Policy.build("p", ["read:*"] * MAX_GRANTS).grants) == MAX_GRANTS
+
+
+def test_grant_errors_say_what_is_wrong() -> None:
+    with pytest.raises(ValidationError, match="list of action names"):
+        Policy.build("p", [{"actions": "read", "pattern": "*"}])  # a string, not a list
+    with pytest.raises(ValidationError) as unknown:
+        Policy.build("p", [{"actions": ["fly"], "pattern": "*"}])
+    assert "known: " + ", ".join(a.value for a in Action) in str(unknown.value)
+    with pytest.raises(ValidationError, match="secret-name pattern"):
+        parse_grant("read:app:x")  # the actions end at the first colon
+
+
+def test_break_glass_needs_its_own_grant() -> None:
+    assert revocation_grant(immediate=True) is Action.REVOKE_BREAK_GLASS
+    assert revocation_grant(immediate=False) is Action.REVOKE_REQUEST
 
 
 def test_bucket_allows_a_burst_then_waits_for_refill() -> None:
