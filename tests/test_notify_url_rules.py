@@ -92,6 +92,11 @@ def test_a_numeric_host_with_a_trailing_dot_is_refused(url: str) -> None:
         UrlPolicy(allow_private=True, allow_loopback=True).check_static(url)
 
 
+def test_a_host_whose_last_label_is_not_a_number_is_a_name() -> None:
+    """Only the last label decides: "10.0.0.X" goes to the resolver, whose answers are checked."""
+    assert UrlPolicy().check_static("http://10.0.0.X/").host == "10.0.0.x"
+
+
 # -- the URL's shape ----------------------------------------------------------------------------
 
 
@@ -118,6 +123,12 @@ def test_printable_punctuation_is_kept() -> None:
 @pytest.mark.parametrize("url", ["http://@hooks.example.com/", "http://u:p@hooks.example.com/"])
 def test_userinfo_is_refused_even_when_empty(url: str) -> None:
     with pytest.raises(NotificationTargetError, match="user name or password"):
+        UrlPolicy().check_static(url)
+
+
+@pytest.mark.parametrize("url", ["http:hooks.example.com/", "http:u@hooks.example.com/"])
+def test_a_url_without_an_authority_is_refused(url: str) -> None:
+    with pytest.raises(NotificationTargetError):
         UrlPolicy().check_static(url)
 
 
