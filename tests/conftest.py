@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from helpers_remote import REMOTE_SUITES, RemoteSwitch, remote_manager_for, switch_server
 from helpers_settings import DEFAULT_PG_URL, PG_URL, STORES, drop_schema, make_settings
 from helpers_vault import Vault, azure_settings, vault_server
 from strongroom import SecretsManager, Settings, Strongroom
@@ -92,6 +93,8 @@ def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if backend == "azure":
         vault = request.getfixturevalue("kv_vault")
         return azure_settings(vault, tmp_path)
+    if backend == "remote":  # the server's side: a memory store behind a real HTTPS server
+        return make_settings("memory", tmp_path)
     schema = request.getfixturevalue("pg_schema") if backend == "postgres" else None
     return make_settings(backend, tmp_path, schema=schema)
 
@@ -114,15 +117,42 @@ async def app(store_settings: Settings, clock: ManualClock) -> AsyncIterator[Str
     await instance.close()
 
 
+@pytest.fixture(scope="session")
+async def remote_switch(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RemoteSwitch]:
+    """One HTTPS server for the whole run, started by the first remote-profile test; each
+    points it at its own wiring (a server per test would cost a TLS listener each time)."""
+    async with switch_server(tmp_path_factory.mktemp("remote-switch")) as switch:
+        yield switch
+
+
 @pytest.fixture
-def manager(app: Strongroom) -> SecretsManager:
-    return SecretsManager(app)
+async def manager(
+    app: Strongroom, remote_switch: RemoteSwitch, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SecretsManager]:
+    """The SecretsManager under test: over the wiring, or on the remote profile a
+    RemoteSecretsManager talking HTTPS to a server that serves the same wiring."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or callspec.params.get("store_settings") != "remote":
+        yield SecretsManager(app)
+        return
+    async with remote_manager_for(remote_switch, app, tmp_path) as remote:
+        yield remote
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize ``store_settings`` over every store unless a test narrows it with
-    ``@pytest.mark.stores("sqlite", "postgres")``."""
+    ``@pytest.mark.stores("sqlite", "postgres")``. The behavioural suites (REMOTE_SUITES) also
+    run on the remote profile, where ``manager`` talks HTTPS to a server, unless a test
+    simulates many callers itself (``@pytest.mark.local_identity``)."""
     if "store_settings" in metafunc.fixturenames:
         marker = metafunc.definition.get_closest_marker("stores")
-        stores = list(marker.args) if marker else STORES
+        stores = list(marker.args) if marker else list(STORES)
+        local_only = metafunc.definition.get_closest_marker("local_identity") is not None
+        if (
+            metafunc.definition.path.name in REMOTE_SUITES
+            and "manager" in metafunc.fixturenames
+            and not local_only
+            and (marker is None or "remote" in marker.args)
+        ):
+            stores = [*dict.fromkeys([*stores, "remote"])]
         metafunc.parametrize("store_settings", stores, indirect=True)

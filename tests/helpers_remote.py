@@ -4,12 +4,15 @@ and settings that point a client at it with a token and nothing else (no key, no
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from helpers_serve import Served, serve, server_settings
-from strongroom import Settings, Strongroom
+from strongroom import SecretsManager, Settings, Strongroom
 from strongroom.core.clock import Clock, system_clock
+from strongroom.server.context import Services
 
 
 def remote_settings(served: Served, token: str | None, home: Path, **changes: object) -> Settings:
@@ -42,3 +45,66 @@ async def remote_server(
             yield running
     finally:
         await app.close()
+
+
+#: Behavioural suites that also run on the remote profile: their ``manager`` is remote.
+REMOTE_SUITES = frozenset(
+    {
+        "test_manager_lifecycle.py",
+        "test_manager_properties.py",
+        "test_manager_validation.py",
+        "test_manager_concurrency.py",
+        "test_audit_queries.py",
+        "test_revocation.py",
+        "test_rotation.py",
+        "test_threats.py",
+        "test_events.py",
+    }
+)
+
+
+@dataclass
+class RemoteSwitch:
+    """An HTTPS server, started on first use, whose API serves whichever wiring a test
+    points it at."""
+
+    home: Path
+    served: Served | None = None
+    api: Any = None
+    _stack: AsyncExitStack | None = None
+
+    async def start(self) -> Served:
+        if self.served is None:
+            self._stack = AsyncExitStack()
+            self.served = await self._stack.enter_async_context(remote_server(self.home))
+            assert self.served.server is not None
+            self.api = self.served.server.config.app
+        return self.served
+
+    async def stop(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+
+
+@asynccontextmanager
+async def switch_server(home: Path) -> AsyncIterator[RemoteSwitch]:
+    switch = RemoteSwitch(home)
+    try:
+        yield switch
+    finally:
+        await switch.stop()
+
+
+@asynccontextmanager
+async def remote_manager_for(
+    switch: RemoteSwitch, app: Strongroom, home: Path
+) -> AsyncIterator[SecretsManager]:
+    """Point the server at ``app`` and build a remote manager with an admin token of it."""
+    served = await switch.start()
+    switch.api.state.services = Services.over(app)
+    issued = await app.access.create_token("remote-tester", policies=["admin"])
+    client_home = home / "remote-client"
+    client_home.mkdir(exist_ok=True)
+    settings = remote_settings(served, issued.token, client_home)
+    async with SecretsManager(settings=settings) as remote:
+        yield remote

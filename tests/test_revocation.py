@@ -442,6 +442,7 @@ async def test_requests_are_validated_before_anything_is_recorded(
     assert await manager.get_secret("valid-key")
 
 
+@pytest.mark.local_identity
 async def test_risk_rises_with_severity_and_with_recent_readers(
     manager: SecretsManager, revoke: EmergencyRevoke, clock: ManualClock
 ) -> None:
@@ -559,6 +560,7 @@ async def test_the_audit_trail_names_who_rejected_or_cancelled(
     )
 
 
+@pytest.mark.local_identity
 async def test_a_revoked_read_is_audited_and_detected_as_critical(
     app: Strongroom, manager: SecretsManager, revoke: EmergencyRevoke
 ) -> None:

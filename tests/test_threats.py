@@ -140,6 +140,7 @@ async def test_an_empty_log_has_no_threats_and_reports_its_window(
 # -- failure bursts ---------------------------------------------------------------------------
 
 
+@pytest.mark.local_identity
 async def test_failure_burst_by_one_actor(
     manager: SecretsManager, audit: SecretsAudit, clock: ManualClock
 ) -> None:
@@ -205,6 +206,7 @@ async def test_failures_outside_the_window_do_not_count(
     assert burst["count"] == 8
 
 
+@pytest.mark.local_identity
 async def test_failure_burst_from_one_ip_across_actors(
     manager: SecretsManager, audit: SecretsAudit, clock: ManualClock
 ) -> None:
@@ -231,6 +233,7 @@ async def test_failure_burst_from_one_ip_across_actors(
 # -- unavailable secrets ------------------------------------------------------------------------
 
 
+@pytest.mark.local_identity
 async def test_reads_of_disabled_and_deleted_secrets(
     manager: SecretsManager, audit: SecretsAudit, clock: ManualClock
 ) -> None:
@@ -270,6 +273,7 @@ async def test_reads_of_disabled_and_deleted_secrets(
 # -- enumeration ------------------------------------------------------------------------------
 
 
+@pytest.mark.local_identity
 async def test_enumeration_of_many_secrets(
     manager: SecretsManager, audit: SecretsAudit, clock: ManualClock
 ) -> None:
@@ -296,6 +300,7 @@ async def test_enumeration_of_many_secrets(
     assert threat["evidence"]["distinct_not_found"] == 0
 
 
+@pytest.mark.local_identity
 async def test_enumeration_of_missing_names(
     manager: SecretsManager, audit: SecretsAudit, clock: ManualClock
 ) -> None:
@@ -514,6 +519,7 @@ async def _service_reads(
     assert clock() - start == duration
 
 
+@pytest.mark.local_identity
 async def test_normal_service_traffic_for_three_days_raises_nothing(
     manager: SecretsManager, app: Strongroom, audit: SecretsAudit, clock: ManualClock
 ) -> None:
@@ -526,6 +532,7 @@ async def test_normal_service_traffic_for_three_days_raises_nothing(
         assert report["threats"] == []
 
 
+@pytest.mark.local_identity
 async def test_a_service_in_its_first_hours_raises_nothing(
     manager: SecretsManager, app: Strongroom, audit: SecretsAudit, clock: ManualClock
 ) -> None:

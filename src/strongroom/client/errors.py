@@ -34,6 +34,7 @@ _CODES = _by_code()
 _NOT_FOUND_BY_PREFIX = (
     ("/v1/revocations", e.RevocationNotFoundError),
     ("/v1/auth", e.AccessObjectNotFoundError),
+    ("/v1/events", e.AccessObjectNotFoundError),
 )
 
 #: When a body is not the server's (a proxy's page, say), the status alone decides.

@@ -28,6 +28,7 @@ from strongroom.server.protocol import ConnectionLimits
 from strongroom.server.routes import (
     access,
     audit,
+    events,
     keyvault,
     login,
     ops,
@@ -124,7 +125,7 @@ def create_app(
     # Matched in this order: probes and the busiest routes first.
     for router in (ops.router, secrets.router, keyvault.router, rotation.router, audit.router,
                    revocation.router, login.router, access.router, access.keys_router,
-                   sys.router):  # fmt: skip
+                   sys.router, events.router):  # fmt: skip
         api.include_router(router)
     install_console(api)
     api.add_middleware(FastPath)  # inside the guard: runs only for authenticated callers

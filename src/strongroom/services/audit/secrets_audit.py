@@ -30,6 +30,8 @@ class SecretsAudit(StrongroomFacade):
     ``SecretsAudit()`` uses the process default, so it sees what ``SecretsManager()`` did.
     """
 
+    _remote_counterpart = "strongroom.services.remote.audit:RemoteSecretsAudit"
+
     async def _store(self) -> tuple[Strongroom, AuditStore]:
         app = await self._ready()
         if app.audit.store is None:

@@ -18,6 +18,8 @@ __all__ = ["EVENT_KINDS", "EventSubscriptions"]
 class EventSubscriptions(StrongroomFacade):
     """Subscribe a service's webhook to events about the secrets it uses."""
 
+    _remote_counterpart = "strongroom.services.remote.events:RemoteEventSubscriptions"
+
     async def subscribe(
         self, url: str, pattern: str = "*", events: Iterable[str] | None = None
     ) -> dict[str, Any]:

@@ -4,28 +4,51 @@ authorizes it by the token's identity and records it in its audit trail."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from strongroom.client.transport import segment
+from strongroom.core.errors import SecretNotDeletedError, SecretNotFoundError
 from strongroom.core.models import UNSET, SecretBundle, SecretType, _Unset
 from strongroom.core.validation import (
     encode_value,
+    validate_aware,
     validate_name,
     validate_secret_type,
+    validate_tags,
     validate_version_ref,
 )
 from strongroom.services.remote.convert import bundle_from, dated, dated_list, iso
 from strongroom.services.remote.session import RemoteFacadeMixin
-from strongroom.services.secrets.secrets_manager import SecretsManager
+from strongroom.services.secrets.secrets_manager import SecretsManager, _expiry, _flag
 
 __all__ = ["RemoteSecretsManager"]
 
 
-def _value_fields(value: Any, content_type: str | None, hint: bool) -> dict[str, Any]:
-    """Checked here as locally (a bad value is refused before anything is sent)."""
+def _checked(
+    value: Any,
+    content_type: str | None,
+    hint: bool,
+    *,
+    metadata: Mapping[str, str] | None,
+    expires_in_days: int | None,
+    expires_at: datetime | None,
+    not_before: datetime | None,
+    enabled: object,
+) -> dict[str, Any]:
+    """The fields every write sends, checked here as locally: bad input is refused with the
+    same error before anything is sent."""
     encode_value(value, content_type, check_json=not hint)
-    return {"value": value, "content_type": content_type}
+    _expiry(expires_in_days, expires_at, datetime.now(UTC))
+    return {
+        "value": value,
+        "content_type": content_type,
+        "metadata": validate_tags(metadata) if metadata is not None else None,
+        "expires_in_days": expires_in_days,
+        "expires_at": iso(expires_at),
+        "not_before": iso(validate_aware(not_before, "not_before")),
+        "enabled": _flag(enabled, "enabled"),
+    }
 
 
 def _path(name: str, *rest: str) -> str:
@@ -53,14 +76,13 @@ class RemoteSecretsManager(RemoteFacadeMixin, SecretsManager):
         validate_name(name)
         body = {
             "name": name,
-            **_value_fields(value, content_type, content_type_hint),
             "secret_type": validate_secret_type(secret_type).value,
-            "metadata": dict(metadata) if metadata is not None else None,
-            "expires_in_days": expires_in_days,
-            "expires_at": iso(expires_at),
-            "not_before": iso(not_before),
-            "enabled": enabled,
-        }
+            **_checked(
+                value, content_type, content_type_hint, metadata=metadata,
+                expires_in_days=expires_in_days, expires_at=expires_at, not_before=not_before,
+                enabled=enabled,
+            ),
+        }  # fmt: skip
         client = await self._client()
         return dated(await client.request("POST", "/v1/secrets", json=body))
 
@@ -78,15 +100,15 @@ class RemoteSecretsManager(RemoteFacadeMixin, SecretsManager):
         enabled: bool = True,
         content_type_hint: bool = False,
     ) -> dict[str, Any]:
+        validate_name(name)
         body = {
-            **_value_fields(value, content_type, content_type_hint),
             "secret_type": validate_secret_type(secret_type).value if secret_type else None,
-            "metadata": dict(metadata) if metadata is not None else None,
-            "expires_in_days": expires_in_days,
-            "expires_at": iso(expires_at),
-            "not_before": iso(not_before),
-            "enabled": enabled,
-        }
+            **_checked(
+                value, content_type, content_type_hint, metadata=metadata,
+                expires_in_days=expires_in_days, expires_at=expires_at, not_before=not_before,
+                enabled=enabled,
+            ),
+        }  # fmt: skip
         client = await self._client()
         # Each PUT adds a version: never sent twice.
         return dated(await client.request("PUT", _path(name), json=body, idempotent=False))
@@ -106,13 +128,13 @@ class RemoteSecretsManager(RemoteFacadeMixin, SecretsManager):
         if version is not None:
             body["version"] = validate_version_ref(version)
         if enabled is not UNSET:
-            body["enabled"] = enabled
+            body["enabled"] = _flag(enabled, "enabled")
         if expires_at is not UNSET:
-            body["expires_at"] = iso(expires_at)
+            body["expires_at"] = iso(validate_aware(expires_at, "expires_at"))
         if not_before is not UNSET:
-            body["not_before"] = iso(not_before)
+            body["not_before"] = iso(validate_aware(not_before, "not_before"))
         if metadata is not UNSET:
-            body["metadata"] = dict(metadata) if metadata is not None else None
+            body["metadata"] = validate_tags(metadata) if metadata is not None else None
         if content_type is not UNSET:
             body["content_type"] = content_type
         client = await self._client()
@@ -165,4 +187,15 @@ class RemoteSecretsManager(RemoteFacadeMixin, SecretsManager):
     async def get_deleted_secret(self, name: str) -> dict[str, Any]:
         validate_name(name)
         client = await self._client()
-        return dated(await client.request("GET", f"/v1/deleted-secrets/{segment(name)}"))
+        try:
+            return dated(await client.request("GET", f"/v1/deleted-secrets/{segment(name)}"))
+        except SecretNotFoundError as missing:
+            # The server answers 404 for a live name too (Key Vault's rule); the library says
+            # "not deleted", so ask which it is.
+            if type(missing) is not SecretNotFoundError:
+                raise
+            try:
+                await client.request("GET", _path(name, "properties"))
+            except SecretNotFoundError:
+                raise missing from None
+            raise SecretNotDeletedError(str(missing)) from None

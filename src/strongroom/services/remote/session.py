@@ -61,7 +61,8 @@ class RemoteFacadeMixin:
     _owns_app: bool
 
     async def _client(self) -> RemoteClient:
-        app = self._app
+        # The seed builds rotation and revocation from the manager: theirs is the client.
+        app = self._app if self._app is not None else getattr(self, "_manager", None)
         if isinstance(app, RemoteClient) and not app.closed:
             return app
         if isinstance(app, RemoteFacadeMixin):

@@ -63,6 +63,8 @@ class EmergencyRevoke(ManagerBoundFacade):
     ``approvals_required`` maps a severity to how many distinct approvers it needs (default 1).
     """
 
+    _remote_counterpart = "strongroom.services.remote.revoke:RemoteEmergencyRevoke"
+
     def __init__(
         self,
         secrets_manager: SecretsManager | Strongroom | None = None,

@@ -55,6 +55,8 @@ def _owner() -> str:
 class SecretsRotation(ManagerBoundFacade):
     """``SecretsRotation(secrets_manager, audit)`` as in the seed, or ``SecretsRotation(app)``."""
 
+    _remote_counterpart = "strongroom.services.remote.rotation:RemoteSecretsRotation"
+
     def __init__(
         self,
         secrets_manager: SecretsManager | Strongroom | None = None,
