@@ -97,3 +97,47 @@ def test_local_mode_records_the_os_user_beside_a_claimed_name(
     assert [e["actor_id"] for e in created] == ["ciso"]
     assert "(os-user " in created[0]["actor_user_agent"]
     assert "(os-user ciso" not in created[0]["actor_user_agent"]
+
+
+def test_rotation_revocation_audit_and_events_commands_use_the_server(
+    server: tuple[Cli, ServeProcess, Path], tmp_path: Path
+) -> None:
+    host_cli, served, ca_path = server
+    host_cli("policy", "set", "ops-remote", "-g", "read,write,list,rotate:ops-*",
+             "-g", "revoke-request,revoke-approve:ops-*", "-g", "audit-read:*")  # fmt: skip
+    alice_token = host_cli("token", "create", "ops-alice", "--policy", "ops-remote").stdout.strip()
+    bob_token = host_cli("token", "create", "ops-bob", "--policy", "ops-remote").stdout.strip()
+    admin_token = host_cli("token", "create", "ops-admin", "--policy", "admin").stdout.strip()
+    alice = client_cli(served, ca_path, tmp_path / "alice")
+    alice.env["STRONGROOM_TOKEN"] = alice_token
+    bob = client_cli(served, ca_path, tmp_path / "bob")
+    bob.env["STRONGROOM_TOKEN"] = bob_token
+
+    alice("secret", "create", "ops-db", "--value", "first-value")
+    alice("rotation", "register", "ops-db", "--generator", "password", "--days", "30")
+    status = alice("rotation", "status", "ops-db", "--json").json()
+    assert status["rotation_days"] == 30
+    alice("rotation", "rotate", "ops-db")
+    assert alice("secret", "get", "ops-db").stdout != "first-value"
+    assert [c["name"] for c in alice("rotation", "list", "--json").json()] == ["ops-db"]
+
+    opened = alice("--as", "ops-bob", "revoke", "request", "ops-db", "--reason",
+                   "key_compromise", "--severity", "low", "--json").json()  # fmt: skip
+    assert opened["requested_by"] == "ops-alice"  # the token, not --as
+    own = alice("--as", "ops-bob", "revoke", "approve", str(opened["revocation_id"]), code=4)
+    assert "nobody approves their own" in own.stderr
+    pending = bob("revoke", "pending", "--json").json()
+    assert [r["revocation_id"] for r in pending] == [opened["revocation_id"]]
+    bob("revoke", "approve", str(opened["revocation_id"]))
+    assert alice("secret", "get", "ops-db", code=4).code == 4  # revoked
+
+    trail = bob("audit", "trail", "--secret", "ops-db", "--json").json()
+    assert {e["actor_id"] for e in trail} == {"ops-alice", "ops-bob"}
+
+    admin = client_cli(served, ca_path, tmp_path / "admin")
+    admin.env["STRONGROOM_TOKEN"] = admin_token
+    refused = admin("events", "subscribe", "http://10.0.0.1/hook", code=2)
+    assert "10.0.0.1" in refused.stderr or "private" in refused.stderr
+    assert admin("events", "list", "--json").json() == []
+    for cli in (alice, bob, admin):
+        assert cli.leaks(alice_token, bob_token, admin_token) == []

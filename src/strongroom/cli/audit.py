@@ -19,10 +19,9 @@ from strongroom.cli.output import (
     relative,
     when_cell,
 )
-from strongroom.cli.runtime import UsageError, command_group, output, run
+from strongroom.cli.runtime import UsageError, Wiring, command_group, output, run_any
 from strongroom.core.validation import validate_name
 from strongroom.services.audit.secrets_audit import SecretsAudit
-from strongroom.services.wiring import Strongroom
 
 __all__ = ["app", "parse_when"]
 
@@ -61,7 +60,7 @@ def parse_when(text: str | None, now: datetime) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _audit(strongroom: Strongroom) -> SecretsAudit:
+def _audit(strongroom: Wiring) -> SecretsAudit:
     return SecretsAudit(strongroom)
 
 
@@ -91,7 +90,7 @@ def trail(
     if secret is not None:
         validate_name(secret)  # a search by name: an unknown name is an empty result, a bad one 2
 
-    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
+    async def work(strongroom: Wiring) -> list[dict[str, Any]]:
         return await _audit(strongroom).get_audit_trail(
             secret,
             action,
@@ -103,7 +102,7 @@ def trail(
             offset=offset,
         )
 
-    events = run(ctx, work)
+    events = run_any(ctx, work)
     if out.json:
         out.data(events)
         return
@@ -145,10 +144,10 @@ def summary(
     """Totals by action, result and actor; unique actors and IPs; failure rate."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
+    async def work(strongroom: Wiring) -> dict[str, Any]:
         return await _audit(strongroom).get_audit_summary(secret, days)
 
-    report = run(ctx, work)
+    report = run_any(ctx, work)
     if out.json:
         out.data(report)
         return
@@ -194,10 +193,10 @@ def threats(
     """Run every threat rule over the recent window (failure bursts, enumeration, new IPs...)."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
+    async def work(strongroom: Wiring) -> dict[str, Any]:
         return await _audit(strongroom).detect_suspicious_activity(secret, threshold, window, actor)
 
-    report = run(ctx, work)
+    report = run_any(ctx, work)
     if out.json:
         out.data(report)
         return
@@ -240,10 +239,10 @@ def verify(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Walk the hash chain; exit 1 and name the first changed, removed or inserted event."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
+    async def work(strongroom: Wiring) -> dict[str, Any]:
         return await _audit(strongroom).verify_integrity()
 
-    report = run(ctx, work)
+    report = run_any(ctx, work)
     if out.json:
         out.data(report)
     elif report["valid"]:
@@ -272,13 +271,13 @@ def export_(
     start, end = parse_when(since, now), parse_when(until, now)
     target = None if output_path is None or str(output_path) == "-" else output_path
 
-    async def work(strongroom: Strongroom) -> int:
+    async def work(strongroom: Wiring) -> int:
         audit = _audit(strongroom)
         if target is None:
             return await audit.export(sys.stdout, resource_name=secret, since=start, until=end)
         with open_private(target, force=force) as handle:
             return await audit.export(handle, resource_name=secret, since=start, until=end)
 
-    count = run(ctx, work)
+    count = run_any(ctx, work)
     where = f" to {target}" if target is not None else ""
     out.note(f"Exported {count} event{'s' if count != 1 else ''}{where}")

@@ -13,9 +13,8 @@ import typer
 
 from strongroom.cli.options import JsonOpt, QuietOpt
 from strongroom.cli.output import Column, now_utc, when_cell
-from strongroom.cli.runtime import NotFoundError, command_group, output, run
+from strongroom.cli.runtime import NotFoundError, Wiring, command_group, output, run_any
 from strongroom.services.events.subscriptions import EVENT_KINDS, EventSubscriptions
-from strongroom.services.wiring import Strongroom
 
 __all__ = ["app"]
 
@@ -26,7 +25,7 @@ app = command_group(
 _KINDS = ", ".join(sorted(EVENT_KINDS))
 
 
-def _events(strongroom: Strongroom) -> EventSubscriptions:
+def _events(strongroom: Wiring) -> EventSubscriptions:
     return EventSubscriptions(strongroom)
 
 
@@ -61,10 +60,10 @@ def subscribe(
     delivery's X-Strongroom-Signature). With --quiet, prints only the key."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
+    async def work(strongroom: Wiring) -> dict[str, Any]:
         return await _events(strongroom).subscribe(url, pattern, event)
 
-    sub = run(ctx, work)
+    sub = run_any(ctx, work)
     if out.json:
         out.data(sub)
         return
@@ -94,10 +93,10 @@ def unsubscribe(
     """Remove a subscription: nothing more is sent to its URL."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> bool:
+    async def work(strongroom: Wiring) -> bool:
         return await _events(strongroom).unsubscribe(subscription_id)
 
-    if not run(ctx, work):
+    if not run_any(ctx, work):
         raise NotFoundError(f"no event subscription {subscription_id}")
     out.done(f"Unsubscribed {subscription_id}", {"id": subscription_id, "unsubscribed": True})
 
@@ -107,10 +106,10 @@ def list_(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Every subscription: URL, pattern, kinds, who created it (never a signing key)."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
+    async def work(strongroom: Wiring) -> list[dict[str, Any]]:
         return await _events(strongroom).list_subscriptions()
 
-    subs = run(ctx, work)
+    subs = run_any(ctx, work)
     if out.json:
         out.data(subs)
         return
@@ -158,10 +157,10 @@ def check_expiry(
     """Send near-expiry and expired events now, once per version (`rotation run` does too)."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> int:
+    async def work(strongroom: Wiring) -> int:
         return await _events(strongroom).check_expiry(warning_days=warning_days)
 
-    sent = run(ctx, work)
+    sent = run_any(ctx, work)
     out.done(
         f"Sent {sent} expiry notice{'s' if sent != 1 else ''} (each version is announced once)",
         {"sent": sent},

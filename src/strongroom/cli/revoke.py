@@ -22,7 +22,7 @@ from strongroom.cli.output import (
     when,
     when_cell,
 )
-from strongroom.cli.runtime import command_group, output, run
+from strongroom.cli.runtime import Wiring, command_group, output, run_any
 from strongroom.core.actor import current_actor
 from strongroom.core.errors import RevocationError
 from strongroom.core.revocation import RevocationReason, RevocationRequest, Severity
@@ -54,7 +54,7 @@ IdArg = Annotated[
 ]
 
 
-def _revoke(strongroom: Strongroom) -> EmergencyRevoke:
+def _revoke(strongroom: Wiring) -> EmergencyRevoke:
     return EmergencyRevoke(strongroom)
 
 
@@ -169,7 +169,7 @@ def request(
     """
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> tuple[dict[str, Any], bool]:
+    async def work(strongroom: Wiring) -> tuple[dict[str, Any], bool]:
         req = RevocationRequest(
             secret_name=name,
             reason=reason,
@@ -182,9 +182,11 @@ def request(
             soft_delete=soft_delete,
         )
         result = await _revoke(strongroom).request_revocation(req)
-        return result, strongroom.settings.smtp_host is not None
+        # Remotely the server mails (or warns in its own log): no local setting to check.
+        mail = not isinstance(strongroom, Strongroom) or strongroom.settings.smtp_host is not None
+        return result, mail
 
-    r, mail = run(ctx, work)
+    r, mail = run_any(ctx, work)
     kinds = ["revocation.requested", "revocation.completed", "revocation.failed"]
     _warn_undelivered(out, r, kinds)
     if notify and not mail:
@@ -215,10 +217,10 @@ def approve(
     """
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
+    async def work(strongroom: Wiring) -> dict[str, Any]:
         return await _revoke(strongroom).approve_revocation(revocation_id, current_actor().id)
 
-    r = run(ctx, work)
+    r = run_any(ctx, work)
     _warn_undelivered(out, r, ["revocation.approved", "revocation.completed", "revocation.failed"])
     _check_outcome(out, r)
     if r["status"] == "PENDING":
@@ -245,12 +247,12 @@ def reject(
     """Reject a pending request as yourself: the secret stays readable; the request closes."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
+    async def work(strongroom: Wiring) -> dict[str, Any]:
         return await _revoke(strongroom).reject_revocation(
             revocation_id, current_actor().id, reason
         )
 
-    r = run(ctx, work)
+    r = run_any(ctx, work)
     _warn_undelivered(out, r, ["revocation.rejected"])
     out.done(f"Request {revocation_id} for {r['secret_name']} rejected", r)
 
@@ -262,10 +264,10 @@ def cancel(
     """Withdraw a request that has not run yet (recorded as cancelled by you)."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
+    async def work(strongroom: Wiring) -> dict[str, Any]:
         return await _revoke(strongroom).cancel_revocation(revocation_id, current_actor().id)
 
-    r = run(ctx, work)
+    r = run_any(ctx, work)
     _warn_undelivered(out, r, ["revocation.cancelled"])
     out.done(f"Request {revocation_id} for {r['secret_name']} cancelled", r)
 
@@ -278,10 +280,10 @@ def status(ctx: typer.Context, revocation_id: IdArg, json: JsonOpt = False) -> N
     """One request: state, approvals, risk, what was revoked, notifications."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
+    async def work(strongroom: Wiring) -> dict[str, Any]:
         return await _revoke(strongroom).get_revocation_status(revocation_id)
 
-    r = run(ctx, work)
+    r = run_any(ctx, work)
     if out.json:
         out.data(r)
         return
@@ -378,10 +380,10 @@ def history(
     """Revocation requests, newest first, whatever their state."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
+    async def work(strongroom: Wiring) -> list[dict[str, Any]]:
         return await _revoke(strongroom).get_revocation_history(name, limit)
 
-    rows = run(ctx, work)
+    rows = run_any(ctx, work)
     if out.json:
         out.data(rows)
         return
@@ -398,10 +400,10 @@ def pending(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Requests waiting for approval, oldest first."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
+    async def work(strongroom: Wiring) -> list[dict[str, Any]]:
         return await _revoke(strongroom).list_pending_revocations()
 
-    rows = run(ctx, work)
+    rows = run_any(ctx, work)
     if out.json:
         out.data(rows)
         return

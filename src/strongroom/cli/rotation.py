@@ -19,13 +19,12 @@ from strongroom.cli.output import (
     short_version,
     when,
 )
-from strongroom.cli.runtime import UsageError, command_group, output, run
+from strongroom.cli.runtime import UsageError, Wiring, command_group, output, run_any
 from strongroom.core.errors import RotationFailedError, RotationNotConfiguredError
 from strongroom.core.models import SecretType
 from strongroom.core.rotation import RotationConfig
 from strongroom.services.rotation.generators import GENERATORS
 from strongroom.services.rotation.secrets_rotation import SecretsRotation
-from strongroom.services.wiring import Strongroom
 
 __all__ = ["Generator", "app", "every", "parse_options", "rotation_of"]
 
@@ -76,7 +75,7 @@ def parse_options(generator: str, options: list[str] | None) -> dict[str, Any]:
     return parsed
 
 
-def rotation_of(strongroom: Strongroom) -> SecretsRotation:
+def rotation_of(strongroom: Wiring) -> SecretsRotation:
     return SecretsRotation(strongroom)
 
 
@@ -164,10 +163,10 @@ def register(
         secret_type=secret_type,
     )
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
+    async def work(strongroom: Wiring) -> dict[str, Any]:
         return await rotation_of(strongroom).register_secret(config)
 
-    status = run(ctx, work)
+    status = run_any(ctx, work)
     now = now_utc()
     if not status["enabled"]:
         due = "disabled: not rotated on schedule"
@@ -189,10 +188,10 @@ def unregister(
     """Remove a secret's rotation policy (the secret and its versions stay as they are)."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> bool:
+    async def work(strongroom: Wiring) -> bool:
         return await rotation_of(strongroom).unregister_secret(name)
 
-    if not run(ctx, work):
+    if not run_any(ctx, work):
         raise RotationNotConfiguredError(f"no rotation is configured for {name!r}")
     out.done(f"Unregistered rotation of {name}", {"name": name, "unregistered": True})
 
@@ -208,12 +207,12 @@ def rotate(
     """
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def work(strongroom: Wiring) -> tuple[dict[str, Any], dict[str, Any]]:
         rotation = rotation_of(strongroom)
         result = await rotation.rotate_secret(name, force=True)
         return result, await rotation.get_rotation_status(name)
 
-    result, status = run(ctx, work)
+    result, status = run_any(ctx, work)
     if not result["rotated"]:
         if out.json:
             out.data(result)
@@ -235,10 +234,10 @@ def force(
     schedule says."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
+    async def work(strongroom: Wiring) -> dict[str, Any]:
         return await rotation_of(strongroom).force_rotation(name)
 
-    status = run(ctx, work)
+    status = run_any(ctx, work)
     out.done(
         f"{status['name']} will be rotated at the next check (`strongroom rotation run`)", status
     )
@@ -250,13 +249,13 @@ def run_(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) -> 
     send expiry notices. Exit 1 when a rotation failed (it is retried with backoff)."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    async def work(strongroom: Wiring) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         rotation = rotation_of(strongroom)
         outcome = await rotation.run_check()
         failures = {n: await rotation.get_rotation_status(n) for n in outcome["failed"]}
         return outcome, failures
 
-    outcome, failures = run(ctx, work)
+    outcome, failures = run_any(ctx, work)
     errors = {name: status["last_error"] for name, status in failures.items()}
     if out.json:
         out.data({**outcome, "errors": errors})

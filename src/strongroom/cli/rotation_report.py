@@ -20,8 +20,7 @@ from strongroom.cli.output import (
     when_cell,
 )
 from strongroom.cli.rotation import every, rotation_of
-from strongroom.cli.runtime import output, run
-from strongroom.services.wiring import Strongroom
+from strongroom.cli.runtime import Wiring, output, run_any
 
 __all__ = ["check", "history", "list_", "status"]
 
@@ -55,10 +54,10 @@ def list_(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Every rotation policy: schedule, last rotation, when it is due (overdue in red)."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
+    async def work(strongroom: Wiring) -> list[dict[str, Any]]:
         return await rotation_of(strongroom).list_rotation_configs()
 
-    found = sorted(run(ctx, work), key=lambda s: s["name"].lower())
+    found = sorted(run_any(ctx, work), key=lambda s: s["name"].lower())
     if out.json:
         out.data(found)
         return
@@ -93,10 +92,10 @@ def status(ctx: typer.Context, name: NameArg, json: JsonOpt = False) -> None:
     """One secret's rotation policy and state: due date, forced, retries, last error."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
+    async def work(strongroom: Wiring) -> dict[str, Any]:
         return await rotation_of(strongroom).get_rotation_status(name)
 
-    s = run(ctx, work)
+    s = run_any(ctx, work)
     if out.json:
         out.data(s)
         return
@@ -136,10 +135,10 @@ def history(
     """A secret's rotations (ROTATE audit events, newest first), failed ones included."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
+    async def work(strongroom: Wiring) -> list[dict[str, Any]]:
         return await rotation_of(strongroom).get_rotation_history(name, limit)
 
-    events = run(ctx, work)
+    events = run_any(ctx, work)
     if out.json:
         out.data(events)
         return
@@ -189,10 +188,10 @@ def check(
     """
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
+    async def work(strongroom: Wiring) -> dict[str, Any]:
         return await rotation_of(strongroom).compliance_report()
 
-    report = run(ctx, work)
+    report = run_any(ctx, work)
     overdue = report["overdue"]
     if out.json:
         out.data(report)

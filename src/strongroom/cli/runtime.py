@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import typer
 from pydantic import ValidationError as PydanticError
@@ -32,17 +32,26 @@ __all__ = [
     "CliState",
     "NotFoundError",
     "UsageError",
+    "Wiring",
     "command_group",
     "output",
     "require_tty",
     "run",
+    "run_any",
     "run_facade",
     "state",
     "user_agent",
 ]
 
+if TYPE_CHECKING:
+    from strongroom.client.transport import RemoteClient
+
 T = TypeVar("T")
 F = TypeVar("F")
+
+#: What a command that also works remotely is given: the local wiring, or in the remote
+#: profile the client of the server (the seed's facades take either).
+Wiring: TypeAlias = "Strongroom | RemoteClient"
 
 
 class UsageError(ValidationError):
@@ -163,19 +172,15 @@ def _claimed(actor: str | None) -> Iterator[None]:
         yield
 
 
-def run_facade(
-    ctx: typer.Context,
-    make: Callable[[Any], F],
-    work: Callable[[F], Awaitable[T]],
-    *,
-    config: Settings | None = None,
+def run_any(
+    ctx: typer.Context, work: Callable[[Wiring], Awaitable[T]], *, config: Settings | None = None
 ) -> T:
-    """Build a facade (``make(app)``) and run ``work`` on it: over the local stores, or in the
-    remote profile (STRONGROOM_ADDR) over one HTTPS client to the server, where the token's
-    identity acts and ``--as`` is only a note."""
+    """``run`` for commands that also work in the remote profile (STRONGROOM_ADDR): there
+    ``work`` gets one HTTPS client to the server, where the token's identity acts and
+    ``--as`` is only a note; nothing local is opened."""
     config = config or settings()
     if not config.remote:
-        return run(ctx, lambda app: work(make(app)), config=config)
+        return run(ctx, work, config=config)
     from strongroom.client.transport import RemoteClient, RemoteConfig  # noqa: PLC0415
 
     root = state(ctx)
@@ -185,6 +190,17 @@ def run_facade(
     async def go() -> T:
         async with RemoteClient(remote, user_agent=user_agent()) as client:
             with _claimed(root.actor):
-                return await work(make(client))
+                return await work(client)
 
     return asyncio.run(go())
+
+
+def run_facade(
+    ctx: typer.Context,
+    make: Callable[[Any], F],
+    work: Callable[[F], Awaitable[T]],
+    *,
+    config: Settings | None = None,
+) -> T:
+    """Build a facade (``make(wiring)``) and run ``work`` on it, locally or remotely."""
+    return run_any(ctx, lambda wiring: work(make(wiring)), config=config)

@@ -86,13 +86,13 @@ class ManagerBoundFacade(StrongroomFacade):
 
     def __init__(
         self,
-        secrets_manager: SecretsManager | Strongroom | None = None,
+        secrets_manager: SecretsManager | Strongroom | RemoteClient | None = None,
         audit: SecretsAudit | None = None,
         *,
         settings: Settings | None = None,
     ) -> None:
-        if isinstance(secrets_manager, Strongroom):
-            super().__init__(secrets_manager, settings=settings)
+        if secrets_manager is not None and not isinstance(secrets_manager, StrongroomFacade):
+            super().__init__(secrets_manager, settings=settings)  # a wiring or a client
             self._manager: SecretsManager | None = None
         else:
             super().__init__(settings=settings)

@@ -50,8 +50,7 @@ class RemoteSecretsAudit(RemoteFacadeMixin, SecretsAudit):
     ) -> dict[str, Any]:
         client = await self._client()
         params = {"secret": resource_name, "days": days}
-        found = dated(await client.request("GET", "/v1/audit/summary", params=params))
-        return {**found, **{k: datetime.fromisoformat(found[k]) for k in ("since", "until")}}
+        return dated(await client.request("GET", "/v1/audit/summary", params=params))
 
     async def detect_suspicious_activity(
         self,

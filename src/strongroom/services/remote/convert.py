@@ -10,17 +10,18 @@ from strongroom.core.validation import encode_value
 
 __all__ = ["bundle_from", "dated", "dated_list", "iso", "properties_from"]
 
+#: Date fields that do not end in ``_at`` (those all are dates).
 _DATE_KEYS = frozenset(
-    {
-        "created_at", "updated_at", "expires_at", "not_before", "revoked_at", "deleted_at",
-        "scheduled_purge_at", "last_rotated", "next_rotation", "last_rotated_at",
-        "next_rotation_at", "requested_at", "resolved_at", "executed_at", "timestamp",
-    }
-)  # fmt: skip
+    {"last_rotation", "next_rotation", "last_rotated", "timestamp", "since", "until"}
+)
+
+
+def _is_date(key: str) -> bool:
+    return key.endswith("_at") or key in _DATE_KEYS
 
 
 def _date(value: Any) -> Any:
-    if isinstance(value, str):
+    if isinstance(value, str) and "T" in value:
         try:
             return datetime.fromisoformat(value)
         except ValueError:
@@ -30,7 +31,7 @@ def _date(value: Any) -> Any:
 
 def dated(doc: dict[str, Any]) -> dict[str, Any]:
     """A server document with its date fields as datetimes again."""
-    return {k: (_date(v) if k in _DATE_KEYS else v) for k, v in doc.items()}
+    return {k: (_date(v) if _is_date(k) else v) for k, v in doc.items()}
 
 
 def dated_list(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from strongroom.services.facade import ManagerBoundFacade
 from strongroom.services.notify import Notification, validate_email_address
 
 if TYPE_CHECKING:
+    from strongroom.client.transport import RemoteClient
     from strongroom.core.config import Settings
     from strongroom.services.audit.secrets_audit import SecretsAudit
     from strongroom.services.secrets.secrets_manager import SecretsManager
@@ -67,7 +68,7 @@ class EmergencyRevoke(ManagerBoundFacade):
 
     def __init__(
         self,
-        secrets_manager: SecretsManager | Strongroom | None = None,
+        secrets_manager: SecretsManager | Strongroom | RemoteClient | None = None,
         audit: SecretsAudit | None = None,
         *,
         settings: Settings | None = None,

@@ -35,6 +35,7 @@ from strongroom.services.rotation.procedure import (
 from strongroom.services.rotation.rotators.base import BoundRotator, Rotator
 
 if TYPE_CHECKING:
+    from strongroom.client.transport import RemoteClient
     from strongroom.core.config import Settings
     from strongroom.services.audit.secrets_audit import SecretsAudit
     from strongroom.services.secrets.secrets_manager import SecretsManager
@@ -59,7 +60,7 @@ class SecretsRotation(ManagerBoundFacade):
 
     def __init__(
         self,
-        secrets_manager: SecretsManager | Strongroom | None = None,
+        secrets_manager: SecretsManager | Strongroom | RemoteClient | None = None,
         audit: SecretsAudit | None = None,
         *,
         settings: Settings | None = None,
