@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -58,6 +59,31 @@ def test_commands_load_only_when_used() -> None:
         "services.audit.secrets_audit",
     ):
         assert f"strongroom.{module}" not in loaded
+
+
+def test_a_local_secret_get_never_imports_the_http_or_jwt_stacks(tmp_path: Path) -> None:
+    # A read in the embedded profile opens the store and audits; the remote client's HTTP
+    # stack and the JWT login libraries are a server's business (and a third of a start-up).
+    code = (
+        "import sys\n"
+        "sys.argv = ['strongroom', 'secret', 'get', 'no-such-secret']\n"
+        "from strongroom.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    print('exit', exit.code)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'jwt', 'fastapi'}))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRONGROOM_", "DATABASE"))}
+    env["STRONGROOM_HOME"] = str(tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    lines = run.stdout.strip().splitlines()
+    assert lines[-2] == f"exit {ExitCode.NOT_FOUND.value}", run.stdout + run.stderr  # it read
+    assert lines[-1] == "[]"
 
 
 def test_every_capability_has_a_command() -> None:

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 def _remote_class(cls: type[Any], app: Any, settings: Settings | None) -> type[Any]:
     """The remote profile's subclass of ``cls`` when these arguments ask for a server."""
     target: str | None = cls.__dict__.get("_remote_counterpart")
-    if target is None:
-        return cls
+    if target is None or isinstance(app, Strongroom):
+        return cls  # a local wiring (the remote client's HTTP stack stays unimported)
     from strongroom.services.remote.session import remote_requested  # noqa: PLC0415
 
     if not remote_requested(app, settings):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import structlog
 
@@ -48,7 +48,6 @@ from strongroom.db.subscription_store import (
 )
 from strongroom.services.access.control import AccessControl
 from strongroom.services.access.invalidation import AccessInvalidation
-from strongroom.services.access.jwt_login import JwtLogin
 from strongroom.services.audit.alerts import ThreatAlerts
 from strongroom.services.audit.checkpoints import Checkpointer, DirectorySink
 from strongroom.services.audit.log import AuditLog
@@ -56,6 +55,9 @@ from strongroom.services.audit.threats import ThreatRules
 from strongroom.services.events.bus import EventBus
 from strongroom.services.integrity import IntegrityAlarm
 from strongroom.services.notify import Dispatcher, UrlPolicy, build_dispatcher
+
+if TYPE_CHECKING:
+    from strongroom.services.access.jwt_login import JwtLogin
 
 __all__ = ["Strongroom", "default_app", "load_master_key", "reset_default_app"]
 
@@ -275,17 +277,29 @@ class Strongroom:
         self.access = AccessControl(
             self, state.access, access_key, settings.auth_cache_seconds, access_invalidation
         )
-        #: JWT/OIDC logins (STRONGROOM_AUTH_CONFIG); none configured: every login is refused.
-        self.logins = JwtLogin(
-            self.access,
-            audit,
-            auth_config or AuthConfig.empty(),
-            failure_limit=(settings.login_failures_per_second, settings.login_failure_burst),
-        )
+        self._auth_config = auth_config or AuthConfig.empty()
+        self._logins: JwtLogin | None = None
+        if self._auth_config.jwt:  # configured: built now, so a bad key fails at start
+            self._logins = self._build_logins()
         #: The threat detection schedule and what it already alerted on.
         self.threat_alerts = ThreatAlerts(self)
         #: Console sessions (the server's /ui signs people in and keeps their sessions here).
         self.sessions = state.sessions
+
+    @property
+    def logins(self) -> JwtLogin:
+        """JWT/OIDC logins (STRONGROOM_AUTH_CONFIG); none configured: every login is refused."""
+        if self._logins is None:
+            self._logins = self._build_logins()
+        return self._logins
+
+    def _build_logins(self) -> JwtLogin:
+        # Imported here: the JWT and HTTP libraries would double a command's start-up, and
+        # only a server with logins configured needs them before its first login.
+        from strongroom.services.access.jwt_login import JwtLogin  # noqa: PLC0415
+
+        limit = (self.settings.login_failures_per_second, self.settings.login_failure_burst)
+        return JwtLogin(self.access, self.audit, self._auth_config, failure_limit=limit)
 
     @classmethod
     async def open(
