@@ -44,7 +44,7 @@ app = command_group(
         "list": "strongroom.cli.secrets_read:list_",
         "versions": "strongroom.cli.secrets_read:versions",
         "deleted": "strongroom.cli.secrets_read:deleted",
-        "import": "strongroom.cli.secrets_transfer:import_",
+        "import": "strongroom.cli.secrets_import:import_",
         "export": "strongroom.cli.secrets_transfer:export",
     },
 )
