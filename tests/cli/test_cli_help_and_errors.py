@@ -49,8 +49,8 @@ def test_commands_load_only_when_used() -> None:
     )
     loaded = run.stdout
     assert "strongroom.cli.secrets'" in loaded
-    for module in ("audit'", "keys'", "store'", "secrets_transfer'", "secrets_import'", "transfer'", "rotation'",
-                   "revoke'", "events'"):  # fmt: skip
+    for module in ("audit'", "keys'", "store'", "secrets_transfer'", "secrets_import'",
+                   "transfer'", "rotation'", "revoke'", "events'"):  # fmt: skip
         assert f"strongroom.cli.{module}" not in loaded
     for module in (  # `get` never uses these services
         "services.rotation",
