@@ -61,10 +61,23 @@ def init(
 
     A new store gets a new master key; a store whose key is configured now (key file or
     STRONGROOM_MASTER_KEY) has that key split. Then run the service with STRONGROOM_SEAL=shamir
-    and remove the key file or variable: the service starts sealed.
+    and remove the key file or variable: the service starts sealed. With STRONGROOM_SEAL=pkcs11
+    the key is wrapped by a key in the HSM instead (no shares).
     """
     out = output(ctx, json=json)
-    result = asyncio.run(init_custody(settings(), shares=key_shares, threshold=key_threshold))
+    config = settings()
+    result = asyncio.run(init_custody(config, shares=key_shares, threshold=key_threshold))
+    if result.shares is None:
+        message = (
+            f"The master key is wrapped by the HSM's key {result.record.key_label!r}; every "
+            "process with STRONGROOM_SEAL=pkcs11 and the HSM's settings unseals itself."
+        )
+        out.done(message, {"seal": result.record.kind, "admin_token": result.admin_token,
+                           "new_key": result.new_key})  # fmt: skip
+        if not out.json:
+            sys.stdout.write(f"Initial admin token: {result.admin_token}\n")
+        _warn_configured(out, result.new_key)
+        return
     shares = list(result.shares.shares)
     if out.json:
         out.data(
@@ -84,10 +97,14 @@ def init(
         "They are shown this once and stored nowhere. Start the service with "
         "STRONGROOM_SEAL=shamir\n"
     )
-    if not result.new_key:
+    _warn_configured(out, result.new_key)
+
+
+def _warn_configured(out: Any, new_key: bool) -> None:
+    if not new_key:
         out.warn(
-            "the configured master key was split: remove the key file or "
-            "STRONGROOM_MASTER_KEY, or the quorum guards nothing"
+            "the configured master key is now under custody: remove the key file or "
+            "STRONGROOM_MASTER_KEY, or custody guards nothing"
         )
 
 

@@ -44,8 +44,10 @@ def serve(
         # Each worker process would need its own unseal, and a load balancer picks which one
         # a key holder reaches: one worker per replica (docs/custody.md).
         raise UsageError("a service sealed by a quorum runs one worker: use --workers 1")
-    if config.seal != "shamir":
+    if config.seal == "key":
         # Open once before any worker starts: creates the key file and schema exactly once.
+        # (Under custody the stores open only once unsealed: an HSM that is down leaves the
+        # service up and sealed, saying why.)
         asyncio.run(_prepare(config))
     if workers > 1:
         # Workers publish their metrics here so /metrics, whichever worker answers, sums them.

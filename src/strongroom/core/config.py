@@ -43,9 +43,16 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=_default_home, alias="STRONGROOM_HOME")
     master_key: SecretStr | None = Field(default=None, alias="STRONGROOM_MASTER_KEY")
     master_key_file: Path | None = Field(default=None, alias="STRONGROOM_MASTER_KEY_FILE")
-    # Custody of the master key: "key" (the key file or STRONGROOM_MASTER_KEY), or "shamir"
-    # (the service starts sealed until a quorum of key holders unseals it: docs/custody.md).
-    seal: Literal["key", "shamir"] = Field(default="key", alias="STRONGROOM_SEAL")
+    # Custody of the master key: "key" (the key file or STRONGROOM_MASTER_KEY), "shamir" (the
+    # service starts sealed until a quorum of key holders unseals it), or "pkcs11" (the key is
+    # stored wrapped by a key in an HSM, which unwraps it at start): docs/custody.md.
+    seal: Literal["key", "shamir", "pkcs11"] = Field(default="key", alias="STRONGROOM_SEAL")
+    pkcs11_library: Path | None = Field(default=None, alias="STRONGROOM_PKCS11_LIBRARY")
+    pkcs11_token_label: str | None = Field(default=None, alias="STRONGROOM_PKCS11_TOKEN_LABEL")
+    pkcs11_pin: SecretStr | None = Field(default=None, alias="STRONGROOM_PKCS11_PIN")
+    pkcs11_key_label: str = Field(
+        default="strongroom-master-wrap", alias="STRONGROOM_PKCS11_KEY_LABEL"
+    )
     unseal_timeout_seconds: float = Field(
         default=600.0, gt=0, le=86400, alias="STRONGROOM_UNSEAL_TIMEOUT_SECONDS"
     )  # a partial unseal is forgotten after this long without a new share

@@ -33,6 +33,8 @@ secret and version at most: a value never appears in an error.
     │       └── WrongSharesError                the shares do not combine into this store's key
     ├── SealedError                             the master key is not in memory: unseal first
     ├── CustodyError                            custody set-up refused (already initialised, ...)
+    │   └── HsmError                            the HSM cannot be reached, refuses the PIN, or
+    │                                           its key does not unwrap the stored master key
     ├── RotationFailedError                     a rotation step failed (retried later)
     │   └── RotationTargetError                 the target system refused the new credential
     ├── StoreUnavailableError                   the store cannot be reached or written
@@ -59,6 +61,7 @@ __all__ = [
     "DeletedSecretConflictError",
     "DuplicateShareError",
     "ForeignShareError",
+    "HsmError",
     "InsecureKeyFileError",
     "LoginRefusedError",
     "PermissionDeniedError",
@@ -230,6 +233,13 @@ class CustodyError(StrongroomError):
     """Custody cannot be set up or used as asked (already initialised, not initialised)."""
 
     code = "custody"
+
+
+class HsmError(CustodyError):
+    """The HSM that wraps the master key failed us: unreachable, a wrong PIN, no such key, or
+    a wrapped key it does not unwrap. The service stays sealed and says why."""
+
+    code = "hsm"
 
 
 class StoreUnavailableError(StrongroomError):

@@ -26,9 +26,10 @@ from strongroom.core.errors import (
 )
 from strongroom.core.shares import combine, parse_share
 
-__all__ = ["SEAL_SHAMIR", "SealRecord", "UnsealProgress"]
+__all__ = ["SEAL_PKCS11", "SEAL_SHAMIR", "SealRecord", "UnsealProgress"]
 
 SEAL_SHAMIR = "shamir"
+SEAL_PKCS11 = "pkcs11"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,9 @@ class SealRecord:
     shares: int
     check: str
     created_at: datetime
+    #: An HSM's seal: the master key wrapped by the HSM's key (base64), and that key's label.
+    wrapped: str = ""
+    key_label: str = ""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -52,6 +56,8 @@ class SealRecord:
                 "shares": self.shares,
                 "check": self.check,
                 "created_at": self.created_at.isoformat(),
+                "wrapped": self.wrapped,
+                "key_label": self.key_label,
             },
             sort_keys=True,
         )
@@ -67,6 +73,8 @@ class SealRecord:
                 shares=int(data["shares"]),
                 check=str(data["check"]),
                 created_at=datetime.fromisoformat(data["created_at"]),
+                wrapped=str(data.get("wrapped", "")),
+                key_label=str(data.get("key_label", "")),
             )
         except (KeyError, TypeError, ValueError):
             raise CustodyError("the stored seal record is not well formed") from None

@@ -16,14 +16,17 @@ from typing import Any
 from fastapi import FastAPI
 
 from strongroom.core.config import Settings
-from strongroom.core.errors import CustodyError
+from strongroom.core.errors import CustodyError, HsmError, StoreUnavailableError
 from strongroom.core.logging import get_logger
 from strongroom.server.context import Services
 from strongroom.server.metrics_share import METRICS_DIR_ENV, SharedMetrics
 from strongroom.services.custody.unsealer import Custody
 from strongroom.services.wiring import Strongroom
 
-__all__ = ["SealGate"]
+__all__ = ["AUTO_UNSEAL_RETRY_SECONDS", "SealGate"]
+
+#: How often a service an HSM could not unseal tries again.
+AUTO_UNSEAL_RETRY_SECONDS = 5.0
 
 log = get_logger("strongroom.server")
 
@@ -39,6 +42,9 @@ class SealGate:
         self._owned = False
         self._shared: SharedMetrics | None = None
         self._lock = asyncio.Lock()
+        #: Why an auto-unseal (HSM) has not happened yet; None when it did or none is set.
+        self.reason: str | None = None
+        self._retry: asyncio.Task[None] | None = None
         api.state.services = None
 
     @property
@@ -63,8 +69,35 @@ class SealGate:
         self.api.state.services = services
         log.info("service started", profile=wiring.profile)
 
+    async def auto_unseal(self, retry_seconds: float = AUTO_UNSEAL_RETRY_SECONDS) -> None:
+        """Open with the key the HSM unwraps; if it cannot (unreachable, wrong PIN, a key that
+        does not unwrap), stay sealed, say why in the status, and try again every so often."""
+        if not await self._try_open():
+            self._retry = asyncio.get_running_loop().create_task(self._retry_loop(retry_seconds))
+
+    async def _try_open(self) -> bool:
+        try:
+            wiring = await Strongroom.open(self.settings)
+        except (HsmError, StoreUnavailableError) as exc:
+            self.reason = str(exc)
+            log.error("auto-unseal failed", code=exc.code)
+            return False
+        self.reason = None
+        await self.start(wiring, owned=True)
+        return True
+
+    async def _retry_loop(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            async with self._lock:
+                if self.services is not None or await self._try_open():
+                    return
+
     async def stop(self) -> None:
         """Stop serving: new requests are answered ``sealed`` from here on."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         services = self.services
         if services is None:
             return
@@ -79,14 +112,17 @@ class SealGate:
 
     def status(self) -> dict[str, Any]:
         if self.custody is None:
-            return {"sealed": self.services is None, "type": self.settings.seal}
+            status: dict[str, Any] = {"sealed": self.services is None, "type": self.settings.seal}
+            if self.reason is not None and self.services is None:
+                status["reason"] = self.reason
+            return status
         return self.custody.status()
 
     def require_custody(self) -> Custody:
         if self.custody is None:
             raise CustodyError(
-                "this service's master key comes from a key file or the environment: there is "
-                "nothing to unseal or seal (STRONGROOM_SEAL=shamir puts it under a quorum)"
+                "this service's master key does not come from a quorum of key holders: there "
+                "are no shares to give or to ask for again (STRONGROOM_SEAL=shamir)"
             )
         return self.custody
 

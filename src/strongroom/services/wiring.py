@@ -318,6 +318,11 @@ class Strongroom:
         settings = settings or Settings()
         if not structlog.is_configured():
             configure_logging(settings.log_level or "WARNING", debug=settings.debug)
+        if master is None and settings.seal == "pkcs11":
+            # Imported on use: only a deployment with an HSM loads its PKCS#11 binding.
+            from strongroom.services.custody.pkcs11 import hsm_master_key  # noqa: PLC0415
+
+            master = await hsm_master_key(settings)
         if master is None:
             master = resolve_master_key(settings)
         auth_config = load_auth_config(settings.auth_config)  # a bad file fails before any I/O

@@ -15,8 +15,9 @@ from strongroom.core.config import Settings
 from strongroom.core.crypto import KEY_BYTES, MasterKey
 from strongroom.core.errors import CustodyError
 from strongroom.core.shares import ShareSet, split
-from strongroom.core.unseal import SEAL_SHAMIR, SealRecord
+from strongroom.core.unseal import SEAL_PKCS11, SEAL_SHAMIR, SealRecord
 from strongroom.db.seal_store import read_seal, write_seal
+from strongroom.services.custody.pkcs11 import wrap_master
 from strongroom.services.wiring import Strongroom, load_master_key
 
 __all__ = ["InitResult", "init_custody"]
@@ -30,16 +31,17 @@ class InitResult:
     """What init hands back, once: the shares and a first admin token."""
 
     record: SealRecord
-    shares: ShareSet
+    shares: ShareSet | None  # None: the key is wrapped by an HSM, not split
     admin_token: str
     new_key: bool
 
     def __repr__(self) -> str:
-        return f"InitResult({self.record.threshold} of {self.record.shares}, <hidden>)"
+        return f"InitResult({self.record.kind}, <hidden>)"
 
 
 async def init_custody(settings: Settings, *, shares: int, threshold: int) -> InitResult:
-    """Split the master key (new, or the configured one) and record the seal."""
+    """Split the master key (new, or the configured one) among key holders, or, with
+    ``STRONGROOM_SEAL=pkcs11``, have the HSM wrap it; then record the seal."""
     if await read_seal(settings) is not None:
         raise CustodyError("custody is already initialised for this store: it has its share set")
     configured = settings.master_key is not None or settings.master_key_file is not None
@@ -48,23 +50,30 @@ async def init_custody(settings: Settings, *, shares: int, threshold: int) -> In
         if configured
         else MasterKey(bytearray(secrets.token_bytes(KEY_BYTES)))
     )
+    hsm = settings.seal == SEAL_PKCS11
     try:
-        share_set = split(key.raw_for_custody(), shares=shares, threshold=threshold)
+        share_set, wrapped = None, ""
+        if hsm:
+            wrapped = await wrap_master(settings, key)
+        else:
+            share_set = split(key.raw_for_custody(), shares=shares, threshold=threshold)
         # Opening with the key makes the keyring of a new store, and proves an existing
         # store's key (a wrong one is refused here, before any share is handed out).
         app = await Strongroom.open(settings, master=key)
         try:
             record = SealRecord(
-                kind=SEAL_SHAMIR,
-                identifier=share_set.identifier,
-                threshold=threshold,
-                shares=shares,
+                kind=SEAL_PKCS11 if hsm else SEAL_SHAMIR,
+                identifier=share_set.identifier if share_set is not None else 0,
+                threshold=0 if hsm else threshold,
+                shares=0 if hsm else shares,
                 check=key.check_value(),
                 created_at=app.clock(),
+                wrapped=wrapped,
+                key_label=settings.pkcs11_key_label if hsm else "",
             )
             async with app.audit.operation(
-                AuditAction.CUSTODY_INIT, None, seal=SEAL_SHAMIR, threshold=threshold,
-                shares=shares,
+                AuditAction.CUSTODY_INIT, None, seal=record.kind, threshold=record.threshold,
+                shares=record.shares,
             ):  # fmt: skip
                 await write_seal(settings, record)
             issued = await app.access.create_token(
