@@ -22,7 +22,7 @@ from strongroom import (
     Settings,
     Strongroom,
 )
-from strongroom.core.keyfile import create_key_file
+from strongroom.core.keyfile import create_key_file, read_key_file
 
 _KEY_ENV = ("STRONGROOM_MASTER_KEY", "STRONGROOM_MASTER_KEY_FILE", "DATABASE_URL")
 
@@ -230,6 +230,43 @@ def test_key_file_mode_does_not_depend_on_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert _mode(tmp_path / "master.key") == 0o600
+
+
+def test_a_new_key_files_own_directory_is_owner_only(tmp_path: Path) -> None:
+    """The directory that holds the key (made with its parents if missing) is 0700; parents
+    above it get the umask's mode, as mkdir gives them."""
+    old = os.umask(0o022)
+    try:
+        create_key_file(tmp_path / "a" / "b" / "master.key")
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "a" / "b") == 0o700
+    assert [p.name for p in _entries(tmp_path / "a" / "b")] == ["master.key"]  # no temp left
+
+
+def test_creating_an_existing_key_file_reads_it_instead(tmp_path: Path) -> None:
+    first = create_key_file(tmp_path / "master.key")
+    again = create_key_file(tmp_path / "master.key")
+    assert again.check_value() == first.check_value()
+    assert _entries(tmp_path) == [tmp_path / "master.key"]
+
+
+def test_a_symlinked_key_file_is_refused(tmp_path: Path) -> None:
+    """Whoever can replace the link could point the service at a key of their choosing."""
+    real = _write_key_file(tmp_path / "real.key", _b64(secrets.token_bytes(32)))
+    link = tmp_path / "master.key"
+    link.symlink_to(real)
+    with pytest.raises(ConfigurationError, match="cannot open master key file"):
+        read_key_file(link)
+
+
+def test_a_key_file_that_is_not_ascii_is_a_configuration_error(tmp_path: Path) -> None:
+    key_file = tmp_path / "master.key"
+    key_file.write_bytes("clé-secrète\n".encode())
+    key_file.chmod(0o600)
+    with pytest.raises(ConfigurationError, match="not base64") as caught:
+        read_key_file(key_file)
+    assert "secr" not in str(caught.value)
 
 
 # -- first use by several processes at once ------------------------------------------------------

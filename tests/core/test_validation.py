@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
 
 from strongroom.core.errors import ValidationError
 from strongroom.core.models import JSON_CONTENT_TYPE, SecretType
 from strongroom.core.validation import (
+    MAX_CONTENT_TYPE_LENGTH,
+    MAX_EXPIRES_IN_DAYS,
     MAX_TIME,
     MAX_VALUE_BYTES,
     MIN_TIME,
@@ -16,11 +18,13 @@ from strongroom.core.validation import (
     encode_value,
     expiry_from_days,
     validate_aware,
+    validate_content_type,
     validate_name,
     validate_secret_type,
     validate_tags,
     validate_text,
     validate_version,
+    validate_version_ref,
 )
 
 
@@ -156,3 +160,75 @@ def test_free_text_keeps_any_other_unicode() -> None:
     assert validate_text(text, "description", 100) == text
     with pytest.raises(ValidationError, match="at most 3 characters"):
         validate_text("four", "description", 3)
+
+
+# -- boundaries and shapes, one rule at a time -------------------------------------------------
+
+
+def test_json_values_keep_non_ascii_characters_as_they_are() -> None:
+    data, content_type = encode_value({"city": "Zürich"}, None)
+    assert data == '{"city":"Zürich"}'.encode()
+    assert content_type == JSON_CONTENT_TYPE
+
+
+@pytest.mark.parametrize("days", [1, MAX_EXPIRES_IN_DAYS])
+def test_expiry_days_at_both_ends_are_accepted(days: int) -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    assert expiry_from_days(days, now) == now + timedelta(days=days)
+
+
+class _NoOffset(tzinfo):
+    """A time zone that does not know its offset: as good as none."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+
+@pytest.mark.parametrize("when", ["2030-01-01T00:00:00Z", datetime(2030, 1, 1, tzinfo=_NoOffset())])
+def test_a_date_that_is_not_an_aware_datetime_is_refused(when: object) -> None:
+    with pytest.raises(ValidationError, match="expires_at must be a timezone-aware datetime"):
+        validate_aware(when, "expires_at")
+
+
+def test_an_aware_datetime_comes_back_in_utc_itself() -> None:
+    east = datetime(2030, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    kept = validate_aware(east, "not_before")
+    assert kept is not None
+    assert kept.tzinfo is UTC
+    assert kept == datetime(2030, 1, 1, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("content_type", ["", 5, "x" * (MAX_CONTENT_TYPE_LENGTH + 1), "a\nb"])
+def test_bad_content_types_are_refused(content_type: object) -> None:
+    with pytest.raises(ValidationError, match="content type must be printable text"):
+        validate_content_type(content_type)
+
+
+def test_the_longest_content_type_is_accepted() -> None:
+    longest = "x" * MAX_CONTENT_TYPE_LENGTH
+    assert validate_content_type(longest) == longest
+
+
+def test_an_unknown_secret_type_lists_the_known_ones() -> None:
+    with pytest.raises(ValidationError) as refused:
+        validate_secret_type("telepathy")
+    assert "expected one of " + ", ".join(t.value for t in SecretType) in str(refused.value)
+
+
+def test_free_text_at_its_limit_is_accepted() -> None:
+    assert validate_text("r" * 100, "a reason", 100) == "r" * 100
+    with pytest.raises(ValidationError, match="a reason must be text of at most 100"):
+        validate_text("r" * 101, "a reason", 100)
+
+
+@pytest.mark.parametrize("ref", ["0123abcd", "0123456789abcdef0123456789abcdef"])
+def test_version_references_are_8_to_32_lowercase_hex(ref: str) -> None:
+    assert validate_version_ref(ref) == ref
+
+
+@pytest.mark.parametrize(
+    "ref", ["0123abc", "0123456789abcdef0123456789abcdef0", "0123ABCD", 12345678]
+)
+def test_bad_version_references_are_refused(ref: object) -> None:
+    with pytest.raises(ValidationError, match="unique prefix of at least 8"):
+        validate_version_ref(ref)

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 WORK = ROOT / ".mutate"
 GOAL = 0.90
+_PYTHONPATH = os.environ.get("PYTHONPATH", "")
 #: Statements left alone: raising a typed error. Whether it is raised is decided by the
 #: condition before it, which is mutated; the wording of its message is not a security
 #: decision, and mutating it (``"XX...XX"``, upper case, ``None``) would only measure how many
@@ -115,7 +116,8 @@ def prepare(module: Module, deselect: str) -> Path:
     work.mkdir(parents=True)
     (work / "src").symlink_to(ROOT / "src")
     (work / "tests").symlink_to(ROOT / "tests")
-    pytest_args = ["-p", "no:randomly", "-p", "no:cacheprovider", "-q", "-m", "not slow"]
+    pytest_args = ["-p", "no:randomly", "-p", "no:cacheprovider", "-p", "structlog_reopen"]
+    pytest_args += ["-q", "-m", "not slow"]
     deselect = deselect if module.deselect is None else module.deselect
     if deselect:
         pytest_args += ["-k", deselect]
@@ -135,10 +137,15 @@ def prepare(module: Module, deselect: str) -> Path:
 
 def mutmut(work: Path, *args: str, log: Path | None = None) -> subprocess.CompletedProcess[str]:
     command = [str(Path(sys.executable).with_name("mutmut")), *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), _PYTHONPATH]))}
     if log is None:
-        return subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
+        return subprocess.run(
+            command, cwd=work, env=env, capture_output=True, text=True, check=False
+        )
     with log.open("w") as out:
-        done = subprocess.run(command, cwd=work, stdout=out, stderr=out, text=True, check=False)
+        done = subprocess.run(
+            command, cwd=work, env=env, stdout=out, stderr=out, text=True, check=False
+        )
     return subprocess.CompletedProcess(command, done.returncode, "", "")
 
 

@@ -28,7 +28,11 @@ def read_key_file(path: Path) -> MasterKey:
                 f"master key file {path} is accessible by group or others "
                 f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
             )
-        return MasterKey.from_base64(handle.read())
+        try:
+            text = handle.read()
+        except UnicodeDecodeError:  # base64 is ASCII; the bytes themselves are not repeated
+            raise ConfigurationError(f"master key file {path} is not base64 text") from None
+        return MasterKey.from_base64(text)
 
 
 def create_key_file(path: Path) -> MasterKey:
