@@ -48,6 +48,7 @@ from bench.bench_cli import run_cli
 from bench.bench_console import run_console
 from bench.bench_crypto import run_crypto
 from bench.bench_http import CONNECTIONS, HttpRun, run_http
+from bench.bench_remote import run_remote
 from bench.bench_revocation import RevocationRun, run_revocation
 from bench.bench_rotation import RotationRun, run_rotation
 from bench.bench_store import BACKENDS, PG_URL, StoreRun, run_store
@@ -70,13 +71,14 @@ HTTP = "http"
 AZURE = "azure"
 CONSOLE = "console"
 AUTH = "auth"
+REMOTE = "remote"
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=(*BACKENDS, AUDIT, ROTATION, CLI, REVOCATION, HTTP, AZURE, CONSOLE, AUTH),
+        choices=(*BACKENDS, AUDIT, ROTATION, CLI, REVOCATION, HTTP, AZURE, CONSOLE, AUTH, REMOTE),
         help="measure one store (crypto runs too), or only the audit, rotation, CLI, "
         "revocation or HTTP benchmarks",
     )
@@ -273,7 +275,7 @@ async def _run_all(
 ]:
     errors: list[str] = []
     rows: list[ResultRow] = []
-    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH):
+    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE):
         rows = run_crypto(
             seconds=min(args.seconds, 2.0), warmup_seconds=args.warmup, rounds=args.rounds
         )
@@ -281,7 +283,7 @@ async def _run_all(
     stores: list[StoreRun] = []
     backends: Sequence[str] = (
         ()
-        if args.only in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH)
+        if args.only in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE)
         else [args.only]
         if args.only
         else BACKENDS
@@ -340,9 +342,23 @@ async def _run_all(
     revocation = await _run_revocation(args, profiler, errors)
     rows.extend(revocation.rows if revocation is not None else ())
     rows.extend(await _run_auth(args, errors))
+    rows.extend(await _run_remote(args, errors))
     http = await _run_http(args, errors)
     rows.extend(http.rows if http is not None else ())
     return rows, stores, audit, rotation, revocation, http, errors
+
+
+async def _run_remote(args: argparse.Namespace, errors: list[str]) -> list[ResultRow]:
+    """The remote profile against a real server (unless another section was picked)."""
+    if args.only not in (None, REMOTE):
+        return []
+    print("  measuring the remote profile ...", file=sys.stderr, flush=True)
+    try:
+        return await run_remote(quick=args.quick, rounds=args.rounds)
+    except Exception as exc:
+        traceback.print_exc()
+        errors.append(f"remote: {type(exc).__name__}: {exc}")
+        return []
 
 
 async def _run_auth(args: argparse.Namespace, errors: list[str]) -> list[ResultRow]:

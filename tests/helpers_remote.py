@@ -23,6 +23,9 @@ def remote_settings(served: Served, token: str | None, home: Path, **changes: ob
         "STRONGROOM_CACERT": served.ca_path,
         "STRONGROOM_HOME": home,
         "STRONGROOM_REMOTE_RETRIES": 1,
+        # Every read reaches the server (the suites check what it audits and refuses); the
+        # cache has tests of its own.
+        "STRONGROOM_CACHE_TTL_SECONDS": 0,
     }
     if token is not None:
         values["STRONGROOM_TOKEN"] = token

@@ -82,6 +82,9 @@ class RemoteConfig:
     cacert: Path | None = None
     timeout: float = 10.0
     retries: int = 3
+    #: The in-process value cache (seconds; 0: no cache) and its size.
+    cache_ttl: float = 0.0
+    cache_max_entries: int = 10_000
 
     def __repr__(self) -> str:
         return f"RemoteConfig(addr={self.addr!r}, cacert={self.cacert!r})"
@@ -106,6 +109,8 @@ class RemoteConfig:
             cacert=settings.cacert,
             timeout=settings.remote_timeout_seconds,
             retries=settings.remote_retries,
+            cache_ttl=settings.cache_ttl_seconds,
+            cache_max_entries=settings.cache_max_entries,
         )
 
 
@@ -223,6 +228,10 @@ class RemoteClient:
                 self.addr, path, response.status_code, body, response.headers
             ) from None
         return body
+
+    def raise_for(self, response: httpx.Response, path: str) -> None:
+        """Raise the typed error of an error answer that was read in full (a stream's)."""
+        self._answer(path, response)
 
     def stream(
         self,

@@ -29,6 +29,7 @@ from strongroom.server.routes import (
     access,
     audit,
     events,
+    feed,
     keyvault,
     login,
     ops,
@@ -127,7 +128,7 @@ def create_app(
     # Matched in this order: probes and the busiest routes first.
     for router in (ops.router, secrets.router, keyvault.router, rotation.router, audit.router,
                    revocation.router, login.router, access.router, access.keys_router,
-                   sys.router, events.router):  # fmt: skip
+                   sys.router, events.router, feed.router):  # fmt: skip
         api.include_router(router)
     install_console(api)
     api.add_middleware(FastPath)  # inside the guard: runs only for authenticated callers

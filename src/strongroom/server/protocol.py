@@ -40,6 +40,8 @@ log = get_logger("strongroom.http")
 
 #: What uvicorn is told to use (a dotted path, so worker processes import it by name).
 PROTOCOL = "strongroom.server.protocol:GuardedHttpProtocol"
+#: The one endpoint whose answer streams until the client leaves (the change feed).
+STREAM_PATH = "/v1/events/feed"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Phase = Literal["headers", "body"]
 
@@ -126,6 +128,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._counted: str | None = None
 
     # -- the connection ----------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """A graceful shutdown waits for answers in progress; a change-feed stream never ends
+        by itself, so its connection is closed (the client resumes elsewhere by event id)."""
+        cycle = self.cycle
+        streaming = cycle is not None and not cycle.response_complete
+        if streaming and cycle is not None and cycle.scope.get("path") == STREAM_PATH:
+            self.transport.abort()  # the stream sees its client leave; the client resumes
+            return
+        super().shutdown()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

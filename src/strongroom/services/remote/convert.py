@@ -12,7 +12,7 @@ __all__ = ["bundle_from", "dated", "dated_list", "iso", "properties_from"]
 
 #: Date fields that do not end in ``_at`` (those all are dates).
 _DATE_KEYS = frozenset(
-    {"last_rotation", "next_rotation", "last_rotated", "timestamp", "since", "until"}
+    {"not_before", "last_rotation", "next_rotation", "last_rotated", "timestamp", "since", "until"}
 )
 
 

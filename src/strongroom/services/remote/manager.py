@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from strongroom.client.transport import segment
+from strongroom.client.transport import RemoteClient, segment
 from strongroom.core.errors import SecretNotDeletedError, SecretNotFoundError
 from strongroom.core.models import UNSET, SecretBundle, SecretType, _Unset
 from strongroom.core.validation import (
@@ -18,8 +18,10 @@ from strongroom.core.validation import (
     validate_tags,
     validate_version_ref,
 )
+from strongroom.services.remote.cache import FeedFollower, follower_for
 from strongroom.services.remote.convert import bundle_from, dated, dated_list, iso
 from strongroom.services.remote.session import RemoteFacadeMixin
+from strongroom.services.secrets.lookup import check_readable
 from strongroom.services.secrets.secrets_manager import SecretsManager, _expiry, _flag
 
 __all__ = ["RemoteSecretsManager"]
@@ -110,6 +112,7 @@ class RemoteSecretsManager(RemoteFacadeMixin, SecretsManager):
             ),
         }  # fmt: skip
         client = await self._client()
+        await self._dropped(name)
         # Each PUT adds a version: never sent twice.
         return dated(await client.request("PUT", _path(name), json=body, idempotent=False))
 
@@ -138,10 +141,12 @@ class RemoteSecretsManager(RemoteFacadeMixin, SecretsManager):
         if content_type is not UNSET:
             body["content_type"] = content_type
         client = await self._client()
+        await self._dropped(name)
         return dated(await client.request("PATCH", _path(name), json=body, idempotent=True))
 
     async def delete_secret(self, name: str, immediate: bool = False) -> dict[str, Any]:
         client = await self._client()
+        await self._dropped(name)
         params = {"immediate": "true" if immediate else "false"}
         # A repeated delete would answer "already deleted": sent once.
         found = await client.request("DELETE", _path(name), params=params, idempotent=False)
@@ -160,12 +165,34 @@ class RemoteSecretsManager(RemoteFacadeMixin, SecretsManager):
         await client.request("DELETE", path, idempotent=False)
         return {"name": name, "purged": True}
 
+    async def _dropped(self, name: str) -> None:
+        """This process changed ``name``: its cached values go now, not when the feed says."""
+        follower = follower_for(await self._client())
+        if follower is not None:
+            follower.cache.drop(name)
+
+    def _follower(self) -> FeedFollower | None:
+        client = self._app if isinstance(self._app, RemoteClient) else None
+        return follower_for(client) if client is not None else None
+
     async def get_secret_bundle(
         self, name: str, version: str | None = None, *, enforce_dates: bool = True
     ) -> SecretBundle:
-        params = {"version": validate_version_ref(version) if version is not None else None}
+        """From the cache while the change feed is connected (dates and the enabled flag are
+        checked again on each hit), else from the server."""
         client = await self._client()
-        return bundle_from(await client.request("GET", _path(name), params=params))
+        follower = follower_for(client)
+        if follower is not None:
+            cached = follower.cache.get(name, version)
+            if cached is not None:
+                check_readable(cached.properties, datetime.now(UTC), dates=enforce_dates)
+                return cached
+        params = {"version": validate_version_ref(version) if version is not None else None}
+        connected = follower is not None and follower.connected.is_set()
+        bundle = bundle_from(await client.request("GET", _path(name), params=params))
+        if follower is not None and connected and follower.connected.is_set():
+            follower.cache.put(name, version, bundle)
+        return bundle
 
     async def get_secret_properties(self, name: str, version: str | None = None) -> dict[str, Any]:
         params = {"version": validate_version_ref(version) if version is not None else None}

@@ -11,6 +11,7 @@ import strongroom
 from strongroom.client.transport import RemoteClient, RemoteConfig
 from strongroom.core.config import Settings
 from strongroom.core.errors import ConfigurationError
+from strongroom.services.remote.cache import stop_following
 
 __all__ = ["RemoteFacadeMixin", "default_client", "remote_requested", "reset_default_client"]
 
@@ -37,6 +38,7 @@ async def reset_default_client() -> None:
     global _default
     if _default is not None:
         client, _default = _default[1], None
+        await stop_following(client)
         await client.close()
 
 
@@ -87,6 +89,7 @@ class RemoteFacadeMixin:
     async def close(self) -> None:
         """Close the client this facade opened itself (never the shared one)."""
         if isinstance(self._app, RemoteClient) and self._owns_app:
+            await stop_following(self._app)
             await self._app.close()
 
     async def __aenter__(self) -> Any:

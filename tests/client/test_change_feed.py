@@ -1,0 +1,167 @@
+"""The change feed (``GET /v1/events/feed``, Server-Sent Events) and the remote cache it keeps
+fresh, against a real server over HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from helpers_remote import remote_server, remote_settings
+from helpers_serve import Served
+from strongroom import SecretRevokedError, SecretsManager
+from strongroom.services.remote.cache import parse_sse
+
+SECRET = "feed-canary-value-42"
+
+
+@pytest.fixture(scope="module")
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    async with remote_server(tmp_path_factory.mktemp("feed")) as running:
+        yield running
+
+
+async def read_events(
+    served: Served, token: str, count: int, headers: dict[str, str] | None = None
+) -> list[tuple[str | None, str, dict[str, Any]]]:
+    """The first ``count`` events of a fresh feed connection."""
+    found: list[tuple[str | None, str, dict[str, Any]]] = []
+    async with (
+        served.client(token, headers=headers or {}) as client,
+        client.stream("GET", "/v1/events/feed") as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for event_id, kind, data in parse_sse(response.aiter_lines()):
+            found.append((event_id, kind, json.loads(data)))
+            if len(found) == count:
+                break
+    return found
+
+
+async def until(condition: Any, what: str) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_the_feed_resumes_from_the_last_event_id_without_losing_events(
+    server: Served,
+) -> None:
+    token = await server.token_for("feed-reader", "read,write,list,delete:fd-*")
+    writer = server.admin()
+    first = await writer.post("/v1/secrets", json={"name": "fd-one", "value": SECRET})
+    assert first.status_code == 201
+    after = await read_events(server, token, 1, {"Last-Event-ID": "0"})
+    start_id = after[0][0]
+    assert after[0][1] == "secret.created"
+    assert after[0][2]["name"] == "fd-one"
+    await writer.put("/v1/secrets/fd-one", json={"value": "v2"})
+    await writer.delete("/v1/secrets/fd-one")
+    await writer.post("/v1/secrets", json={"name": "other-secret", "value": "x"})  # not visible
+    await writer.post("/v1/deleted-secrets/fd-one/recover")
+    assert start_id is not None
+    resumed = await read_events(server, token, 3, {"Last-Event-ID": start_id})
+    assert [(kind, data["name"]) for _, kind, data in resumed] == [
+        ("secret.updated", "fd-one"), ("secret.deleted", "fd-one"), ("secret.recovered", "fd-one"),
+    ]  # fmt: skip
+    ids = [int(i or 0) for i, _, _ in resumed]
+    assert ids == sorted(ids)
+    assert ids[0] > int(start_id)
+    for _, _, data in resumed:
+        assert SECRET not in json.dumps(data)
+        assert "value" not in data
+    await writer.aclose()
+
+
+async def test_the_feed_needs_a_token_and_a_grant(server: Served) -> None:
+    async with server.client() as anonymous:
+        assert (await anonymous.get("/v1/events/feed")).status_code == 401
+    nothing = await server.token_for("feed-nobody")
+    async with server.client(nothing) as client:
+        assert (await client.get("/v1/events/feed")).status_code == 403
+    reader = await server.token_for("feed-bad-id", "read:fd-*")
+    async with server.client(reader, headers={"Last-Event-ID": "x1"}) as client:
+        assert (await client.get("/v1/events/feed")).status_code == 400
+
+
+async def test_cached_reads_are_dropped_by_the_feed(server: Served, tmp_path: Path) -> None:
+    token = await server.token_for("feed-cache", "read,write,list:fc-*")
+    settings = remote_settings(server, token, tmp_path, STRONGROOM_CACHE_TTL_SECONDS=300)
+    other_token = await server.token_for("feed-other", "read,write,list:fc-*")
+    other_settings = remote_settings(server, other_token, tmp_path / "other")
+    async with (
+        SecretsManager(settings=settings) as cached,
+        SecretsManager(settings=other_settings) as writer,
+    ):
+        await writer.create_secret("fc-key", "one")
+        assert await cached.get_secret("fc-key") == "one"  # starts the feed
+        follower = cached._follower()  # type: ignore[attr-defined]
+        assert follower is not None
+        await asyncio.wait_for(follower.connected.wait(), 10)
+        assert await cached.get_secret("fc-key") == "one"
+        assert await cached.get_secret("fc-key") == "one"
+        assert follower.cache.hits >= 1
+        await writer.update_secret("fc-key", "two")
+        await until(lambda: len(follower.cache) == 0, "the feed to drop the cached value")
+        assert await cached.get_secret("fc-key") == "two"
+        await writer.update_secret_properties("fc-key", enabled=False)
+        await until(lambda: len(follower.cache) == 0, "the feed to drop the disabled value")
+        with pytest.raises(Exception, match="disabled"):
+            await cached.get_secret("fc-key")
+
+
+async def test_a_revocation_reaches_a_cached_reader(server: Served, tmp_path: Path) -> None:
+    token = await server.token_for(
+        "feed-rev", "read,write,list,revoke-request,revoke-break-glass:fr-*"
+    )
+    settings = remote_settings(server, token, tmp_path, STRONGROOM_CACHE_TTL_SECONDS=300)
+    async with SecretsManager(settings=settings) as cached:
+        await cached.create_secret("fr-key", "leaked")
+        assert await cached.get_secret("fr-key") == "leaked"
+        follower = cached._follower()  # type: ignore[attr-defined]
+        await asyncio.wait_for(follower.connected.wait(), 10)
+        assert await cached.get_secret("fr-key") == "leaked"
+        async with server.admin() as admin:
+            answer = await admin.post(
+                "/v1/revocations",
+                json={"secret_name": "fr-key", "reason": "key_compromise", "immediate": True},
+            )
+            assert answer.status_code == 201, answer.text
+        await until(lambda: len(follower.cache) == 0, "the revocation to reach the cache")
+        with pytest.raises(SecretRevokedError):
+            await cached.get_secret("fr-key")
+
+
+def test_sse_parser_reads_ids_kinds_and_multiline_data() -> None:
+    async def lines() -> AsyncIterator[str]:
+        for line in ["retry: 1000", ": comment", "id: 7", "event: secret.updated",
+                     'data: {"a":', "data: 1}", "", ": keep-alive", ""]:  # fmt: skip
+            yield line
+
+    async def collect() -> list[tuple[str | None, str, str]]:
+        return [event async for event in parse_sse(lines())]
+
+    assert asyncio.run(collect()) == [("7", "secret.updated", '{"a":\n1}')]
+
+
+async def test_a_server_stops_while_a_feed_is_open(tmp_path: Path) -> None:
+    """Graceful shutdown does not wait for a stream that never ends by itself."""
+    async with remote_server(tmp_path) as served:
+        token = await served.token_for("feed-stop", "read:fs-*")
+        client = served.client(token)
+        response = await client.send(client.build_request("GET", "/v1/events/feed"), stream=True)
+        assert response.status_code == 200
+    # Leaving the block stopped the server (serve() fails if that takes 30 s): the open
+    # stream was cut, and the client sees its end.
+    with pytest.raises(httpx.HTTPError):
+        await response.aread()
+    await response.aclose()
+    await client.aclose()
