@@ -101,3 +101,19 @@ async def test_hot_reads_skip_the_framework_stack_but_not_the_guard(served: Serv
     assert refused.headers["www-authenticate"].startswith("Bearer authorization=")
     trail = await SecretsAudit(served.app).get_audit_trail(None, "AUTHENTICATE")
     assert trail[0]["result"] == "FAILURE"
+
+
+async def test_a_reused_answer_follows_every_change(served: Served) -> None:
+    """The hot read's body is encoded once per opened version: repeated reads get the same
+    bytes, and a new version, a property change or a disable is answered at once."""
+    async with served.admin() as c:
+        await c.post("/v1/secrets", json={"name": "app-db", "value": "pw-1"})
+        first, again = await c.get("/v1/secrets/app-db"), await c.get("/v1/secrets/app-db")
+        assert first.content == again.content
+        assert first.json()["value"] == "pw-1"
+        await c.put("/v1/secrets/app-db", json={"value": "pw-2"})
+        assert (await c.get("/v1/secrets/app-db")).json()["value"] == "pw-2"
+        await c.patch("/v1/secrets/app-db", json={"metadata": {"team": "dispatch"}})
+        assert (await c.get("/v1/secrets/app-db")).json()["metadata"] == {"team": "dispatch"}
+        await c.post("/v1/secrets/app-db/disable")
+        assert (await c.get("/v1/secrets/app-db")).status_code == 403

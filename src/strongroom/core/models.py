@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -118,10 +118,15 @@ class VersionProperties:
 
 @dataclass(frozen=True, slots=True)
 class SecretBundle:
-    """A version's properties with its opaque value."""
+    """A version's properties with its opaque value.
+
+    ``encoded`` holds answers an interface already encoded from this very bundle (the HTTP
+    service's JSON body), so a bundle a store reuses is not encoded again; it lives and dies
+    with the bundle, and like the value it never shows in a ``repr``."""
 
     properties: VersionProperties
     value: SecretValue
+    encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

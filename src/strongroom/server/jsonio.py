@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-__all__ = ["json_response"]
+__all__ = ["json_bytes", "json_response"]
 
 
 def _default(value: Any) -> Any:
@@ -22,6 +22,9 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+def json_bytes(data: Any) -> bytes:
+    return json.dumps(data, default=_default, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, default=_default, separators=(",", ":"), ensure_ascii=False)
-    return Response(body.encode(), status, headers=headers, media_type="application/json")
+    return Response(json_bytes(data), status, headers=headers, media_type="application/json")

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from strongroom.core.errors import SecretNotDeletedError, SecretNotFoundError, ValidationError
-from strongroom.core.models import UNSET
+from strongroom.core.models import UNSET, SecretBundle
 from strongroom.core.policy import Action
 from strongroom.server.context import authorize, authorize_listing, services
-from strongroom.server.jsonio import json_response
+from strongroom.server.jsonio import json_bytes, json_response
 from strongroom.server.schemas import (
     VERSION_PATTERN,
     DeletedSecretOut,
@@ -29,12 +29,22 @@ from strongroom.server.schemas import (
 router = APIRouter(prefix="/v1", tags=["secrets"])
 
 Version = Annotated[str | None, Query(pattern=VERSION_PATTERN)]
+_NATIVE = "v1-json"  # the key of this API's body in SecretBundle.encoded
 
 
 def _secret(bundle: Any) -> dict[str, Any]:
     data: dict[str, Any] = bundle.properties.to_dict()
     data["value"] = bundle.value.reveal()
     return data
+
+
+def _secret_response(bundle: SecretBundle) -> Response:
+    """The value and properties, encoded once per bundle (a store serves an unchanged version
+    as the same bundle, so the hot read mostly skips the encoding)."""
+    body = bundle.encoded.get(_NATIVE)
+    if body is None:
+        body = bundle.encoded[_NATIVE] = json_bytes(_secret(bundle))
+    return Response(body, media_type="application/json")
 
 
 @router.get("/secrets", response_model=list[PropertiesOut], summary="List secrets (no values)")
@@ -62,8 +72,7 @@ async def get_secret(request: Request, name: NamePath, version: Version = None) 
 async def read_secret(request: Request, name: str, version: str | None) -> Response:
     """The value and properties (also served by :mod:`strongroom.server.fastpath`)."""
     await authorize(request, Action.READ, name)
-    bundle = await services(request).manager.get_secret_bundle(name, version)
-    return json_response(_secret(bundle))
+    return _secret_response(await services(request).manager.get_secret_bundle(name, version))
 
 
 @router.put("/secrets/{name}", response_model=PropertiesOut, summary="Add a new version")
@@ -114,8 +123,7 @@ async def list_versions(request: Request, name: NamePath) -> Response:
 )
 async def get_version(request: Request, name: NamePath, version: VersionPath) -> Response:
     await authorize(request, Action.READ, name)
-    bundle = await services(request).manager.get_secret_bundle(name, version)
-    return json_response(_secret(bundle))
+    return _secret_response(await services(request).manager.get_secret_bundle(name, version))
 
 
 async def _set_enabled(
