@@ -81,6 +81,10 @@ def load_master_key(settings: Settings) -> MasterKey:
         key = create_key_file(path)
         log.info("master key file created", path=str(path))
         return key
+    if embedded and path.exists():
+        # Another process made the key, then the database, between the two checks above (the
+        # key file always comes first): use its key.
+        return read_key_file(path)
     if embedded:
         # A new key could never open the existing file: say what is missing instead of
         # leaving a stray key file behind and reporting a wrong key.
