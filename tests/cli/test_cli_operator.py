@@ -7,6 +7,7 @@ import itertools
 from pathlib import Path
 
 from clirun import make_cli
+from pyrage import x25519
 from servedproc import serving
 
 
@@ -54,3 +55,29 @@ def test_status_warns_when_a_cluster_key_is_a_plain_file(tmp_path: Path, pg_sche
     quiet = embedded("status")
     assert "warning" not in quiet.stderr
     assert embedded("status", "--json").json()["custody_warnings"] == []
+
+
+def test_shares_encrypted_to_their_holders(tmp_path: Path) -> None:
+    cli = make_cli("sqlite", tmp_path)
+    cli.env["STRONGROOM_SEAL"] = "shamir"
+    holders = [x25519.Identity.generate() for _ in range(3)]
+    files = []
+    for i, holder in enumerate(holders):
+        files.append(tmp_path / f"holder-{i}.txt")
+        files[-1].write_text(f"# holder {i}\n{holder}\n")
+    keys = [arg for h in holders for arg in ("--holder-key", str(h.to_public()))]
+    bad = cli("operator", "init", "--key-shares", "3", "--key-threshold", "2",
+              *keys[:-1], "age1nope", code=2)  # fmt: skip
+    assert "holder key 3 is not an age public key" in bad.stderr
+    init = cli("operator", "init", "--key-shares", "3", "--key-threshold", "2", *keys, "--json")
+    sealed = init.json()["shares"]  # nothing was made by the refused run: this init works
+    assert all(s.startswith("-----BEGIN AGE ENCRYPTED FILE-----") for s in sealed)
+    with serving(cli.env) as served:
+        addr = ("--addr", served.base_url)
+        wrong = cli("operator", "unseal", *addr, "--identity", str(files[1]), stdin=sealed[0],
+                    code=4)  # fmt: skip
+        assert "does not open with this identity" in wrong.stderr
+        first = cli("operator", "unseal", *addr, "--identity", str(files[0]), stdin=sealed[0])
+        assert "1 of 2 shares given" in first.stdout
+        done = cli("operator", "unseal", *addr, "--identity", str(files[2]), stdin=sealed[2])
+        assert "Unsealed." in done.stdout

@@ -15,8 +15,9 @@ import httpx
 import typer
 
 from strongroom.cli.options import JsonOpt
-from strongroom.cli.runtime import command_group, output, settings, user_agent
+from strongroom.cli.runtime import UsageError, command_group, output, settings, user_agent
 from strongroom.core import errors
+from strongroom.services.custody.holders import open_for_holder, parse_recipients, seal_for_holder
 from strongroom.services.custody.init import init_custody
 
 __all__ = ["app"]
@@ -55,6 +56,14 @@ def init(
     key_threshold: Annotated[
         int, typer.Option("--key-threshold", min=1, max=16, help="Shares needed to unseal.")
     ] = 3,
+    holder_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--holder-key",
+            metavar="AGE_PUBLIC_KEY",
+            help="Encrypt each share to its holder's age public key (one per share, in order).",
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Split the master key among key holders; print each share and a first admin token once.
@@ -66,6 +75,8 @@ def init(
     """
     out = output(ctx, json=json)
     config = settings()
+    # Checked before anything is made: a bad key must not leave a store with unusable shares.
+    recipients = parse_recipients(holder_key, shares=key_shares) if holder_key else None
     result = asyncio.run(init_custody(config, shares=key_shares, threshold=key_threshold))
     if result.shares is None:
         message = (
@@ -79,6 +90,8 @@ def init(
         _warn_configured(out, result.new_key)
         return
     shares = list(result.shares.shares)
+    if recipients is not None:
+        shares = [seal_for_holder(share, r) for share, r in zip(shares, recipients, strict=True)]
     if out.json:
         out.data(
             {
@@ -89,7 +102,13 @@ def init(
             }
         )
         return
-    lines = [f"Key share {i} of {len(shares)}: {share}" for i, share in enumerate(shares, 1)]
+    if recipients is not None:
+        lines = [
+            f"Key share {i} of {len(shares)}, for {r}:\n{share}"
+            for i, (share, r) in enumerate(zip(shares, recipients, strict=True), 1)
+        ]
+    else:
+        lines = [f"Key share {i} of {len(shares)}: {share}" for i, share in enumerate(shares, 1)]
     sys.stdout.write("\n".join(lines) + "\n\n")
     sys.stdout.write(f"Initial admin token: {result.admin_token}\n\n")
     sys.stdout.write(
@@ -155,7 +174,13 @@ def _show(out: Any, status: dict[str, Any]) -> None:
         out.done("Sealed.", status)
 
 
-def _read_share() -> str:
+def _read_share(identity: Path | None) -> str:
+    """One share: typed without echo, one line of stdin, or (with an identity) the age-encrypted
+    share on stdin, opened here so that only the share travels to the service."""
+    if identity is not None:
+        if sys.stdin.isatty():
+            raise UsageError("pipe the encrypted share into standard input with --identity")
+        return open_for_holder(sys.stdin.read(), identity.read_text(encoding="utf-8"))
     if sys.stdin.isatty():
         entered: str = typer.prompt("Key share (input hidden)", hide_input=True)
         return entered
@@ -170,11 +195,19 @@ def unseal(
     reset: Annotated[
         bool, typer.Option("--reset", help="Forget the shares given so far instead.")
     ] = False,
+    identity: Annotated[
+        Path | None,
+        typer.Option(
+            "--identity",
+            metavar="FILE",
+            help="Your age identity: stdin holds your share as init encrypted it to you.",
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Give one key share to a sealed service (asked without echo, or one line of stdin)."""
     out = output(ctx, json=json)
-    body = {"reset": True} if reset else {"share": _read_share()}
+    body = {"reset": True} if reset else {"share": _read_share(identity)}
     _show(out, _call(addr, ca_cert, "POST", "/v1/sys/unseal", json=body))
 
 
