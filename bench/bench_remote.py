@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -71,7 +72,8 @@ def _server(home: Path) -> Iterator[tuple[str, str, Path]]:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{addr}/healthz", verify=str(certs / "ca.pem"), timeout=2).is_success:
+                trust = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+                if httpx.get(f"{addr}/healthz", verify=trust, timeout=2).is_success:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
@@ -137,7 +139,9 @@ async def _measure(
                               goal=CACHED_GOAL, note=hits))  # fmt: skip
         m = await run_async(uncached_get, label="remote get", seconds=seconds, rounds=rounds)
         async with httpx.AsyncClient(
-            base_url=addr, verify=str(ca), headers={"Authorization": f"Bearer {token}"}
+            base_url=addr,
+            verify=ssl.create_default_context(cafile=str(ca)),
+            headers={"Authorization": f"Bearer {token}"},
         ) as raw:
 
             async def raw_get(_slot: int) -> None:

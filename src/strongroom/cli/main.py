@@ -54,6 +54,7 @@ COMMANDS = {
     "policy": "strongroom.cli.access:policy_app",
     "login": "strongroom.cli.login:login",
     "logout": "strongroom.cli.login:logout",
+    "run": "strongroom.cli.run:run",
     "serve": "strongroom.cli.serve:serve",
     "dev-cert": "strongroom.cli.devcert:dev_cert",
 }

@@ -108,9 +108,17 @@ async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None
 class FeedFollower:
     """Follows ``/v1/events/feed`` in the background and drops cached values it names."""
 
-    def __init__(self, client: RemoteClient, cache: ValueCache) -> None:
+    def __init__(
+        self,
+        client: RemoteClient,
+        cache: ValueCache,
+        *,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
         self.client = client
         self.cache = cache
+        #: Called with each changed secret's name (``strongroom run --watch``).
+        self.on_change = on_change
         self.last_id: str | None = None
         self.connected = asyncio.Event()
         self.events_seen = 0
@@ -153,6 +161,8 @@ class FeedFollower:
                 name = json.loads(data).get("name")
                 if isinstance(name, str):
                     self.cache.drop(name)
+                    if self.on_change is not None:
+                        self.on_change(name)
                 if event_id is not None:
                     self.last_id = event_id
                 self.events_seen += 1
