@@ -23,6 +23,7 @@ import uvicorn
 
 from helpers_settings import make_settings
 from strongroom import Settings, Strongroom
+from strongroom.cli.serve import client_certificates
 from strongroom.core.policy import Policy
 from strongroom.server.app import create_app
 from strongroom.server.protocol import uvicorn_options
@@ -82,6 +83,7 @@ async def serve(
     hostnames: tuple[str, ...] = ("localhost", "127.0.0.1"),
     url_host: str = "127.0.0.1",
     run_scheduler: bool = False,
+    client_ca: Path | None = None,
 ) -> AsyncIterator[Served]:
     """Serve ``app`` until the block ends (TLS with a fresh test CA when ``tls_dir`` is given)."""
     sock = free_socket()
@@ -97,7 +99,8 @@ async def serve(
             extra.write_to_path(cert_path, append=True)
         cert.private_key_pem.write_to_path(key_path)
         ca.cert_pem.write_to_path(ca_path)
-        options = {"ssl_certfile": str(cert_path), "ssl_keyfile": str(key_path)}
+        options = {"ssl_certfile": str(cert_path), "ssl_keyfile": str(key_path),
+                   **client_certificates(client_ca)}  # fmt: skip
     api = create_app(app, run_scheduler=run_scheduler)
     config = uvicorn.Config(
         api,

@@ -98,3 +98,35 @@ def test_the_identity_is_filled_from_claims_and_never_malformed() -> None:
     assert identity_for(role, {"sub": "svc-1"}) == "svc-svc-1"
     assert identity_for(role, {"sub": "svc 1/../admin"}) is None  # not an identity's shape
     assert identity_for(role, {}) is None
+
+
+def cert_config(**rule: Any) -> dict[str, Any]:
+    base = {"ca_file": "ca.pem", "identity": "terminal-{cn}", "policies": ["terminal-read"],
+            "match": {"dns": "*.terminals.fleet.example"}, **rule}  # fmt: skip
+    return {"cert": {"terminals": base}}
+
+
+def test_a_certificate_rule_matches_cn_and_sans() -> None:
+    rule = parse_auth_config(cert_config(match={"dns": "*.terminals.fleet.example",
+                                                "cn": "term-*"})).cert["terminals"]  # fmt: skip
+    fields = {"cn": "term-7", "dns": ["term-7.terminals.fleet.example"], "uri": [], "email": []}
+    assert claims_match(rule, fields)
+    assert identity_for(rule, fields) == "terminal-term-7"
+    assert not claims_match(rule, {**fields, "dns": ["term-7.evil.example"]})
+    assert not claims_match(rule, {**fields, "cn": "console-1"})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"match": {}}, "match at least one"),
+        ({"match": {"serial": "1"}}, "match at least one"),
+        ({"ca_file": ""}, "ca_file"),
+        ({"identity": "no spaces allowed"}, "identity"),
+    ],
+)
+def test_a_certificate_rule_that_could_not_work_is_refused(
+    change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises((ConfigurationError, ValueError), match=message):
+        parse_auth_config(cert_config(**change))

@@ -5,9 +5,10 @@ import asyncio
 import os
 import shlex
 import shutil
+import ssl
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,7 +19,7 @@ from strongroom.server.metrics_share import METRICS_DIR_ENV
 from strongroom.server.protocol import uvicorn_options
 from strongroom.services.wiring import Strongroom
 
-__all__ = ["admin_hint", "serve"]
+__all__ = ["admin_hint", "client_certificates", "serve"]
 
 
 def serve(
@@ -27,6 +28,13 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes")] = 1,
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM)")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="ask clients for a certificate verified against this CA bundle (PEM; mTLS, "
+            "optional per client); default STRONGROOM_TLS_CLIENT_CA"
+        ),
+    ] = None,
     graceful_timeout: Annotated[
         int, typer.Option(min=1, help="seconds to finish in-flight requests on shutdown")
     ] = 30,
@@ -37,6 +45,9 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
     config = settings()
+    client_ca = tls_client_ca or config.tls_client_ca
+    if client_ca is not None and tls_cert is None:
+        raise UsageError("client certificates need TLS: give --tls-cert and --tls-key too")
     configure_logging(config.log_level or "INFO", debug=config.debug)
     if config.backend is Backend.MEMORY and workers > 1:
         raise UsageError("the memory profile keeps secrets in one process: use --workers 1")
@@ -68,6 +79,7 @@ def serve(
         workers=workers,
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
+        **client_certificates(client_ca),
         timeout_graceful_shutdown=graceful_timeout,
         log_level=(config.log_level or "INFO").lower(),
         lifespan="on",
@@ -75,6 +87,14 @@ def serve(
     )
     if workers > 1:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def client_certificates(ca: Path | None) -> dict[str, Any]:
+    """uvicorn's options to ask for a client certificate verified against ``ca`` (optional:
+    token callers need none; a certificate that does not verify fails the handshake)."""
+    if ca is None:
+        return {}
+    return {"ssl_ca_certs": str(ca), "ssl_cert_reqs": ssl.CERT_OPTIONAL}
 
 
 def admin_hint(config: Settings) -> str:

@@ -22,7 +22,9 @@ from strongroom.core.policy import validate_identity, validate_policy_name
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
+    "CERT_FIELDS",
     "AuthConfig",
+    "CertRule",
     "JwtMethod",
     "JwtRole",
     "claim_value",
@@ -79,8 +81,24 @@ class JwtMethod:
 
 
 @dataclass(frozen=True, slots=True)
+class CertRule:
+    """Client certificates (mTLS) issued by ``ca_file`` whose subject and SANs match (every
+    listed rule must hold; values are exact or globs) get ``identity`` and ``policies``."""
+
+    name: str
+    ca_file: Path
+    #: field -> accepted values (globs): ``cn``, ``dns``, ``uri``, ``email`` (SANs: any matches)
+    match: Mapping[str, tuple[str, ...]]
+    identity: str
+    policies: tuple[str, ...]
+    ttl_seconds: int = DEFAULT_TTL
+    max_ttl_seconds: int = DEFAULT_MAX_TTL
+
+
+@dataclass(frozen=True, slots=True)
 class AuthConfig:
     jwt: Mapping[str, JwtMethod] = field(default_factory=dict)
+    cert: Mapping[str, CertRule] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> AuthConfig:
@@ -101,11 +119,47 @@ def load_auth_config(path: Path | None) -> AuthConfig:
 
 
 def parse_auth_config(data: Mapping[str, Any]) -> AuthConfig:
-    unknown = set(data) - {"jwt"}
+    unknown = set(data) - {"jwt", "cert"}
     if unknown:
         raise ConfigurationError(f"unknown auth configuration sections: {sorted(unknown)}")
     methods = {name: _method(name, body) for name, body in _table(data, "jwt").items()}
-    return AuthConfig(jwt=methods)
+    rules = {name: _cert_rule(name, body) for name, body in _table(data, "cert").items()}
+    return AuthConfig(jwt=methods, cert=rules)
+
+
+CERT_FIELDS = frozenset({"cn", "dns", "uri", "email"})
+_CERT_KEYS = {"ca_file", "match", "identity", "policies", "ttl_seconds", "max_ttl_seconds"}
+
+
+def _cert_rule(name: str, body: object) -> CertRule:
+    what = f"cert rule {name!r}"
+    if not _NAME.fullmatch(name) or not isinstance(body, Mapping):
+        raise ConfigurationError(f"{what}: a rule is a table named by letters, digits . _ -")
+    if unknown := set(body) - _CERT_KEYS:
+        raise ConfigurationError(f"{what}: unknown keys {sorted(unknown)}")
+    ca_file = body.get("ca_file")
+    if not isinstance(ca_file, str) or not ca_file:
+        raise ConfigurationError(f"{what}: ca_file (the CA that issues these certificates)")
+    match = {k: _strings(v, f"{what}: match {k!r}") for k, v in _table(body, "match").items()}
+    if not match or set(match) - CERT_FIELDS or any(not v for v in match.values()):
+        raise ConfigurationError(
+            f'{what}: match at least one of {sorted(CERT_FIELDS)} (e.g. dns = "*.fleet")'
+        )
+    identity = body.get("identity")
+    if not isinstance(identity, str):
+        raise ConfigurationError(f"{what}: identity is required")
+    validate_identity(_TEMPLATE_FIELD.sub("x", identity))
+    policies = _strings(body.get("policies", ()), f"{what}: policies")
+    for policy in policies:
+        validate_policy_name(policy)
+    ttl = int(_positive(body, "ttl_seconds", DEFAULT_TTL, what))
+    max_ttl = int(_positive(body, "max_ttl_seconds", max(DEFAULT_MAX_TTL, ttl), what))
+    if ttl > max_ttl:
+        raise ConfigurationError(f"{what}: ttl_seconds exceeds max_ttl_seconds")
+    return CertRule(
+        name=name, ca_file=Path(ca_file), match=match, identity=identity, policies=policies,
+        ttl_seconds=ttl, max_ttl_seconds=max_ttl,
+    )  # fmt: skip
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -242,17 +296,21 @@ def _matches(value: object, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(text, p.replace("[", "[[]")) for p in patterns)
 
 
-def claims_match(role: JwtRole, claims: Mapping[str, Any]) -> bool:
-    """True when every claim rule of ``role`` holds for ``claims`` (already verified)."""
-    return all(_matches(claim_value(claims, path), pats) for path, pats in role.claims.items())
+def claims_match(role: JwtRole | CertRule, claims: Mapping[str, Any]) -> bool:
+    """True when every rule of ``role`` holds for ``claims`` (already verified): a JWT's
+    claims, or a certificate's fields (``cn``, and lists ``dns``, ``uri``, ``email``)."""
+    rules = role.claims if isinstance(role, JwtRole) else role.match
+    return all(_matches(claim_value(claims, path), pats) for path, pats in rules.items())
 
 
-def identity_for(role: JwtRole, claims: Mapping[str, Any]) -> str | None:
+def identity_for(role: JwtRole | CertRule, claims: Mapping[str, Any]) -> str | None:
     """The role's identity with ``{claim}`` fields filled in; None if a field is missing or
     would make an invalid identity (so a crafted claim cannot forge another name's shape)."""
 
     def fill(match: re.Match[str]) -> str:
         value = claim_value(claims, match.group(1))
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]  # a certificate's one DNS name, say
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise KeyError(match.group(1))
         return str(value)

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     )
     # Auth methods beyond static tokens (JWT/OIDC issuers and their roles): a TOML file.
     auth_config: Path | None = Field(default=None, alias="STRONGROOM_AUTH_CONFIG")
+    # mTLS: the CA bundle client certificates are verified against (strongroom serve asks for
+    # one, optional, when this is set); [cert.*] rules map them to identities.
+    tls_client_ca: Path | None = Field(default=None, alias="STRONGROOM_TLS_CLIENT_CA")
     # Failed logins allowed per client address and per role: a burst, then so many per second.
     login_failures_per_second: float = Field(
         default=1.0, gt=0, le=1000, alias="STRONGROOM_LOGIN_FAILURES_PER_SECOND"

@@ -36,6 +36,7 @@ from strongroom.server.errors import (
     is_store_fault,
     status_for,
 )
+from strongroom.server.protocol import PEER_CERT_KEY
 from strongroom.services.access.control import Principal
 from strongroom.services.wiring import Strongroom
 
@@ -53,7 +54,7 @@ PRINCIPAL_KEY = "strongroom.principal"
 CLIENT_KEY = "strongroom.client"
 UI_PREFIX = "/ui"
 #: Login answers callers who hold no token yet; it verifies, limits and audits by itself.
-LOGIN_PATHS = frozenset({"/v1/auth/jwt/login"})
+LOGIN_PATHS = frozenset({"/v1/auth/jwt/login", "/v1/auth/cert/login"})
 #: Seal status and unseal answer without a token: the shares are the credential.
 CUSTODY_PATHS = frozenset({"/v1/sys/seal-status", "/v1/sys/unseal"})
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", *LOGIN_PATHS, *CUSTODY_PATHS})
@@ -307,7 +308,12 @@ class Guard:
         path = scope["path"]
         authorization = headers.get("authorization", "")
         scheme, _, token = authorization.partition(" ")
+        peer = scope.get(PEER_CERT_KEY)
         try:
+            if not authorization and peer is not None and wiring.certs.enabled:
+                # A client certificate the TLS layer verified, and no token: the certificate
+                # rules decide (a token, when sent, always speaks for the caller instead).
+                return await wiring.certs.authenticate(peer)
             if scheme.lower() != "bearer":
                 raise AuthenticationError("a bearer token is required")
             return await wiring.access.authenticate(token.strip())
@@ -332,7 +338,7 @@ class Guard:
                 "unauthorized_attempts_total", reason="no_token" if not token else "bad_token"
             )
             await _audit_refusal(wiring, scope, ip, user_agent, exc)
-            await self._reject(send, path, 401, "unauthorized", str(exc), extra=extra)
+            await self._reject(send, path, 401, exc.code, str(exc), extra=extra)
             return None
 
     def _challenge(self, path: str, headers: dict[str, str]) -> str:

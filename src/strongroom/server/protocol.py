@@ -34,7 +34,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from strongroom.core.config import Settings
 from strongroom.core.logging import get_logger
 
-__all__ = ["PROTOCOL", "ConnectionLimits", "GuardedHttpProtocol", "uvicorn_options"]
+__all__ = [
+    "PEER_CERT_KEY",
+    "PROTOCOL",
+    "ConnectionLimits",
+    "GuardedHttpProtocol",
+    "uvicorn_options",
+]
 
 log = get_logger("strongroom.http")
 
@@ -116,11 +122,17 @@ def _limits_of(app: Any) -> ConnectionLimits:
     return ConnectionLimits()
 
 
+#: The scope key under which a verified client certificate (DER) reaches the app (mTLS).
+PEER_CERT_KEY = "strongroom.peer_cert"
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with header and body timeouts and a per-address cap."""
+    """uvicorn's httptools protocol with header and body timeouts and a per-address cap; it
+    hands the client certificate the TLS handshake verified to the app (uvicorn does not)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._peer_cert: bytes | None = None
         self.limits = _limits_of(self.app)
         self.timeout_keep_alive = _whole_seconds(self.limits.keep_alive_timeout)
         self._deadline: asyncio.TimerHandle | None = None
@@ -141,6 +153,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:  # the handshake is done: a certificate here was verified
+            self._peer_cert = ssl_object.getpeercert(binary_form=True)
         address = self.client[0] if self.client else None
         if address is not None and self.limits.capped(address):
             counts = _OPEN.setdefault(self.server_state, Counter())
@@ -167,6 +182,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self._peer_cert is not None:
+            self.scope[PEER_CERT_KEY] = self._peer_cert  # type: ignore[literal-required]
         if self._phase is None:  # the first request's clock started with the connection
             self._arm("headers", self.limits.header_timeout)
 

@@ -57,6 +57,7 @@ from strongroom.services.integrity import IntegrityAlarm
 from strongroom.services.notify import Dispatcher, UrlPolicy, build_dispatcher
 
 if TYPE_CHECKING:
+    from strongroom.services.access.cert_auth import CertAuth
     from strongroom.services.access.jwt_login import JwtLogin
 
 __all__ = ["Strongroom", "default_app", "load_master_key", "reset_default_app"]
@@ -285,6 +286,9 @@ class Strongroom:
         self._logins: JwtLogin | None = None
         if self._auth_config.jwt:  # configured: built now, so a bad key fails at start
             self._logins = self._build_logins()
+        self._certs: CertAuth | None = None
+        if self._auth_config.cert:  # configured: built now, so an unreadable CA fails at start
+            self._certs = self._build_certs()
         #: The threat detection schedule and what it already alerted on.
         self.threat_alerts = ThreatAlerts(self)
         #: Console sessions (the server's /ui signs people in and keeps their sessions here).
@@ -296,6 +300,20 @@ class Strongroom:
         if self._logins is None:
             self._logins = self._build_logins()
         return self._logins
+
+    @property
+    def certs(self) -> CertAuth:
+        """Client-certificate rules (mTLS; the [cert.*] tables of STRONGROOM_AUTH_CONFIG)."""
+        if self._certs is None:
+            self._certs = self._build_certs()
+        return self._certs
+
+    def _build_certs(self) -> CertAuth:
+        from strongroom.services.access.cert_auth import CertAuth  # noqa: PLC0415 (as logins)
+
+        return CertAuth(
+            self.access, self.audit, self._auth_config, clock=self.clock, logins=lambda: self.logins
+        )
 
     def _build_logins(self) -> JwtLogin:
         # Imported here: the JWT and HTTP libraries would double a command's start-up, and
@@ -383,24 +401,29 @@ class Strongroom:
             for part in reversed(opened):
                 await part.close()
             raise
-        app = cls(
-            settings,
-            store,
-            audit_log,
-            state,
-            clock=clock,
-            metrics=metrics,
-            threat_rules=threat_rules or threat_rules_from(settings),
-            notifier=notifier,
-            events=events,
-            access_key=master.derive(Purpose.TOKEN_DIGEST),
-            backup_key=master.derive(Purpose.SECRET_BACKUP),
-            checkpoints=checkpoints,
-            alarm=alarm,
-            report_signing_seed=master.derive(Purpose.REPORT_SIGNING),
-            auth_config=auth_config,
-            access_invalidation=access_invalidation,
-        )
+        try:
+            app = cls(
+                settings,
+                store,
+                audit_log,
+                state,
+                clock=clock,
+                metrics=metrics,
+                threat_rules=threat_rules or threat_rules_from(settings),
+                notifier=notifier,
+                events=events,
+                access_key=master.derive(Purpose.TOKEN_DIGEST),
+                backup_key=master.derive(Purpose.SECRET_BACKUP),
+                checkpoints=checkpoints,
+                alarm=alarm,
+                report_signing_seed=master.derive(Purpose.REPORT_SIGNING),
+                auth_config=auth_config,
+                access_invalidation=access_invalidation,
+            )
+        except BaseException:  # e.g. a certificate rule's CA file cannot be read
+            for part in reversed(opened):
+                await part.close()
+            raise
         if checkpoints is not None:
             checkpoints.start()
         await store.purge_expired(clock())

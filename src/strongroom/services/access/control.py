@@ -94,7 +94,7 @@ class IssuedToken:
 def _principal(record: TokenRecord, policies: list[Policy]) -> Principal:
     meta = record.meta or {}
     auth = {"method": str(meta.get("method", "token")), "accessor": record.id}
-    for key in ("mount", "role", "sub", "iss"):
+    for key in ("mount", "role", "sub", "iss", "fingerprint"):
         if isinstance(meta.get(key), str):
             auth[key] = meta[key]
     return Principal(
@@ -207,6 +207,10 @@ class AccessControl:
             if record is not None:  # a binding to a deleted policy grants nothing
                 found.append(Policy.build(record.name, record.grants, record.description))
         return found
+
+    async def policies_for(self, identity: str, extra: list[str]) -> list[Policy]:
+        """The policies ``identity`` holds, plus ``extra`` (a certificate rule's)."""
+        return await self._load_policies(identity, extra)
 
     def invalidate(self) -> None:
         """Forget this process's cached principals."""

@@ -138,7 +138,7 @@ class JwtLogin:
             if identity is None:
                 raise LoginRefusedError("role_mismatch", "the token's claims do not match the role")
         except LoginRefusedError as exc:
-            await self._refused(exc, details, caller.ip, caller.user_agent)
+            await self.refuse(exc, details, caller.ip, caller.user_agent)
             raise
         meta = {
             "method": "jwt", "mount": chosen.name, "role": bound.name,
@@ -161,11 +161,11 @@ class JwtLogin:
         log.info("jwt login", mount=chosen.name, role=bound.name, identity=identity)
         return issued
 
-    async def _refused(
+    async def refuse(
         self, exc: LoginRefusedError, details: Mapping[str, Any], ip: str | None, ua: str | None
     ) -> None:
-        """Count the failure; beyond the limits answer 429 without an audit row each (so
-        nobody can flood the audit log), else audit the refusal."""
+        """A refused login (JWT or certificate): count the failure; beyond the limits answer
+        429 without an audit row each (so nobody can flood the audit log), else audit it."""
         now = time.monotonic()
         role_key = f"{details.get('mount')}/{details.get('role')}"[:200]
         waits = (
