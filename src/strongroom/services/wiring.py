@@ -213,7 +213,7 @@ def build_access_invalidation(settings: Settings) -> AccessInvalidation:
 
     if settings.state_in_postgres:
         return AccessInvalidation(
-            PostgresCacheGenerations(settings.audit_dsn(), schema=settings.pg_schema, pool_max=2)
+            PostgresCacheGenerations(settings.audit_dsn(), schema=settings.pg_schema, pool_max=1)
         )
     if settings.backend is Backend.MEMORY:
         return AccessInvalidation()
