@@ -10,6 +10,8 @@ from clirun import make_cli
 from pyrage import x25519
 from servedproc import serving
 
+from helpers_hsm import USER_PIN, hsm_changes
+
 
 def test_operator_ceremony_on_the_cluster_profile(tmp_path: Path, pg_schema: str) -> None:
     cli = make_cli("postgres", tmp_path, pg_schema)
@@ -81,3 +83,24 @@ def test_shares_encrypted_to_their_holders(tmp_path: Path) -> None:
         assert "1 of 2 shares given" in first.stdout
         done = cli("operator", "unseal", *addr, "--identity", str(files[2]), stdin=sealed[2])
         assert "Unsealed." in done.stdout
+
+
+def test_the_command_line_unseals_itself_with_the_hsm(tmp_path: Path, pg_schema: str) -> None:
+    changes = hsm_changes()
+    cli = make_cli("postgres", tmp_path, pg_schema)  # after the token: SOFTHSM2_CONF is set
+    cli.env.update(
+        STRONGROOM_SEAL="pkcs11",
+        STRONGROOM_PKCS11_LIBRARY=str(changes["pkcs11_library"]),
+        STRONGROOM_PKCS11_TOKEN_LABEL=str(changes["pkcs11_token_label"]),
+        STRONGROOM_PKCS11_PIN=USER_PIN,
+        STRONGROOM_PKCS11_KEY_LABEL=str(changes["pkcs11_key_label"]),
+    )
+    assert cli("operator", "init", "--json").json()["seal"] == "pkcs11"
+    cli("secret", "create", "app-hsm", "--value", "sealed-by-hsm")
+    assert cli("secret", "get", "app-hsm").stdout.strip() == "sealed-by-hsm"
+    status = cli("status", "--json").json()
+    assert status["master_key"].startswith("HSM (PKCS#11 token")
+    assert status["custody_warnings"] == []
+    refused = cli("status", env={"STRONGROOM_PKCS11_PIN": "9999-wrong"}, code=1)
+    assert "the HSM refused the PIN" in refused.stderr
+    assert "9999-wrong" not in refused.stderr + refused.stdout

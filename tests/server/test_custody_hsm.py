@@ -63,6 +63,8 @@ async def test_the_service_unseals_itself_with_the_hsm(hsm_store: Settings) -> N
         created = await c.post("/v1/secrets", json={"name": "app-hsm", "value": "v1"})
         assert created.status_code == 201
         assert (await c.get("/readyz")).json()["status"] == "ready"
+        trail = (await c.get("/v1/audit/events", params={"action": "UNSEAL"})).json()
+        assert [e["details"]["seal"] for e in trail] == ["pkcs11"]
     # Any process with the HSM's settings opens the store (the CLI, a second replica).
     async with await Strongroom.open(hsm_store) as app:
         assert await SecretsManager(app).get_secret("app-hsm") == "v1"

@@ -45,6 +45,14 @@ def _audit_where(config: Settings) -> str:
 
 def _key_source(config: Settings) -> tuple[str, Path | None]:
     """Where the master key comes from, and the key file to create if there is none yet."""
+    if config.seal == "pkcs11":
+        return (
+            f"HSM (PKCS#11 token {config.pkcs11_token_label!r}, "
+            f"key {config.pkcs11_key_label!r})",
+            None,
+        )
+    if config.seal == "shamir":
+        return "a quorum of key holders (unsealed service only)", None
     if config.master_key is not None:
         return "STRONGROOM_MASTER_KEY", None
     if config.master_key_file is not None:

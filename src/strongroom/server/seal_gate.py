@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from strongroom.core.audit import AuditAction
 from strongroom.core.config import Settings
 from strongroom.core.errors import CustodyError, HsmError, StoreUnavailableError
 from strongroom.core.logging import get_logger
@@ -83,6 +84,8 @@ class SealGate:
             log.error("auto-unseal failed", code=exc.code)
             return False
         self.reason = None
+        async with wiring.audit.operation(AuditAction.UNSEAL, None, seal=self.settings.seal):
+            pass  # the HSM unsealed this process: on record like a quorum's unseal
         await self.start(wiring, owned=True)
         return True
 
