@@ -47,8 +47,7 @@ def _key_source(config: Settings) -> tuple[str, Path | None]:
     """Where the master key comes from, and the key file to create if there is none yet."""
     if config.seal == "pkcs11":
         return (
-            f"HSM (PKCS#11 token {config.pkcs11_token_label!r}, "
-            f"key {config.pkcs11_key_label!r})",
+            f"HSM (PKCS#11 token {config.pkcs11_token_label!r}, key {config.pkcs11_key_label!r})",
             None,
         )
     if config.seal == "shamir":
