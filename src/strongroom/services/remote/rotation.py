@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from strongroom.core.errors import ConfigurationError
+from strongroom.core.logging import get_logger
 from strongroom.core.models import SecretType
 from strongroom.core.rotation import RotationCallback, RotationConfig
 from strongroom.core.validation import validate_name
@@ -15,6 +16,8 @@ from strongroom.services.remote.session import RemoteFacadeMixin
 from strongroom.services.rotation.secrets_rotation import SecretsRotation
 
 __all__ = ["RemoteSecretsRotation"]
+
+log = get_logger("strongroom.client.rotation")
 
 
 def _path(name: str, *rest: str) -> str:
@@ -96,4 +99,8 @@ class RemoteSecretsRotation(RemoteFacadeMixin, SecretsRotation):
         return found
 
     async def start_rotation_scheduler(self, check_interval_seconds: int = 3600) -> None:
-        raise ConfigurationError("the server schedules rotations in the remote profile")
+        """Nothing to start: in the remote profile the server schedules rotations."""
+        log.info("rotations are scheduled by the server", addr=(await self._client()).addr)
+
+    async def stop_rotation_scheduler(self) -> None:
+        """Nothing to stop (see :meth:`start_rotation_scheduler`)."""
