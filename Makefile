@@ -28,8 +28,11 @@ test-fast: $(STAMP)
 chaos: $(STAMP)
 	STRONGROOM_CHAOS=full STRONGROOM_CHAOS_REPORT=chaos-report.md $(BIN)/pytest -q -p no:randomly -m chaos tests/chaos
 
+# The HTTP section drives the servers with wrk (Debian: apt-get install -y wrk); without it that
+# section is skipped with a note.
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
+	@command -v wrk >/dev/null || echo "wrk not found: the HTTP section will be skipped (apt-get install -y wrk)"
 	$(BIN)/python -m bench
 
 # Mutation testing of the security core (tests/mutation/modules.toml): kill ratio per module
