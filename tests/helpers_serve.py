@@ -66,12 +66,12 @@ class Served:
         return issued.token
 
 
-def free_socket(host: str = "127.0.0.1") -> socket.socket:
+def free_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP
     # (without it every answer waits ~40 ms for delayed ACKs).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     return sock
 
 
@@ -84,14 +84,19 @@ async def serve(
     url_host: str = "127.0.0.1",
     run_scheduler: bool = False,
     client_ca: Path | None = None,
+    api: Any = None,
+    port: int = 0,
+    ca: trustme.CA | None = None,
 ) -> AsyncIterator[Served]:
-    """Serve ``app`` until the block ends (TLS with a fresh test CA when ``tls_dir`` is given)."""
-    sock = free_socket()
+    """Serve ``app`` until the block ends (TLS with a fresh test CA when ``tls_dir`` is given).
+    ``api`` serves another ASGI app over ``app`` (an edge's); ``port`` and ``ca`` start a
+    server again where a stopped one was, with the same CA (its clients keep trusting it)."""
+    sock = free_socket(port=port)
     port = sock.getsockname()[1]
-    ca = ca_path = None
+    ca_path = None
     options: dict[str, Any] = {}
     if tls_dir is not None:
-        ca = trustme.CA()
+        ca = ca or trustme.CA()
         cert = ca.issue_cert(*hostnames)
         cert_path, key_path, ca_path = tls_dir / "cert.pem", tls_dir / "key.pem", tls_dir / "ca.pem"
         cert.cert_chain_pems[0].write_to_path(cert_path)
@@ -101,7 +106,7 @@ async def serve(
         ca.cert_pem.write_to_path(ca_path)
         options = {"ssl_certfile": str(cert_path), "ssl_keyfile": str(key_path),
                    **client_certificates(client_ca)}  # fmt: skip
-    api = create_app(app, run_scheduler=run_scheduler)
+    api = api if api is not None else create_app(app, run_scheduler=run_scheduler)
     config = uvicorn.Config(
         api,
         log_level="warning",

@@ -56,6 +56,7 @@ COMMANDS = {
     "logout": "strongroom.cli.login:logout",
     "run": "strongroom.cli.run:run",
     "serve": "strongroom.cli.serve:serve",
+    "edge": "strongroom.cli.edge:app",
     "dev-cert": "strongroom.cli.devcert:dev_cert",
 }
 

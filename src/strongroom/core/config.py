@@ -192,6 +192,15 @@ class Settings(BaseSettings):
     )
     remote_retries: int = Field(default=3, ge=0, le=20, alias="STRONGROOM_REMOTE_RETRIES")
 
+    # An edge replica (strongroom edge): how long it serves while cut off from its upstream
+    # (seconds, monotonic), the site's own credential for the upstream and the CA bundle that
+    # verifies the upstream's certificate.
+    edge_max_offline_seconds: float = Field(
+        default=86400.0, gt=0, le=90 * 86400, alias="STRONGROOM_EDGE_MAX_OFFLINE"
+    )
+    edge_token: SecretStr | None = Field(default=None, alias="STRONGROOM_EDGE_TOKEN")
+    edge_cacert: Path | None = Field(default=None, alias="STRONGROOM_EDGE_CACERT")
+
     # The console (/ui): idle and absolute session lifetimes; the Key Vault price per 10,000
     # operations its cost estimate uses (USD, Azure's standard tier list price by default).
     ui_idle_minutes: float = Field(default=15.0, gt=0, le=1440, alias="STRONGROOM_UI_IDLE_MINUTES")
@@ -200,7 +209,15 @@ class Settings(BaseSettings):
         default=0.03, ge=0, le=1000, alias="STRONGROOM_KV_PRICE_PER_10K"
     )
 
-    @field_validator("azure_key_vault_url", "addr", "token", "cacert", mode="before")
+    @field_validator(
+        "azure_key_vault_url",
+        "addr",
+        "token",
+        "cacert",
+        "edge_token",
+        "edge_cacert",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # The seed: "When AZURE_KEY_VAULT_URL is not set or empty" -> not Azure (and an empty

@@ -38,6 +38,8 @@ secret and version at most: a value never appears in an error.
     ├── RotationFailedError                     a rotation step failed (retried later)
     │   └── RotationTargetError                 the target system refused the new credential
     ├── StoreUnavailableError                   the store cannot be reached or written
+    │   └── EdgeOfflineTooLongError             an edge cut off from upstream past its bound
+    ├── EdgeReadOnlyError                       a write sent to an edge replica (read-only)
     ├── AuditUnavailableError                   the event could not be recorded: refused
     └── AccessError
         ├── AuthenticationError                 no token, or one that is unknown/expired/revoked
@@ -60,6 +62,8 @@ __all__ = [
     "DecryptionError",
     "DeletedSecretConflictError",
     "DuplicateShareError",
+    "EdgeOfflineTooLongError",
+    "EdgeReadOnlyError",
     "ForeignShareError",
     "HsmError",
     "InsecureKeyFileError",
@@ -246,6 +250,19 @@ class StoreUnavailableError(StrongroomError):
     """The store could not be reached, or did not accept the write."""
 
     code = "store_unavailable"
+
+
+class EdgeOfflineTooLongError(StoreUnavailableError):
+    """An edge has been cut off from its upstream for longer than its offline bound (or has
+    never synchronised): its replica may be stale, so it refuses to serve values (fail-closed)."""
+
+    code = "edge_offline_too_long"
+
+
+class EdgeReadOnlyError(StrongroomError):
+    """An edge serves a read-only replica: changes are made at the centre."""
+
+    code = "edge_read_only"
 
 
 class AuditUnavailableError(StrongroomError):

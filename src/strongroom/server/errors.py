@@ -60,6 +60,7 @@ _STATUS: list[tuple[type[e.StrongroomError], int]] = [
     (e.SecretNotFoundError, 404),
     (e.RevocationNotFoundError, 404),
     (e.AccessObjectNotFoundError, 404),
+    (e.EdgeReadOnlyError, 405),
     (e.StoreUnavailableError, 503),
     (e.AuditUnavailableError, 503),
 ]

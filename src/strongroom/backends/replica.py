@@ -1,0 +1,102 @@
+"""An edge's replica: a local store that serves reads within the offline bound and refuses
+every write that does not come from the synchroniser.
+
+Consumers reach the replica through the same manager and HTTP routes as any store, so the
+bound is enforced here, below every path that reads a value (the HTTP service's hot reads
+included). The synchroniser writes to :attr:`ReplicaStore.inner` directly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from strongroom.backends.base import KeyRotationResult, RewrapProgress, SecretStore, WriteMode
+from strongroom.core.errors import EdgeReadOnlyError
+from strongroom.core.models import (
+    DeletedSecret,
+    NewVersion,
+    PropertyChanges,
+    SecretBundle,
+    VersionProperties,
+)
+from strongroom.core.offline import OfflineBound
+
+__all__ = ["ReplicaStore"]
+
+
+def _read_only() -> EdgeReadOnlyError:
+    return EdgeReadOnlyError(
+        "this is an edge replica, which is read-only: make changes at the upstream server"
+    )
+
+
+class ReplicaStore:
+    """Reads of values go through the offline bound; writes are refused."""
+
+    def __init__(self, inner: SecretStore, bound: OfflineBound) -> None:
+        self.inner = inner
+        self.bound = bound
+        self.backend = inner.backend
+
+    def __repr__(self) -> str:
+        return f"ReplicaStore({self.inner.backend})"
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def get_version(self, name: str, version: str | None = None) -> SecretBundle:
+        self.bound.check()
+        return await self.inner.get_version(name, version)
+
+    async def get_properties(self, name: str, version: str | None = None) -> VersionProperties:
+        return await self.inner.get_properties(name, version)
+
+    async def list_secrets(self) -> list[VersionProperties]:
+        return await self.inner.list_secrets()
+
+    async def list_versions(self, name: str) -> list[VersionProperties]:
+        return await self.inner.list_versions(name)
+
+    async def get_deleted(self, name: str) -> DeletedSecret:
+        return await self.inner.get_deleted(name)
+
+    async def list_deleted(self) -> list[DeletedSecret]:
+        return await self.inner.list_deleted()
+
+    async def purge_expired(self, now: datetime) -> int:
+        # Housekeeping of what the upstream already scheduled, not a consumer's change.
+        return await self.inner.purge_expired(now)
+
+    async def key_version(self) -> int:
+        return await self.inner.key_version()
+
+    async def count(self) -> int:
+        return await self.inner.count()
+
+    async def write_version(
+        self, new: NewVersion, value: bytes, mode: WriteMode
+    ) -> VersionProperties:
+        raise _read_only()
+
+    async def update_properties(
+        self, name: str, version: str | None, changes: PropertyChanges
+    ) -> VersionProperties:
+        raise _read_only()
+
+    async def delete(self, name: str, *, deleted_at: datetime, purge_at: datetime) -> DeletedSecret:
+        raise _read_only()
+
+    async def recover(self, name: str) -> VersionProperties:
+        raise _read_only()
+
+    async def purge(self, name: str, *, deleted_only: bool = True) -> None:
+        raise _read_only()
+
+    async def rotate_key(self, progress: RewrapProgress | None = None) -> KeyRotationResult:
+        raise _read_only()
+
+    async def revoke_all(self, name: str, revoked_at: datetime) -> int:
+        raise _read_only()

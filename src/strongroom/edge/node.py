@@ -1,0 +1,162 @@
+"""An edge node: the replica (under the site key), its synchroniser and the API over it.
+
+The replica is the embedded profile's SQLite store in the edge's own data directory, encrypted
+under the site key: that directory's key file (made on first start) or
+``STRONGROOM_MASTER_KEY_FILE``, never the central master key (``STRONGROOM_MASTER_KEY`` and the
+cluster and Azure settings are ignored here). Tokens, policies and the audit trail at the edge
+are the edge's own, in the same file: every read at the edge is audited there first, hash-chained
+and fail-closed, as at the centre.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import strongroom
+from strongroom.backends.replica import ReplicaStore
+from strongroom.backends.sqlite import SqliteStore
+from strongroom.client.transport import RemoteClient, RemoteConfig, check_addr
+from strongroom.core.config import Backend, Settings
+from strongroom.core.errors import ConfigurationError
+from strongroom.core.offline import OfflineBound
+from strongroom.edge.readonly import ReadOnly
+from strongroom.server.app import create_app
+from strongroom.server.fastpath import StrongroomAPI
+from strongroom.services.edge import EdgeState, EdgeSync
+from strongroom.services.edge.sync import IDLE_TIMEOUT, probe_upstream
+from strongroom.services.wiring import Strongroom, resolve_master_key
+
+__all__ = ["EdgeNode", "edge_settings"]
+
+
+def edge_settings(settings: Settings) -> Settings:
+    """The same settings, with the replica always in the edge's own embedded store."""
+    return settings.model_copy(
+        update={
+            "database_url": None,
+            "audit_database_url": None,
+            "azure_key_vault_url": None,
+            "backend_name": Backend.SQLITE,
+            "addr": None,
+            "token": None,
+            "master_key": None,
+            "seal": "key",
+        }
+    )
+
+
+class EdgeNode:
+    """An open edge: call :meth:`start` to follow the upstream, :meth:`app` to serve."""
+
+    def __init__(
+        self, wiring: Strongroom, replica: ReplicaStore, sync: EdgeSync, client: RemoteClient
+    ) -> None:
+        self.wiring = wiring
+        self.replica = replica
+        self.sync = sync
+        self.client = client
+        self.bound = replica.bound
+
+    def __repr__(self) -> str:
+        return f"EdgeNode(upstream={self.client.addr!r}, scopes={self.sync.scopes!r})"
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        upstream: str,
+        scopes: Sequence[str],
+        token: str | None = None,
+        cacert: Path | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> EdgeNode:
+        """Check the upstream first (a refused credential or certificate, or a scope that
+        matches nothing, fails here and changes nothing), then open the replica and reconcile
+        it. An unreachable upstream is not an error: the edge starts offline."""
+        token = token or (
+            settings.edge_token.get_secret_value() if settings.edge_token is not None else None
+        )
+        if not token:
+            raise ConfigurationError(
+                "the edge needs the site's credential for its upstream: set STRONGROOM_EDGE_TOKEN"
+            )
+        cacert = cacert or settings.edge_cacert
+        if cacert is not None and not cacert.is_file():
+            raise ConfigurationError(f"the upstream CA bundle {cacert} is not a file")
+        client = RemoteClient(
+            RemoteConfig(
+                addr=check_addr(upstream),
+                token=token,
+                cacert=cacert,
+                timeout=settings.remote_timeout_seconds,
+                retries=settings.remote_retries,
+            ),
+            user_agent=f"strongroom-edge/{strongroom.__version__}",
+        )
+        try:
+            names = await probe_upstream(client, scopes)
+            local = edge_settings(settings)
+            local.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            state = EdgeState(local.home / "edge-state.json")
+            bound = OfflineBound(
+                local.edge_max_offline_seconds,
+                carried=state.carried_offline(),
+                monotonic=monotonic,
+            )
+            master = resolve_master_key(local)
+            replica = ReplicaStore(SqliteStore(local.sqlite_path, master), bound)
+            wiring = await Strongroom.open(local, store=replica, master=master)
+        except BaseException:
+            await client.close()
+            raise
+        sync = EdgeSync(
+            client, replica.inner, scopes, bound, state, idle_timeout=idle_timeout,
+            monotonic=monotonic,
+        )  # fmt: skip
+        node = cls(wiring, replica, sync, client)
+        if names is not None:
+            try:
+                await sync.initial(names)
+            except BaseException:
+                await node.close()
+                raise
+        return node
+
+    def start(self) -> None:
+        """Follow the upstream's change feed in the background (reconnecting forever)."""
+        self.sync.start()
+
+    def app(self) -> StrongroomAPI:
+        """The HTTP API over the replica: the centre's read routes, writes refused."""
+        api = create_app(self.wiring, run_scheduler=False)
+        api.add_middleware(ReadOnly)
+        api.state.edge = self
+        return api
+
+    def status(self) -> dict[str, Any]:
+        """Upstream state, time offline and left before the bound, what the feed applied."""
+        return {
+            "upstream": self.client.addr,
+            "scopes": list(self.sync.scopes),
+            "online": self.sync.online.is_set(),
+            "offline_seconds": round(self.bound.offline_for(), 3),
+            "seconds_left": round(self.bound.remaining(), 3),
+            "max_offline_seconds": self.bound.max_offline,
+            "lag_seconds": round(self.sync.status.lag_seconds, 3),
+            "events_applied": self.sync.status.events_applied,
+            "reconciliations": self.sync.status.reconciliations,
+        }
+
+    async def close(self) -> None:
+        try:
+            await self.sync.stop()
+        finally:
+            try:
+                await self.client.close()
+            finally:
+                await self.wiring.close()

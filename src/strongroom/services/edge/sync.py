@@ -1,0 +1,327 @@
+"""The edge's synchroniser: an initial reconciliation, then the upstream's change feed.
+
+On every (re)connection the feed is opened first (it starts at the present), then the replica
+is reconciled with the upstream in two passes: deletions and revocations first (names that are
+gone or that the site may no longer read are purged, revoked ones revoked), values second. Only
+then is the edge online; the feed's events queued meanwhile are applied after. Each event makes
+the edge re-read its secret's versions: a deletion or revocation is applied before anything is
+fetched. A version whose value the upstream will not give (disabled, expired, not yet valid) is
+kept as a disabled placeholder, so the edge refuses exactly what the upstream refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from strongroom.backends.base import SecretStore, WriteMode, name_key
+from strongroom.client.transport import RemoteClient, segment
+from strongroom.core.clock import Clock, system_clock
+from strongroom.core.errors import (
+    AccessError,
+    ConfigurationError,
+    SecretNotFoundError,
+    SecretNotReadableError,
+    StrongroomError,
+)
+from strongroom.core.logging import get_logger
+from strongroom.core.models import NewVersion, VersionProperties
+from strongroom.core.offline import OfflineBound
+from strongroom.services.edge.state import EdgeState
+from strongroom.services.remote.cache import parse_sse
+from strongroom.services.remote.convert import bundle_from, properties_from
+
+__all__ = ["EdgeSync", "EdgeSyncState", "in_scope", "probe_upstream"]
+
+log = get_logger("strongroom.edge")
+
+_RECONNECT_MIN, _RECONNECT_MAX = 0.1, 5.0
+#: The upstream's feed sends a keep-alive every 15 s: three missed ones mean the link is gone.
+IDLE_TIMEOUT = 45.0
+_RECORD_EVERY = 5.0
+
+
+def in_scope(name: str, scopes: Sequence[str]) -> bool:
+    """Names compare case-insensitively (as in Key Vault), globs too."""
+    key = name_key(name)
+    return any(fnmatch.fnmatchcase(key, name_key(scope)) for scope in scopes)
+
+
+async def probe_upstream(client: RemoteClient, scopes: Sequence[str]) -> list[str] | None:
+    """The names in scope the site's credential may list upstream, before anything changes
+    locally. A refusal (credential, certificate) or a scope that matches nothing raises; an
+    unreachable upstream answers None (the edge starts offline, within its bound)."""
+    try:
+        listed = await client.request("GET", "/v1/secrets")
+    except (AccessError, ConfigurationError):
+        raise
+    except StrongroomError as exc:
+        log.warning("upstream unreachable at start", error=exc.code)
+        return None
+    names = [d["name"] for d in listed if in_scope(str(d.get("name", "")), scopes)]
+    if not names:
+        raise ConfigurationError(
+            f"the scope {', '.join(scopes)} matches no secret the site's credential may list "
+            "at the upstream"
+        )
+    return names
+
+
+def _signature(p: VersionProperties) -> tuple[Any, ...]:
+    tags = tuple(sorted(p.tags.items()))
+    return (p.version, p.enabled, p.expires_at, p.not_before, p.content_type, tags)
+
+
+@dataclass
+class EdgeSyncState:
+    """Counters for status and metrics."""
+
+    events_applied: int = 0
+    reconciliations: int = 0
+    last_event_id: str | None = None
+    #: Seconds between the upstream's change and the edge applying it (last event).
+    lag_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class EdgeSync:
+    """Keeps ``store`` (the replica's inner store) equal to what the upstream lets the site's
+    credential read within ``scopes``."""
+
+    def __init__(
+        self,
+        client: RemoteClient,
+        store: SecretStore,
+        scopes: Sequence[str],
+        bound: OfflineBound,
+        state: EdgeState,
+        *,
+        clock: Clock = system_clock,
+        idle_timeout: float = IDLE_TIMEOUT,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not scopes:
+            raise ConfigurationError("an edge needs at least one --scope")
+        self.client = client
+        self.store = store
+        self.scopes = tuple(scopes)
+        self.bound = bound
+        self.state = state
+        self.clock = clock
+        self.idle_timeout = idle_timeout
+        self._monotonic = monotonic
+        self.status = EdgeSyncState()
+        self.online = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._recorded = -1e18
+        self._lock = asyncio.Lock()  # one change to a name at a time
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._offline()
+
+    async def initial(self, names: list[str]) -> None:
+        """The first reconciliation, with the names :func:`probe_upstream` found."""
+        await self.reconcile(names)
+        self.bound.mark_online()
+        self.state.record_sync()
+        self.bound.mark_offline()  # online again only with the feed connected
+
+    # -- the feed -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = _RECONNECT_MIN
+        while True:
+            try:
+                await self._follow()
+                delay = _RECONNECT_MIN
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the link, the upstream or a refusal: retry, offline
+                code = exc.code if isinstance(exc, StrongroomError) else type(exc).__name__
+                log.info("upstream feed lost", error=code)
+            self._offline()
+            await asyncio.sleep(delay)
+            delay = min(_RECONNECT_MAX, delay * 2)
+
+    def _offline(self) -> None:
+        if self.online.is_set():
+            log.warning("edge offline: serving its replica within the bound")
+        self.online.clear()
+        self.bound.mark_offline()
+
+    async def _follow(self) -> None:
+        async with self.client.stream("/v1/events/feed") as response:
+            if response.status_code != 200:
+                await response.aread()
+                self.client.raise_for(response, "/v1/events/feed")
+            lines = self._heard(response.aiter_lines())
+            await self.reconcile()
+            self.bound.mark_online()
+            self.online.set()
+            self._record()
+            log.info("edge online", upstream=self.client.addr)
+            async for event_id, _kind, data in parse_sse(lines):
+                await self._apply_event(event_id, data)
+
+    async def _heard(self, lines: AsyncIterator[str]) -> AsyncIterator[str]:
+        """Lines of the stream; each one (keep-alives too) shows the upstream is there. Too
+        long a silence ends the stream: a cut link may never close the connection."""
+        iterator = aiter(lines)
+        while True:
+            try:
+                line = await asyncio.wait_for(anext(iterator), self.idle_timeout)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise ConnectionError("the upstream's change feed went silent") from None
+            if self.online.is_set():
+                self.bound.heard()
+                self._record()
+            yield line
+
+    def _record(self) -> None:
+        now = self._monotonic()
+        if now - self._recorded >= _RECORD_EVERY:
+            self._recorded = now
+            self.state.record_sync()
+
+    async def _apply_event(self, event_id: str | None, data: str) -> None:
+        doc = json.loads(data)
+        name, kind = doc.get("name"), str(doc.get("kind", ""))
+        if isinstance(name, str) and in_scope(name, self.scopes):
+            if kind in ("secret.deleted", "secret.purged"):
+                await self._drop(name)  # at once, before asking the upstream anything
+            elif kind == "secret.revoked":
+                await self._revoke(name)
+            await self.resync(name)
+            self.status.events_applied += 1
+            at = doc.get("at")
+            if isinstance(at, str):
+                with contextlib.suppress(ValueError):
+                    changed = datetime.fromisoformat(at)
+                    self.status.lag_seconds = max(0.0, (self.clock() - changed).total_seconds())
+        if event_id is not None:
+            self.status.last_event_id = event_id
+
+    # -- reconciliation -------------------------------------------------------------------
+
+    async def _central_names(self) -> list[str]:
+        listed = await self.client.request("GET", "/v1/secrets")
+        return [d["name"] for d in listed if in_scope(str(d.get("name", "")), self.scopes)]
+
+    async def _central_versions(self, name: str) -> list[VersionProperties] | None:
+        """The upstream's versions of ``name``, oldest first; None: gone or not ours."""
+        try:
+            docs = await self.client.request("GET", f"/v1/secrets/{segment(name)}/versions")
+        except (SecretNotFoundError, AccessError):
+            return None
+        return sorted((properties_from(d) for d in docs), key=lambda p: p.created_at)
+
+    async def reconcile(self, names: list[str] | None = None) -> None:
+        """Make the whole replica match the upstream: deletions and revocations first."""
+        if names is None:
+            names = await self._central_names()
+        wanted = {name_key(n) for n in names}
+        for held in await self.store.list_secrets():
+            if name_key(held.name) not in wanted:
+                await self._drop(held.name)
+        found: dict[str, list[VersionProperties] | None] = {}
+        for name in names:
+            versions = found[name] = await self._central_versions(name)
+            if versions is None:
+                await self._drop(name)
+            elif any(v.revoked_at is not None for v in versions):
+                await self._revoke(name)
+        for name, versions in found.items():
+            if versions is not None:
+                await self._converge(name, versions)
+        self.status.reconciliations += 1
+
+    async def resync(self, name: str) -> None:
+        """Make one name match the upstream."""
+        versions = await self._central_versions(name)
+        if versions is None:
+            await self._drop(name)
+            return
+        await self._converge(name, versions)
+
+    async def _local_versions(self, name: str) -> list[VersionProperties]:
+        try:
+            return sorted(await self.store.list_versions(name), key=lambda p: p.created_at)
+        except SecretNotFoundError:
+            return []
+
+    async def _converge(self, name: str, central: list[VersionProperties]) -> None:
+        async with self._lock:
+            if any(v.revoked_at is not None for v in central):
+                await self._revoke_locked(name)
+                return
+            local = await self._local_versions(name)
+            if any(v.revoked_at is not None for v in local):
+                local = []  # revoked here but no longer upstream: rebuild
+                await self._purge(name)
+            mine = [_signature(v) for v in local]
+            theirs = [_signature(v) for v in central]
+            if mine == theirs:
+                return
+            if mine and theirs[: len(mine)] == mine:
+                await self._write(name, central[len(mine) :], first=False)
+                return
+            if local:
+                await self._purge(name)
+            await self._write(name, central, first=True)
+
+    async def _write(self, name: str, versions: list[VersionProperties], *, first: bool) -> None:
+        for index, props in enumerate(versions):
+            value, enabled = b"", False
+            try:
+                path = f"/v1/secrets/{segment(name)}/versions/{segment(props.version)}"
+                bundle = bundle_from(await self.client.request("GET", path))
+                value, enabled = bundle.value.reveal_bytes(), props.enabled
+            except (SecretNotReadableError, AccessError, SecretNotFoundError):
+                pass  # kept as a disabled placeholder: refused here as it is upstream
+            new = NewVersion(
+                name=props.name, version=props.version, secret_type=props.secret_type,
+                content_type=props.content_type, tags=dict(props.tags),
+                created_at=props.created_at, expires_at=props.expires_at,
+                not_before=props.not_before, enabled=enabled,
+            )  # fmt: skip
+            mode = WriteMode.CREATE if first and index == 0 else WriteMode.UPDATE
+            await self.store.write_version(new, value, mode)
+
+    async def _drop(self, name: str) -> None:
+        async with self._lock:
+            await self._purge(name)
+
+    async def _purge(self, name: str) -> None:
+        with contextlib.suppress(SecretNotFoundError):
+            await self.store.purge(name, deleted_only=False)
+
+    async def _revoke(self, name: str) -> None:
+        async with self._lock:
+            await self._revoke_locked(name)
+
+    async def _revoke_locked(self, name: str) -> None:
+        with contextlib.suppress(SecretNotFoundError):
+            local = await self.store.list_versions(name)
+            if local and all(v.revoked_at is not None for v in local):
+                return
+            await self.store.revoke_all(name, self.clock())
