@@ -60,6 +60,10 @@ def test_login_then_secret_commands_then_logout(
     assert "deploy-bot" in logged.stdout
     stored = tmp_path / "laptop" / "config" / "strongroom" / "credentials"
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    status = cli("status", "--json").json()
+    assert (status["profile"], status["identity"], status["health"]) == (
+        "remote", "deploy-bot", "ok",
+    )  # fmt: skip
 
     cli("secret", "create", "fleet-db", "--value", f'{{"user":"fleet","password":"{PASSWORD}"}}',
         "--content-type", "application/json")  # fmt: skip

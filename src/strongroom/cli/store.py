@@ -144,9 +144,15 @@ def status(
     ] = False,
     json: JsonOpt = False,
 ) -> None:
-    """Profile, stores, key version, counts and health."""
+    """Profile, stores, key version, counts and health (remote profile: the server, the
+    token's identity and whether the server is ready)."""
     out = output(ctx, json=json)
     config = settings()
+    if config.remote:
+        from strongroom.cli.remote_status import remote_status  # noqa: PLC0415
+
+        remote_status(ctx, out, config, verify=verify)
+        return
 
     async def work(strongroom: Strongroom) -> dict[str, Any]:
         audit = SecretsAudit(strongroom)
