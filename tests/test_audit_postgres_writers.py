@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from helpers_settings import PG_URL
 from strongroom.core.audit import AuditAction, AuditEvent, AuditResult, ChainKey
+from strongroom.db import audit_postgres
 from strongroom.db.audit_postgres import PostgresAuditStore
 
 BATCHES, BATCH = 60, 8
@@ -61,4 +62,31 @@ async def test_interleaved_writers_all_succeed_on_one_unbroken_chain(pg_schema: 
             prev = event.chain_hash
     finally:
         for store in stores:
+            await store.close()
+
+
+async def test_after_losing_the_head_a_writer_chains_under_the_lock_for_a_while(
+    pg_schema: str,
+) -> None:
+    """While writers alternate, a batch goes straight to the locked path (the optimistic
+    statement would wait for the other's commit and fail); the chain stays unbroken."""
+    key = ChainKey(b"k" * 32)
+    first, second = (PostgresAuditStore(PG_URL, schema=pg_schema) for _ in range(2))
+    for store in (first, second):
+        await store.open()
+    try:
+        ids = await first.append([_event("a")], key)
+        ids += await second.append([_event("b")], key)  # second never saw the head: locked
+        ids += await first.append([_event("a")], key)  # first's head moved: tries, then locks
+        assert first._locked_batches == audit_postgres._LOCKED_AFTER_CONFLICT
+        ids += await first.append([_event("a")], key)
+        assert first._locked_batches == audit_postgres._LOCKED_AFTER_CONFLICT - 1
+        assert ids == [1, 2, 3, 4]
+        stored = [event async for chunk in second.scan(0, 4, 10) for event in chunk]
+        prev = stored[0].prev_hash
+        for event in stored:
+            assert key.link(prev, event.event, event.id) == event.chain_hash
+            prev = event.chain_hash
+    finally:
+        for store in (first, second):
             await store.close()
