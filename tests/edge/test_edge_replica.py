@@ -8,6 +8,8 @@ made while the edge cannot see them); the offline bound runs on a clock the test
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -123,6 +125,19 @@ async def put(central: Central, name: str, value: str, *, create: bool = False) 
         else:
             answer = await admin.put(f"/v1/secrets/{name}", json={"value": value})
         assert answer.status_code in (200, 201), answer.text
+
+
+async def edge_status(edge: Served) -> tuple[int, dict[str, Any]]:
+    """``strongroom edge status --json`` run as a process against the edge."""
+    assert edge.ca_path is not None
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "strongroom.cli", "edge", "status", "--addr", edge.base_url,
+        "--cacert", str(edge.ca_path), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, json.loads(out)
 
 
 async def edge_read(edge: Served, token: str, name: str) -> httpx.Response:
@@ -243,6 +258,23 @@ async def _refused(manager: SecretsManager, name: str, code: str) -> bool:
     return False
 
 
+async def says_why_it_refuses(edge: Served) -> None:
+    """Readiness, metrics and ``strongroom edge status`` report the bound as passed."""
+    async with edge.client() as probe:
+        ready = await probe.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["edge"] == "edge_offline_too_long"
+        assert ready.json()["edge"]["seconds_left"] == 0
+        assert "dc-" not in ready.text  # no names, scopes or upstream address
+    async with edge.admin() as admin:
+        metrics = (await admin.get("/metrics")).text
+        assert "strongroom_edge_online 0.0" in metrics
+        assert "strongroom_edge_seconds_left 0.0" in metrics
+    code, report = await edge_status(edge)
+    assert code == 1
+    assert report["edge"]["online"] is False
+
+
 async def test_cut_off_the_edge_serves_within_its_bound_then_fails_closed_and_heals(
     central: Central, tmp_path: Path
 ) -> None:
@@ -257,6 +289,8 @@ async def test_cut_off_the_edge_serves_within_its_bound_then_fails_closed_and_he
         await asyncio.wait_for(node.sync.online.wait(), 30)
         async with serve(node.wiring, tls_dir=tmp_path, api=node.app()) as edge:
             consumer = await edge.token_for("gateway-1", "read:dc-*")
+            code, report = await edge_status(edge)
+            assert (code, report["status"], report["edge"]["online"]) == (0, "ready", True)
             await central.stop()  # the uplink is cut
             await until(lambda: not node.sync.online.is_set(), "the edge to notice the cut")
             clock.now += MAX_OFFLINE - 1
@@ -269,6 +303,7 @@ async def test_cut_off_the_edge_serves_within_its_bound_then_fails_closed_and_he
             assert refused.status_code == 503
             assert refused.json()["error"]["code"] == "edge_offline_too_long"
             assert VALUE not in refused.text
+            await says_why_it_refuses(edge)
             async with edge.client(consumer) as client:  # the Key Vault path too
                 kv = await client.get("/secrets/dc-radio/", params={"api-version": "7.4"})
                 assert kv.status_code == 503

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from strongroom.cli.runtime import UsageError, settings
+from strongroom.cli.options import JsonOpt
+from strongroom.cli.runtime import UsageError, output, settings
+from strongroom.core.errors import ConfigurationError, StoreUnavailableError
 from strongroom.core.logging import configure_logging
 
 __all__ = ["app"]
@@ -88,3 +90,62 @@ async def _serve(
         await server.serve()
     finally:
         await node.close()
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    addr: Annotated[
+        str, typer.Option(help="the edge, as its consumers reach it")
+    ] = "http://127.0.0.1:8200",
+    cacert: Annotated[
+        Path | None, typer.Option(help="PEM bundle that verifies the edge's certificate")
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Upstream state, time offline, time left before the bound, replica lag (the edge's
+    /readyz, which needs no token); exits 1 when the edge refuses reads."""
+    out = output(ctx, json=json)
+    report = asyncio.run(_readiness(addr, cacert))
+    if out.json:
+        out.data(report)
+    else:
+        figures = report.get("edge") or {}
+        out.fields(
+            {
+                "status": str(report.get("status")),
+                "upstream": "online" if figures.get("online") else "offline",
+                "offline for": f"{figures.get('offline_seconds')} s",
+                "left before the bound": f"{figures.get('seconds_left')} s",
+                "replica lag": f"{figures.get('lag_seconds')} s",
+                "events applied": str(figures.get("events_applied")),
+            },
+            title=f"edge at {addr}",
+        )
+    if report.get("status") != "ready":
+        raise typer.Exit(1)
+
+
+async def _readiness(addr: str, cacert: Path | None) -> dict[str, Any]:
+    import httpx  # noqa: PLC0415 (only this command talks HTTP here)
+
+    from strongroom.client.transport import check_addr, tls_context  # noqa: PLC0415
+
+    base = check_addr(addr)
+    try:
+        async with httpx.AsyncClient(
+            base_url=base, verify=tls_context(cacert), timeout=10, trust_env=False
+        ) as client:
+            answer = await client.get("/readyz")
+    except httpx.HTTPError as exc:
+        raise StoreUnavailableError(
+            f"the edge at {base} cannot be reached ({type(exc).__name__})"
+        ) from None
+    body: Any = (
+        answer.json()
+        if answer.headers.get("content-type", "").startswith("application/json")
+        else {}
+    )
+    if not isinstance(body, dict) or "edge" not in body:
+        raise ConfigurationError(f"{base} is not a strongroom edge (its /readyz has no edge)")
+    return body

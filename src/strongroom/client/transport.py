@@ -31,7 +31,14 @@ from strongroom.core.errors import (
 )
 from strongroom.core.logging import get_logger
 
-__all__ = ["ON_BEHALF_OF_HEADER", "RemoteClient", "RemoteConfig", "check_addr", "segment"]
+__all__ = [
+    "ON_BEHALF_OF_HEADER",
+    "RemoteClient",
+    "RemoteConfig",
+    "check_addr",
+    "segment",
+    "tls_context",
+]
 
 log = get_logger("strongroom.client")
 
@@ -114,7 +121,7 @@ class RemoteConfig:
         )
 
 
-def _tls_context(cacert: Path | None) -> ssl.SSLContext:
+def tls_context(cacert: Path | None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(cacert) if cacert is not None else None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
@@ -144,7 +151,7 @@ class RemoteClient:
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
         self._http = httpx.AsyncClient(
             base_url=config.addr,
-            verify=_tls_context(config.cacert),
+            verify=tls_context(config.cacert),
             timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 5.0)),
             limits=httpx.Limits(max_keepalive_connections=32, max_connections=64),
             follow_redirects=False,

@@ -10,6 +10,7 @@ and fail-closed, as at the centre.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from strongroom.backends.replica import ReplicaStore
 from strongroom.backends.sqlite import SqliteStore
 from strongroom.client.transport import RemoteClient, RemoteConfig, check_addr
 from strongroom.core.config import Backend, Settings
-from strongroom.core.errors import ConfigurationError
+from strongroom.core.errors import ConfigurationError, EdgeOfflineTooLongError
 from strongroom.core.offline import OfflineBound
 from strongroom.edge.readonly import ReadOnly
 from strongroom.server.app import create_app
@@ -136,15 +137,39 @@ class EdgeNode:
         api = create_app(self.wiring, run_scheduler=False)
         api.add_middleware(ReadOnly)
         api.state.edge = self
+        api.state.readiness = self.readiness
+        api.state.refresh_metrics = self.publish_metrics
         return api
+
+    def readiness(self) -> tuple[str, str, dict[str, Any]]:
+        """The edge's check for ``/readyz`` (ok while it may serve) and its figures, without
+        the upstream's address or the scopes (the probe needs no token)."""
+        try:
+            self.bound.check()
+            result = "ok"
+        except EdgeOfflineTooLongError as exc:
+            result = exc.code
+        figures = self.status()
+        del figures["upstream"], figures["scopes"]
+        return "edge", result, figures
+
+    def publish_metrics(self) -> None:
+        """The status as gauges (``strongroom_edge_*`` at ``/metrics``)."""
+        figures = self.status()
+        metrics = self.wiring.metrics
+        metrics.set("edge_online", 1.0 if figures["online"] else 0.0)
+        for name in ("offline_seconds", "seconds_left", "lag_seconds", "events_applied"):
+            metrics.set(f"edge_{name}", float(figures[name]))
 
     def status(self) -> dict[str, Any]:
         """Upstream state, time offline and left before the bound, what the feed applied."""
+        offline = self.bound.offline_for()
         return {
             "upstream": self.client.addr,
             "scopes": list(self.sync.scopes),
             "online": self.sync.online.is_set(),
-            "offline_seconds": round(self.bound.offline_for(), 3),
+            # A replica that never synchronised: -1 (JSON has no infinity).
+            "offline_seconds": round(offline, 3) if math.isfinite(offline) else -1.0,
             "seconds_left": round(self.bound.remaining(), 3),
             "max_offline_seconds": self.bound.max_offline,
             "lag_seconds": round(self.sync.status.lag_seconds, 3),

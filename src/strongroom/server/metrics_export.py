@@ -32,6 +32,11 @@ HELP = {
     "audit_write_seconds": "Time to commit one audit batch",
     "audit_queue_depth": "Audit events waiting for the next batch",
     "notifications": "Notifications sent, by channel and result",
+    "edge_online": "1 while an edge follows its upstream's change feed, else 0",
+    "edge_offline_seconds": "Seconds an edge has been cut off from its upstream (0 online)",
+    "edge_seconds_left": "Seconds before a cut-off edge refuses reads (its offline bound)",
+    "edge_lag_seconds": "Seconds between an upstream change and the edge applying it (last)",
+    "edge_events_applied": "Change feed events an edge applied since it started",
 }
 
 

@@ -52,9 +52,16 @@ async def readyz(request: Request) -> Response:
         checks["audit"] = exc.code
     except TimeoutError:
         checks["audit"] = "timeout"
+    body: dict[str, Any] = {"checks": checks}
+    # An interface serving this app may add its own check and figures (an edge: its upstream).
+    extra = getattr(request.app.state, "readiness", None)
+    if extra is not None:
+        name, result, details = extra()
+        checks[name] = result
+        body[name] = details
     ready = all(v == "ok" for v in checks.values())
-    return json_response({"status": "ready" if ready else "unavailable", "checks": checks},
-                         200 if ready else 503)  # fmt: skip
+    body["status"] = "ready" if ready else "unavailable"
+    return json_response(body, 200 if ready else 503)
 
 
 @router.get(
@@ -66,6 +73,9 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     if PRINCIPAL_KEY in request.scope:
         await authorize(request, Action.AUDIT_READ, None)
+    refresh = getattr(request.app.state, "refresh_metrics", None)
+    if refresh is not None:
+        refresh()  # figures that move with time (an edge's time offline) are read now
     shared = getattr(request.app.state, "shared_metrics", None)
     metrics = shared.combined() if shared is not None else services(request).app.metrics
     return Response(render(metrics), media_type=CONTENT_TYPE_LATEST)
