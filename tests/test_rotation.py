@@ -242,6 +242,16 @@ async def test_rotate_secret_respects_another_schedulers_live_lease(
     assert len(await version_ids(manager, "leased")) == 2
 
 
+async def test_the_rotation_store_names_its_backend(
+    app: Strongroom, store_settings: Settings
+) -> None:
+    """Status and metrics report where rotation state lives (the memory profile keeps it in an
+    in-memory SQLite database, the Azure profile in SQLite or PostgreSQL)."""
+    expected = {"memory": "memory", "sqlite": "sqlite", "postgres": "postgres"}
+    if store_settings.backend.value in expected:
+        assert app.rotation_store.backend == expected[store_settings.backend.value]
+
+
 async def test_unregister_stops_rotation(
     manager: SecretsManager, rotation: SecretsRotation, clock: ManualClock
 ) -> None:
