@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -26,6 +27,7 @@ from strongroom.core.errors import (
     AuthenticationError,
     ConfigurationError,
     EdgeReadOnlyError,
+    StoreUnavailableError,
 )
 from strongroom.edge import EdgeNode
 from strongroom.services.revocation.emergency_revoke import EmergencyRevoke
@@ -350,3 +352,28 @@ async def test_refusals_at_start_change_nothing(central: Central, tmp_path: Path
             cacert=wrong_ca,
         )
     assert not home.exists()  # no replica, no key, nothing written
+
+
+async def test_a_damaged_replica_row_is_never_served_and_is_rebuilt_from_upstream(
+    central: Central, tmp_path: Path
+) -> None:
+    await put(central, "dd-key", VALUE, create=True)
+    node = await open_edge(central, tmp_path / "edge", await site_token(central, "dd"), ["dd-*"])
+    manager = SecretsManager(node.wiring)
+    try:
+        node.start()
+        await asyncio.wait_for(node.sync.online.wait(), 30)
+        with sqlite3.connect(tmp_path / "edge" / "strongroom.db") as db:
+            (sealed,) = db.execute(
+                "SELECT ciphertext FROM secret_versions WHERE name_key = 'dd-key'"
+            ).fetchone()
+            damaged = bytes([sealed[0] ^ 1]) + sealed[1:]
+            db.execute(
+                "UPDATE secret_versions SET ciphertext = ? WHERE name_key = 'dd-key'", (damaged,)
+            )
+        with pytest.raises(StoreUnavailableError, match="integrity check") as caught:
+            await manager.get_secret("dd-key")
+        assert VALUE not in str(caught.value)
+        await until(lambda: _reads(manager, "dd-key", VALUE), "the rebuilt copy")
+    finally:
+        await node.close()

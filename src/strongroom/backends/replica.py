@@ -1,5 +1,6 @@
 """An edge's replica: a local store that serves reads within the offline bound and refuses
-every write that does not come from the synchroniser.
+every write that does not come from the synchroniser. A row that fails decryption or its MAC is
+never served: the synchroniser is told to rebuild it from the upstream.
 
 Consumers reach the replica through the same manager and HTTP routes as any store, so the
 bound is enforced here, below every path that reads a value (the HTTP service's hot reads
@@ -8,10 +9,11 @@ included). The synchroniser writes to :attr:`ReplicaStore.inner` directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from strongroom.backends.base import KeyRotationResult, RewrapProgress, SecretStore, WriteMode
-from strongroom.core.errors import EdgeReadOnlyError
+from strongroom.core.errors import CryptoError, EdgeReadOnlyError, StoreUnavailableError
 from strongroom.core.models import (
     DeletedSecret,
     NewVersion,
@@ -37,6 +39,9 @@ class ReplicaStore:
         self.inner = inner
         self.bound = bound
         self.backend = inner.backend
+        #: Told the name of a secret whose stored row failed decryption or its MAC (the
+        #: synchroniser rebuilds it from the upstream).
+        self.on_corrupt: Callable[[str], None] | None = None
 
     def __repr__(self) -> str:
         return f"ReplicaStore({self.inner.backend})"
@@ -49,7 +54,16 @@ class ReplicaStore:
 
     async def get_version(self, name: str, version: str | None = None) -> SecretBundle:
         self.bound.check()
-        return await self.inner.get_version(name, version)
+        try:
+            return await self.inner.get_version(name, version)
+        except CryptoError:
+            # Never served: the authenticated encryption caught a damaged row.
+            if self.on_corrupt is not None:
+                self.on_corrupt(name)
+            raise StoreUnavailableError(
+                f"the edge's copy of {name!r} failed its integrity check; it is being rebuilt "
+                "from the upstream"
+            ) from None
 
     async def get_properties(self, name: str, version: str | None = None) -> VersionProperties:
         return await self.inner.get_properties(name, version)

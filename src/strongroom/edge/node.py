@@ -119,6 +119,7 @@ class EdgeNode:
             client, replica.inner, scopes, bound, state, idle_timeout=idle_timeout,
             monotonic=monotonic,
         )  # fmt: skip
+        replica.on_corrupt = sync.rebuild_later
         node = cls(wiring, replica, sync, client)
         if names is not None:
             try:

@@ -27,6 +27,7 @@ from strongroom.core.clock import Clock, system_clock
 from strongroom.core.errors import (
     AccessError,
     ConfigurationError,
+    CryptoError,
     SecretNotFoundError,
     SecretNotReadableError,
     StrongroomError,
@@ -122,6 +123,10 @@ class EdgeSync:
         self._task: asyncio.Task[None] | None = None
         self._recorded = -1e18
         self._lock = asyncio.Lock()  # one change to a name at a time
+        #: Names whose local rows failed their integrity check: rebuilt, never compared.
+        self._corrupt: set[str] = set()
+        self._rebuilds: set[asyncio.Task[None]] = set()
+        self._rebuilding: set[str] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -130,6 +135,8 @@ class EdgeSync:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        for task in list(self._rebuilds):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -221,6 +228,27 @@ class EdgeSync:
         if event_id is not None:
             self.status.last_event_id = event_id
 
+    def rebuild_later(self, name: str) -> None:
+        """A damaged local copy of ``name``: rebuild it from the upstream now (and at every
+        reconciliation until that succeeds)."""
+        key = name_key(name)
+        self._corrupt.add(key)
+        if key in self._rebuilding:
+            return
+        self._rebuilding.add(key)
+        log.warning("replica row failed its integrity check; rebuilding", secret=name)
+        task = asyncio.get_running_loop().create_task(self._rebuild(name))
+        self._rebuilds.add(task)
+        task.add_done_callback(self._rebuilds.discard)
+
+    async def _rebuild(self, name: str) -> None:
+        try:
+            await self.resync(name)
+        except StrongroomError as exc:  # upstream away: the next reconciliation retries
+            log.info("rebuild postponed", secret=name, error=exc.code)
+        finally:
+            self._rebuilding.discard(name_key(name))
+
     # -- reconciliation -------------------------------------------------------------------
 
     async def _central_names(self) -> list[str]:
@@ -274,7 +302,16 @@ class EdgeSync:
             if any(v.revoked_at is not None for v in central):
                 await self._revoke_locked(name)
                 return
-            local = await self._local_versions(name)
+            key = name_key(name)
+            try:
+                local = [] if key in self._corrupt else await self._local_versions(name)
+            except CryptoError:
+                self._corrupt.add(key)
+            if key in self._corrupt:
+                await self._purge(name)
+                await self._write(name, central, first=True)
+                self._corrupt.discard(key)
+                return
             if any(v.revoked_at is not None for v in local):
                 local = []  # revoked here but no longer upstream: rebuild
                 await self._purge(name)
