@@ -47,6 +47,7 @@ from bench.bench_azure import run_azure
 from bench.bench_cli import run_cli
 from bench.bench_console import run_console
 from bench.bench_crypto import run_crypto
+from bench.bench_edge import run_edge
 from bench.bench_http import CONNECTIONS, HttpRun, run_http
 from bench.bench_remote import run_remote
 from bench.bench_revocation import RevocationRun, run_revocation
@@ -72,13 +73,26 @@ AZURE = "azure"
 CONSOLE = "console"
 AUTH = "auth"
 REMOTE = "remote"
+EDGE = "edge"
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=(*BACKENDS, AUDIT, ROTATION, CLI, REVOCATION, HTTP, AZURE, CONSOLE, AUTH, REMOTE),
+        choices=(
+            *BACKENDS,
+            AUDIT,
+            ROTATION,
+            CLI,
+            REVOCATION,
+            HTTP,
+            AZURE,
+            CONSOLE,
+            AUTH,
+            REMOTE,
+            EDGE,
+        ),
         help="measure one store (crypto runs too), or only the audit, rotation, CLI, "
         "revocation or HTTP benchmarks",
     )
@@ -275,7 +289,7 @@ async def _run_all(
 ]:
     errors: list[str] = []
     rows: list[ResultRow] = []
-    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE):
+    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE, EDGE):
         rows = run_crypto(
             seconds=min(args.seconds, 2.0), warmup_seconds=args.warmup, rounds=args.rounds
         )
@@ -283,7 +297,7 @@ async def _run_all(
     stores: list[StoreRun] = []
     backends: Sequence[str] = (
         ()
-        if args.only in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE)
+        if args.only in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE, EDGE)
         else [args.only]
         if args.only
         else BACKENDS
@@ -343,9 +357,23 @@ async def _run_all(
     rows.extend(revocation.rows if revocation is not None else ())
     rows.extend(await _run_auth(args, errors))
     rows.extend(await _run_remote(args, errors))
+    rows.extend(await _run_edge(args, errors))
     http = await _run_http(args, errors)
     rows.extend(http.rows if http is not None else ())
     return rows, stores, audit, rotation, revocation, http, errors
+
+
+async def _run_edge(args: argparse.Namespace, errors: list[str]) -> list[ResultRow]:
+    """An edge following a real central server (unless another section was picked)."""
+    if args.only not in (None, EDGE):
+        return []
+    print("  measuring an edge replica ...", file=sys.stderr, flush=True)
+    try:
+        return await run_edge(quick=args.quick)
+    except Exception as exc:
+        traceback.print_exc()
+        errors.append(f"edge: {type(exc).__name__}: {exc}")
+        return []
 
 
 async def _run_remote(args: argparse.Namespace, errors: list[str]) -> list[ResultRow]:

@@ -28,8 +28,10 @@ from strongroom.core.errors import (
     AccessError,
     ConfigurationError,
     CryptoError,
+    PermissionDeniedError,
     SecretNotFoundError,
     SecretNotReadableError,
+    SecretRevokedError,
     StrongroomError,
 )
 from strongroom.core.logging import get_logger
@@ -313,8 +315,9 @@ class EdgeSync:
                 self._corrupt.discard(key)
                 return
             if any(v.revoked_at is not None for v in local):
-                local = []  # revoked here but no longer upstream: rebuild
-                await self._purge(name)
+                # A revocation is for ever; the upstream's listing may not show it yet (its
+                # audit event is written before the change it records).
+                return
             mine = [_signature(v) for v in local]
             theirs = [_signature(v) for v in central]
             if mine == theirs:
@@ -327,13 +330,19 @@ class EdgeSync:
             await self._write(name, central, first=True)
 
     async def _write(self, name: str, versions: list[VersionProperties], *, first: bool) -> None:
+        """Write versions in order. A value the upstream refuses for its state is a disabled
+        placeholder; any other failure (the link, a throttle, a version gone) raises, and the
+        next reconciliation finishes the job."""
+        revoked = False
         for index, props in enumerate(versions):
             value, enabled = b"", False
             try:
                 path = f"/v1/secrets/{segment(name)}/versions/{segment(props.version)}"
                 bundle = bundle_from(await self.client.request("GET", path))
                 value, enabled = bundle.value.reveal_bytes(), props.enabled
-            except (SecretNotReadableError, AccessError, SecretNotFoundError):
+            except SecretRevokedError:
+                revoked = True  # revoked since the listing: revoked here too, below
+            except (SecretNotReadableError, PermissionDeniedError):
                 pass  # kept as a disabled placeholder: refused here as it is upstream
             new = NewVersion(
                 name=props.name, version=props.version, secret_type=props.secret_type,
@@ -343,6 +352,8 @@ class EdgeSync:
             )  # fmt: skip
             mode = WriteMode.CREATE if first and index == 0 else WriteMode.UPDATE
             await self.store.write_version(new, value, mode)
+        if revoked:
+            await self._revoke_locked(name)
 
     async def _drop(self, name: str) -> None:
         async with self._lock:
