@@ -112,3 +112,18 @@ def make_cli(store: str, home: Path, schema: str | None = None) -> Cli:
         env["DATABASE_URL"] = PG_URL
         env["STRONGROOM_PG_SCHEMA"] = schema
     return Cli(env=env, home=home, store=store)
+
+
+def client_cli(served: Any, ca_path: Path, home: Path) -> Cli:
+    """A consumer's machine for ``served`` (a servedproc.ServeProcess): an empty home, the
+    address, the CA bundle; nothing else."""
+    home.mkdir(parents=True)
+    env = base_env(home)
+    env.update(
+        STRONGROOM_ADDR=served.base_url,
+        STRONGROOM_CACERT=str(ca_path),
+        XDG_CONFIG_HOME=str(home / "config"),
+    )
+    env.pop("STRONGROOM_TOKEN", None)
+    env.pop("STRONGROOM_CREDENTIALS", None)
+    return Cli(env=env, home=home, store="remote")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from clirun import Cli, base_env, make_cli
+from clirun import Cli, client_cli, make_cli
 from servedproc import ServeProcess, serving
 
 PASSWORD = "s3cr3t-fleet-pw"
@@ -33,20 +33,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Serv
     args = ("--tls-cert", str(cert_path), "--tls-key", str(key_path))
     with serving(host_cli.env, *args, scheme="https", verify=context) as served:
         yield host_cli, served, ca_path
-
-
-def client_cli(served: ServeProcess, ca_path: Path, home: Path) -> Cli:
-    """A consumer's machine: an empty home, the address, the CA bundle; nothing else."""
-    home.mkdir(parents=True)
-    env = base_env(home)
-    env.update(
-        STRONGROOM_ADDR=served.base_url,
-        STRONGROOM_CACERT=str(ca_path),
-        XDG_CONFIG_HOME=str(home / "config"),
-    )
-    env.pop("STRONGROOM_TOKEN", None)
-    env.pop("STRONGROOM_CREDENTIALS", None)
-    return Cli(env=env, home=home, store="remote")
 
 
 def test_login_then_secret_commands_then_logout(
