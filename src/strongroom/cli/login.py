@@ -106,19 +106,26 @@ def login(
     ] = False,
     method: Annotated[
         Method,
-        typer.Option(help="token: a token you hold; jwt: exchange a JWT (a workload's "
-                     "platform token); cert: exchange the TLS client certificate"),
+        typer.Option(
+            help="token: a token you hold; jwt: exchange a JWT (a workload's "
+            "platform token); cert: exchange the TLS client certificate"
+        ),
     ] = Method.TOKEN,
     jwt_file: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", help="--method jwt: the JWT's file (- for stdin), e.g. "
-                     "/var/run/secrets/kubernetes.io/serviceaccount/token"),
+        typer.Option(
+            metavar="FILE",
+            help="--method jwt: the JWT's file (- for stdin), e.g. "
+            "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        ),
     ] = None,
     role: Annotated[str | None, typer.Option(help="--method jwt: the role to log in as")] = None,
     issuer: Annotated[
         str | None,
-        typer.Option(metavar="NAME", help="--method jwt: the server's JWT method ([jwt.NAME]), "
-                     "when it has several"),
+        typer.Option(
+            metavar="NAME",
+            help="--method jwt: the server's JWT method ([jwt.NAME]), when it has several",
+        ),
     ] = None,
     cert: Annotated[
         Path | None, typer.Option(metavar="FILE", help="--method cert: client certificate (PEM)")
