@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from strongroom.client.errors import error_from_response
-from strongroom.client.transport import RemoteConfig, _tls_context
+from strongroom.client.transport import RemoteConfig, tls_context
 from strongroom.core.errors import ConfigurationError, StoreUnavailableError
 
 __all__ = ["exchange"]
@@ -26,7 +26,7 @@ async def exchange(
 ) -> dict[str, Any]:
     """POST ``body`` to ``path`` (over the client certificate, if given); the issued token's
     record (with ``token``)."""
-    context = _tls_context(config.cacert)
+    context = tls_context(config.cacert)
     if client_cert is not None:
         try:
             context.load_cert_chain(client_cert, client_key)
