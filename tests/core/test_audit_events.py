@@ -4,7 +4,11 @@ the chain's MAC covers."""
 from __future__ import annotations
 
 import enum
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
 
 from strongroom.core.audit import (
     AuditAction,
@@ -116,3 +120,34 @@ def test_the_chain_covers_times_to_the_microsecond_and_the_sequence_number() -> 
 
 def test_the_chain_key_never_shows() -> None:
     assert repr(ChainKey(b"k" * 32)) == "ChainKey(<hidden>)"
+
+
+@pytest.fixture
+def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone set to one far from UTC (restored afterwards)."""
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("far_from_utc")
+def test_times_are_kept_in_utc_whatever_the_local_time_zone() -> None:
+    assert time.localtime(WHEN.timestamp()).tm_gmtoff == 14 * 3600  # the zone is in effect
+    east = WHEN.astimezone(timezone(timedelta(hours=2)))
+    assert clean_details({"expires_at": east}) == {"expires_at": "2030-05-17T12:30:45.123456+00:00"}
+    row = {
+        "action": "READ",
+        "resource_name": "fleet-db",
+        "result": "SUCCESS",
+        "actor_id": "alice",
+        "actor_ip": None,
+        "actor_user_agent": None,
+        "error_message": None,
+        "error_code": None,
+        "duration_ms": None,
+    }
+    stored = AuditEvent.stored(row, {}, east)
+    assert stored.timestamp.tzinfo is UTC
+    assert stored.timestamp == WHEN
