@@ -96,7 +96,7 @@ def test_the_description_holds_up_to_4000_characters() -> None:
 def test_plain_addresses_are_kept() -> None:
     longest = "a" * 242 + "@example.org"
     assert len(longest) == 254
-    recipients = ["sec@example.org", longest]
+    recipients = ["sec@example.org", "Xavier.X@example.org", longest]
     assert request(notify_recipients=recipients).validated().notify_recipients == recipients
 
 
