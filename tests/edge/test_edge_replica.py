@@ -22,7 +22,13 @@ import trustme
 
 from helpers_remote import remote_settings
 from helpers_serve import Served, serve, server_settings
-from strongroom import RevocationRequest, SecretsAudit, SecretsManager, Strongroom
+from strongroom import (
+    RevocationRequest,
+    SecretRevokedError,
+    SecretsAudit,
+    SecretsManager,
+    Strongroom,
+)
 from strongroom.core.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -377,3 +383,35 @@ async def test_a_damaged_replica_row_is_never_served_and_is_rebuilt_from_upstrea
         await until(lambda: _reads(manager, "dd-key", VALUE), "the rebuilt copy")
     finally:
         await node.close()
+
+
+async def test_a_reconnecting_edge_applies_revocations_before_it_answers_reads(
+    central: Central, tmp_path: Path
+) -> None:
+    await put(central, "dg-key", VALUE, create=True)
+    await put(central, "dg-gone", "soon-deleted", create=True)
+    node = await open_edge(central, tmp_path / "edge", await site_token(central, "dg"), ["dg-*"])
+    manager = SecretsManager(node.wiring)
+    try:
+        node.start()
+        await asyncio.wait_for(node.sync.online.wait(), 30)
+        await central.stop()
+        await until(lambda: not node.sync.online.is_set(), "the edge to notice the cut")
+        assert await manager.get_secret("dg-key") == VALUE  # offline, within the bound
+        await EmergencyRevoke(central.app).request_revocation(
+            RevocationRequest("dg-key", "key_compromise", requested_by="secops", immediate=True)
+        )
+        await SecretsManager(central.app).delete_secret("dg-gone")
+        async with node.sync._lock:  # the reconnection's first change waits for this
+            await central.start()
+            await until(lambda: not node.replica.reads_open.is_set(), "the gate to close")
+            read = asyncio.create_task(manager.get_secret("dg-key"))
+            await until(lambda: node.replica.held == 1, "the read to wait at the gate")
+            assert not read.done()
+        with pytest.raises(SecretRevokedError):
+            await read
+        await asyncio.wait_for(node.sync.online.wait(), 30)
+    finally:
+        await node.close()
+        if central._stack is None:
+            await central.start()

@@ -9,6 +9,8 @@ included). The synchroniser writes to :attr:`ReplicaStore.inner` directly.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
@@ -23,7 +25,12 @@ from strongroom.core.models import (
 )
 from strongroom.core.offline import OfflineBound
 
-__all__ = ["ReplicaStore"]
+__all__ = ["HOLD_SECONDS", "ReplicaStore"]
+
+#: How long a read waits for a reconnecting edge's deletions and revocations to be applied;
+#: past it the read goes on under the offline bound (an upstream that answers that slowly is
+#: as good as away).
+HOLD_SECONDS = 10.0
 
 
 def _read_only() -> EdgeReadOnlyError:
@@ -35,9 +42,18 @@ def _read_only() -> EdgeReadOnlyError:
 class ReplicaStore:
     """Reads of values go through the offline bound; writes are refused."""
 
-    def __init__(self, inner: SecretStore, bound: OfflineBound) -> None:
+    def __init__(
+        self, inner: SecretStore, bound: OfflineBound, *, hold_seconds: float = HOLD_SECONDS
+    ) -> None:
         self.inner = inner
         self.bound = bound
+        #: Cleared by the synchroniser while it applies a reconnection's deletions and
+        #: revocations: reads wait for them (at most ``hold_seconds``).
+        self.reads_open = asyncio.Event()
+        self.reads_open.set()
+        self.hold_seconds = hold_seconds
+        #: Reads waiting at that gate now.
+        self.held = 0
         self.backend = inner.backend
         #: Told the name of a secret whose stored row failed decryption or its MAC (the
         #: synchroniser rebuilds it from the upstream).
@@ -53,6 +69,8 @@ class ReplicaStore:
         await self.inner.close()
 
     async def get_version(self, name: str, version: str | None = None) -> SecretBundle:
+        if not self.reads_open.is_set():
+            await self._hold()
         self.bound.check()
         try:
             return await self.inner.get_version(name, version)
@@ -64,6 +82,14 @@ class ReplicaStore:
                 f"the edge's copy of {name!r} failed its integrity check; it is being rebuilt "
                 "from the upstream"
             ) from None
+
+    async def _hold(self) -> None:
+        self.held += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.reads_open.wait(), self.hold_seconds)
+        finally:
+            self.held -= 1
 
     async def get_properties(self, name: str, version: str | None = None) -> VersionProperties:
         return await self.inner.get_properties(name, version)

@@ -120,6 +120,7 @@ class EdgeNode:
             monotonic=monotonic,
         )  # fmt: skip
         replica.on_corrupt = sync.rebuild_later
+        sync.reads_open = replica.reads_open
         node = cls(wiring, replica, sync, client)
         if names is not None:
             try:

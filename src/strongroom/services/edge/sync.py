@@ -129,6 +129,9 @@ class EdgeSync:
         self._corrupt: set[str] = set()
         self._rebuilds: set[asyncio.Task[None]] = set()
         self._rebuilding: set[str] = set()
+        #: The replica's read gate, closed while a reconnection's deletions and revocations
+        #: are applied (None: no gate).
+        self.reads_open: asyncio.Event | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -182,7 +185,13 @@ class EdgeSync:
                 await response.aread()
                 self.client.raise_for(response, "/v1/events/feed")
             lines = self._heard(response.aiter_lines())
-            await self.reconcile()
+            if self.reads_open is not None:
+                self.reads_open.clear()
+            try:
+                await self.reconcile()
+            finally:
+                if self.reads_open is not None:
+                    self.reads_open.set()
             self.bound.mark_online()
             self.online.set()
             self._record()
@@ -280,6 +289,8 @@ class EdgeSync:
                 await self._drop(name)
             elif any(v.revoked_at is not None for v in versions):
                 await self._revoke(name)
+        if self.reads_open is not None:
+            self.reads_open.set()  # deletions and revocations applied: reads may go on
         for name, versions in found.items():
             if versions is not None:
                 await self._converge(name, versions)
