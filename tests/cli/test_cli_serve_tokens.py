@@ -139,3 +139,17 @@ def test_shutdown_finishes_the_request_in_flight(cli: Cli) -> None:
         assert "service stopped" in served.log()
     # The secret written during shutdown is there.
     assert cli("secret", "get", "late-secret").stdout.strip() == "written during shutdown"
+
+
+def test_status_warns_about_tokens_that_never_expire(cli: Cli) -> None:
+    lasting = cli("token", "create", "bootstrap", "--policy", "admin").stdout.strip()
+    cli("token", "create", "ci-job", "--policy", "auditor", "--ttl-days", "1")
+    report = cli("status", "--json").json()
+    lasting_id = lasting.split("_")[1]
+    assert len(report["token_warnings"]) == 1
+    assert lasting_id in report["token_warnings"][0]
+    assert "bootstrap" in report["token_warnings"][0]
+    assert lasting.split("_", 2)[2] not in cli("status").stderr  # the id, never the token
+    assert "never expires" in cli("status").stderr
+    cli("token", "revoke", lasting_id)
+    assert cli("status", "--json").json()["token_warnings"] == []

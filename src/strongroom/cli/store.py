@@ -165,6 +165,7 @@ def status(
             "secrets": await strongroom.store.count(),
             "deleted_secrets": len(await strongroom.store.list_deleted()),
             "audit_events": await audit.count_events(),
+            "token_warnings": await _token_warnings(strongroom),
         }
         if verify:
             report["audit_chain"] = await audit.verify_integrity()
@@ -180,10 +181,20 @@ def status(
         out.data(report)
     else:
         _show_status(out, report)
-        for warning in report["custody_warnings"]:
+        for warning in [*report["custody_warnings"], *report["token_warnings"]]:
             out.warn(warning)
     if problems:
         raise typer.Exit(1)
+
+
+async def _token_warnings(strongroom: Strongroom) -> list[str]:
+    """Live tokens that never expire: fine for bootstrap, a standing risk anywhere else."""
+    return [
+        f"token {t.id} of {t.identity} never expires; prefer --ttl-days, a JWT or certificate "
+        "login, and revoke it once it is not needed"
+        for t in await strongroom.access.list_tokens()
+        if t.revoked_at is None and t.expires_at is None
+    ]
 
 
 def _health(report: dict[str, Any], config: Settings) -> list[str]:
