@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,6 +67,18 @@ async def _serve(
     from strongroom.edge import EdgeNode  # noqa: PLC0415
     from strongroom.server.protocol import uvicorn_options  # noqa: PLC0415
 
+    class EdgeServer(uvicorn.Server):
+        """Stops on SIGINT/SIGTERM as uvicorn does, then returns instead of raising the signal
+        again, so the edge closes its replica and audit trail before it exits."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+
     config = settings()
     node = await EdgeNode.open(config, upstream=upstream, scopes=scopes, cacert=cacert)
     try:
@@ -75,7 +89,7 @@ async def _serve(
             f"Site tokens: STRONGROOM_HOME={node.wiring.settings.home} strongroom token create "
             "NAME --policy POLICY\n"
         )
-        server = uvicorn.Server(
+        server = EdgeServer(
             uvicorn.Config(
                 node.app(),
                 host=host,
