@@ -128,6 +128,9 @@ async def test_reveal_needs_read_and_is_audited_never_cached(site: Served) -> No
     assert [(e["actor_id"], e["result"]) for e in reads] == [
         ("alice", "SUCCESS"), ("carol", "FAILURE")]  # fmt: skip
     assert reads[1]["details"]["denied_action"] == "read"
+    auth = reads[0]["details"]["auth"]  # how the reader authenticated, never the token
+    assert (auth["method"], auth["via"]) == ("token", "console")
+    assert len(auth["accessor"]) == 16
 
 
 async def test_security_headers(site: Served) -> None:

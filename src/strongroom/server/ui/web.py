@@ -171,7 +171,8 @@ def page(
                 return render(request, "error.html", status=403, ui=ui, code="csrf",
                               message="This form expired or came from another site; reload "
                               "the page and try again.")  # fmt: skip
-        with acting_as(session.principal.identity, ip=ip, user_agent=user_agent):
+        auth = {**session.principal.auth, "via": "console"}  # the token the session came from
+        with acting_as(session.principal.identity, ip=ip, user_agent=user_agent, auth=auth):
             try:
                 return await handler(request, *args, **kwargs)
             except StrongroomError as exc:
