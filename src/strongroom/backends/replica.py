@@ -23,7 +23,7 @@ from strongroom.core.models import (
     SecretBundle,
     VersionProperties,
 )
-from strongroom.core.offline import OfflineBound
+from strongroom.core.offline import OfflineBound, OfflineLimits
 
 __all__ = ["HOLD_SECONDS", "ReplicaStore"]
 
@@ -43,10 +43,16 @@ class ReplicaStore:
     """Reads of values go through the offline bound; writes are refused."""
 
     def __init__(
-        self, inner: SecretStore, bound: OfflineBound, *, hold_seconds: float = HOLD_SECONDS
+        self,
+        inner: SecretStore,
+        bound: OfflineBound,
+        *,
+        limits: OfflineLimits | None = None,
+        hold_seconds: float = HOLD_SECONDS,
     ) -> None:
         self.inner = inner
         self.bound = bound
+        self.limits = limits or OfflineLimits()
         #: Cleared by the synchroniser while it applies a reconnection's deletions and
         #: revocations: reads wait for them (at most ``hold_seconds``).
         self.reads_open = asyncio.Event()
@@ -73,7 +79,7 @@ class ReplicaStore:
             await self._hold()
         self.bound.check()
         try:
-            return await self.inner.get_version(name, version)
+            bundle = await self.inner.get_version(name, version)
         except CryptoError:
             # Never served: the authenticated encryption caught a damaged row.
             if self.on_corrupt is not None:
@@ -82,6 +88,11 @@ class ReplicaStore:
                 f"the edge's copy of {name!r} failed its integrity check; it is being rebuilt "
                 "from the upstream"
             ) from None
+        if not self.bound.online:
+            limit, source = self.limits.for_version(bundle.properties)
+            if limit is not None:
+                self.bound.check(limit, source=source)
+        return bundle
 
     async def _hold(self) -> None:
         self.held += 1

@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     edge_max_offline_seconds: float = Field(
         default=86400.0, gt=0, le=90 * 86400, alias="STRONGROOM_EDGE_MAX_OFFLINE"
     )
+    edge_max_offline_by_type: str | None = Field(
+        default=None, alias="STRONGROOM_EDGE_MAX_OFFLINE_BY_TYPE"
+    )
     edge_token: SecretStr | None = Field(default=None, alias="STRONGROOM_EDGE_TOKEN")
     edge_cacert: Path | None = Field(default=None, alias="STRONGROOM_EDGE_CACERT")
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from strongroom.core.errors import EdgeOfflineTooLongError
+from strongroom.core.errors import ConfigurationError, EdgeOfflineTooLongError
+from strongroom.core.models import SecretType, VersionProperties
 
-__all__ = ["OfflineBound"]
+__all__ = ["EDGE_BOUND_TAG", "OfflineBound", "OfflineLimits"]
+
+#: A tag set on a secret at the centre: its own, shorter offline bound at edges (seconds).
+EDGE_BOUND_TAG = "strongroom-edge-max-offline"
 
 
 class OfflineBound:
@@ -66,10 +70,16 @@ class OfflineBound:
         """Seconds left before reads are refused (0 once they are)."""
         return max(0.0, self.max_offline - self.offline_for())
 
-    def check(self) -> None:
-        """Raise unless the replica may serve a value now."""
+    def check(
+        self, limit: float | None = None, *, source: str = "STRONGROOM_EDGE_MAX_OFFLINE"
+    ) -> None:
+        """Raise unless the replica may serve a value now; ``limit`` is a shorter bound for
+        one secret (its type's or its own), named by ``source`` in the refusal."""
         offline = self.offline_for()
-        if offline <= self.max_offline:
+        bound = self.max_offline if limit is None else min(limit, self.max_offline)
+        if limit is None or limit >= self.max_offline:
+            source = "STRONGROOM_EDGE_MAX_OFFLINE"
+        if offline <= bound:
             return
         if math.isinf(offline):
             raise EdgeOfflineTooLongError(
@@ -78,6 +88,54 @@ class OfflineBound:
             )
         raise EdgeOfflineTooLongError(
             f"this edge has been cut off from its upstream for {offline:.0f} s, past its bound "
-            f"of {self.max_offline:.0f} s (STRONGROOM_EDGE_MAX_OFFLINE): refused until it "
-            "reconnects"
+            f"of {bound:.0f} s ({source}): refused until it reconnects"
         )
+
+
+class OfflineLimits:
+    """Shorter offline bounds per secret type (``STRONGROOM_EDGE_MAX_OFFLINE_BY_TYPE``, such
+    as ``database_credential=3600,api_key=7200``) and per secret (the tag
+    :data:`EDGE_BOUND_TAG`, in seconds, set at the centre). A tag that is not a positive number
+    counts as 0: that secret is never served offline (fail-closed)."""
+
+    def __init__(self, by_type: Mapping[str, float] | None = None) -> None:
+        self.by_type = dict(by_type or {})
+
+    @classmethod
+    def parse(cls, text: str | None) -> OfflineLimits:
+        """``type=seconds,...``; a bad entry is a configuration error (fail at start)."""
+        by_type: dict[str, float] = {}
+        known = {t.value for t in SecretType}
+        for part in (text or "").split(","):
+            if not part.strip():
+                continue
+            kind, _, seconds = part.partition("=")
+            kind = kind.strip()
+            try:
+                value = float(seconds)
+            except ValueError:
+                value = -1.0
+            if kind not in known or not value > 0 or math.isinf(value):
+                raise ConfigurationError(
+                    "STRONGROOM_EDGE_MAX_OFFLINE_BY_TYPE must look like "
+                    f"database_credential=3600,api_key=7200 (types: {', '.join(sorted(known))})"
+                )
+            by_type[kind] = value
+        return cls(by_type)
+
+    def for_version(self, props: VersionProperties) -> tuple[float | None, str]:
+        """The shortest bound that applies to this version, and where it comes from."""
+        found: tuple[float | None, str] = (None, "")
+        typed = self.by_type.get(props.secret_type.value)
+        if typed is not None:
+            found = (typed, f"STRONGROOM_EDGE_MAX_OFFLINE_BY_TYPE for {props.secret_type.value}")
+        tagged = props.tags.get(EDGE_BOUND_TAG)
+        if tagged is not None:
+            try:
+                own = float(tagged)
+            except ValueError:
+                own = 0.0
+            own = own if own > 0 and not math.isnan(own) else 0.0
+            if found[0] is None or own < found[0]:
+                found = (own, f"the secret's {EDGE_BOUND_TAG} tag")
+        return found

@@ -22,7 +22,7 @@ from strongroom.backends.sqlite import SqliteStore
 from strongroom.client.transport import RemoteClient, RemoteConfig, check_addr
 from strongroom.core.config import Backend, Settings
 from strongroom.core.errors import ConfigurationError, EdgeOfflineTooLongError
-from strongroom.core.offline import OfflineBound
+from strongroom.core.offline import OfflineBound, OfflineLimits
 from strongroom.edge.readonly import ReadOnly
 from strongroom.server.app import create_app
 from strongroom.server.fastpath import StrongroomAPI
@@ -86,6 +86,7 @@ class EdgeNode:
             raise ConfigurationError(
                 "the edge needs the site's credential for its upstream: set STRONGROOM_EDGE_TOKEN"
             )
+        limits = OfflineLimits.parse(settings.edge_max_offline_by_type)  # before any I/O
         cacert = cacert or settings.edge_cacert
         if cacert is not None and not cacert.is_file():
             raise ConfigurationError(f"the upstream CA bundle {cacert} is not a file")
@@ -110,7 +111,7 @@ class EdgeNode:
                 monotonic=monotonic,
             )
             master = resolve_master_key(local)
-            replica = ReplicaStore(SqliteStore(local.sqlite_path, master), bound)
+            replica = ReplicaStore(SqliteStore(local.sqlite_path, master), bound, limits=limits)
             wiring = await Strongroom.open(local, store=replica, master=master)
         except BaseException:
             await client.close()
