@@ -39,11 +39,11 @@ from strongroom.core.policy import (
     builtin_policies,
     revocation_grant,
     validate_identity,
-    validate_policy_name,
 )
 from strongroom.core.validation import validate_text
 from strongroom.db.access_store import AccessStore, TokenRecord
 from strongroom.services.access.invalidation import AccessInvalidation
+from strongroom.services.access.policies import PolicyAdministration
 
 if TYPE_CHECKING:
     from strongroom.services.wiring import Strongroom
@@ -108,7 +108,7 @@ def _digest(key: bytes, secret: str) -> bytes:
     return mac.finalize()
 
 
-class AccessControl:
+class AccessControl(PolicyAdministration):
     """Tokens, policies and bindings over an :class:`AccessStore`; every change is audited."""
 
     def __init__(
@@ -332,87 +332,6 @@ class AccessControl:
             await self.store.renew_token(token_id, expires)
         self.invalidate()  # a later expiry: other caches refill when theirs ends
         return await self.get_token(token_id)
-
-    # -- policies -------------------------------------------------------------------------
-
-    async def put_policy(self, policy: Policy) -> Policy:
-        if policy.name in self._builtin:
-            raise ValidationError(f"policy {policy.name!r} is built in and cannot be changed")
-        grants = [g.to_dict() for g in policy.grants]
-        async with self._app.audit.operation(
-            AuditAction.ACCESS_CHANGE, None, operation="policy.put", policy=policy.name
-        ):
-            await self.store.put_policy(
-                policy.name, policy.description, grants, current_actor().id, self._app.clock()
-            )
-        await self._changed()
-        return policy
-
-    async def get_policy(self, name: str) -> Policy:
-        validate_policy_name(name)
-        if name in self._builtin:
-            return self._builtin[name]
-        record = await self.store.get_policy(name)
-        if record is None:
-            raise AccessObjectNotFoundError(f"no policy named {name!r}")
-        return Policy.build(record.name, record.grants, record.description)
-
-    async def list_policies(self) -> list[Policy]:
-        stored = [
-            Policy.build(r.name, r.grants, r.description) for r in await self.store.list_policies()
-        ]
-        return sorted([*self._builtin.values(), *stored], key=lambda p: p.name)
-
-    async def delete_policy(self, name: str) -> None:
-        validate_policy_name(name)
-        if name in self._builtin:
-            raise ValidationError(f"policy {name!r} is built in and cannot be deleted")
-        async with self._app.audit.operation(
-            AuditAction.ACCESS_CHANGE, None, operation="policy.delete", policy=name
-        ):
-            if not await self.store.delete_policy(name):
-                raise AccessObjectNotFoundError(f"no policy named {name!r}")
-        await self._changed()
-
-    async def _require_policy(self, name: str) -> None:
-        await self.get_policy(name)
-
-    async def attach(self, identity: str, policy: str) -> list[str]:
-        validate_identity(identity)
-        await self._require_policy(policy)
-        async with self._app.audit.operation(
-            AuditAction.ACCESS_CHANGE, None, operation="policy.attach", identity=identity,
-            policy=policy,
-        ):  # fmt: skip
-            await self.store.attach(identity, policy)
-        await self._changed()
-        return await self.store.policies_of(identity)
-
-    async def detach(self, identity: str, policy: str) -> list[str]:
-        validate_identity(identity)
-        validate_policy_name(policy)
-        async with self._app.audit.operation(
-            AuditAction.ACCESS_CHANGE, None, operation="policy.detach", identity=identity,
-            policy=policy,
-        ):  # fmt: skip
-            if not await self.store.detach(identity, policy):
-                raise AccessObjectNotFoundError(
-                    f"identity {identity!r} does not hold policy {policy!r}"
-                )
-        await self._changed()
-        return await self.store.policies_of(identity)
-
-    async def identities(self) -> list[dict[str, Any]]:
-        """Every identity that holds a policy or a token, with its policies and live tokens."""
-        found: dict[str, dict[str, Any]] = {}
-        for identity, policy in await self.store.bindings():
-            found.setdefault(identity, {"policies": [], "tokens": 0})["policies"].append(policy)
-        now = self._app.clock()
-        for token in await self.store.list_tokens():
-            entry = found.setdefault(token.identity, {"policies": [], "tokens": 0})
-            live = token.revoked_at is None and (token.expires_at is None or token.expires_at > now)
-            entry["tokens"] += int(live)
-        return [{"identity": k, **v} for k, v in sorted(found.items())]
 
     # -- authorization --------------------------------------------------------------------
 
