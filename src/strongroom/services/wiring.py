@@ -7,51 +7,36 @@ built with no arguments share the process default, so what one records another s
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 import structlog
 
 from strongroom.backends.base import SecretStore
-from strongroom.backends.memory import MemoryStore
 from strongroom.core.audit import ChainKey
 from strongroom.core.authconfig import AuthConfig, load_auth_config
 from strongroom.core.checkpoint import CheckpointSigner
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.config import Backend, Settings
 from strongroom.core.crypto import MasterKey
-from strongroom.core.errors import ConfigurationError, SealedError
-from strongroom.core.integrity import RowMac
-from strongroom.core.keyfile import create_key_file, read_key_file
 from strongroom.core.keys import Purpose
 from strongroom.core.logging import configure_logging, get_logger
 from strongroom.core.metrics import Metrics
-from strongroom.db.access_store import AccessStore, PostgresAccessStore, SqliteAccessStore
-from strongroom.db.audit_sqlite import SqliteAuditStore
-from strongroom.db.audit_store import AuditStore
-from strongroom.db.revocation_store import (
-    PostgresRevocationStore,
-    RevocationStore,
-    SqliteRevocationStore,
-)
-from strongroom.db.rotation_store import PostgresRotationStore, RotationStore, SqliteRotationStore
-from strongroom.db.session_store import (
-    PostgresSessionStore,
-    SessionStore,
-    SqliteSessionStore,
-)
-from strongroom.db.sqlite_db import SqliteDatabase
-from strongroom.db.subscription_store import (
-    PostgresSubscriptionStore,
-    SqliteSubscriptionStore,
-    SubscriptionStore,
-)
 from strongroom.services.access.control import AccessControl
 from strongroom.services.access.invalidation import AccessInvalidation
 from strongroom.services.audit.alerts import ThreatAlerts
 from strongroom.services.audit.checkpoints import Checkpointer, DirectorySink
 from strongroom.services.audit.log import AuditLog
 from strongroom.services.audit.threats import ThreatRules
+from strongroom.services.building import (
+    StateStores,
+    build_access_invalidation,
+    build_cache,
+    build_state_stores,
+    build_store,
+    load_master_key,
+    resolve_master_key,
+    threat_rules_from,
+)
 from strongroom.services.events.bus import EventBus
 from strongroom.services.integrity import IntegrityAlarm
 from strongroom.services.notify import Dispatcher, UrlPolicy, build_dispatcher
@@ -60,176 +45,16 @@ if TYPE_CHECKING:
     from strongroom.services.access.cert_auth import CertAuth
     from strongroom.services.access.jwt_login import JwtLogin
 
-__all__ = ["Strongroom", "default_app", "load_master_key", "reset_default_app"]
+__all__ = [
+    "Strongroom",
+    "build_store",
+    "default_app",
+    "load_master_key",
+    "reset_default_app",
+    "resolve_master_key",
+]
 
 log = get_logger("strongroom.app")
-
-
-def load_master_key(settings: Settings) -> MasterKey:
-    """The master key: ``STRONGROOM_MASTER_KEY``, else the key file; the embedded profile makes
-    its key file (mode 0600) on first use, when there is no database file yet."""
-    if settings.master_key is not None:
-        return MasterKey.from_base64(settings.master_key.get_secret_value())
-    if settings.master_key_file is not None:
-        return read_key_file(settings.master_key_file)
-    path = settings.default_key_file
-    if path.exists():
-        return read_key_file(path)
-    embedded = settings.backend is Backend.SQLITE or (
-        settings.backend is Backend.AZURE and not settings.state_in_postgres
-    )
-    if embedded and not settings.sqlite_path.exists():
-        key = create_key_file(path)
-        log.info("master key file created", path=str(path))
-        return key
-    if embedded and path.exists():
-        # Another process made the key, then the database, between the two checks above (the
-        # key file always comes first): use its key.
-        return read_key_file(path)
-    if embedded:
-        # A new key could never open the existing file: say what is missing instead of
-        # leaving a stray key file behind and reporting a wrong key.
-        raise ConfigurationError(
-            f"{settings.sqlite_path} exists but its master key file {path} does not; restore "
-            "it, or set STRONGROOM_MASTER_KEY or STRONGROOM_MASTER_KEY_FILE"
-        )
-    raise ConfigurationError(
-        f"the {settings.backend.value} profile needs STRONGROOM_MASTER_KEY or "
-        "STRONGROOM_MASTER_KEY_FILE (every replica must use the same key)"
-    )
-
-
-def resolve_master_key(settings: Settings) -> MasterKey:
-    """The configured master key; the memory profile makes a throwaway one if none is set.
-    Under a quorum's custody there is none to read: the service unseals itself instead."""
-    if settings.seal == "shamir":
-        raise SealedError(
-            "the master key is held by a quorum of key holders (STRONGROOM_SEAL=shamir): "
-            "start the service and unseal it with `strongroom operator unseal`"
-        )
-    if settings.backend is Backend.MEMORY and (
-        settings.master_key is None and settings.master_key_file is None
-    ):
-        return MasterKey.generate()[0]
-    return load_master_key(settings)
-
-
-def build_store(settings: Settings, master: MasterKey, integrity: RowMac) -> SecretStore:
-    backend = settings.backend
-    if backend is Backend.MEMORY:
-        return MemoryStore(master)
-    if backend is Backend.SQLITE:
-        from strongroom.backends.sqlite import SqliteStore  # noqa: PLC0415 (loaded on use)
-
-        return SqliteStore(settings.sqlite_path, master, integrity=integrity)
-    if backend is Backend.POSTGRES:
-        # Imported on use: asyncpg costs start-up time to every process that never needs it.
-        from strongroom.backends.postgres import PostgresStore  # noqa: PLC0415
-
-        return PostgresStore(
-            settings.postgres_dsn(),
-            master,
-            schema=settings.pg_schema,
-            min_size=settings.pg_pool_min,
-            max_size=max(settings.pg_pool_min, settings.pg_pool_max),
-            integrity=integrity,
-        )
-    from strongroom.backends.azure import AzureKeyVaultStore  # noqa: PLC0415 (loaded on use)
-
-    return AzureKeyVaultStore.from_settings(settings)
-
-
-def build_cache(settings: Settings, store: SecretStore, metrics: Metrics) -> SecretStore:
-    """A remote store behind the read-through cache; its generation counters live with the
-    rest of the state (PostgreSQL or the SQLite file), so every process sees every change."""
-    from strongroom.backends.cache import CachedStore  # noqa: PLC0415
-    from strongroom.db.cache_invalidation import (  # noqa: PLC0415
-        CacheGenerations,
-        PostgresCacheGenerations,
-        SqliteCacheGenerations,
-    )
-
-    generations: CacheGenerations
-    if settings.state_in_postgres:
-        generations = PostgresCacheGenerations(settings.audit_dsn(), schema=settings.pg_schema)
-    else:
-        generations = SqliteCacheGenerations(SqliteDatabase(settings.sqlite_path))
-    return CachedStore(
-        store,
-        ttl_seconds=settings.cache_ttl_seconds,
-        max_entries=settings.cache_max_entries,
-        stale_seconds=settings.cache_stale_seconds,
-        generations=generations,
-        metrics=metrics,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class StateStores:
-    """Where audit, rotation, revocation and subscription state live."""
-
-    audit: AuditStore
-    rotation: RotationStore
-    revocation: RevocationStore
-    subscriptions: SubscriptionStore
-    access: AccessStore
-    sessions: SessionStore
-
-
-def build_state_stores(settings: Settings, integrity: RowMac) -> StateStores:
-    """State lives beside the secrets: the same SQLite file or PostgreSQL database (or the one
-    named by STRONGROOM_AUDIT_DATABASE_URL); the memory profile keeps it in an in-process
-    SQLite database."""
-    if settings.state_in_postgres:
-        from strongroom.db.audit_postgres import PostgresAuditStore  # noqa: PLC0415
-
-        dsn, schema = settings.audit_dsn(), settings.pg_schema
-        return StateStores(
-            PostgresAuditStore(dsn, schema=schema),
-            PostgresRotationStore(dsn, schema=schema),
-            PostgresRevocationStore(dsn, schema=schema),
-            PostgresSubscriptionStore(dsn, schema=schema),
-            PostgresAccessStore(dsn, schema=schema, mac=integrity),
-            PostgresSessionStore(dsn, schema=schema, mac=integrity),
-        )
-    db = SqliteDatabase(None if settings.backend is Backend.MEMORY else settings.sqlite_path)
-    return StateStores(
-        SqliteAuditStore(db, sync=settings.audit_fsync),
-        SqliteRotationStore(db),
-        SqliteRevocationStore(db),
-        SqliteSubscriptionStore(db),
-        SqliteAccessStore(db, integrity),
-        SqliteSessionStore(db, integrity),
-    )
-
-
-def build_access_invalidation(settings: Settings) -> AccessInvalidation:
-    """Access changes reach every process through the state database's generation counters
-    (and PostgreSQL's LISTEN/NOTIFY); the memory profile is one process and needs neither."""
-    from strongroom.db.cache_invalidation import (  # noqa: PLC0415
-        PostgresCacheGenerations,
-        SqliteCacheGenerations,
-    )
-
-    if settings.state_in_postgres:
-        return AccessInvalidation(
-            PostgresCacheGenerations(settings.audit_dsn(), schema=settings.pg_schema, pool_max=1)
-        )
-    if settings.backend is Backend.MEMORY:
-        return AccessInvalidation()
-    return AccessInvalidation(SqliteCacheGenerations(SqliteDatabase(settings.sqlite_path)))
-
-
-def threat_rules_from(settings: Settings) -> ThreatRules:
-    """Threat rules from settings: business hours as "7-19" (off when unset: 24/7 dispatch)."""
-    hours = None
-    if settings.business_hours:
-        try:
-            start, end = (int(part) for part in settings.business_hours.split("-", 1))
-        except ValueError:
-            raise ConfigurationError("STRONGROOM_BUSINESS_HOURS must look like 7-19") from None
-        hours = (start, end)
-    return ThreatRules(business_hours=hours, business_timezone=settings.business_timezone)
 
 
 class Strongroom:
