@@ -10,10 +10,7 @@ from typing import Any
 from strongroom.backends.base import RewrapProgress, WriteMode, name_key
 from strongroom.core.actor import current_actor
 from strongroom.core.audit import AuditAction
-from strongroom.core.backup import open_backup, seal_backup
 from strongroom.core.errors import (
-    SecretNotReadableError,
-    SecretRevokedError,
     ValidationError,
 )
 from strongroom.core.logging import get_logger
@@ -36,28 +33,15 @@ from strongroom.core.validation import (
     validate_name,
     validate_secret_type,
     validate_tags,
-    validate_version,
 )
 from strongroom.services.facade import StrongroomFacade
+from strongroom.services.secrets import backups
 from strongroom.services.secrets.lookup import check_readable, resolve_version, unless_live
 from strongroom.services.wiring import Strongroom
 
 __all__ = ["SecretsManager", "check_readable"]
 
 log = get_logger("strongroom.manager")
-
-
-async def _refuse_revoked(app: Strongroom, name: str, versions: list[dict[str, Any]]) -> None:
-    """A backup taken before a revocation holds revoked values: refuse to restore any version
-    that existed when the secret was revoked (the tombstones outlive a purge)."""
-    for revocation_id, revoked_at in await app.revocation_store.tombstones(name_key(name)):
-        for item in versions:
-            if datetime.fromisoformat(item["created_at"]) <= revoked_at:
-                raise SecretRevokedError(
-                    f"secret {name!r} version {item['version']!r} was revoked by revocation "
-                    f"request {revocation_id} at {revoked_at.isoformat()}; a revoked value is "
-                    "never restored"
-                )
 
 
 def _new_version_id() -> str:
@@ -274,57 +258,11 @@ class SecretsManager(StrongroomFacade):
     async def backup_secret(self, name: str) -> str:
         """A sealed blob of every version of ``name`` that was not revoked (values included),
         restorable with :meth:`restore_secret_backup` into a strongroom with the same master key."""
-        app = await self._ready()
-        async with app.audit.operation(AuditAction.READ, name, operation="backup") as op:
-            validate_name(name)
-            versions = []
-            for props in reversed(await app.store.list_versions(name)):  # oldest first
-                if props.revoked_at is not None:
-                    continue
-                bundle = await app.store.get_version(props.name, props.version)
-                versions.append({
-                    "version": props.version, "secret_type": props.secret_type.value,
-                    "content_type": props.content_type, "tags": dict(props.tags),
-                    "enabled": props.enabled, "created_at": props.created_at.isoformat(),
-                    "expires_at": _iso(props.expires_at), "not_before": _iso(props.not_before),
-                    "value": bundle.value.reveal_bytes().decode("utf-8"),
-                })  # fmt: skip
-            if not versions:
-                raise SecretNotReadableError(f"secret {name!r} has no version left to back up")
-            op.details["count"] = len(versions)
-            document = {"format": 1, "name": props.name, "versions": versions}
-            return seal_backup(app.backup_key, document)
+        return await backups.backup_secret(await self._ready(), name)
 
     async def restore_secret_backup(self, blob: str) -> dict[str, Any]:
         """Recreate a backed-up secret with its versions (the name must be free)."""
-        app = await self._ready()
-        document = open_backup(app.backup_key, blob)
-        name = str(document.get("name"))
-        async with app.audit.operation(AuditAction.CREATE, name, operation="restore") as op:
-            validate_name(name)
-            versions = document.get("versions") or []
-            await _refuse_revoked(app, name, versions)
-            await app.store.purge_expired(app.clock())
-            props = None
-            for index, item in enumerate(versions):
-                new = NewVersion(
-                    name=name,
-                    version=validate_version(item["version"]),
-                    secret_type=validate_secret_type(item["secret_type"]),
-                    content_type=item["content_type"],
-                    tags=validate_tags(item["tags"]),
-                    created_at=datetime.fromisoformat(item["created_at"]),
-                    expires_at=_from_iso(item["expires_at"]),
-                    not_before=_from_iso(item["not_before"]),
-                    enabled=bool(item["enabled"]),
-                )
-                mode = WriteMode.CREATE if index == 0 else WriteMode.UPDATE
-                props = await app.store.write_version(new, item["value"].encode("utf-8"), mode)
-            if props is None:
-                raise ValidationError("the backup holds no version")
-            op.details.update(version=props.version, count=len(versions))
-        log.info("secret restored", name=props.name, actor=current_actor().id)
-        return props.to_dict()
+        return await backups.restore_secret_backup(await self._ready(), blob)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -392,14 +330,6 @@ class SecretsManager(StrongroomFacade):
             await app.store.purge_expired(app.clock())
             found = await unless_live(app, name, app.store.get_deleted(name))
         return found.to_dict()
-
-
-def _iso(when: datetime | None) -> str | None:
-    return when.isoformat() if when is not None else None
-
-
-def _from_iso(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text is not None else None
 
 
 def _expiry(days: int | None, at: datetime | None, now: datetime) -> datetime | None:
