@@ -25,7 +25,7 @@ from strongroom import (
     Settings,
     Strongroom,
 )
-from strongroom.core.errors import AuthenticationError, TamperedError
+from strongroom.core.errors import AuthenticationError, SecretRevokedError, TamperedError
 from strongroom.core.policy import Action, Policy
 
 pytestmark = pytest.mark.stores("sqlite", "postgres")
@@ -236,3 +236,35 @@ async def test_a_store_made_before_row_macs_keeps_working_and_is_protected_after
     async with await Strongroom.open(store_settings) as app:
         with pytest.raises(TamperedError):
             await SecretsManager(app).get_secret("gone")
+
+
+async def test_a_break_glass_revocation_goes_through_a_tampered_secret_row(
+    app: Strongroom, store_settings: Settings
+) -> None:
+    """The one place a row's MAC is not enforced: an emergency is never blocked by what it
+    responds to. The tampered row is alarmed, every version is revoked, and the secret row is
+    rewritten with a fresh MAC, so nothing of the compromised value is readable again."""
+    manager = SecretsManager(app)
+    await manager.create_secret("tampered-leak", "compromised-value")
+    await raw_execute(
+        store_settings, "UPDATE secrets SET gen = gen + 7 WHERE name_key = 'tampered-leak'"
+    )
+    with pytest.raises(TamperedError):
+        await manager.get_secret("tampered-leak")
+
+    done = await EmergencyRevoke(app).request_revocation(
+        RevocationRequest(
+            secret_name="tampered-leak", reason="key_compromise", requested_by="alice",
+            severity="critical", immediate=True, rotate_after=False,
+        )
+    )  # fmt: skip
+    assert done["status"] == "COMPLETED"
+    with pytest.raises(SecretRevokedError) as refused:
+        await manager.get_secret("tampered-leak")
+    assert "compromised-value" not in str(refused.value)
+    [version] = await raw_fetch(
+        store_settings, "SELECT revoked_at FROM secret_versions WHERE name_key = 'tampered-leak'"
+    )
+    assert version[0] is not None
+    assert app.metrics.value("integrity_violations_total", table="secrets") >= 1
+    assert await _integrity_events(app)
