@@ -131,12 +131,18 @@ CERT_FIELDS = frozenset({"cn", "dns", "uri", "email"})
 _CERT_KEYS = {"ca_file", "match", "identity", "policies", "ttl_seconds", "max_ttl_seconds"}
 
 
+def _entry(what: str, kind: str, name: str, body: object, keys: set[str]) -> Mapping[str, Any]:
+    """A named table of the file, with only the keys its kind knows."""
+    if not _NAME.fullmatch(name) or not isinstance(body, Mapping):
+        raise ConfigurationError(f"{what}: a {kind} is a table named by letters, digits . _ -")
+    if unknown := set(body) - keys:
+        raise ConfigurationError(f"{what}: unknown keys {sorted(unknown)}")
+    return body
+
+
 def _cert_rule(name: str, body: object) -> CertRule:
     what = f"cert rule {name!r}"
-    if not _NAME.fullmatch(name) or not isinstance(body, Mapping):
-        raise ConfigurationError(f"{what}: a rule is a table named by letters, digits . _ -")
-    if unknown := set(body) - _CERT_KEYS:
-        raise ConfigurationError(f"{what}: unknown keys {sorted(unknown)}")
+    body = _entry(what, "rule", name, body, _CERT_KEYS)
     ca_file = body.get("ca_file")
     if not isinstance(ca_file, str) or not ca_file:
         raise ConfigurationError(f"{what}: ca_file (the CA that issues these certificates)")
@@ -192,10 +198,7 @@ _METHOD_KEYS = {
 
 def _method(name: str, body: object) -> JwtMethod:
     what = f"jwt method {name!r}"
-    if not _NAME.fullmatch(name) or not isinstance(body, Mapping):
-        raise ConfigurationError(f"{what}: a method is a table named by letters, digits . _ -")
-    if unknown := set(body) - _METHOD_KEYS:
-        raise ConfigurationError(f"{what}: unknown keys {sorted(unknown)}")
+    body = _entry(what, "method", name, body, _METHOD_KEYS)
     issuer = body.get("issuer")
     if not isinstance(issuer, str) or not issuer:
         raise ConfigurationError(f"{what}: issuer is required")
@@ -240,10 +243,7 @@ _ROLE_KEYS = {"claims", "identity", "policies", "ttl_seconds", "max_ttl_seconds"
 
 
 def _role(what: str, name: str, body: object) -> JwtRole:
-    if not _NAME.fullmatch(name) or not isinstance(body, Mapping):
-        raise ConfigurationError(f"{what}: a role is a table named by letters, digits . _ -")
-    if unknown := set(body) - _ROLE_KEYS:
-        raise ConfigurationError(f"{what}: unknown keys {sorted(unknown)}")
+    body = _entry(what, "role", name, body, _ROLE_KEYS)
     claims = {k: _strings(v, f"{what}: claim {k!r}") for k, v in _table(body, "claims").items()}
     if not claims or any(not v for v in claims.values()):
         # A role with no claim rule would admit every token the issuer ever signed.
