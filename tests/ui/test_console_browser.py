@@ -124,6 +124,7 @@ async def test_keyboard_navigation(site: Site) -> None:
     context = await site.context()
     page = await context.new_page()
     await page.goto(f"{site.url}/ui/secrets")  # not signed in: the sign-in form, focused
+    await expect(page.locator("#token")).to_be_focused()  # autofocus may land after "load"
     await page.keyboard.type(site.tokens["alice"])
     await page.keyboard.press("Enter")
     await page.wait_for_url("**/ui/secrets")
