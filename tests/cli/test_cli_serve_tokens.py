@@ -8,6 +8,7 @@ import signal
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -119,26 +120,44 @@ def test_shutdown_finishes_the_request_in_flight(cli: Cli) -> None:
         body = b'{"name": "late-secret", "value": "written during shutdown"}'
         head = (
             f"POST /v1/secrets HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Expect: 100-continue\r\n\r\n"
         ).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
-            conn.sendall(head + body[:10])  # the request is in flight, its body half sent
-            time.sleep(0.3)
+            conn.sendall(head)
+            # "100 Continue" comes when the application starts reading the body: the request
+            # is in flight (a connection still waiting for its headers would just be closed).
+            assert read_head(conn).startswith(b"HTTP/1.1 100"), "no go-ahead for the body"
+            conn.sendall(body[:10])  # its body half sent
             served.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.5)
+            wait_until(lambda: "Waiting for connections to close" in served.log(), 30)
             assert served.proc.poll() is None  # waiting for the request, not gone
             conn.sendall(body[10:])
-            answer = b""
-            while b"\r\n\r\n" not in answer:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
+            answer = read_head(conn)
         assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
         assert served.proc.wait(30) in STOPPED
         assert "service stopped" in served.log()
     # The secret written during shutdown is there.
     assert cli("secret", "get", "late-secret").stdout.strip() == "written during shutdown"
+
+
+def read_head(conn: socket.socket) -> bytes:
+    """What the server sends up to the end of one answer's head (or until it closes)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = conn.recv(1)  # byte by byte: nothing of the next answer is consumed
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def wait_until(condition: Callable[[], bool], seconds: float) -> None:
+    """Poll ``condition`` until it holds; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.02)
 
 
 def test_status_warns_about_tokens_that_never_expire(cli: Cli) -> None:
