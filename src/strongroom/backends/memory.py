@@ -18,6 +18,7 @@ from strongroom.backends.base import (
     name_key,
     not_found,
 )
+from strongroom.backends.vault_keys import MemoryKeyStore
 from strongroom.core.crypto import Envelope, Keyring, MasterKey, Sealed
 from strongroom.core.models import (
     DeletedSecret,
@@ -58,6 +59,11 @@ class MemoryStore:
         self._rows = [Keyring.new_row(self._master, 1)]
         self._envelope = Envelope(Keyring.load(self._master, self._rows))
         self._secrets: dict[str, _Secret] = {}
+        self._vault_keys = MemoryKeyStore()
+
+    def vault_keys(self) -> MemoryKeyStore:
+        """Key Vault keys, in memory like the secrets."""
+        return self._vault_keys
 
     async def open(self) -> None:
         return None

@@ -37,6 +37,7 @@ from strongroom.backends.secret_sql import (
     secret_fields,
     version_params,
 )
+from strongroom.backends.vault_keys import PostgresRunner, SqlKeyStore
 from strongroom.core.crypto import Envelope, MasterKey, Sealed, UnknownKeyVersion
 from strongroom.core.errors import DecryptionError, StoreUnavailableError, TamperedError
 from strongroom.core.integrity import RowMac
@@ -146,6 +147,11 @@ class PostgresStore:
 
     async def _ensure_envelope(self) -> Envelope:
         return self._envelope or await self._load_keyring()
+
+    def vault_keys(self) -> SqlKeyStore:
+        """Key Vault keys, in this schema beside the secrets and sealed by the same keyring."""
+        runner = PostgresRunner(self._conn)
+        return SqlKeyStore(runner, self._mac, self._ensure_envelope, self._load_keyring)
 
     async def _locked_secret(self, conn: Any, key: str, name: str) -> Any:
         row = await conn.fetchrow(_LOCKED, key)

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from strongroom.backends.base import KeyRotationResult, RewrapProgress
+from strongroom.backends.vault_keys import REWRAP, rewrap_params
 from strongroom.core.crypto import Envelope, Keyring, KeyringRow, MasterKey, Sealed
 
 __all__ = ["KEY_ROTATION_LOCK", "ensure_keyring", "load_keyring", "rotate_locked"]
@@ -82,6 +83,11 @@ async def rotate_locked(
             _REWRAP_BATCH,
         )
         if not batch:
+            select, update = REWRAP["postgres"]
+            keys = await conn.fetch(select.text, *select.args({"kek": row.version}))
+            if keys:  # Key Vault keys' private halves: a handful, in one transaction
+                async with conn.transaction():
+                    await conn.executemany(update.text, rewrap_params(envelope, keys, update))
             try:
                 await conn.execute("DELETE FROM secret_keyring WHERE version <> $1", row.version)
             except asyncpg.ForeignKeyViolationError:

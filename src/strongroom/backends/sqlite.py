@@ -41,6 +41,7 @@ from strongroom.backends.secret_sql import (
     secret_fields,
     version_params,
 )
+from strongroom.backends.vault_keys import SqliteRunner, SqlKeyStore
 from strongroom.core.crypto import Envelope, Keyring, MasterKey, Sealed, UnknownKeyVersion
 from strongroom.core.errors import DecryptionError, StoreUnavailableError, TamperedError
 from strongroom.core.integrity import RowMac
@@ -140,6 +141,17 @@ class SqliteStore:
         )
         self._envelope = Envelope(Keyring.load(self._master, rows))
         return self._envelope
+
+    def vault_keys(self) -> SqlKeyStore:
+        """Key Vault keys, in this file beside the secrets and sealed by the same keyring."""
+
+        async def current() -> Envelope:
+            return self._envelope or self._load_keyring()
+
+        async def reload() -> Envelope:
+            return self._load_keyring()
+
+        return SqlKeyStore(SqliteRunner(self._query, self._write), self._mac, current, reload)
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -3,11 +3,13 @@ wrapping key, and rotated (every data key re-wrapped) while reads go on."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from strongroom.backends.base import KeyRotationResult, RewrapProgress
+from strongroom.backends.vault_keys import REWRAP, rewrap_params
 from strongroom.core.clock import system_clock
 from strongroom.core.crypto import Envelope, Keyring, KeyringRow, MasterKey, Sealed
 from strongroom.db.rows import to_micros
@@ -91,6 +93,14 @@ async def rotate(
             (new_version, _REWRAP_BATCH),
         )
         if not batch:
+            select, update = REWRAP["sqlite"]
+            keys = query(select.text, select.args({"kek": new_version}))
+            if keys:  # Key Vault keys' private halves: a handful, in one transaction
+                await write(
+                    functools.partial(
+                        _rewrap_keys, update.text, rewrap_params(envelope, keys, update)
+                    )
+                )
             if await write(lambda c: _drop_old_keys(c, new_version)):
                 break
             continue
@@ -113,6 +123,10 @@ async def rotate(
         rewrapped += await write(apply)
     load()
     return KeyRotationResult(new_version, previous, rewrapped)
+
+
+def _rewrap_keys(sql: str, rows: list[list[Any]], conn: sqlite3.Connection) -> None:
+    conn.executemany(sql, rows)
 
 
 def _drop_old_keys(conn: sqlite3.Connection, keep: int) -> bool:

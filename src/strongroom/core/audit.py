@@ -53,6 +53,12 @@ class AuditAction(enum.StrEnum):
     CUSTODY_INIT = "CUSTODY_INIT"  # the master key split among key holders
     UNSEAL = "UNSEAL"  # a share given (recorded once the service is unsealed)
     SEAL = "SEAL"  # the master key dropped from memory
+    KEY_CREATE = "KEY_CREATE"  # a Key Vault key (or a new version of one) generated
+    KEY_UPDATE = "KEY_UPDATE"  # a key version's enabled flag or tags changed
+    KEY_DESCRIBE = "KEY_DESCRIBE"  # a key's public half read
+    KEY_LIST = "KEY_LIST"  # keys, or a key's versions, listed
+    KEY_WRAP = "KEY_WRAP"  # a key wrapped with a Key Vault key
+    KEY_UNWRAP = "KEY_UNWRAP"  # a key unwrapped with a Key Vault key's private half
 
 
 class AuditResult(enum.StrEnum):
@@ -70,7 +76,8 @@ DETAIL_FIELDS = frozenset(
         "revocation_id", "rotation", "attempt", "closed_by", "pruned", "anchor_seq",
         "denied_action", "identity", "token_id", "policy", "policies", "method", "path",
         "break_glass", "table", "row", "auth", "auth_method", "mount", "role", "sub", "iss",
-        "seal", "threshold", "shares", "progress", "attempted_at",
+        "seal", "threshold", "shares", "progress", "attempted_at", "algorithm", "key_type",
+        "key_size", "key_ops",
     }
 )  # fmt: skip
 

@@ -8,6 +8,7 @@ secret and version at most: a value never appears in an error.
     ├── ConfigurationError                      settings that cannot work together
     ├── SecretNotFoundError (also LookupError)  no such secret or version
     │   ├── SecretIsDeletedError                the name is held by a soft-deleted secret
+    │   ├── KeyNotFoundError                    no such Key Vault key or key version
     │   └── RotationNotConfiguredError          no rotation configuration for this secret
     ├── SecretNotDeletedError                   recover or purge of a live secret
     ├── SecretAlreadyExistsError                create_secret on a name in use
@@ -15,6 +16,7 @@ secret and version at most: a value never appears in an error.
     ├── SecretNotReadableError                  the secret exists but may not be read now
     │   ├── SecretRevokedError                  revoked in an emergency: never readable again
     │   ├── SecretDisabledError
+    │   ├── KeyDisabledError                    a Key Vault key version that is disabled
     │   ├── SecretExpiredError
     │   └── SecretNotYetValidError
     ├── RevocationError
@@ -27,6 +29,7 @@ secret and version at most: a value never appears in an error.
     │   ├── TamperedError                       a stored row fails its MAC: changed by hand
     │   ├── InsecureKeyFileError                key file readable by group or others
     │   ├── ReportSignatureError                a report's digest or signature does not verify
+    │   ├── UnwrapError                         a wrapped key that does not unwrap with this key
     │   └── ShareError                          an unseal share that is refused
     │       ├── ForeignShareError               a share of another init (another share set)
     │       ├── DuplicateShareError             a share already given in this unseal
@@ -37,6 +40,8 @@ secret and version at most: a value never appears in an error.
     │                                           its key does not unwrap the stored master key
     ├── RotationFailedError                     a rotation step failed (retried later)
     │   └── RotationTargetError                 the target system refused the new credential
+    ├── UnsupportedError                        the configured store cannot do this (keys on
+    │                                           the Azure or remote profile)
     ├── StoreUnavailableError                   the store cannot be reached or written
     │   └── EdgeOfflineTooLongError             an edge cut off from upstream past its bound
     ├── EdgeReadOnlyError                       a write sent to an edge replica (read-only)
@@ -67,6 +72,8 @@ __all__ = [
     "ForeignShareError",
     "HsmError",
     "InsecureKeyFileError",
+    "KeyDisabledError",
+    "KeyNotFoundError",
     "LoginRefusedError",
     "PermissionDeniedError",
     "RateLimitedError",
@@ -92,6 +99,8 @@ __all__ = [
     "StoreUnavailableError",
     "StrongroomError",
     "TamperedError",
+    "UnsupportedError",
+    "UnwrapError",
     "ValidationError",
     "WrongMasterKeyError",
     "WrongSharesError",
@@ -129,6 +138,12 @@ class SecretIsDeletedError(SecretNotFoundError):
     code = "deleted"
 
 
+class KeyNotFoundError(SecretNotFoundError):
+    """No Key Vault key (or no such version) under this name."""
+
+    code = "key_not_found"
+
+
 class SecretNotDeletedError(StrongroomError):
     """Recover or purge of a secret that is live, not soft-deleted: nothing to undo."""
 
@@ -161,6 +176,12 @@ class SecretRevokedError(SecretNotReadableError):
 
 class SecretDisabledError(SecretNotReadableError):
     code = "disabled"
+
+
+class KeyDisabledError(SecretNotReadableError):
+    """The key version is disabled: it cannot be read or used until it is enabled."""
+
+    code = "key_disabled"
 
 
 class SecretExpiredError(SecretNotReadableError):
@@ -200,6 +221,20 @@ class ReportSignatureError(CryptoError):
     """A signed report was changed, is unsigned, or was signed by another key."""
 
     code = "report_signature"
+
+
+class UnwrapError(CryptoError):
+    """A wrapped key did not unwrap with this key (another key, or changed bytes); says no
+    more than that."""
+
+    code = "cannot_unwrap"
+
+
+class UnsupportedError(StrongroomError):
+    """The configured store cannot do this (Key Vault keys live in SQLite, PostgreSQL or
+    memory; not in Azure Key Vault or behind a remote server)."""
+
+    code = "not_supported"
 
 
 class ShareError(CryptoError):

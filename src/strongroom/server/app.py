@@ -31,6 +31,7 @@ from strongroom.server.routes import (
     events,
     feed,
     keyvault,
+    keyvault_keys,
     login,
     ops,
     revocation,
@@ -106,7 +107,7 @@ def create_app(
             "Secrets management: encrypted storage, rotation, audit and emergency revocation. "
             "Every call needs `Authorization: Bearer <token>` (except /healthz, /readyz and this "
             "document); every call is audited with the token's identity, the client address "
-            "and the user agent. The Key Vault-compatible API (/secrets, /deletedsecrets) "
+            "and the user agent. The Key Vault-compatible API (/secrets, /deletedsecrets, /keys) "
             "follows Azure Key Vault's own specification and is not listed here."
         ),
         lifespan=lifespan,
@@ -126,7 +127,8 @@ def create_app(
     api.state.connection_limits = ConnectionLimits.from_settings(settings, proxies)
     install_error_handlers(api)
     # Matched in this order: probes and the busiest routes first.
-    for router in (ops.router, secrets.router, keyvault.router, rotation.router, audit.router,
+    for router in (ops.router, secrets.router, keyvault.router, keyvault_keys.router,
+                   rotation.router, audit.router,
                    revocation.router, login.router, access.router, access.keys_router,
                    sys.router, events.router, feed.router):  # fmt: skip
         api.include_router(router)

@@ -11,6 +11,7 @@ from strongroom.core.policy import Action
 from strongroom.server.guard import PRINCIPAL_KEY
 from strongroom.services.access.control import Principal
 from strongroom.services.audit.secrets_audit import SecretsAudit
+from strongroom.services.keys.vault_keys import VaultKeys
 from strongroom.services.revocation.emergency_revoke import EmergencyRevoke
 from strongroom.services.rotation.secrets_rotation import SecretsRotation
 from strongroom.services.secrets.secrets_manager import SecretsManager
@@ -26,6 +27,7 @@ class Services:
     audit: SecretsAudit
     rotation: SecretsRotation
     revoke: EmergencyRevoke
+    keys: VaultKeys
 
     @classmethod
     def over(cls, app: Strongroom) -> Services:
@@ -37,6 +39,7 @@ class Services:
             audit=audit,
             rotation=SecretsRotation(app),
             revoke=EmergencyRevoke(app),
+            keys=VaultKeys(app),
         )
 
 

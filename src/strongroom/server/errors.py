@@ -33,7 +33,7 @@ __all__ = [
 
 log = get_logger("strongroom.http")
 
-_KV_PREFIXES = ("/secrets", "/deletedsecrets")
+_KV_PREFIXES = ("/secrets", "/deletedsecrets", "/keys")
 #: What a 503 asks clients to wait: stores and the audit log recover by themselves, in seconds.
 RETRY_AFTER_SECONDS = 1
 # Drivers whose errors mean a store failed us (an untranslated one is still an outage).
@@ -53,6 +53,8 @@ _STATUS: list[tuple[type[e.StrongroomError], int]] = [
     (e.RevocationStateError, 409),
     (e.DuplicateShareError, 409),
     (e.ShareError, 400),
+    (e.UnwrapError, 400),
+    (e.UnsupportedError, 501),
     (e.CustodyError, 409),
     (e.SealedError, 503),
     (e.RotationTargetError, 502),
@@ -75,6 +77,7 @@ _KV_CODES = {
     413: "RequestTooLarge",
     429: "Throttled",
     500: "InternalServerError",
+    501: "NotImplemented",
     502: "BadGateway",
     503: "ServiceUnavailable",
 }
@@ -103,7 +106,10 @@ def error_body(
 ) -> dict[str, Any]:
     """The error document for ``path``: Key Vault's shape on its paths, strongroom's elsewhere."""
     if is_keyvault_path(path):
-        body: dict[str, Any] = {"code": _KV_CODES.get(status, "Error"), "message": message}
+        kv_code = _KV_CODES.get(status, "Error")
+        if status == 404 and path.startswith("/keys"):
+            kv_code = "KeyNotFound"
+        body: dict[str, Any] = {"code": kv_code, "message": message}
         if inner is not None:
             body["innererror"] = {"code": inner}
         return {"error": body}
@@ -117,6 +123,8 @@ def _kv_inner(error: e.StrongroomError) -> str | None:
         return "ForbiddenByRbac"
     if isinstance(error, e.SecretDisabledError):
         return "SecretDisabled"
+    if isinstance(error, e.KeyDisabledError):
+        return "KeyDisabled"
     if isinstance(error, e.SecretExpiredError):
         return "SecretExpired"
     if isinstance(error, e.SecretNotYetValidError):
@@ -132,7 +140,7 @@ def error_response(request: Request, error: e.StrongroomError) -> JSONResponse:
         status = 404  # Key Vault: the deleted secret is not found
     if status >= 500:
         log.error("request failed", path=request.url.path, code=error.code)
-    message = str(error) if status < 500 or status in (502, 503) else "internal error"
+    message = str(error) if status < 500 or status in (501, 502, 503) else "internal error"
     body = error_body(request.url.path, status, error.code, message, inner=_kv_inner(error))
     headers = {}
     if isinstance(error, e.RateLimitedError):

@@ -174,11 +174,11 @@ def _page(
 
 
 def _name_key(item: dict[str, Any]) -> str:
-    return str(item["id"]).rsplit("/", 1)[1].lower()
+    return str(item.get("id") or item["kid"]).rsplit("/", 1)[1].lower()
 
 
 def _version_key(item: dict[str, Any]) -> str:
-    return str(item["id"]).rsplit("/", 1)[1]
+    return str(item.get("id") or item["kid"]).rsplit("/", 1)[1]
 
 
 def _resume(
