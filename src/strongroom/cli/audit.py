@@ -248,7 +248,8 @@ def verify(ctx: typer.Context, json: JsonOpt = False) -> None:
     elif report["valid"]:
         out.done(f"Audit chain intact: {report['checked']} events verified.")
     else:
-        sys.stderr.write(f"audit chain BROKEN at event {report['broken_at']}: {report['reason']}\n")
+        where = f" at event {report['broken_at']}" if report["broken_at"] is not None else ""
+        sys.stderr.write(f"audit chain BROKEN{where}: {report['reason']}\n")
     if not report["valid"]:
         raise typer.Exit(ExitCode.ERROR)
 

@@ -133,6 +133,8 @@ def status(
                 "left before the bound": f"{figures.get('seconds_left')} s",
                 "replica lag": f"{figures.get('lag_seconds')} s",
                 "events applied": str(figures.get("events_applied")),
+                "journal unshipped": str(figures.get("journal_unshipped")),
+                "journal": str(figures.get("journal_error") or "ok"),
             },
             title=f"edge at {addr}",
         )

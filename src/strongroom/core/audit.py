@@ -78,6 +78,7 @@ DETAIL_FIELDS = frozenset(
         "break_glass", "table", "row", "auth", "auth_method", "mount", "role", "sub", "iss",
         "seal", "threshold", "shares", "progress", "attempted_at", "algorithm", "key_type",
         "key_size", "key_ops",
+        "site", "edge_seq", "edge_prev", "edge_hash",
     }
 )  # fmt: skip
 

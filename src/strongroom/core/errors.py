@@ -45,6 +45,9 @@ secret and version at most: a value never appears in an error.
     ├── StoreUnavailableError                   the store cannot be reached or written
     │   └── EdgeOfflineTooLongError             an edge cut off from upstream past its bound
     ├── EdgeReadOnlyError                       a write sent to an edge replica (read-only)
+    ├── EdgeJournalBrokenError                  a shipped edge journal that does not continue
+    │                                           its site's chain (a gap or a forged link)
+    ├── EdgeJournalStaleError                   a journal batch the centre already holds
     ├── AuditUnavailableError                   the event could not be recorded: refused
     └── AccessError
         ├── AuthenticationError                 no token, or one that is unknown/expired/revoked
@@ -67,6 +70,8 @@ __all__ = [
     "DecryptionError",
     "DeletedSecretConflictError",
     "DuplicateShareError",
+    "EdgeJournalBrokenError",
+    "EdgeJournalStaleError",
     "EdgeOfflineTooLongError",
     "EdgeReadOnlyError",
     "ForeignShareError",
@@ -298,6 +303,20 @@ class EdgeReadOnlyError(StrongroomError):
     """An edge serves a read-only replica: changes are made at the centre."""
 
     code = "edge_read_only"
+
+
+class EdgeJournalBrokenError(StrongroomError):
+    """An edge's shipped audit journal does not continue what the centre holds for its site:
+    events are missing, or a link does not match. Refused, stored nowhere, and alarmed."""
+
+    code = "edge_journal_broken"
+
+
+class EdgeJournalStaleError(StrongroomError):
+    """A journal batch starts before what the centre already holds for the site (a retry of a
+    batch already stored): nothing is stored twice; the edge asks for the head and goes on."""
+
+    code = "edge_journal_stale"
 
 
 class AuditUnavailableError(StrongroomError):

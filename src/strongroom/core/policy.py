@@ -51,6 +51,8 @@ class Action(enum.StrEnum):
     #: Break-glass: a revocation executed at once, without the configured approvals.
     REVOKE_BREAK_GLASS = "revoke-break-glass"
     AUDIT_READ = "audit-read"
+    #: An edge site's credential ships the site's audit journal to the centre (on ``*``).
+    EDGE_SYNC = "edge-sync"
     ADMIN = "admin"
 
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import asyncpg
 
-from strongroom.core.audit import AuditEvent, ChainKey
-from strongroom.core.errors import StoreUnavailableError
+from strongroom.core.audit import GENESIS_HASH, AuditEvent, ChainKey
+from strongroom.core.edge_journal import JournalHead
+from strongroom.core.errors import EdgeJournalStaleError, StoreUnavailableError
 from strongroom.db.audit_sql import (
     POSTGRES,
     SCAN,
@@ -147,6 +148,49 @@ class PostgresAuditStore:
                 raise StoreUnavailableError("the audit chain head moved under its lock")
             self._head = chained.head
             return chained.ids
+
+    async def append_shipped(
+        self,
+        site: str,
+        expected: JournalHead,
+        new: JournalHead,
+        events: list[AuditEvent],
+        key: ChainKey,
+    ) -> list[int]:
+        """Under the site's head row lock and the chain's: the head must still be
+        ``expected``; then the events are chained and the head advanced, in one transaction."""
+        inserted = f"INSERT 0 {len(events)}"
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO edge_journal_heads (site, last_seq, last_hash, shipped, updated_at) "
+                "VALUES ($1, 0, $2, 0, now()) ON CONFLICT (site) DO NOTHING",
+                site,
+                GENESIS_HASH,
+            )
+            row = await conn.fetchrow(
+                "SELECT last_seq, last_hash FROM edge_journal_heads WHERE site = $1 FOR UPDATE",
+                site,
+            )
+            if JournalHead(int(row["last_seq"]), bytes(row["last_hash"])) != expected:
+                raise EdgeJournalStaleError("the site's journal head moved; ask for it again")
+            head = await conn.fetchrow(
+                "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = 1 FOR UPDATE"
+            )
+            chained = _chain(events, key, head["last_seq"], bytes(head["last_hash"]))
+            if await conn.execute(_APPEND, *chained.params) != inserted:
+                raise StoreUnavailableError("the audit chain head moved under its lock")
+            await conn.execute(
+                "UPDATE edge_journal_heads SET last_seq = $2, last_hash = $3, "
+                "shipped = shipped + $4, updated_at = $5 WHERE site = $1",
+                site, new.seq, new.hash, len(events), events[-1].timestamp,
+            )  # fmt: skip
+        self._head = chained.head
+        return chained.ids
+
+    async def edge_heads(self) -> dict[str, JournalHead]:
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT site, last_seq, last_hash FROM edge_journal_heads")
+        return {r["site"]: JournalHead(int(r["last_seq"]), bytes(r["last_hash"])) for r in rows}
 
     async def trail(self, where: TrailFilter, limit: int, offset: int) -> list[StoredEvent]:
         sql, params = POSTGRES.compile(*trail_sql(where, limit, offset))

@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from strongroom.core.audit import AuditEvent, ChainKey
+from strongroom.core.edge_journal import JournalHead
+from strongroom.core.errors import EdgeJournalStaleError
 from strongroom.db.audit_sql import (
     SCAN,
     SQLITE,
@@ -63,6 +65,33 @@ def _details_json(event: AuditEvent) -> str:
     return json.dumps(event.details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _chain_rows(conn: sqlite3.Connection, events: list[AuditEvent], key: ChainKey) -> list[int]:
+    """Chain ``events`` after the head and insert them, in the caller's transaction."""
+    last_seq, last_hash = conn.execute(
+        "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = 1"
+    ).fetchone()
+    prev = bytes(last_hash)
+    rows, ids = [], []
+    for offset, event in enumerate(events, start=1):
+        seq = last_seq + offset
+        link = key.link(prev, event, seq)
+        rows.append(
+            (
+                seq, event.action.value, event.resource_name, to_micros(event.timestamp),
+                event.result.value, event.actor_id, event.actor_ip, event.actor_user_agent,
+                _details_json(event), event.error_message, event.error_code,
+                event.duration_ms, prev, link,
+            )
+        )  # fmt: skip
+        ids.append(seq)
+        prev = link
+    conn.executemany(_INSERT, rows)
+    conn.execute(
+        "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ? WHERE id = 1", (ids[-1], prev)
+    )
+    return ids
+
+
 class SqliteAuditStore:
     def __init__(self, db: SqliteDatabase, *, sync: bool = True) -> None:
         """``sync=False`` commits audit-only groups without fsync (see SqliteWriter.submit)."""
@@ -82,35 +111,45 @@ class SqliteAuditStore:
     # -- the protocol ----------------------------------------------------------------------
 
     async def append(self, events: list[AuditEvent], key: ChainKey) -> list[int]:
+        if not events:
+            return []
+        return await self.db.write(lambda conn: _chain_rows(conn, events, key), sync=self._sync)
+
+    async def append_shipped(
+        self,
+        site: str,
+        expected: JournalHead,
+        new: JournalHead,
+        events: list[AuditEvent],
+        key: ChainKey,
+    ) -> list[int]:
         def job(conn: sqlite3.Connection) -> list[int]:
-            last_seq, last_hash = conn.execute(
-                "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = 1"
+            row = conn.execute(
+                "SELECT last_seq, last_hash FROM edge_journal_heads WHERE site = ?", (site,)
             ).fetchone()
-            prev = bytes(last_hash)
-            rows, ids = [], []
-            for offset, event in enumerate(events, start=1):
-                seq = last_seq + offset
-                link = key.link(prev, event, seq)
-                rows.append(
-                    (
-                        seq, event.action.value, event.resource_name, to_micros(event.timestamp),
-                        event.result.value, event.actor_id, event.actor_ip,
-                        event.actor_user_agent, _details_json(event), event.error_message,
-                        event.error_code, event.duration_ms, prev, link,
-                    )
-                )  # fmt: skip
-                ids.append(seq)
-                prev = link
-            conn.executemany(_INSERT, rows)
+            current = JournalHead(row[0], bytes(row[1])) if row else JournalHead()
+            if current != expected:
+                raise EdgeJournalStaleError("the site's journal head moved; ask for it again")
+            ids = _chain_rows(conn, events, key)
             conn.execute(
-                "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ? WHERE id = 1",
-                (ids[-1], prev),
+                "INSERT INTO edge_journal_heads (site, last_seq, last_hash, shipped, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (site) DO UPDATE SET "
+                "last_seq = excluded.last_seq, last_hash = excluded.last_hash, "
+                "shipped = edge_journal_heads.shipped + excluded.shipped, "
+                "updated_at = excluded.updated_at",
+                (site, new.seq, new.hash, len(events), to_micros(events[-1].timestamp)),
             )
             return ids
 
-        if not events:
-            return []
-        return await self.db.write(job, sync=self._sync)
+        return await self.db.write(job)
+
+    async def edge_heads(self) -> dict[str, JournalHead]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT site, last_seq, last_hash FROM edge_journal_heads"
+            ).fetchall()
+        )
+        return {r[0]: JournalHead(int(r[1]), bytes(r[2])) for r in rows}
 
     async def trail(self, where: TrailFilter, limit: int, offset: int) -> list[StoredEvent]:
         sql, params = SQLITE.compile(*trail_sql(where, limit, offset))

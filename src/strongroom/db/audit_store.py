@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from strongroom.core.audit import AuditAction, AuditEvent, AuditResult, ChainKey
+from strongroom.core.edge_journal import JournalHead
 
 __all__ = ["AuditStore", "ChainState", "StoredEvent", "TrailFilter"]
 
@@ -55,6 +56,22 @@ class AuditStore(Protocol):
 
     async def append(self, events: list[AuditEvent], key: ChainKey) -> list[int]:
         """Chain and commit ``events`` in one transaction; their ids, in order."""
+        ...
+
+    async def append_shipped(
+        self,
+        site: str,
+        expected: JournalHead,
+        new: JournalHead,
+        events: list[AuditEvent],
+        key: ChainKey,
+    ) -> list[int]:
+        """Append events an edge shipped, in one transaction with its site's journal head:
+        only if the head is still ``expected`` (else EdgeJournalStaleError), then ``new``."""
+        ...
+
+    async def edge_heads(self) -> dict[str, JournalHead]:
+        """Every site's journal head as stored at this centre."""
         ...
 
     async def trail(self, where: TrailFilter, limit: int, offset: int) -> list[StoredEvent]: ...

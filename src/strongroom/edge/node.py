@@ -10,6 +10,7 @@ and fail-closed, as at the centre.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -21,12 +22,14 @@ from strongroom.backends.replica import ReplicaStore
 from strongroom.backends.sqlite import SqliteStore
 from strongroom.client.transport import RemoteClient, RemoteConfig, check_addr
 from strongroom.core.config import Backend, Settings
-from strongroom.core.errors import ConfigurationError, EdgeOfflineTooLongError
+from strongroom.core.errors import ConfigurationError, EdgeOfflineTooLongError, TamperedError
 from strongroom.core.offline import OfflineBound, OfflineLimits
 from strongroom.edge.readonly import ReadOnly
 from strongroom.server.app import create_app
 from strongroom.server.fastpath import StrongroomAPI
+from strongroom.services.audit.secrets_audit import SecretsAudit
 from strongroom.services.edge import EdgeState, EdgeSync
+from strongroom.services.edge.journal import JournalShipper
 from strongroom.services.edge.sync import IDLE_TIMEOUT, probe_upstream
 from strongroom.services.wiring import Strongroom, resolve_master_key
 
@@ -53,12 +56,18 @@ class EdgeNode:
     """An open edge: call :meth:`start` to follow the upstream, :meth:`app` to serve."""
 
     def __init__(
-        self, wiring: Strongroom, replica: ReplicaStore, sync: EdgeSync, client: RemoteClient
+        self,
+        wiring: Strongroom,
+        replica: ReplicaStore,
+        sync: EdgeSync,
+        client: RemoteClient,
+        journal: JournalShipper,
     ) -> None:
         self.wiring = wiring
         self.replica = replica
         self.sync = sync
         self.client = client
+        self.journal = journal
         self.bound = replica.bound
 
     def __repr__(self) -> str:
@@ -116,13 +125,20 @@ class EdgeNode:
         except BaseException:
             await client.close()
             raise
+        try:
+            journal = await _open_journal(wiring, client, local.home)
+        except BaseException:
+            await wiring.close()
+            await client.close()
+            raise
         sync = EdgeSync(
             client, replica.inner, scopes, bound, state, idle_timeout=idle_timeout,
             monotonic=monotonic,
         )  # fmt: skip
         replica.on_corrupt = sync.rebuild_later
         sync.reads_open = replica.reads_open
-        node = cls(wiring, replica, sync, client)
+        journal.online = sync.online
+        node = cls(wiring, replica, sync, client, journal)
         if names is not None:
             try:
                 await sync.initial(names)
@@ -132,8 +148,10 @@ class EdgeNode:
         return node
 
     def start(self) -> None:
-        """Follow the upstream's change feed in the background (reconnecting forever)."""
+        """Follow the upstream's change feed and ship the journal, in the background
+        (reconnecting forever)."""
         self.sync.start()
+        self.journal.start()
 
     def app(self) -> StrongroomAPI:
         """The HTTP API over the replica: the centre's read routes, writes refused."""
@@ -161,8 +179,10 @@ class EdgeNode:
         figures = self.status()
         metrics = self.wiring.metrics
         metrics.set("edge_online", 1.0 if figures["online"] else 0.0)
-        for name in ("offline_seconds", "seconds_left", "lag_seconds", "events_applied"):
+        for name in ("offline_seconds", "seconds_left", "lag_seconds", "events_applied",
+                     "journal_unshipped", "journal_shipped_total"):  # fmt: skip
             metrics.set(f"edge_{name}", float(figures[name]))
+        metrics.set("edge_journal_ok", 0.0 if figures["journal_error"] else 1.0)
 
     def status(self) -> dict[str, Any]:
         """Upstream state, time offline and left before the bound, what the feed applied."""
@@ -178,13 +198,41 @@ class EdgeNode:
             "lag_seconds": round(self.sync.status.lag_seconds, 3),
             "events_applied": self.sync.status.events_applied,
             "reconciliations": self.sync.status.reconciliations,
+            **self.journal.status(),
         }
 
     async def close(self) -> None:
         try:
+            await self.journal.stop()
             await self.sync.stop()
         finally:
             try:
                 await self.client.close()
             finally:
                 await self.wiring.close()
+
+
+async def _open_journal(wiring: Strongroom, client: RemoteClient, home: Path) -> JournalShipper:
+    """Verify the edge's journal from its first event (a journal that fails refuses the start:
+    what it would ship could not be trusted), then the shipper over it."""
+    store = wiring.audit.store
+    if store is None:
+        raise ConfigurationError("an edge keeps an audit journal: auditing cannot be off")
+    report = await SecretsAudit(wiring).verify_integrity()
+    if not report["valid"]:
+        raise TamperedError(
+            f"the edge's audit journal fails to verify at event {report['broken_at']} "
+            f"({report['reason']}): the edge does not start; keep the file for investigation"
+        )
+    alarm = wiring.alarm
+
+    def broken(reason: str) -> None:
+        if alarm is not None:
+            alarm("secrets_audit_log", f"the edge's audit journal ({reason})")
+
+    journal = JournalShipper(
+        client, store, wiring.audit.key, home / "edge-journal.json", asyncio.Event(),
+        on_broken=broken,
+    )  # fmt: skip
+    await journal.refresh()
+    return journal

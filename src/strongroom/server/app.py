@@ -28,6 +28,7 @@ from strongroom.server.protocol import ConnectionLimits
 from strongroom.server.routes import (
     access,
     audit,
+    edge,
     events,
     feed,
     keyvault,
@@ -130,7 +131,7 @@ def create_app(
     for router in (ops.router, secrets.router, keyvault.router, keyvault_keys.router,
                    rotation.router, audit.router,
                    revocation.router, login.router, access.router, access.keys_router,
-                   sys.router, events.router, feed.router):  # fmt: skip
+                   sys.router, events.router, feed.router, edge.router):  # fmt: skip
         api.include_router(router)
     install_console(api)
     api.add_middleware(FastPath)  # inside the guard: runs only for authenticated callers

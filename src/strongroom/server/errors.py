@@ -63,6 +63,8 @@ _STATUS: list[tuple[type[e.StrongroomError], int]] = [
     (e.RevocationNotFoundError, 404),
     (e.AccessObjectNotFoundError, 404),
     (e.EdgeReadOnlyError, 405),
+    (e.EdgeJournalBrokenError, 409),
+    (e.EdgeJournalStaleError, 409),
     (e.StoreUnavailableError, 503),
     (e.AuditUnavailableError, 503),
 ]

@@ -258,3 +258,5 @@ class AuditVerifyOut(BaseModel):
     broken_at: int | None
     reason: str | None
     checkpoints: dict[str, Any] | None = None
+    #: Per edge site whose journal was shipped here: its chain's continuity.
+    edge_chains: dict[str, Any] | None = None

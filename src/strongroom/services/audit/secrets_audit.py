@@ -10,6 +10,7 @@ from typing import IO, Any
 from strongroom.core.actor import current_actor
 from strongroom.core.audit import GENESIS_HASH, AuditAction, AuditEvent, AuditResult
 from strongroom.core.checkpoint import MAIN_CHAIN, ChainReach, check_log, check_sequence
+from strongroom.core.edge_journal import EdgeChains
 from strongroom.core.errors import AuditUnavailableError, ConfigurationError, ValidationError
 from strongroom.core.validation import validate_aware, validate_text
 from strongroom.db.audit_store import AuditStore, ChainState, TrailFilter
@@ -189,12 +190,18 @@ class SecretsAudit(StrongroomFacade):
             h.seq for c in (contents.checkpoints if contents else []) for h in c.heads
         )
         verifier = ChainVerifier(app.audit.key, state.anchor_seq, anchor_hash, watch=watch)
-        report = await _walk(store, state, verifier, batch)
-        if contents is None or not report["valid"]:
-            return {**report, "checkpoints": _checkpoint_summary(app, contents)}
-        broken = _against_checkpoints(contents, state, verifier)
-        if broken is not None:
-            report = verifier.report(broken)
+        edges = EdgeChains()
+        report = await _walk(store, state, verifier, batch, edges)
+        if report["valid"] and contents is not None:
+            broken = _against_checkpoints(contents, state, verifier)
+            if broken is not None:
+                report = verifier.report(broken)
+        sites = edges.report(await store.edge_heads())
+        if sites:  # only at a centre that edges ship their journals to
+            report["edge_chains"] = sites
+        bad = next((site for site, chain in sites.items() if not chain["valid"]), None)
+        if report["valid"] and bad is not None:
+            report.update(valid=False, reason=f"edge journal of site {bad}: {sites[bad]['reason']}")
         return {**report, "checkpoints": _checkpoint_summary(app, contents)}
 
     async def write_checkpoint(self) -> dict[str, Any] | None:
@@ -255,7 +262,7 @@ class SecretsAudit(StrongroomFacade):
 
 
 async def _walk(
-    store: AuditStore, state: ChainState, verifier: ChainVerifier, batch: int
+    store: AuditStore, state: ChainState, verifier: ChainVerifier, batch: int, edges: EdgeChains
 ) -> dict[str, Any]:
     up_to = max(state.last_seq, await store.max_id())
     async for rows in store.scan(state.anchor_seq, up_to, batch):
@@ -265,6 +272,8 @@ async def _walk(
             broken = verifier.check(stored)
             if broken is not None:
                 return verifier.report(broken)
+            if "site" in stored.event.details:
+                edges.observe(stored.event.details)
     if verifier.last_id < state.last_seq:
         missing = (
             verifier.last_id + 1,
