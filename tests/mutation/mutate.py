@@ -15,7 +15,10 @@ Exit status 1 when a module scores under 90% or a survivor is unexplained.
     python tests/mutation/mutate.py [--sample] [--jobs N] [MODULE ...]
 
 ``MODULE`` is a path or a suffix of one (``ratelimit.py``). ``--sample`` runs only the modules
-marked ``sample = true``: the small fixed sample CI runs.
+marked ``sample = true``: the small fixed sample CI runs. A module entry may name ``functions``
+(``Class.method`` or ``function``): then only the mutants of those are run and counted, for a
+module of which only a part is a security decision (the secrets manager's delete and recover
+windows).
 """
 
 from __future__ import annotations
@@ -55,11 +58,34 @@ class Module:
     tests: list[str]
     sample: bool = False
     deselect: str | None = None
+    functions: list[str] | None = None
 
     @property
     def name(self) -> str:
         """The dotted module name mutmut prefixes each mutant with."""
         return self.path.removeprefix("src/").removesuffix(".py").replace("/", ".")
+
+    def prefixes(self) -> list[str]:
+        """The listed functions as mutmut names them: ``module.xǁClassǁmethod`` for a method,
+        ``module.x_function`` for a function (its mutants add ``__mutmut_N``)."""
+        found = []
+        for function in self.functions or []:
+            owner, _, method = function.rpartition(".")
+            found.append(f"{self.name}." + (f"xǁ{owner}ǁ{method}" if owner else f"x_{method}"))
+        return found
+
+    def patterns(self) -> list[str]:
+        """What ``mutmut run`` is given: nothing (every mutant) or a pattern per function. A
+        pattern must end in ``*`` for mutmut to find the tests that reach the function too; one
+        that also matches a longer name only runs a few mutants more (they are not counted)."""
+        return [f"{prefix}*" for prefix in self.prefixes()]
+
+    def counts(self, mutant: str) -> bool:
+        """True if ``mutant`` is one this module's run judges."""
+        prefixes = self.prefixes()
+        return not prefixes or any(
+            re.fullmatch(re.escape(p) + r"__mutmut_\d+", mutant) for p in prefixes
+        )
 
 
 @dataclass
@@ -188,6 +214,7 @@ def judge(work: Path, outcome: Outcome, equivalents: dict[str, Equivalent]) -> N
         outcome.error = f"mutmut left no results (see {work / 'mutmut.log'})"
         return
     codes: dict[str, int | None] = json.loads(meta.read_text("utf-8"))["exit_code_by_key"]
+    codes = {name: code for name, code in codes.items() if outcome.module.counts(name)}
     left = sorted((n for n, c in codes.items() if c not in KILLED), key=_natural)
     outcome.killed = len(codes) - len(left)
     diff_of = diffs(work, outcome.module.path, left)
@@ -218,7 +245,7 @@ def run_module(
 ) -> Outcome:
     work = prepare(module, deselect)
     started = time.monotonic()
-    mutmut(work, "run", "--max-children", str(jobs), log=work / "mutmut.log")
+    mutmut(work, "run", "--max-children", str(jobs), *module.patterns(), log=work / "mutmut.log")
     outcome = Outcome(module=module, seconds=time.monotonic() - started)
     judge(work, outcome, equivalents)
     return outcome
