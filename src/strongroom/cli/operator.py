@@ -71,7 +71,8 @@ def init(
     A new store gets a new master key; a store whose key is configured now (key file or
     STRONGROOM_MASTER_KEY) has that key split. Then run the service with STRONGROOM_SEAL=shamir
     and remove the key file or variable: the service starts sealed. With STRONGROOM_SEAL=pkcs11
-    the key is wrapped by a key in the HSM instead (no shares).
+    the key is wrapped by a key in the HSM instead (no shares); with
+    STRONGROOM_SEAL=azurekeyvault, by the Key Vault key STRONGROOM_AZURE_SEAL_KEY_ID.
     """
     out = output(ctx, json=json)
     config = settings()
@@ -82,6 +83,9 @@ def init(
         message = (
             f"The master key is wrapped by the HSM's key {result.record.key_label!r}; every "
             "process with STRONGROOM_SEAL=pkcs11 and the HSM's settings unseals itself."
+            if result.record.kind == "pkcs11"
+            else f"The master key is wrapped by the Key Vault key {result.record.key_label}; "
+            "every process with STRONGROOM_SEAL=azurekeyvault and its credentials unseals itself."
         )
         out.done(message, {"seal": result.record.kind, "admin_token": result.admin_token,
                            "new_key": result.new_key})  # fmt: skip

@@ -50,6 +50,8 @@ def _key_source(config: Settings) -> tuple[str, Path | None]:
             f"HSM (PKCS#11 token {config.pkcs11_token_label!r}, key {config.pkcs11_key_label!r})",
             None,
         )
+    if config.seal == "azurekeyvault":
+        return f"a Key Vault key ({config.azure_seal_key_id})", None
     if config.seal == "shamir":
         return "a quorum of key holders (unsealed service only)", None
     if config.master_key is not None:

@@ -45,8 +45,12 @@ class Settings(BaseSettings):
     master_key_file: Path | None = Field(default=None, alias="STRONGROOM_MASTER_KEY_FILE")
     # Custody of the master key: "key" (the key file or STRONGROOM_MASTER_KEY), "shamir" (the
     # service starts sealed until a quorum of key holders unseals it), or "pkcs11" (the key is
-    # stored wrapped by a key in an HSM, which unwraps it at start): docs/custody.md.
-    seal: Literal["key", "shamir", "pkcs11"] = Field(default="key", alias="STRONGROOM_SEAL")
+    # stored wrapped by a key in an HSM, which unwraps it at start), or "azurekeyvault" (the
+    # same, by a Key Vault key: STRONGROOM_AZURE_SEAL_KEY_ID): docs/custody.md.
+    seal: Literal["key", "shamir", "pkcs11", "azurekeyvault"] = Field(
+        default="key", alias="STRONGROOM_SEAL"
+    )
+    azure_seal_key_id: str | None = Field(default=None, alias="STRONGROOM_AZURE_SEAL_KEY_ID")
     pkcs11_library: Path | None = Field(default=None, alias="STRONGROOM_PKCS11_LIBRARY")
     pkcs11_token_label: str | None = Field(default=None, alias="STRONGROOM_PKCS11_TOKEN_LABEL")
     pkcs11_pin: SecretStr | None = Field(default=None, alias="STRONGROOM_PKCS11_PIN")

@@ -36,8 +36,11 @@ secret and version at most: a value never appears in an error.
     │       └── WrongSharesError                the shares do not combine into this store's key
     ├── SealedError                             the master key is not in memory: unseal first
     ├── CustodyError                            custody set-up refused (already initialised, ...)
-    │   └── HsmError                            the HSM cannot be reached, refuses the PIN, or
-    │                                           its key does not unwrap the stored master key
+    │   ├── HsmError                            the HSM cannot be reached, refuses the PIN, or
+    │   │                                       its key does not unwrap the stored master key
+    │   └── KeyVaultSealError                   the Key Vault key that wraps the master key
+    │                                           cannot be reached, is disabled, or does not
+    │                                           unwrap it
     ├── RotationFailedError                     a rotation step failed (retried later)
     │   └── RotationTargetError                 the target system refused the new credential
     ├── UnsupportedError                        the configured store cannot do this (keys on
@@ -79,6 +82,7 @@ __all__ = [
     "InsecureKeyFileError",
     "KeyDisabledError",
     "KeyNotFoundError",
+    "KeyVaultSealError",
     "LoginRefusedError",
     "PermissionDeniedError",
     "RateLimitedError",
@@ -284,6 +288,14 @@ class HsmError(CustodyError):
     a wrapped key it does not unwrap. The service stays sealed and says why."""
 
     code = "hsm"
+
+
+class KeyVaultSealError(CustodyError):
+    """The Key Vault key that wraps the master key failed us: unreachable, a refused
+    credential, no such key, a disabled key, or a wrapped key it does not unwrap. The service
+    stays sealed and says why."""
+
+    code = "keyvault_seal"
 
 
 class StoreUnavailableError(StrongroomError):

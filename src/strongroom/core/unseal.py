@@ -26,10 +26,11 @@ from strongroom.core.errors import (
 )
 from strongroom.core.shares import combine, parse_share
 
-__all__ = ["SEAL_PKCS11", "SEAL_SHAMIR", "SealRecord", "UnsealProgress"]
+__all__ = ["SEAL_AZURE", "SEAL_PKCS11", "SEAL_SHAMIR", "SealRecord", "UnsealProgress"]
 
 SEAL_SHAMIR = "shamir"
 SEAL_PKCS11 = "pkcs11"
+SEAL_AZURE = "azurekeyvault"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,8 @@ class SealRecord:
     shares: int
     check: str
     created_at: datetime
-    #: An HSM's seal: the master key wrapped by the HSM's key (base64), and that key's label.
+    #: An HSM's or Key Vault key's seal: the master key wrapped by that key (base64), and the
+    #: key's label (PKCS#11) or versioned identifier (Key Vault).
     wrapped: str = ""
     key_label: str = ""
 

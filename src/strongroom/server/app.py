@@ -84,8 +84,8 @@ def create_app(
             # Sealed start: nothing opens until a quorum of key holders unseals the service.
             gate.custody = await Custody.load(settings)
             log.warning("service sealed", threshold=gate.custody.record.threshold)
-        elif owned and settings.seal == "pkcs11":
-            await gate.auto_unseal()  # sealed, with the reason, while the HSM cannot unwrap
+        elif owned and settings.seal in ("pkcs11", "azurekeyvault"):
+            await gate.auto_unseal()  # sealed, with the reason, while the key cannot unwrap
         else:
             wiring = strongroom if strongroom is not None else await Strongroom.open(settings)
             await gate.start(wiring, owned=owned)

@@ -17,7 +17,12 @@ from fastapi import FastAPI
 
 from strongroom.core.audit import AuditAction
 from strongroom.core.config import Settings
-from strongroom.core.errors import CustodyError, HsmError, StoreUnavailableError
+from strongroom.core.errors import (
+    CustodyError,
+    HsmError,
+    KeyVaultSealError,
+    StoreUnavailableError,
+)
 from strongroom.core.logging import get_logger
 from strongroom.server.context import Services
 from strongroom.server.metrics_share import METRICS_DIR_ENV, SharedMetrics
@@ -26,7 +31,7 @@ from strongroom.services.wiring import Strongroom
 
 __all__ = ["AUTO_UNSEAL_RETRY_SECONDS", "SealGate"]
 
-#: How often a service an HSM could not unseal tries again.
+#: How often a service an HSM or a Key Vault key could not unseal tries again.
 AUTO_UNSEAL_RETRY_SECONDS = 5.0
 
 log = get_logger("strongroom.server")
@@ -79,7 +84,7 @@ class SealGate:
     async def _try_open(self) -> bool:
         try:
             wiring = await Strongroom.open(self.settings)
-        except (HsmError, StoreUnavailableError) as exc:
+        except (HsmError, KeyVaultSealError, StoreUnavailableError) as exc:
             self.reason = str(exc)
             log.error("auto-unseal failed", code=exc.code)
             return False

@@ -165,11 +165,8 @@ class Strongroom:
         settings = settings or Settings()
         if not structlog.is_configured():
             configure_logging(settings.log_level or "WARNING", debug=settings.debug)
-        if master is None and settings.seal == "pkcs11":
-            # Imported on use: only a deployment with an HSM loads its PKCS#11 binding.
-            from strongroom.services.custody.pkcs11 import hsm_master_key  # noqa: PLC0415
-
-            master = await hsm_master_key(settings)
+        if master is None:
+            master = await _custody_key(settings)
         if master is None:
             master = resolve_master_key(settings)
         auth_config = load_auth_config(settings.auth_config)  # a bad file fails before any I/O
@@ -286,6 +283,20 @@ class Strongroom:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def _custody_key(settings: Settings) -> MasterKey | None:
+    """The master key an HSM or a Key Vault key unwraps, when one is configured. Their
+    bindings are imported on use: only a deployment with that custody loads them."""
+    if settings.seal == "pkcs11":
+        from strongroom.services.custody.pkcs11 import hsm_master_key  # noqa: PLC0415
+
+        return await hsm_master_key(settings)
+    if settings.seal == "azurekeyvault":
+        from strongroom.services.custody.azure_seal import keyvault_master_key  # noqa: PLC0415
+
+        return await keyvault_master_key(settings)
+    return None
 
 
 _default: tuple[asyncio.AbstractEventLoop, Strongroom] | None = None

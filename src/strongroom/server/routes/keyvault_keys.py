@@ -185,6 +185,7 @@ async def update_key(
 
 
 @router.post("/keys/{name}/wrapkey")
+@router.post("/keys/{name}//wrapkey")  # what the SDKs send for a key id without a version
 @router.post("/keys/{name}/{version}/wrapkey")
 async def wrap_key(
     request: Request,
@@ -201,6 +202,7 @@ async def wrap_key(
 
 
 @router.post("/keys/{name}/unwrapkey")
+@router.post("/keys/{name}//unwrapkey")
 @router.post("/keys/{name}/{version}/unwrapkey")
 async def unwrap_key(
     request: Request,

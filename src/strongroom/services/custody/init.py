@@ -15,9 +15,8 @@ from strongroom.core.config import Settings
 from strongroom.core.crypto import KEY_BYTES, MasterKey
 from strongroom.core.errors import CustodyError
 from strongroom.core.shares import ShareSet, split
-from strongroom.core.unseal import SEAL_PKCS11, SEAL_SHAMIR, SealRecord
+from strongroom.core.unseal import SEAL_AZURE, SEAL_PKCS11, SEAL_SHAMIR, SealRecord
 from strongroom.db.seal_store import read_seal, write_seal
-from strongroom.services.custody.pkcs11 import wrap_master
 from strongroom.services.wiring import Strongroom, load_master_key
 
 __all__ = ["InitResult", "init_custody"]
@@ -41,7 +40,8 @@ class InitResult:
 
 async def init_custody(settings: Settings, *, shares: int, threshold: int) -> InitResult:
     """Split the master key (new, or the configured one) among key holders, or, with
-    ``STRONGROOM_SEAL=pkcs11``, have the HSM wrap it; then record the seal."""
+    ``STRONGROOM_SEAL=pkcs11`` or ``azurekeyvault``, have the HSM or Key Vault key wrap it;
+    then record the seal."""
     if await read_seal(settings) is not None:
         raise CustodyError("custody is already initialised for this store: it has its share set")
     configured = settings.master_key is not None or settings.master_key_file is not None
@@ -50,11 +50,18 @@ async def init_custody(settings: Settings, *, shares: int, threshold: int) -> In
         if configured
         else MasterKey(bytearray(secrets.token_bytes(KEY_BYTES)))
     )
-    hsm = settings.seal == SEAL_PKCS11
+    hsm = settings.seal in (SEAL_PKCS11, SEAL_AZURE)
     try:
-        share_set, wrapped = None, ""
-        if hsm:
-            wrapped = await wrap_master(settings, key)
+        share_set, wrapped, label = None, "", ""
+        if settings.seal == SEAL_PKCS11:
+            from strongroom.services.custody.pkcs11 import wrap_master  # noqa: PLC0415
+
+            wrapped, label = await wrap_master(settings, key), settings.pkcs11_key_label
+        elif settings.seal == SEAL_AZURE:
+            # Imported on use, as the HSM's binding: only this custody loads the keys SDK.
+            from strongroom.services.custody import azure_seal  # noqa: PLC0415
+
+            label, wrapped = await azure_seal.wrap_master(settings, key)
         else:
             share_set = split(key.raw_for_custody(), shares=shares, threshold=threshold)
         # Opening with the key makes the keyring of a new store, and proves an existing
@@ -62,14 +69,14 @@ async def init_custody(settings: Settings, *, shares: int, threshold: int) -> In
         app = await Strongroom.open(settings, master=key)
         try:
             record = SealRecord(
-                kind=SEAL_PKCS11 if hsm else SEAL_SHAMIR,
+                kind=settings.seal if hsm else SEAL_SHAMIR,
                 identifier=share_set.identifier if share_set is not None else 0,
                 threshold=0 if hsm else threshold,
                 shares=0 if hsm else shares,
                 check=key.check_value(),
                 created_at=app.clock(),
                 wrapped=wrapped,
-                key_label=settings.pkcs11_key_label if hsm else "",
+                key_label=label,
             )
             async with app.audit.operation(
                 AuditAction.CUSTODY_INIT, None, seal=record.kind, threshold=record.threshold,
