@@ -206,6 +206,15 @@ class Settings(BaseSettings):
         default=None, alias="STRONGROOM_EDGE_MAX_OFFLINE_BY_TYPE"
     )
     edge_token: SecretStr | None = Field(default=None, alias="STRONGROOM_EDGE_TOKEN")
+    #: Silence on the upstream's change feed after which an edge counts its link as cut (a cut
+    #: link may never close the connection); keep it about three of the centre's heartbeats.
+    edge_idle_timeout_seconds: float = Field(
+        default=45.0, gt=0, le=3600, alias="STRONGROOM_EDGE_IDLE_TIMEOUT"
+    )
+    #: Seconds between the change feed's keep-alives (what edges and proxies hear when idle).
+    feed_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, le=300, alias="STRONGROOM_FEED_HEARTBEAT_SECONDS"
+    )
     edge_cacert: Path | None = Field(default=None, alias="STRONGROOM_EDGE_CACERT")
 
     # The console (/ui): idle and absolute session lifetimes; the Key Vault price per 10,000

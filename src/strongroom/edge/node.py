@@ -30,7 +30,7 @@ from strongroom.server.fastpath import StrongroomAPI
 from strongroom.services.audit.secrets_audit import SecretsAudit
 from strongroom.services.edge import EdgeState, EdgeSync
 from strongroom.services.edge.journal import JournalShipper
-from strongroom.services.edge.sync import IDLE_TIMEOUT, probe_upstream
+from strongroom.services.edge.sync import probe_upstream
 from strongroom.services.wiring import Strongroom, resolve_master_key
 
 __all__ = ["EdgeNode", "edge_settings"]
@@ -83,7 +83,7 @@ class EdgeNode:
         token: str | None = None,
         cacert: Path | None = None,
         monotonic: Callable[[], float] = time.monotonic,
-        idle_timeout: float = IDLE_TIMEOUT,
+        idle_timeout: float | None = None,
     ) -> EdgeNode:
         """Check the upstream first (a refused credential or certificate, or a scope that
         matches nothing, fails here and changes nothing), then open the replica and reconcile
@@ -132,8 +132,8 @@ class EdgeNode:
             await client.close()
             raise
         sync = EdgeSync(
-            client, replica.inner, scopes, bound, state, idle_timeout=idle_timeout,
-            monotonic=monotonic,
+            client, replica.inner, scopes, bound, state,
+            idle_timeout=idle_timeout or settings.edge_idle_timeout_seconds, monotonic=monotonic,
         )  # fmt: skip
         replica.on_corrupt = sync.rebuild_later
         sync.reads_open = replica.reads_open

@@ -3,8 +3,9 @@
 Each event is ``id: <n>``, ``event: <kind>`` and ``data: {"id", "kind", "name", "version",
 "at"}`` (never a value), filtered by the caller's policies (a secret it may read or list). A
 client that reconnects with ``Last-Event-ID`` (or ``?after=``) gets every change after that id;
-without one it starts at the present. A comment line every 15 seconds keeps proxies from
-closing an idle stream.
+without one it starts at the present. A comment line every 15 seconds
+(``STRONGROOM_FEED_HEARTBEAT_SECONDS``) keeps proxies from closing an idle stream and tells
+edges the link is up.
 """
 
 from __future__ import annotations
@@ -63,12 +64,14 @@ async def feed(
     if not (caller.holds(Action.READ) or caller.holds(Action.LIST)):
         await authorize_listing(request, Action.LIST)  # 403, audited
     start = _resume_point(last_event_id, after)
-    changes = feed_for(services(request).app)
+    app = services(request).app
+    changes = feed_for(app)
+    heartbeat = app.settings.feed_heartbeat_seconds
 
     async def stream() -> AsyncIterator[bytes]:
         yield f"retry: {RETRY_MS}\n: strongroom change feed\n\n".encode()
         try:
-            async for event in changes.follow(start):
+            async for event in changes.follow(start, heartbeat=heartbeat):
                 if event is None:
                     yield b": keep-alive\n\n"
                 elif _visible(caller, event):
