@@ -21,20 +21,22 @@ list answers carry no version id); the vault purges deleted secrets on its own s
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from strongroom.backends.azure_sdk import (
     MAX_USER_TAGS,
+    RESERVED_TAGS,
     REVOKED_TAG,
     TYPE_TAG,
     StaticTokenCredential,
     credential_from,
+    deleted_of,
     mapped_error,
     properties_of,
+    secret_client,
 )
 from strongroom.backends.base import (
     KeyRotationResult,
@@ -102,8 +104,10 @@ class AzureKeyVaultStore:
         self._locks: dict[str, asyncio.Lock] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AzureKeyVaultStore:
-        assert settings.azure_key_vault_url is not None  # noqa: S101 (chosen because it is set)
+    def from_settings(cls, settings: Settings, url: str | None = None) -> Self:
+        """The vault at ``url`` (default: AZURE_KEY_VAULT_URL), as the settings configure."""
+        url = url or settings.azure_key_vault_url
+        assert url is not None  # noqa: S101 (chosen because it is set)
         options: dict[str, Any] = {
             "verify_challenge_resource": settings.azure_verify_challenge_resource,
             "retry_total": settings.azure_retries,
@@ -111,7 +115,7 @@ class AzureKeyVaultStore:
             "read_timeout": settings.azure_timeout_seconds,
         }
         return cls(
-            settings.azure_key_vault_url,
+            url,
             credential_from(settings),
             recovery_days=settings.recovery_days,
             client_options=options,
@@ -121,19 +125,9 @@ class AzureKeyVaultStore:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        from azure.keyvault.secrets.aio import SecretClient  # noqa: PLC0415
-
-        options = dict(self._options)
-        if self._ca_bundle is not None:
-            # One TLS context for every request: given a CA path, azure-core builds a new context
-            # per request, and aiohttp then opens a new connection (a TLS handshake) for each.
-            import aiohttp  # noqa: PLC0415
-            from azure.core.pipeline.transport import AioHttpTransport  # noqa: PLC0415
-
-            context = ssl.create_default_context(cafile=str(self._ca_bundle))
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
-            options["transport"] = AioHttpTransport(session=self._session)
-        self._client = SecretClient(self.vault_url, self._credential, **options)
+        self._client, self._session = secret_client(
+            self.vault_url, self._credential, self._options, self._ca_bundle
+        )
 
     async def close(self) -> None:
         if self._client is not None:
@@ -175,13 +169,25 @@ class AzureKeyVaultStore:
     async def write_version(
         self, new: NewVersion, value: bytes, mode: WriteMode
     ) -> VersionProperties:
-        if len(new.tags) > MAX_USER_TAGS:
-            raise ValidationError(
-                f"on Azure Key Vault a secret holds at most {MAX_USER_TAGS} metadata entries "
-                "(one of Key Vault's 15 tags carries the secret type)"
-            )
+        self._check_tags(new.tags)
         async with self._lock(new.name):
             return await self._write(new, value, mode)
+
+    #: How many metadata entries a caller may set (a secondary vault's copy needs one more tag).
+    max_user_tags = MAX_USER_TAGS
+
+    def _check_tags(self, tags: dict[str, str]) -> None:
+        if len(tags) > self.max_user_tags:
+            raise ValidationError(
+                f"on Azure Key Vault a secret holds at most {self.max_user_tags} metadata "
+                "entries (Key Vault has 15 tags; strongroom keeps the secret type in one)"
+            )
+        if RESERVED_TAGS & tags.keys():
+            raise ValidationError(f"metadata names {sorted(RESERVED_TAGS)} are strongroom's own")
+
+    async def _native(self, name: str, version: str | None) -> str | None:
+        """The vault's own id of ``version`` (a secondary's copy has its own ids)."""
+        return version
 
     def _lock(self, name: str) -> asyncio.Lock:
         key = name_key(name)
@@ -248,16 +254,14 @@ class AzureKeyVaultStore:
         if changes.content_type is not UNSET:
             kwargs["content_type"] = changes.content_type
         if changes.tags is not UNSET:
-            if len(changes.tags) > MAX_USER_TAGS:
-                raise ValidationError(
-                    f"on Azure Key Vault a secret holds at most {MAX_USER_TAGS} metadata entries"
-                )
+            self._check_tags(changes.tags)
             tags = {**changes.tags, TYPE_TAG: current.secret_type.value}
             if current.revoked_at is not None:
                 tags[REVOKED_TAG] = current.revoked_at.isoformat()
             kwargs["tags"] = tags
+        native = await self._native(current.name, current.version)
         updated = await self._call(
-            lambda: self.client.update_secret_properties(current.name, current.version, **kwargs),
+            lambda: self.client.update_secret_properties(current.name, native, **kwargs),
             name,
             version,
         )
@@ -277,9 +281,10 @@ class AzureKeyVaultStore:
             TYPE_TAG: props.secret_type.value,
             REVOKED_TAG: revoked_at.isoformat(),
         }
+        native = await self._native(props.name, props.version)
         await self._call(
             lambda: self.client.update_secret_properties(
-                props.name, props.version, enabled=False, tags=tags
+                props.name, native, enabled=False, tags=tags
             ),
             props.name,
             props.version,
@@ -288,8 +293,9 @@ class AzureKeyVaultStore:
     # -- reads ----------------------------------------------------------------------------
 
     async def get_version(self, name: str, version: str | None = None) -> SecretBundle:
+        native = await self._native(name, version)
         try:
-            secret = await self._call(lambda: self.client.get_secret(name, version), name, version)
+            secret = await self._call(lambda: self.client.get_secret(name, native), name, version)
         except SecretNotFoundError:
             if version is None and await self._deleted_exists(name):
                 raise SecretIsDeletedError(f"secret {name!r} is deleted") from None
@@ -358,27 +364,21 @@ class AzureKeyVaultStore:
 
     # -- delete, recover, purge -------------------------------------------------------------
 
-    def _deleted(self, deleted: Any) -> DeletedSecret:
-        props = properties_of(deleted.properties, name=deleted.name)
-        deleted_at = deleted.deleted_date or datetime.now(UTC)
-        purge_at = deleted.scheduled_purge_date or deleted_at
-        return DeletedSecret(properties=props, deleted_at=deleted_at, scheduled_purge_at=purge_at)
-
     async def delete(self, name: str, *, deleted_at: datetime, purge_at: datetime) -> DeletedSecret:
         if not await self._exists(name):
             if await self._deleted_exists(name):
                 raise SecretIsDeletedError(f"secret {name!r} is already deleted")
             raise SecretNotFoundError(f"secret {name!r} not found")
         deleted = await self._call(lambda: self.client.delete_secret(name), name)
-        return self._deleted(deleted)
+        return deleted_of(deleted)
 
     async def get_deleted(self, name: str) -> DeletedSecret:
         deleted = await self._call(lambda: self.client.get_deleted_secret(name), name)
-        return self._deleted(deleted)
+        return deleted_of(deleted)
 
     async def list_deleted(self) -> list[DeletedSecret]:
         items = await self._collect(self.client.list_deleted_secrets, None)
-        return sorted((self._deleted(i) for i in items), key=lambda d: name_key(d.properties.name))
+        return sorted((deleted_of(i) for i in items), key=lambda d: name_key(d.properties.name))
 
     async def recover(self, name: str) -> VersionProperties:
         await self._call(lambda: self.client.recover_deleted_secret(name), name)

@@ -4,7 +4,9 @@ log or a caller)."""
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from strongroom.core.config import Settings
@@ -24,17 +26,21 @@ from strongroom.core.errors import (
     ValidationError,
 )
 from strongroom.core.logging import get_logger
-from strongroom.core.models import SecretType, VersionProperties
+from strongroom.core.models import DeletedSecret, SecretType, VersionProperties
 
 __all__ = [
     "MAX_USER_TAGS",
+    "ORIGIN_TAG",
+    "PLACEHOLDER_TAG",
     "RESERVED_TAGS",
     "REVOKED_TAG",
     "TYPE_TAG",
     "StaticTokenCredential",
     "credential_from",
+    "deleted_of",
     "mapped_error",
     "properties_of",
+    "secret_client",
     "user_tags",
 ]
 
@@ -42,7 +48,11 @@ log = get_logger("strongroom.azure")
 
 TYPE_TAG = "strongroom-type"
 REVOKED_TAG = "strongroom-revoked-at"
-RESERVED_TAGS = frozenset({TYPE_TAG, REVOKED_TAG})
+#: On a secondary vault's copy: the primary's version id (the one callers know), and a mark on a
+#: copy made without its value (a version the primary would not hand out: disabled, revoked).
+ORIGIN_TAG = "strongroom-origin-version"
+PLACEHOLDER_TAG = "strongroom-placeholder"
+RESERVED_TAGS = frozenset({TYPE_TAG, REVOKED_TAG, ORIGIN_TAG, PLACEHOLDER_TAG})
 MAX_USER_TAGS = 14
 
 
@@ -99,12 +109,40 @@ def credential_from(settings: Settings) -> Any:
     return DefaultAzureCredential()
 
 
+def secret_client(
+    url: str, credential: Any, options: dict[str, Any], ca_bundle: Path | None
+) -> tuple[Any, Any]:
+    """The SDK's async SecretClient for ``url``, and the HTTP session to close with it."""
+    from azure.keyvault.secrets.aio import SecretClient  # noqa: PLC0415
+
+    options, session = dict(options), None
+    if ca_bundle is not None:
+        # One TLS context for every request: given a CA path, azure-core builds a new context
+        # per request, and aiohttp then opens a new connection (a TLS handshake) for each.
+        import aiohttp  # noqa: PLC0415
+        from azure.core.pipeline.transport import AioHttpTransport  # noqa: PLC0415
+
+        context = ssl.create_default_context(cafile=str(ca_bundle))
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+        options["transport"] = AioHttpTransport(session=session)
+    return SecretClient(url, credential, **options), session
+
+
+def deleted_of(deleted: Any) -> DeletedSecret:
+    """DeletedSecret from the SDK's DeletedSecret."""
+    props = properties_of(deleted.properties, name=deleted.name)
+    deleted_at = deleted.deleted_date or datetime.now(UTC)
+    purge_at = deleted.scheduled_purge_date or deleted_at
+    return DeletedSecret(properties=props, deleted_at=deleted_at, scheduled_purge_at=purge_at)
+
+
 def user_tags(tags: dict[str, str] | None) -> dict[str, str]:
     return {k: v for k, v in (tags or {}).items() if k not in RESERVED_TAGS}
 
 
 def properties_of(item: Any, *, current: bool = True, name: str | None = None) -> VersionProperties:
-    """VersionProperties from the SDK's SecretProperties."""
+    """VersionProperties from the SDK's SecretProperties (a secondary vault's copy carries the
+    primary's version id, which is the one callers know)."""
     tags: dict[str, str] = dict(item.tags or {})
     try:
         kind = SecretType(tags.get(TYPE_TAG, SecretType.GENERIC.value))
@@ -114,7 +152,7 @@ def properties_of(item: Any, *, current: bool = True, name: str | None = None) -
     created = item.created_on or datetime.now(UTC)
     return VersionProperties(
         name=name or item.name,
-        version=item.version or "",
+        version=tags.get(ORIGIN_TAG) or item.version or "",
         secret_type=kind,
         content_type=item.content_type,
         tags=user_tags(tags),

@@ -57,6 +57,7 @@ COMMANDS = {
     "run": "strongroom.cli.run:run",
     "serve": "strongroom.cli.serve:serve",
     "edge": "strongroom.cli.edge:app",
+    "vaults": "strongroom.cli.vaults:app",
     "dev-cert": "strongroom.cli.devcert:dev_cert",
 }
 

@@ -175,6 +175,15 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=300, alias="STRONGROOM_AZURE_TIMEOUT_SECONDS"
     )
     azure_retries: int = Field(default=4, ge=0, le=20, alias="STRONGROOM_AZURE_RETRIES")
+    # Secondary vaults (comma-separated https:// URLs, in failover order): reads fail over to
+    # them, writes reach them through the durable outbox (backends.azure_regions).
+    azure_secondary_urls: str | None = Field(default=None, alias="AZURE_KEY_VAULT_SECONDARY_URLS")
+    azure_failover_cooldown_seconds: float = Field(
+        default=30.0, gt=0, le=3600, alias="STRONGROOM_AZURE_FAILOVER_COOLDOWN_SECONDS"
+    )
+    azure_replication_seconds: float = Field(
+        default=1.0, gt=0, le=3600, alias="STRONGROOM_AZURE_REPLICATION_SECONDS"
+    )
     # Read-through cache in front of a remote store (the azure profile); a TTL of 0 turns it off.
     cache_ttl_seconds: float = Field(
         default=60.0, ge=0, le=86400, alias="STRONGROOM_CACHE_TTL_SECONDS"
@@ -267,6 +276,12 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return Backend.POSTGRES
         return Backend.SQLITE
+
+    @property
+    def azure_secondaries(self) -> list[str]:
+        """The secondary vaults' URLs, in failover order."""
+        urls = [u.strip() for u in (self.azure_secondary_urls or "").split(",")]
+        return [u for u in urls if u]
 
     @property
     def remote(self) -> bool:

@@ -124,7 +124,34 @@ def build_store(settings: Settings, master: MasterKey, integrity: RowMac) -> Sec
         )
     from strongroom.backends.azure import AzureKeyVaultStore  # noqa: PLC0415 (loaded on use)
 
+    if settings.azure_secondaries:
+        return build_regional_vaults(settings)
     return AzureKeyVaultStore.from_settings(settings)
+
+
+def build_regional_vaults(settings: Settings) -> SecretStore:
+    """The primary vault, its secondaries and the outbox that copies writes to them (kept with
+    the rest of the state: PostgreSQL or the SQLite file)."""
+    from strongroom.backends.azure import AzureKeyVaultStore  # noqa: PLC0415 (loaded on use)
+    from strongroom.backends.azure_regions import RegionalVaults, SecondaryVault  # noqa: PLC0415
+    from strongroom.db.replication_outbox import (  # noqa: PLC0415
+        PostgresReplicationOutbox,
+        ReplicationOutbox,
+        SqliteReplicationOutbox,
+    )
+
+    outbox: ReplicationOutbox
+    if settings.state_in_postgres:
+        outbox = PostgresReplicationOutbox(settings.audit_dsn(), schema=settings.pg_schema)
+    else:
+        outbox = SqliteReplicationOutbox(SqliteDatabase(settings.sqlite_path))
+    return RegionalVaults(
+        AzureKeyVaultStore.from_settings(settings),
+        [SecondaryVault.from_settings(settings, url) for url in settings.azure_secondaries],
+        outbox,
+        cooldown_seconds=settings.azure_failover_cooldown_seconds,
+        interval_seconds=settings.azure_replication_seconds,
+    )
 
 
 def build_cache(settings: Settings, store: SecretStore, metrics: Metrics) -> SecretStore:
