@@ -49,6 +49,7 @@ from bench.bench_console import run_console
 from bench.bench_crypto import run_crypto
 from bench.bench_edge import run_edge
 from bench.bench_http import CONNECTIONS, HttpRun, run_http
+from bench.bench_keys import run_keys
 from bench.bench_remote import run_remote
 from bench.bench_revocation import RevocationRun, run_revocation
 from bench.bench_rotation import RotationRun, run_rotation
@@ -74,6 +75,7 @@ CONSOLE = "console"
 AUTH = "auth"
 REMOTE = "remote"
 EDGE = "edge"
+KEYS = "keys"
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -92,6 +94,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
             AUTH,
             REMOTE,
             EDGE,
+            KEYS,
         ),
         help="measure one store (crypto runs too), or only the audit, rotation, CLI, "
         "revocation or HTTP benchmarks",
@@ -289,7 +292,7 @@ async def _run_all(
 ]:
     errors: list[str] = []
     rows: list[ResultRow] = []
-    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE, EDGE):
+    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE, EDGE, KEYS):
         rows = run_crypto(
             seconds=min(args.seconds, 2.0), warmup_seconds=args.warmup, rounds=args.rounds
         )
@@ -297,7 +300,7 @@ async def _run_all(
     stores: list[StoreRun] = []
     backends: Sequence[str] = (
         ()
-        if args.only in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE, EDGE)
+        if args.only in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE, EDGE, KEYS)
         else [args.only]
         if args.only
         else BACKENDS
@@ -358,9 +361,23 @@ async def _run_all(
     rows.extend(await _run_auth(args, errors))
     rows.extend(await _run_remote(args, errors))
     rows.extend(await _run_edge(args, errors))
+    rows.extend(await _run_keys(args, errors))
     http = await _run_http(args, errors)
     rows.extend(http.rows if http is not None else ())
     return rows, stores, audit, rotation, revocation, http, errors
+
+
+async def _run_keys(args: argparse.Namespace, errors: list[str]) -> list[ResultRow]:
+    """Key Vault keys' wrap and unwrap (unless another section was picked)."""
+    if args.only not in (None, KEYS):
+        return []
+    print("  measuring Key Vault keys ...", file=sys.stderr, flush=True)
+    try:
+        return await run_keys(seconds=args.seconds, warmup_seconds=args.warmup, rounds=args.rounds)
+    except Exception as exc:
+        traceback.print_exc()
+        errors.append(f"keys: {type(exc).__name__}: {exc}")
+        return []
 
 
 async def _run_edge(args: argparse.Namespace, errors: list[str]) -> list[ResultRow]:
