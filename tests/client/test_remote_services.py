@@ -137,3 +137,34 @@ async def test_event_subscriptions_over_http(server: Served, tmp_path: Path) -> 
     assert await subs.unsubscribe(created["id"]) is True
     assert await subs.unsubscribe(created["id"]) is False
     await subs.close()
+
+
+async def test_break_glass_reviews_are_answered_for_by_a_second_token(
+    server: Served, tmp_path: Path
+) -> None:
+    responder = await remote_manager(
+        server,
+        tmp_path / "a",
+        "bg-erin",
+        "read,write:bg-*",
+        "revoke-break-glass,revoke-approve:bg-*",
+    )
+    reviewer = await remote_manager(server, tmp_path / "b", "bg-ciso", "revoke-approve:bg-*")
+    await responder.create_secret("bg-key", "leaked")
+    glass = RevocationRequest("bg-key", "key_compromise", requested_by="x", immediate=True)
+    used = await EmergencyRevoke(responder).request_revocation(glass)
+    (review,) = await EmergencyRevoke(reviewer).list_break_glass_reviews()
+    assert (review["revocation_id"], review["used_by"], review["status"]) == (
+        used["revocation_id"], "bg-erin", "OPEN",
+    )  # fmt: skip
+    assert isinstance(review["due_at"], datetime)
+    with pytest.raises(SeparationOfDutiesError, match="their own break-glass use"):
+        # The name given is a note: the token says who acknowledges.
+        await EmergencyRevoke(responder).acknowledge_break_glass(
+            used["revocation_id"], "bg-ciso", "fine"
+        )
+    done = await EmergencyRevoke(reviewer).acknowledge_break_glass(
+        used["revocation_id"], "anyone", "confirmed leak, rotated downstream"
+    )
+    assert (done["status"], done["acknowledged_by"]) == ("ACKNOWLEDGED", "bg-ciso")
+    assert await EmergencyRevoke(reviewer).list_break_glass_reviews() == []

@@ -88,3 +88,85 @@ async def test_the_break_glass_grant_revokes_at_once_and_is_audited_as_such(
     assert len(requested) == 1
     assert requested[0]["actor_id"] == "erin"
     assert requested[0]["details"]["break_glass"] is True
+
+
+async def test_each_break_glass_use_opens_a_review_a_second_identity_acknowledges(
+    served: Served,
+) -> None:
+    await review_roundtrip(served)
+
+
+async def test_break_glass_reviews_on_postgresql(served_pg: Served) -> None:
+    await review_roundtrip(served_pg)
+
+
+async def review_roundtrip(served: Served) -> None:
+    responder = await served.token_for("erin", "revoke-break-glass:app-*")
+    reviewer = await served.token_for("ciso", "revoke-approve:app-*")
+    outsider = await served.token_for("dana", "read:app-*")
+    async with served.admin() as admin:
+        assert (await admin.post("/v1/secrets", json={"name": "app-bg", "value": "v"})).is_success
+    async with served.client(responder) as erin:
+        glass = await erin.post(
+            "/v1/revocations", json={"secret_name": "app-bg", **REQUEST, "immediate": True}
+        )
+        assert glass.status_code == 201, glass.text
+        rid = glass.json()["revocation_id"]
+        listed = await erin.get("/v1/revocations/reviews")  # the responder sees it open too
+        assert [(r["revocation_id"], r["status"]) for r in listed.json()] == [(rid, "OPEN")]
+        own = await erin.post(f"/v1/revocations/{rid}/acknowledge", json={"note": "all good"})
+        assert own.status_code == 403, own.text  # the grant to break glass is not enough
+    async with served.client(outsider) as dana:
+        assert (await dana.get("/v1/revocations/reviews")).status_code == 403
+    async with served.client(reviewer) as ciso:
+        (review,) = (await ciso.get("/v1/revocations/reviews")).json()
+        assert (review["used_by"], review["overdue"], review["acknowledged_by"]) == (
+            "erin", False, None,
+        )  # fmt: skip
+        empty = await ciso.post(f"/v1/revocations/{rid}/acknowledge", json={"note": ""})
+        assert empty.status_code == 400
+        assert empty.json()["error"]["code"] == "bad_parameter"
+        assert (await ciso.get("/v1/revocations/reviews")).json()[0]["status"] == "OPEN"
+        done = await ciso.post(
+            f"/v1/revocations/{rid}/acknowledge", json={"note": "leak confirmed, rotated"}
+        )
+        assert done.status_code == 200, done.text
+        assert (done.json()["status"], done.json()["acknowledged_by"]) == ("ACKNOWLEDGED", "ciso")
+        again = await ciso.post(f"/v1/revocations/{rid}/acknowledge", json={"note": "again"})
+        assert again.status_code == 409
+        assert (await ciso.get("/v1/revocations/reviews")).json() == []
+        every = (await ciso.get("/v1/revocations/reviews", params={"all": "true"})).json()
+        assert [(r["revocation_id"], r["note"]) for r in every] == [
+            (rid, "leak confirmed, rotated")
+        ]
+    ops = [(r["details"]["operation"], r["result"], r["actor_id"])
+           for r in reversed(await trail(served, "app-bg"))
+           if str(r["details"].get("operation", "")).startswith("review.")]  # fmt: skip
+    assert ops == [
+        ("review.open", "SUCCESS", "erin"),
+        ("review.acknowledge", "SUCCESS", "ciso"),
+        ("review.acknowledge", "FAILURE", "ciso"),
+    ]
+
+
+async def test_a_responder_who_may_also_approve_still_cannot_acknowledge_their_own_use(
+    served: Served,
+) -> None:
+    both = await served.token_for("erin", "revoke-break-glass,revoke-approve:app-*")
+    async with served.admin() as admin:
+        assert (await admin.post("/v1/secrets", json={"name": "app-own", "value": "v"})).is_success
+    async with served.client(both) as erin:
+        glass = await erin.post(
+            "/v1/revocations", json={"secret_name": "app-own", **REQUEST, "immediate": True}
+        )
+        rid = glass.json()["revocation_id"]
+        own = await erin.post(f"/v1/revocations/{rid}/acknowledge", json={"note": "all good"})
+        assert own.status_code == 403, own.text
+        assert own.json()["error"]["code"] == "denied"
+        assert "nobody acknowledges their own break-glass use" in own.json()["error"]["message"]
+        assert (await erin.get("/v1/revocations/reviews")).json()[0]["status"] == "OPEN"
+    refused = [r for r in await trail(served, "app-own")
+               if r["details"].get("operation") == "review.acknowledge"]  # fmt: skip
+    assert [(r["result"], r["actor_id"], r["error_code"]) for r in refused] == [
+        ("FAILURE", "erin", "denied")
+    ]

@@ -155,7 +155,8 @@ async def test_metrics_count_a_scripted_workload(served: Served) -> None:
     assert delta(ops, action="AUTHENTICATE", result="FAILURE") == 1
     assert delta(ops, action="ROTATE", result="SUCCESS") == 1
     assert delta(ops, action="UPDATE", result="SUCCESS") == 1  # the schedule configured
-    assert delta(ops, action="REVOKE", result="SUCCESS") == 2  # the request, its execution
+    # the request, the break-glass review it opens, its execution
+    assert delta(ops, action="REVOKE", result="SUCCESS") == 3
     assert delta(ops, action="REVOKE", result="FAILURE") == 0
     assert delta("strongroom_unauthorized_attempts_total", reason="no_token") == 1
     assert delta("strongroom_unauthorized_attempts_total", reason="forbidden") == 1
@@ -167,7 +168,7 @@ async def test_metrics_count_a_scripted_workload(served: Served) -> None:
     assert delta("strongroom_revocations_total", severity="critical") == 1
     # Every recorded event was committed, one audit batch at a time or more per batch.
     recorded = sum(value - before.get(key, 0.0) for key, value in after.items() if key[0] == ops)
-    assert recorded == 11
+    assert recorded == 12
     assert delta("strongroom_audit_events_total") == recorded
     assert 1 <= delta("strongroom_audit_write_seconds_count") <= recorded
     assert delta("strongroom_audit_batches_total") == delta("strongroom_audit_write_seconds_count")

@@ -186,6 +186,42 @@ async def test_self_approval_refused_and_nothing_changes(site: Served) -> None:
     assert row["approvals"] == []
 
 
+async def test_break_glass_review_acknowledged_from_the_revocations_view(site: Served) -> None:
+    await site.app.access.put_policy(
+        Policy.build("resp", ["revoke-break-glass,revoke-approve,list:*"])
+    )
+    with acting_as("erin"):
+        used = await EmergencyRevoke(site.app).request_revocation(
+            RevocationRequest(
+                secret_name="other-db", reason="key_compromise", requested_by="erin",
+                immediate=True,
+            )
+        )  # fmt: skip
+    rid = used["revocation_id"]
+    erin = (await site.app.access.create_token("erin", policies=["resp"])).token
+    async with ConsoleClient(site) as ui:
+        await ui.sign_in(erin)
+        page = await ui.get("/ui/revocations")
+        assert f'id="review-{rid}"' in page.text
+        refused = await ui.post(f"/ui/revocations/{rid}/acknowledge", {"note": "mine"})
+    assert refused.status_code == 403
+    assert "someone else must review it" in refused.text
+    assert (await site.app.break_glass_reviews.get(rid))["status"] == "OPEN"
+    ciso = await token(site, "ciso", "revoke-approve,list:*")
+    async with ConsoleClient(site) as ui:
+        await ui.sign_in(ciso)
+        no_csrf = await ui.post(f"/ui/revocations/{rid}/acknowledge", {"note": "x"}, csrf=False)
+        assert no_csrf.status_code == 403
+        done = await ui.post(f"/ui/revocations/{rid}/acknowledge", {"note": "leak confirmed"})
+        assert done.status_code == 303
+        after = await ui.get(done.headers["location"])
+        assert f'id="review-{rid}"' not in after.text
+    review = await site.app.break_glass_reviews.get(rid)
+    assert (review["status"], review["acknowledged_by"], review["note"]) == (
+        "ACKNOWLEDGED", "ciso", "leak confirmed",
+    )  # fmt: skip
+
+
 async def test_audit_export_neutralises_formulas(site: Served) -> None:
     with acting_as("=HYPERLINK(1)", ip="10.9.9.9"):
         await SecretsAudit(site.app).log_event("READ", "app-db")

@@ -22,6 +22,7 @@ from strongroom.cli.output import (
     when,
     when_cell,
 )
+from strongroom.cli.revoke_review import acknowledge, review_table, reviews
 from strongroom.cli.runtime import Wiring, command_group, output, run_any
 from strongroom.core.actor import current_actor
 from strongroom.core.errors import RevocationError
@@ -397,16 +398,28 @@ def history(
 
 @app.command()
 def pending(ctx: typer.Context, json: JsonOpt = False) -> None:
-    """Requests waiting for approval, oldest first."""
+    """Requests waiting for approval, oldest first; then break-glass uses waiting for review
+    (with ``--json``, the requests only: `revoke reviews --json` lists the reviews)."""
     out = output(ctx, json=json)
 
-    async def work(strongroom: Wiring) -> list[dict[str, Any]]:
-        return await _revoke(strongroom).list_pending_revocations()
+    async def work(strongroom: Wiring) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        revoke = _revoke(strongroom)
+        rows = await revoke.list_pending_revocations()
+        return rows, [] if out.json else await revoke.list_break_glass_reviews()
 
-    rows = run_any(ctx, work)
+    rows, open_reviews = run_any(ctx, work)
     if out.json:
         out.data(rows)
         return
+    if open_reviews:
+        overdue = sum(1 for r in open_reviews if r["overdue"])
+        review_table(
+            out,
+            open_reviews,
+            title="break-glass uses waiting for review",
+            caption=f"{len(open_reviews)} open, {overdue} overdue; `strongroom revoke "
+            "acknowledge ID --note TEXT` as someone other than who used it",
+        )
     if not rows:
         out.done("No revocation request is pending.")
         return
@@ -418,3 +431,7 @@ def pending(ctx: typer.Context, json: JsonOpt = False) -> None:
         caption=f"{len(rows)} pending{age}; `strongroom revoke approve ID` as someone other "
         "than the requester",
     )
+
+
+app.command("reviews")(reviews)
+app.command("acknowledge")(acknowledge)

@@ -79,6 +79,7 @@ DETAIL_FIELDS = frozenset(
         "seal", "threshold", "shares", "progress", "attempted_at", "algorithm", "key_type",
         "key_size", "key_ops",
         "site", "edge_seq", "edge_prev", "edge_hash",
+        "used_by", "acknowledged_by", "due_at", "escalation", "overdue",
     }
 )  # fmt: skip
 

@@ -84,6 +84,21 @@ class Settings(BaseSettings):
     pg_pool_max: int = Field(default=16, ge=1, alias="STRONGROOM_PG_POOL_MAX")
     # Approvals a revocation needs per severity, e.g. "critical=2,high=2" (default one each).
     revocation_approvals: str | None = Field(default=None, alias="STRONGROOM_REVOCATION_APPROVALS")
+    # Break-glass reviews: a second identity acknowledges each use within this window; overdue
+    # reviews are notified again every remind interval, from the second notice on also to
+    # the escalation addresses (comma-separated); checked every check interval (0: off).
+    break_glass_review_hours: float = Field(
+        default=24.0, gt=0, le=720, alias="STRONGROOM_BREAK_GLASS_REVIEW_HOURS"
+    )
+    break_glass_remind_minutes: float = Field(
+        default=60.0, gt=0, le=10080, alias="STRONGROOM_BREAK_GLASS_REMIND_MINUTES"
+    )
+    break_glass_escalate_to: str | None = Field(
+        default=None, alias="STRONGROOM_BREAK_GLASS_ESCALATE_TO"
+    )
+    break_glass_check_seconds: float = Field(
+        default=60.0, ge=0, le=86400, alias="STRONGROOM_BREAK_GLASS_CHECK_SECONDS"
+    )
     expiry_warning_days: int = Field(
         default=30, ge=1, le=365, alias="STRONGROOM_EXPIRY_WARNING_DAYS"
     )

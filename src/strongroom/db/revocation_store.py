@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from strongroom.db.dialect import POSTGRES, SQLITE, Dialect
 from strongroom.db.pg import open_pool, pooled
+from strongroom.db.review_store import PostgresReviews, SqliteReviews
 from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
 
@@ -52,6 +53,19 @@ class RevocationStore(Protocol):
     async def tombstones(self, name_key: str) -> list[tuple[int, datetime]]:
         """(revocation id, revoked at) of every revocation of ``name_key``, oldest first."""
         ...
+
+    # Break-glass reviews (strongroom.db.review_store).
+    async def open_review(
+        self, revocation_id: int, secret_name: str, used_by: str, opened_at: datetime,
+        due_at: datetime,
+    ) -> None: ...  # fmt: skip
+    async def get_review(self, revocation_id: int) -> dict[str, Any] | None: ...
+    async def list_reviews(self, *, open_only: bool, limit: int) -> list[dict[str, Any]]: ...
+    async def overdue_reviews(self, now: datetime) -> list[dict[str, Any]]: ...
+    async def acknowledge_review(
+        self, revocation_id: int, by: str, at: datetime, note: str
+    ) -> bool: ...
+    async def claim_escalation(self, revocation_id: int, seen: int, at: datetime) -> bool: ...
 
 
 def _select(dialect: Dialect) -> str:
@@ -126,7 +140,7 @@ def _check_keys(changes: dict[str, Any]) -> list[str]:
     return keys
 
 
-class SqliteRevocationStore:
+class SqliteRevocationStore(SqliteReviews):
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
         self.backend = "memory" if db.in_memory else "sqlite"
@@ -180,7 +194,7 @@ class SqliteRevocationStore:
         return [(int(r[0]), _EPOCH + timedelta(microseconds=r[1])) for r in rows]
 
 
-class PostgresRevocationStore:
+class PostgresRevocationStore(PostgresReviews):
     backend = "postgres"
 
     def __init__(self, dsn: str, *, schema: str) -> None:

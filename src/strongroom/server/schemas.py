@@ -185,6 +185,12 @@ class RejectIn(Strict):
     reason: Text = Field(default="", max_length=1000)
 
 
+class AcknowledgeIn(Strict):
+    """What the reviewer checked: the acknowledgement of a break-glass use is on record."""
+
+    note: Text = Field(min_length=1, max_length=2000)
+
+
 class TokenCreate(Strict):
     identity: str = Field(pattern=r"^[0-9A-Za-z._@:-]{1,128}$")
     policies: list[str] = Field(default_factory=list, max_length=20)

@@ -72,6 +72,8 @@ class SealGate:
             await services.rotation.start_rotation_scheduler(interval)
             if self.settings.threat_check_seconds > 0:
                 wiring.threat_alerts.start(self.settings.threat_check_seconds)
+            if self.settings.break_glass_check_seconds > 0:
+                wiring.break_glass_reviews.start(self.settings.break_glass_check_seconds)
         self.api.state.services = services
         log.info("service started", profile=wiring.profile)
 
@@ -112,6 +114,7 @@ class SealGate:
         self.api.state.services = None
         await services.rotation.stop_rotation_scheduler()
         await services.app.threat_alerts.stop()
+        await services.app.break_glass_reviews.stop()
         if self._shared is not None:
             await self._shared.stop()
             self._shared = None

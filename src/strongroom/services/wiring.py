@@ -44,6 +44,7 @@ from strongroom.services.notify import Dispatcher, UrlPolicy, build_dispatcher
 if TYPE_CHECKING:
     from strongroom.services.access.cert_auth import CertAuth
     from strongroom.services.access.jwt_login import JwtLogin
+    from strongroom.services.revocation.reviews import BreakGlassReviews
 
 __all__ = [
     "Strongroom",
@@ -116,6 +117,7 @@ class Strongroom:
             self._certs = self._build_certs()
         #: The threat detection schedule and what it already alerted on.
         self.threat_alerts = ThreatAlerts(self)
+        self._reviews: BreakGlassReviews | None = None
         #: Console sessions (the server's /ui signs people in and keeps their sessions here).
         self.sessions = state.sessions
 
@@ -125,6 +127,16 @@ class Strongroom:
         if self._logins is None:
             self._logins = self._build_logins()
         return self._logins
+
+    @property
+    def break_glass_reviews(self) -> BreakGlassReviews:
+        """Break-glass revocations a second identity must answer for, and their schedule."""
+        if self._reviews is None:
+            # Imported on use: a command that only reads a secret never loads revocation.
+            from strongroom.services.revocation.reviews import BreakGlassReviews  # noqa: PLC0415
+
+            self._reviews = BreakGlassReviews(self)
+        return self._reviews
 
     @property
     def certs(self) -> CertAuth:
@@ -262,6 +274,8 @@ class Strongroom:
         self.closed = True
         try:
             await self.threat_alerts.stop()
+            if self._reviews is not None:
+                await self._reviews.stop()
             if self.alarm is not None:
                 await self.alarm.drain()
             await self.events.drain()

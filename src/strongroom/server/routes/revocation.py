@@ -15,7 +15,7 @@ from strongroom.core.policy import Action
 from strongroom.core.revocation import RevocationRequest
 from strongroom.server.context import authorize, authorize_listing, principal, services
 from strongroom.server.jsonio import json_response
-from strongroom.server.schemas import RejectIn, RevocationIn
+from strongroom.server.schemas import AcknowledgeIn, RejectIn, RevocationIn
 from strongroom.services.access.control import Principal
 
 router = APIRouter(prefix="/v1/revocations", tags=["revocation"])
@@ -26,6 +26,11 @@ RevocationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 def _visible(caller: Principal, row: Obj) -> bool:
     name = row.get("secret_name")
     return caller.may(Action.REVOKE_REQUEST, name) or caller.may(Action.REVOKE_APPROVE, name)
+
+
+def _reviewable(caller: Principal, row: Obj) -> bool:
+    name = row.get("secret_name")
+    return caller.may(Action.REVOKE_APPROVE, name) or caller.may(Action.REVOKE_BREAK_GLASS, name)
 
 
 @router.post("", status_code=201, response_model=Obj, summary="Request a revocation")
@@ -68,6 +73,19 @@ async def _row_authorized(request: Request, revocation_id: int, action: Action) 
     return row
 
 
+@router.get(
+    "/reviews", response_model=list[Obj], summary="Break-glass reviews (open ones by default)"
+)
+async def reviews(request: Request, all: bool = False) -> Response:
+    """Open reviews, oldest due first (``all=true``: every review, newest first), for the
+    secrets the caller may approve revocations of or break the glass on."""
+    caller = principal(request)
+    if not caller.holds(Action.REVOKE_BREAK_GLASS):
+        await authorize_listing(request, Action.REVOKE_APPROVE)
+    rows = await services(request).revoke.list_break_glass_reviews(open_only=not all)
+    return json_response([r for r in rows if _reviewable(caller, r)])
+
+
 @router.get("/{revocation_id}", response_model=Obj, summary="A revocation's status")
 async def status(request: Request, revocation_id: RevocationId) -> Response:
     row = await services(request).revoke.get_revocation_status(revocation_id)
@@ -107,4 +125,22 @@ async def cancel(request: Request, revocation_id: RevocationId) -> Response:
         await authorize(request, Action.REVOKE_APPROVE, row["secret_name"])
     return json_response(
         await services(request).revoke.cancel_revocation(revocation_id, caller.identity)
+    )
+
+
+@router.post(
+    "/{revocation_id}/acknowledge", response_model=Obj, summary="Acknowledge a break-glass use"
+)
+async def acknowledge(
+    request: Request, revocation_id: RevocationId, body: AcknowledgeIn
+) -> Response:
+    """Needs ``revoke-approve`` on the secret; the reviewer is the caller, never the identity
+    that broke the glass (403 ``denied``)."""
+    review = await services(request).app.break_glass_reviews.get(revocation_id)
+    await authorize(request, Action.REVOKE_APPROVE, review["secret_name"])
+    caller = principal(request)
+    return json_response(
+        await services(request).revoke.acknowledge_break_glass(
+            revocation_id, caller.identity, body.note
+        )
     )

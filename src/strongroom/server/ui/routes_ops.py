@@ -44,9 +44,10 @@ async def revocations(request: Request, notice: str | None = None) -> Response:
     svc = console.services.revoke
     pending = [r for r in await svc.list_pending_revocations() if _visible(console, r)]
     history = [r for r in await svc.get_revocation_history(None, 100) if _visible(console, r)]
+    reviews = [r for r in await svc.list_break_glass_reviews() if _visible(console, r)]
     return render(
         request, "revocations.html", ui=console, active="revocations", pending=pending,
-        history=history, break_glass=[r for r in history if r["break_glass"]],
+        history=history, break_glass=[r for r in history if r["break_glass"]], reviews=reviews,
         notice=notice[:200] if notice else None,
     )  # fmt: skip
 
@@ -83,6 +84,26 @@ async def approve(request: Request, revocation_id: RevocationId) -> Response:
 @page
 async def reject(request: Request, revocation_id: RevocationId) -> Response:
     return await _decide(request, revocation_id, approve=False)
+
+
+@router.post("/revocations/{revocation_id}/acknowledge")
+@page
+async def acknowledge(request: Request, revocation_id: RevocationId) -> Response:
+    """Answer for a break-glass use as the signed-in identity, with a note."""
+    console = ui(request)
+    review = await console.services.app.break_glass_reviews.get(revocation_id)
+    await console.require(Action.REVOKE_APPROVE, review["secret_name"])
+    who = console.principal.identity
+    note = (await form(request)).get("note", "")
+    try:
+        await console.services.revoke.acknowledge_break_glass(revocation_id, who, note)
+    except SeparationOfDutiesError as exc:
+        message = ("You used break-glass on this secret, so someone else must review it "
+                   "(separation of duties).")  # fmt: skip
+        return render(request, "error.html", status=403, ui=console, code=exc.code,
+                      message=message)  # fmt: skip
+    notice = f"Break-glass revocation {revocation_id} acknowledged"
+    return RedirectResponse(f"/ui/revocations?notice={notice.replace(' ', '+')}", status_code=303)
 
 
 @router.get("/rotation")

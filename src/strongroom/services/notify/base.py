@@ -50,7 +50,8 @@ KINDS = frozenset(
         "revocation.requested", "revocation.approved", "revocation.completed",
         "revocation.failed", "rotation.failed", "threat.detected", "secret.created",
         "secret.updated", "secret.rotated", "secret.revoked", "secret.near_expiry",
-        "secret.expired", "integrity.tampered",
+        "secret.expired", "integrity.tampered", "revocation.review_opened",
+        "revocation.review_acknowledged", "revocation.review_overdue",
     }
 )  # fmt: skip
 

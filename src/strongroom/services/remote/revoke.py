@@ -68,3 +68,16 @@ class RemoteEmergencyRevoke(RemoteFacadeMixin, EmergencyRevoke):
         client = await self._client()
         params = {"pending": "true", "limit": 1000}
         return dated_list(await client.request("GET", "/v1/revocations", params=params))
+
+    async def list_break_glass_reviews(self, *, open_only: bool = True) -> list[dict[str, Any]]:
+        client = await self._client()
+        params = {"all": "false" if open_only else "true"}
+        found = await client.request("GET", "/v1/revocations/reviews", params=params)
+        return dated_list(found)
+
+    async def acknowledge_break_glass(
+        self, revocation_id: int, acknowledged_by: str, note: str
+    ) -> dict[str, Any]:
+        client = await self._client()
+        path = f"/v1/revocations/{int(revocation_id)}/acknowledge"
+        return dated(await client.request("POST", path, json={"note": note}))

@@ -235,8 +235,12 @@ async def _grant_used(
 
 
 async def _revocations(app: Strongroom, since: datetime, until: datetime) -> dict[str, Any]:
-    rows = await EmergencyRevoke(app).get_revocation_history(None, 1000)
+    revoke = EmergencyRevoke(app)
+    rows = await revoke.get_revocation_history(None, 1000)
     chosen = [r for r in rows if since <= r["requested_at"] < until]
+    reviews = {
+        r["revocation_id"]: r for r in await revoke.list_break_glass_reviews(open_only=False)
+    }
     entries = []
     for row in chosen:
         revoked = row["revoked_at"]
@@ -254,15 +258,29 @@ async def _revocations(app: Strongroom, since: datetime, until: datetime) -> dic
             "minutes_to_revoke": round((revoked - row["requested_at"]).total_seconds() / 60, 1)
             if revoked is not None else None,
             "break_glass": row["break_glass"],
+            "review": _review(reviews.get(row["revocation_id"])),
         })  # fmt: skip
+    used = [e for e in entries if e["break_glass"]]
+    states = [e["review"]["status"] if e["review"] else "none" for e in used]
     return {
         "requests": len(entries),
         "entries": entries,
-        "break_glass": [e for e in entries if e["break_glass"]],
-        # Break-glass reviews are recorded once a review workflow exists; until then the
-        # report lists the uses and says that no review is on record.
-        "break_glass_reviews": None,
+        "break_glass": used,
+        "break_glass_reviews": {
+            "acknowledged": states.count("ACKNOWLEDGED"),
+            "open": states.count("OPEN"),
+            "overdue": sum(1 for e in used if e["review"] and e["review"]["overdue"]),
+        },
     }
+
+
+def _review(review: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A break-glass use's review as evidence: who answered for it, when, and whether late."""
+    if review is None:
+        return None
+    return {key: review[key] for key in (
+        "status", "due_at", "overdue", "acknowledged_by", "acknowledged_at", "escalations",
+    )}  # fmt: skip
 
 
 async def _unauthorized(app: Strongroom, since: datetime, until: datetime) -> dict[str, Any]:

@@ -103,9 +103,10 @@ def tables(data: dict[str, Any]) -> list[Table]:
                 "; ".join(f"{a['by']} {_t(a['at'])}" for a in e["approvals"]) or "-",
                 e["revoked_at"], e["minutes_to_revoke"], e["break_glass"])
                for e in rev["entries"]],
-              f"{len(rev['break_glass'])} break-glass uses; reviews of break-glass uses are not "
-              "recorded by this version of strongroom" if rev["break_glass_reviews"] is None
-              else ""),
+              f"{len(rev['break_glass'])} break-glass uses; reviews: "
+              f"{rev['break_glass_reviews']['acknowledged']} acknowledged, "
+              f"{rev['break_glass_reviews']['open']} open "
+              f"({rev['break_glass_reviews']['overdue']} overdue)"),
         Table("unauthorized", "Unauthorized attempts",
               ("identity", "address", "secret", "code", "count", "first", "last"),
               [(r["actor_id"], r["actor_ip"], r["resource_name"], r["error_code"], r["count"],

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from strongroom.backends.base import name_key
 from strongroom.core.audit import AuditAction
 from strongroom.core.errors import (
-    ConfigurationError,
     RevocationNotFoundError,
     RevocationStateError,
     SecretIsDeletedError,
@@ -39,6 +38,7 @@ from strongroom.core.revocation import (
 from strongroom.core.validation import validate_name
 from strongroom.services.facade import ManagerBoundFacade
 from strongroom.services.notify import Notification, validate_email_address
+from strongroom.services.revocation.records import approvals_from, check_actor, public_revocation
 
 if TYPE_CHECKING:
     from strongroom.client.transport import RemoteClient
@@ -139,8 +139,11 @@ class EmergencyRevoke(ManagerBoundFacade):
             await self._move(app, row, RevocationEvent.APPROVE, {"details": {
                 **row["details"], "break_glass": True, "approved_without_approval": True,
             }})  # fmt: skip
-            # Executing announces the outcome at the highest priority; no separate notice.
+            # Answered for before it runs: a second identity must acknowledge this use.
+            await app.break_glass_reviews.open(row)
+            # Executing announces the outcome at the highest priority.
             row = await self._execute(app, row)
+            await app.break_glass_reviews.announce_opened(row)
         else:
             await self._announce(app, row, "revocation.requested", _PRIORITY[severity])
         return await self.get_revocation_status(revocation_id)
@@ -154,7 +157,7 @@ class EmergencyRevoke(ManagerBoundFacade):
             row = await self._row(app, revocation_id)
             op.resource_name = row["secret_name"].lower()
             op.details["revocation_id"] = revocation_id
-            _check_actor(approved_by, "approved_by")
+            check_actor(approved_by, "approved_by")
             status = RevocationStatus(row["status"])
             if status is not RevocationStatus.PENDING:
                 transition(status, RevocationEvent.APPROVE)  # raises: closed or not pending
@@ -191,7 +194,7 @@ class EmergencyRevoke(ManagerBoundFacade):
 
     async def get_revocation_status(self, revocation_id: int) -> dict[str, Any]:
         app = await self._ready()
-        return _public(await self._row(app, revocation_id))
+        return public_revocation(await self._row(app, revocation_id))
 
     async def get_revocation_history(
         self, secret_name: str | None = None, limit: int = 50
@@ -208,7 +211,7 @@ class EmergencyRevoke(ManagerBoundFacade):
                 name = secret_name
             except SecretNotFoundError:
                 name, exists = secret_name, False
-        found = [_public(r) for r in await app.revocation_store.history(name, limit)]
+        found = [public_revocation(r) for r in await app.revocation_store.history(name, limit)]
         if not found and not exists:
             raise SecretNotFoundError(
                 f"secret {secret_name!r} not found, and no revocation of it is on record"
@@ -217,7 +220,21 @@ class EmergencyRevoke(ManagerBoundFacade):
 
     async def list_pending_revocations(self) -> list[dict[str, Any]]:
         app = await self._ready()
-        return [_public(r) for r in await app.revocation_store.pending()]
+        return [public_revocation(r) for r in await app.revocation_store.pending()]
+
+    # -- break-glass reviews ------------------------------------------------------------------
+
+    async def list_break_glass_reviews(self, *, open_only: bool = True) -> list[dict[str, Any]]:
+        """Reviews of break-glass revocations: open ones (oldest due first), or all."""
+        app = await self._ready()
+        return await app.break_glass_reviews.listing(open_only=open_only, limit=1000)
+
+    async def acknowledge_break_glass(
+        self, revocation_id: int, acknowledged_by: str, note: str
+    ) -> dict[str, Any]:
+        """Answer for a break-glass use as someone other than who used it, with a note."""
+        app = await self._ready()
+        return await app.break_glass_reviews.acknowledge(revocation_id, acknowledged_by, note)
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -232,7 +249,7 @@ class EmergencyRevoke(ManagerBoundFacade):
             op.resource_name = row["secret_name"].lower()
             op.details["revocation_id"] = revocation_id
             op.details["closed_by"] = by
-            _check_actor(by, "by")
+            check_actor(by, "by")
             if not isinstance(reason, str) or len(reason) > 1000:
                 raise ValidationError("reason must be text of at most 1000 characters")
             now = app.clock()
@@ -387,59 +404,6 @@ class EmergencyRevoke(ManagerBoundFacade):
         if row is None:
             raise RevocationNotFoundError(f"no revocation request {revocation_id}")
         return row
-
-
-def approvals_from(text: str | None) -> dict[Severity, int]:
-    """``"critical=2,high=2"`` (STRONGROOM_REVOCATION_APPROVALS) as a severity -> count map."""
-    policy: dict[Severity, int] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        name, _, count = part.partition("=")
-        try:
-            severity, number = Severity(name.strip().lower()), int(count)
-        except ValueError:
-            raise ConfigurationError(
-                "STRONGROOM_REVOCATION_APPROVALS looks like critical=2,high=1"
-            ) from None
-        if not 1 <= number <= 10:
-            raise ConfigurationError("a revocation needs 1-10 approvals")
-        policy[severity] = number
-    return policy
-
-
-def _check_actor(who: object, label: str) -> None:
-    if not isinstance(who, str) or not 1 <= len(who) <= 256 or not who.strip():
-        raise ValidationError(f"{label} must name someone (1-256 characters)")
-
-
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    details = row["details"]
-    return {
-        "revocation_id": row["id"],
-        "secret_name": row["secret_name"],
-        "status": row["status"],
-        "reason": row["reason"],
-        "severity": row["severity"],
-        "requested_by": row["requested_by"],
-        "requested_at": row["requested_at"],
-        "approved_by": row["approved_by"],
-        "approvals": row["approvals"],
-        "required_approvals": row["required_approvals"],
-        "revoked_at": row["revoked_at"],
-        "closed_by": row["closed_by"],
-        "closed_at": row["closed_at"],
-        "notify_recipients": row["notify_recipients"],
-        "immediate": bool(details.get("immediate")),
-        "break_glass": bool(details.get("break_glass")),
-        "risk": details.get("risk"),
-        "description": details.get("description", ""),
-        "error": details.get("error"),
-        "versions_revoked": details.get("versions_revoked"),
-        "new_version": details.get("new_version"),
-        "deliveries": details.get("deliveries", []),
-        "updated_at": row["updated_at"],
-    }
 
 
 async def _target(app: Strongroom, name: str) -> tuple[str, SecretType]:
