@@ -8,11 +8,12 @@ the length of one unwrap, in this process. What callers get back is the public h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 
 from strongroom.backends.vault_keys import KeyStore
 from strongroom.core.audit import AuditAction
-from strongroom.core.errors import UnsupportedError, ValidationError
+from strongroom.core.errors import KeyNotFoundError, UnsupportedError, ValidationError
 from strongroom.core.validation import validate_name, validate_tags, validate_version
 from strongroom.core.vault_keys import (
     KeyProperties,
@@ -68,6 +69,8 @@ class VaultKeys:
             ops = check_key_ops(key_ops)
             checked_tags = validate_tags(tags)
             store = self._store()
+            with contextlib.suppress(KeyNotFoundError):  # a new version keeps the first
+                name = (await store.get(name)).name  # spelling (names compare without case)
             private, public = await asyncio.to_thread(generate_rsa, size)
             new = NewKey(
                 name=name, version=secrets.token_hex(16), kty=kty, key_size=size, key_ops=ops,
