@@ -259,7 +259,7 @@ async def run_phases(
     async with c1, c2:
         lags = await steady_load(admin, c1, one, load_seconds)
         served, refused, late = await cut_until_refused(net, admin, c1, c2, one, two, revoked)
-        propagation, leaked = await heal_and_watch(net, c1, one, revoked)
+        propagation, back, leaked = await heal_and_watch(net, c1, one, revoked)
         restarts = await kill_and_restart(c2, two, kills)
         for site in sites:
             async with httpx.AsyncClient(base_url=site.url, timeout=2) as probe:
@@ -273,6 +273,7 @@ async def run_phases(
         ("reads served after the first refusal", late, "0", late == 0),
         ("revocation after heal p99 (s)", round(percentile(propagation, 0.99), 3),
          "", len(propagation) == revoked),
+        ("edge online again after heal (s)", round(back, 3), "", True),
         ("revoked secrets served after heal", leaked, "0", leaked == 0),
         ("edge kill -9 and restart", restarts, f"{kills}", restarts == kills),
     ]  # fmt: skip
@@ -359,8 +360,9 @@ async def _offline(probe: httpx.AsyncClient) -> bool:
 
 async def heal_and_watch(
     net: Topology, c1: httpx.AsyncClient, one: Site, revoked: int
-) -> tuple[list[float], int]:
-    """Heal the uplink; read each revoked secret until the edge refuses it as revoked."""
+) -> tuple[list[float], float, int]:
+    """Heal the uplink; read each revoked secret until the edge refuses it as revoked (and
+    see when the edge reports itself online again)."""
     healed = time.monotonic()
     net.heal(1)
     leaked = 0
@@ -375,9 +377,14 @@ async def heal_and_watch(
                 return time.monotonic() - healed
             await asyncio.sleep(0.02)
 
-    times = await asyncio.wait_for(asyncio.gather(*(watch(k) for k in range(revoked))), CAP)
-    await wait_online(one)
-    return list(times), leaked
+    async def online() -> float:
+        await wait_online(one)
+        return time.monotonic() - healed
+
+    *times, back = await asyncio.wait_for(
+        asyncio.gather(*(watch(k) for k in range(revoked)), online()), CAP
+    )
+    return list(times), back, leaked
 
 
 async def kill_and_restart(c2: httpx.AsyncClient, two: Site, kills: int) -> int:

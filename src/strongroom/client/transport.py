@@ -149,7 +149,12 @@ class RemoteClient:
         self.config = config
         self.addr = config.addr
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
-        self._http = httpx.AsyncClient(
+        self._http = self._pool()
+        self.closed = False
+
+    def _pool(self) -> httpx.AsyncClient:
+        config = self.config
+        return httpx.AsyncClient(
             base_url=config.addr,
             verify=tls_context(config.cacert),
             timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 5.0)),
@@ -157,7 +162,13 @@ class RemoteClient:
             follow_redirects=False,
             trust_env=False,  # a proxy from the environment would see every value
         )
-        self.closed = False
+
+    async def reset_connections(self) -> None:
+        """Drop every kept-alive connection: after a cut link they may be dead without knowing
+        it, and a request sent on one waits for the kernel's slow retransmissions."""
+        if not self.closed:
+            old, self._http = self._http, self._pool()
+            await old.aclose()
 
     def __repr__(self) -> str:
         return f"RemoteClient(addr={self.addr!r})"
@@ -246,11 +257,15 @@ class RemoteClient:
         *,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        connect_timeout: float | None = None,
     ) -> Any:
-        """A streaming GET (the change feed); the caller enters it as a context manager."""
+        """A streaming GET (the change feed); the caller enters it as a context manager. It
+        never times out once connected; ``connect_timeout`` bounds reaching the server (a cut
+        link drops the attempt's packets, and the kernel would retry it for minutes)."""
         sent = self._request_headers(stream=True)
         sent.update(headers or {})
-        return self._http.stream("GET", path, params=params, headers=sent, timeout=None)
+        timeout = httpx.Timeout(None, connect=connect_timeout)
+        return self._http.stream("GET", path, params=params, headers=sent, timeout=timeout)
 
     async def close(self) -> None:
         if not self.closed:

@@ -45,7 +45,12 @@ __all__ = ["EdgeSync", "EdgeSyncState", "in_scope", "probe_upstream"]
 
 log = get_logger("strongroom.edge")
 
-_RECONNECT_MIN, _RECONNECT_MAX = 0.1, 5.0
+#: Reconnection backoff: a healed link is found within about a second (an attempt on a cut
+#: link fails at once or within the connect timeout, so this costs the centre little).
+_RECONNECT_MIN, _RECONNECT_MAX = 0.1, 1.0
+#: Seconds one attempt to reach the feed may take: on a cut link its packets are dropped, and
+#: a healed link is found by the next attempt rather than by the kernel's slow retries.
+CONNECT_TIMEOUT = 3.0
 #: The upstream's feed sends a keep-alive every 15 s: three missed ones mean the link is gone.
 IDLE_TIMEOUT = 45.0
 _RECORD_EVERY = 5.0
@@ -170,6 +175,7 @@ class EdgeSync:
                 code = exc.code if isinstance(exc, StrongroomError) else type(exc).__name__
                 log.info("upstream feed lost", error=code)
             self._offline()
+            await self.client.reset_connections()
             await asyncio.sleep(delay)
             delay = min(_RECONNECT_MAX, delay * 2)
 
@@ -180,7 +186,9 @@ class EdgeSync:
         self.bound.mark_offline()
 
     async def _follow(self) -> None:
-        async with self.client.stream("/v1/events/feed") as response:
+        async with self.client.stream(
+            "/v1/events/feed", connect_timeout=CONNECT_TIMEOUT
+        ) as response:
             if response.status_code != 200:
                 await response.aread()
                 self.client.raise_for(response, "/v1/events/feed")
