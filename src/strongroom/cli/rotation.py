@@ -39,6 +39,7 @@ app = command_group(
         "history": "strongroom.cli.rotation_report:history",
         "check": "strongroom.cli.rotation_report:check",
         "recommend": "strongroom.cli.report:recommend",
+        "worker": "strongroom.cli.rotation_worker:worker",
     },
 )
 
@@ -142,6 +143,14 @@ def register(
     disabled: Annotated[
         bool, typer.Option("--disabled", help="Store the policy but do not rotate on schedule.")
     ] = False,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker",
+            help="Leave the rotations to `strongroom rotation worker` processes, which run the "
+            "generator on their host; the service's scheduler then never rotates it itself.",
+        ),
+    ] = False,
     json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -161,6 +170,7 @@ def register(
         generator_options=parse_options(generator.value, option),
         grace_period_hours=grace_hours,
         secret_type=secret_type,
+        worker=worker,
     )
 
     async def work(strongroom: Wiring) -> dict[str, Any]:
@@ -174,9 +184,10 @@ def register(
         due = "due now: the first rotation creates the secret"
     else:
         due = f"next due {when(status['due_at'], now)}"
+    by = " by rotation workers" if status.get("worker") else ""
     out.done(
         f"Registered rotation of {status['name']} every {every(status)} with generator "
-        f"{status['generator']}; {due}",
+        f"{status['generator']}{by}; {due}",
         status,
     )
 

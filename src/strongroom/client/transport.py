@@ -209,8 +209,10 @@ class RemoteClient:
         json: Any = None,
         params: dict[str, Any] | None = None,
         idempotent: bool | None = None,
+        long_poll: float = 0.0,
     ) -> Any:
-        """Send one call; the decoded JSON answer (None for 204), or the typed error."""
+        """Send one call; the decoded JSON answer (None for 204), or the typed error.
+        ``long_poll``: seconds the server may hold the answer, added to the timeout."""
         headers = self._request_headers()
         retry = method.upper() in _IDEMPOTENT if idempotent is None else idempotent
         query = {k: v for k, v in (params or {}).items() if v is not None}
@@ -218,8 +220,11 @@ class RemoteClient:
         for attempt in range(attempts):
             try:
                 response = await self._http.request(
-                    method, path, json=json, params=query or None, headers=headers
-                )
+                    method, path, json=json, params=query or None, headers=headers,
+                    timeout=httpx.USE_CLIENT_DEFAULT
+                    if not long_poll
+                    else self.config.timeout + long_poll,
+                )  # fmt: skip
             except httpx.HTTPError as exc:
                 error = self._unreachable(exc)
                 if isinstance(error, ConfigurationError) or attempt + 1 >= attempts:

@@ -48,6 +48,9 @@ class RotationConfig:
     ``rotation_callback`` (code, re-attached by name after a restart) or ``generator`` (a
     built-in by name, stored, so it works after a restart on its own) makes the new value;
     ``rotator`` names a registered target system (e.g. a PostgreSQL role) to apply it to.
+    ``worker`` leaves the rotation to rotation workers (processes elsewhere that claim it and
+    submit the new value, see ``strongroom rotation worker``): the server's scheduler then
+    never rotates it itself.
     """
 
     name: str
@@ -62,6 +65,7 @@ class RotationConfig:
     verify_callback: Callable[[str, Any], bool | Awaitable[bool]] | None = None
     grace_period_hours: int = 24
     secret_type: SecretType | None = None
+    worker: bool = False
 
     def validate(self) -> None:
         validate_name(self.name)
@@ -72,8 +76,8 @@ class RotationConfig:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValidationError(f"{label} must be a whole number from {low} to {high}")
-        if not isinstance(self.enabled, bool):
-            raise ValidationError("enabled must be True or False")
+        if not isinstance(self.enabled, bool) or not isinstance(self.worker, bool):
+            raise ValidationError("enabled and worker must be True or False")
         if self.rotation_callback is not None and not callable(self.rotation_callback):
             raise ValidationError("rotation_callback must be callable")
         validate_text(self.description, "description", 1024)

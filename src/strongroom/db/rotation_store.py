@@ -2,12 +2,15 @@
 
 The scheduler's due check is one indexed query that also takes a lease on what it returns
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; the single writer on SQLite), so schedulers on
-several replicas never rotate the same secret in the same cycle.
+several replicas never rotate the same secret in the same cycle. Schedules marked ``external``
+are left to rotation workers, which claim them with the same leases (``worker_claim``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -24,6 +27,7 @@ __all__ = [
     "PostgresRotationStore",
     "RotationStore",
     "SqliteRotationStore",
+    "WorkerFilter",
 ]
 
 COLUMNS = (
@@ -32,13 +36,13 @@ COLUMNS = (
     "generator_options", "has_callback", "rotator", "secret_type", "grace_period_hours",
     "expires_at", "due_at", "attempts", "last_attempt", "last_result", "last_error",
     "lease_owner", "lease_until", "previous_version", "previous_disable_at", "created_at",
-    "updated_at",
+    "updated_at", "external",
 )  # fmt: skip
 _TIMES = frozenset(
     {"last_rotation", "next_rotation", "expires_at", "due_at", "last_attempt", "lease_until",
      "previous_disable_at", "created_at", "updated_at"}
 )  # fmt: skip
-_BOOLS = frozenset({"enabled", "force_on_next", "has_callback"})
+_BOOLS = frozenset({"enabled", "force_on_next", "has_callback", "external"})
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM secrets_rotation_config"
 
 _UPSERT = (
@@ -52,17 +56,18 @@ _UPSERT = (
     )
 )
 
-# The due check: enabled, due, not leased by a live scheduler; oldest first. "{enabled}" is the
-# literal each dialect's partial index is defined with, so every plan can use the index.
+# The due check: enabled, due, not leased by a live scheduler, not left to external workers;
+# oldest first. "{enabled}" is the literal each dialect's partial index is defined with, so
+# every plan can use the index.
 _DUE = (
     "SELECT secret_name FROM secrets_rotation_config "
     "WHERE {enabled} AND due_at <= :now AND (lease_until IS NULL OR lease_until < :now) "
-    "ORDER BY due_at LIMIT :limit"
+    "AND {internal} ORDER BY due_at LIMIT :limit"
 )
 # One statement claims what the due check finds. PostgreSQL: ANY(ARRAY(...)) keeps the plan on
 # the primary key whatever the row estimate, and SKIP LOCKED lets replicas share the work.
-DUE_SQLITE = _DUE.replace("{enabled}", "enabled = 1")
-DUE_POSTGRES = _DUE.replace("{enabled}", "enabled")
+DUE_SQLITE = _DUE.replace("{enabled}", "enabled = 1").replace("{internal}", "external = 0")
+DUE_POSTGRES = _DUE.replace("{enabled}", "enabled").replace("{internal}", "NOT external")
 CLAIM_POSTGRES = (
     "UPDATE secrets_rotation_config SET lease_owner = :owner, lease_until = :lease_until "
     "WHERE secret_name = ANY(ARRAY("
@@ -92,6 +97,56 @@ _SCHEDULE = (
     "last_rotation = :last_rotation, next_rotation = :next_rotation, expires_at = :expires_at, "
     "updated_at = :updated_at WHERE secret_name = :secret_name"
 )
+# Rotation workers. What a worker may take: enabled, due, unleased, served by workers, and
+# (optionally) among the names it holds callbacks for, matching its LIKE pattern, made by a
+# generator, of a type. Each filter is off when its parameter is NULL.
+_WORKER_DUE = (
+    "SELECT secret_name FROM secrets_rotation_config "
+    "WHERE {enabled} AND {external} AND due_at <= :now "
+    "AND (lease_until IS NULL OR lease_until < :now) "
+    "AND (:like IS NULL OR secret_name LIKE :like) "
+    "AND (:generated = {false} OR generator IS NOT NULL) "
+    "AND (:secret_type IS NULL OR secret_type = :secret_type) "
+)
+# The worker's candidates (no lock: the claim below takes them, skipping what others hold).
+_WORKER_DUE_SQLITE = (
+    _WORKER_DUE.replace("{enabled}", "enabled = 1")
+    .replace("{external}", "external = 1")
+    .replace("{false}", "0")
+    + "AND (:names IS NULL OR secret_name IN (SELECT value FROM json_each(:names))) "
+    "ORDER BY due_at LIMIT :limit"
+)
+_WORKER_DUE_POSTGRES = (
+    _WORKER_DUE.replace(":like", ":like::text")
+    .replace(":secret_type", ":secret_type::text")
+    .replace("{enabled}", "enabled")
+    .replace("{external}", "external")
+    .replace("{false}", "false")
+    + "AND (:names::text[] IS NULL OR secret_name = ANY(:names::text[])) "
+    "ORDER BY due_at LIMIT :limit"
+)
+# Claim the names a worker chose among the candidates, if they are still due and free.
+_WORKER_CLAIM_SQLITE = (
+    "UPDATE secrets_rotation_config SET lease_owner = :owner, lease_until = :lease_until "
+    "WHERE secret_name IN (SELECT value FROM json_each(:chosen)) AND enabled = 1 "
+    "AND external = 1 AND due_at <= :now AND (lease_until IS NULL OR lease_until < :now) "
+    f"RETURNING {', '.join(COLUMNS)}"
+)
+_WORKER_CLAIM_POSTGRES = (
+    "UPDATE secrets_rotation_config SET lease_owner = :owner, lease_until = :lease_until "
+    "WHERE secret_name = ANY(ARRAY(SELECT secret_name FROM secrets_rotation_config "
+    "WHERE secret_name = ANY(:chosen::text[]) AND enabled AND external AND due_at <= :now "
+    "AND (lease_until IS NULL OR lease_until < :now) FOR UPDATE SKIP LOCKED)) "
+    f"RETURNING {', '.join(COLUMNS)}"
+)
+_RELEASE = (
+    "UPDATE secrets_rotation_config SET lease_owner = NULL, lease_until = NULL "
+    "WHERE secret_name = :secret_name AND lease_owner = :owner"
+)
+_RENEW = (
+    "UPDATE secrets_rotation_config SET lease_until = :lease_until "
+    "WHERE secret_name = :secret_name AND lease_owner = :owner"
+)
 _GRACE = (
     f"{_SELECT} WHERE previous_disable_at IS NOT NULL AND previous_disable_at <= :now "
     "ORDER BY previous_disable_at LIMIT :limit"
@@ -116,7 +171,26 @@ class RotationStore(Protocol):
     async def finish(self, values: dict[str, Any]) -> None: ...
     async def schedule(self, values: dict[str, Any]) -> None: ...
     async def grace_expired(self, now: datetime, limit: int) -> list[dict[str, Any]]: ...
+    async def worker_due(self, now: datetime, limit: int, wanted: WorkerFilter) -> list[str]: ...
+    async def worker_claim(
+        self, chosen: Sequence[str], now: datetime, owner: str, lease_until: datetime
+    ) -> list[dict[str, Any]]: ...
+    async def renew(
+        self, name: str, owner: str, lease_until: datetime
+    ) -> dict[str, Any] | None: ...
+    async def release(self, name: str, owner: str) -> bool: ...
     async def clear_grace(self, name: str, version: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFilter:
+    """What one rotation worker can rotate: the names it holds callbacks for, a LIKE pattern
+    of names, generator-made schedules only, one secret type (None: no such filter)."""
+
+    names: tuple[str, ...] | None = None
+    like: str | None = None
+    generated: bool = False
+    secret_type: str | None = None
 
 
 class _Sql:
@@ -186,6 +260,16 @@ class _RotationQueries:
     async def grace_expired(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         return await self._fetch(_GRACE, {"now": now, "limit": limit})
 
+    async def renew(self, name: str, owner: str, lease_until: datetime) -> dict[str, Any] | None:
+        """Extend a lease only while ``owner`` holds it (an expired one nobody took counts)."""
+        values = {"secret_name": name, "owner": owner, "lease_until": lease_until}
+        if await self._write(_RENEW, values) == 0:
+            return None
+        return await self.get(name)
+
+    async def release(self, name: str, owner: str) -> bool:
+        return await self._write(_RELEASE, {"secret_name": name, "owner": owner}) > 0
+
     async def clear_grace(self, name: str, version: str) -> None:
         await self._write(
             "UPDATE secrets_rotation_config SET previous_disable_at = NULL "
@@ -220,6 +304,23 @@ class SqliteRotationStore(_RotationQueries):
     ) -> list[dict[str, Any]]:
         values = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
         text, params = self._sql.compile(_CLAIM_SQLITE, values)
+        rows = await self.db.write(lambda c: c.execute(text, params).fetchall())
+        return sorted((self._sql.row(r) for r in rows), key=lambda r: r["due_at"])
+
+    async def worker_due(self, now: datetime, limit: int, wanted: WorkerFilter) -> list[str]:
+        names = None if wanted.names is None else json.dumps(list(wanted.names))
+        values = {"now": now, "limit": limit, "names": names, "like": wanted.like,
+                  "generated": wanted.generated, "secret_type": wanted.secret_type}  # fmt: skip
+        text, params = self._sql.compile(_WORKER_DUE_SQLITE, values)
+        rows = await self.db.read(lambda c: c.execute(text, params).fetchall())
+        return [str(r["secret_name"]) for r in rows]
+
+    async def worker_claim(
+        self, chosen: Sequence[str], now: datetime, owner: str, lease_until: datetime
+    ) -> list[dict[str, Any]]:
+        values = {"chosen": json.dumps(list(chosen)), "now": now, "owner": owner,
+                  "lease_until": lease_until}  # fmt: skip
+        text, params = self._sql.compile(_WORKER_CLAIM_SQLITE, values)
         rows = await self.db.write(lambda c: c.execute(text, params).fetchall())
         return sorted((self._sql.row(r) for r in rows), key=lambda r: r["due_at"])
 
@@ -260,4 +361,20 @@ class PostgresRotationStore(_RotationQueries):
     ) -> list[dict[str, Any]]:
         values = {"now": now, "owner": owner, "lease_until": lease_until, "limit": limit}
         rows = await self._fetch(CLAIM_POSTGRES, values)
+        return sorted(rows, key=lambda r: r["due_at"])
+
+    async def worker_due(self, now: datetime, limit: int, wanted: WorkerFilter) -> list[str]:
+        values = {"now": now, "limit": limit, "like": wanted.like, "generated": wanted.generated,
+                  "secret_type": wanted.secret_type,
+                  "names": None if wanted.names is None else list(wanted.names)}  # fmt: skip
+        text, params = self._sql.compile(_WORKER_DUE_POSTGRES, values)
+        async with pooled(self._pool, "the PostgreSQL rotation store") as conn:
+            rows = await conn.fetch(text, *params)
+        return [str(r["secret_name"]) for r in rows]
+
+    async def worker_claim(
+        self, chosen: Sequence[str], now: datetime, owner: str, lease_until: datetime
+    ) -> list[dict[str, Any]]:
+        values = {"chosen": list(chosen), "now": now, "owner": owner, "lease_until": lease_until}
+        rows = await self._fetch(_WORKER_CLAIM_POSTGRES, values)
         return sorted(rows, key=lambda r: r["due_at"])

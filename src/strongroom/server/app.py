@@ -37,6 +37,7 @@ from strongroom.server.routes import (
     ops,
     revocation,
     rotation,
+    rotation_workers,
     secrets,
     sys,
 )
@@ -129,6 +130,7 @@ def create_app(
     install_error_handlers(api)
     # Matched in this order: probes and the busiest routes first.
     for router in (ops.router, secrets.router, keyvault.router, keyvault_keys.router,
+                   rotation_workers.router,
                    rotation.router, audit.router,
                    revocation.router, login.router, access.router, access.keys_router,
                    sys.router, events.router, feed.router, edge.router):  # fmt: skip

@@ -30,6 +30,10 @@ __all__ = [
     "TokenIssued",
     "TokenOut",
     "VersionChoice",
+    "WorkerClaimIn",
+    "WorkerCompleteIn",
+    "WorkerFailIn",
+    "WorkerIn",
 ]
 
 
@@ -168,6 +172,44 @@ class RotationConfigIn(Strict):
     )
     grace_period_hours: int = Field(default=24, ge=0, le=8760)
     secret_type: SecretType | None = None
+    worker: bool = Field(
+        default=False,
+        description="rotation workers make the new values (their callbacks, or the generator "
+        "on their host); the server's scheduler leaves this schedule to them",
+    )
+
+
+WorkerId = Field(
+    pattern=r"^[0-9a-f]{16,64}$",
+    description="the worker process's own random id (hex): its leases are its and its "
+    "identity's only",
+)
+
+
+class WorkerIn(Strict):
+    worker: str = WorkerId
+
+
+class WorkerClaimIn(WorkerIn):
+    names: list[Annotated[str, SecretName]] | None = Field(
+        default=None, max_length=1000, description="only these secrets (a callback worker's)"
+    )
+    name_glob: str | None = Field(default=None, pattern=r"^[0-9a-zA-Z*?-]{1,127}$")
+    secret_type: SecretType | None = None
+    generated: bool = Field(default=False, description="only schedules with a generator")
+    limit: int = Field(default=10, ge=1, le=100)
+    lease_seconds: int = Field(default=60, ge=2, le=3600)
+    wait_seconds: float = Field(
+        default=0, ge=0, le=8, description="long-poll this long (under common 10 s timeouts)"
+    )
+
+
+class WorkerCompleteIn(WorkerIn):
+    value: Value
+
+
+class WorkerFailIn(WorkerIn):
+    message: Text = Field(default="", max_length=500)
 
 
 class RevocationIn(Strict):

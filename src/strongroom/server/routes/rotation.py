@@ -42,8 +42,8 @@ async def run_check(request: Request) -> Response:
 async def register(request: Request, name: NamePath, body: RotationConfigIn) -> Response:
     await authorize(request, Action.ROTATE, name)
     svc = services(request)
-    if body.use_registered_callback and body.generator is not None:
-        raise ValidationError("give a generator or use the registered callback, not both")
+    if body.use_registered_callback and (body.generator is not None or body.worker):
+        raise ValidationError("use the registered callback, or a generator or workers, not both")
     callback = None
     if body.use_registered_callback:
         # Only this secret's own callback: a schedule never runs another secret's code.
@@ -62,6 +62,7 @@ async def register(request: Request, name: NamePath, body: RotationConfigIn) -> 
         rotator=body.rotator,
         grace_period_hours=body.grace_period_hours,
         secret_type=body.secret_type,
+        worker=body.worker,
     )
     return json_response(await svc.rotation.register_secret(config))
 

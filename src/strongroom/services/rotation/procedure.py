@@ -8,6 +8,7 @@ import inspect
 import json
 import secrets
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,13 @@ from strongroom.services.rotation.generators import generate
 if TYPE_CHECKING:
     from strongroom.services.wiring import Strongroom
 
-__all__ = ["current_properties", "end_grace_periods", "rotate_claimed"]
+__all__ = [
+    "Submitted",
+    "current_properties",
+    "end_grace_periods",
+    "record_failure",
+    "rotate_claimed",
+]
 
 log = get_logger("strongroom.rotation")
 
@@ -47,18 +54,33 @@ def _unjson(text: str | None) -> dict[str, Any]:
     return loaded
 
 
-async def rotate_claimed(app: Strongroom, row: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A new value made elsewhere (by a rotation worker's callback or generator); its ``repr``
+    shows no value."""
+
+    value: Any = field(repr=False)
+
+
+async def rotate_claimed(
+    app: Strongroom, row: dict[str, Any], *, submitted: Submitted | None = None
+) -> dict[str, Any]:
+    """Rotate a claimed row: a new value (``submitted`` by a worker, else made here), applied,
+    verified, promoted; a failure is recorded and retried, never raised."""
     name = row["display_name"]
     now = app.clock()
     started = time.perf_counter()
+    details: dict[str, Any] = {"attempt": row["attempts"] + 1}
+    if submitted is not None:
+        details["operation"] = "rotation.worker"
     try:
-        async with app.audit.operation(AuditAction.ROTATE, name, attempt=row["attempts"] + 1) as op:
-            props = await _promote_new_version(app, row, now)
+        async with app.audit.operation(AuditAction.ROTATE, name, **details) as op:
+            props = await _promote_new_version(app, row, now, submitted)
             op.details.update(version=props.version)
     except Exception as exc:  # every failure is recorded and retried, never raised
         app.metrics.inc("rotations_total", result="failure")
         app.metrics.observe("rotation_seconds", time.perf_counter() - started)
-        return await _record_failure(app, row, now, exc)
+        return await record_failure(app, row, now, exc)
     app.metrics.inc("rotations_total", result="success")
     app.metrics.observe("rotation_seconds", time.perf_counter() - started)
     current_prev = row.get("_previous")
@@ -93,13 +115,13 @@ async def rotate_claimed(app: Strongroom, row: dict[str, Any]) -> dict[str, Any]
 
 
 async def _promote_new_version(
-    app: Strongroom, row: dict[str, Any], now: datetime
+    app: Strongroom, row: dict[str, Any], now: datetime, submitted: Submitted | None
 ) -> VersionProperties:
     """Generate, apply to the target, verify, then make the new value current."""
     name = row["display_name"]
     current = await current_properties(app, name)
     row["_previous"] = current.version if current else None
-    value = await _new_value(app, row)
+    value = submitted.value if submitted is not None else await _new_value(app, row)
     data, content_type = encode_value(
         value, current.content_type if current and isinstance(value, str) else None
     )
@@ -190,9 +212,10 @@ async def _new_value(app: Strongroom, row: dict[str, Any]) -> Any:
     )
 
 
-async def _record_failure(
+async def record_failure(
     app: Strongroom, row: dict[str, Any], now: datetime, exc: BaseException
 ) -> dict[str, Any]:
+    """Record a failed attempt: retry after a back-off, emit ``rotation.failed``, notify."""
     attempts = row["attempts"] + 1
     reason = _safe_reason(exc)
     await app.rotation_store.finish(

@@ -82,10 +82,18 @@ class SecretsRotation(ManagerBoundFacade):
 
     async def _register(self, app: Strongroom, config: RotationConfig) -> dict[str, Any]:
         config.validate()
+        if config.worker and config.rotation_callback is not None:
+            raise ValidationError(
+                "a rotation left to workers runs their callbacks, not one given here"
+            )
         if config.generator is not None:
             check_generator(config.generator, config.generator_options)
-        elif config.rotation_callback is None and name_key(config.name) not in app.callbacks:
-            raise ValidationError("a rotation needs a rotation_callback or a generator")
+        elif (
+            not config.worker
+            and config.rotation_callback is None
+            and name_key(config.name) not in app.callbacks
+        ):
+            raise ValidationError("a rotation needs a rotation_callback, a generator or workers")
         if config.rotator is not None:
             bound = app.rotators.get(config.rotator)
             if bound is None:
@@ -116,7 +124,15 @@ class SecretsRotation(ManagerBoundFacade):
             "generator_options": _json(config.generator_options),
             "has_callback": config.rotation_callback is not None,
             "rotator": config.rotator,
-            "secret_type": (config.secret_type.value if config.secret_type else None),
+            # The type a worker's --type matches: as configured, else the secret's own.
+            "secret_type": (
+                config.secret_type.value
+                if config.secret_type
+                else current.secret_type.value
+                if current
+                else None
+            ),
+            "external": config.worker,
             "grace_period_hours": config.grace_period_hours,
             "expires_at": expires,
             "due_at": now
@@ -275,6 +291,10 @@ class SecretsRotation(ManagerBoundFacade):
         now = app.clock()
         if not force and (not row["enabled"] or row["due_at"] > now):
             return {"name": row["display_name"], "rotated": False, "reason": "not due"}
+        if row["external"]:
+            # Its new value comes from a rotation worker: due now, for the next worker's claim.
+            await self._force(app, name)
+            return {"name": row["display_name"], "rotated": False, "reason": "queued for a worker"}
         claimed = await app.rotation_store.claim(row["secret_name"], now, self.owner, now + LEASE)
         if claimed is None:
             return {"name": row["display_name"], "rotated": False, "reason": "rotating elsewhere"}
@@ -381,6 +401,7 @@ def _status(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "last_result": row["last_result"],
         "last_error": row["last_error"],
         "grace_period_hours": row["grace_period_hours"],
+        "worker": row["external"],
     }
 
 
