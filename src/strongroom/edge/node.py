@@ -2,8 +2,10 @@
 
 The replica is the embedded profile's SQLite store in the edge's own data directory, encrypted
 under the site key: that directory's key file (made on first start) or
-``STRONGROOM_MASTER_KEY_FILE``, never the central master key (``STRONGROOM_MASTER_KEY`` and the
-cluster and Azure settings are ignored here). Tokens, policies and the audit trail at the edge
+``STRONGROOM_MASTER_KEY_FILE``, or a key wrapped by an HSM or a Key Vault key
+(``STRONGROOM_SEAL=pkcs11`` or ``azurekeyvault`` after ``strongroom operator init``); never the
+central master key (``STRONGROOM_MASTER_KEY`` and the cluster and Azure profile settings are
+ignored here). Tokens, policies and the audit trail at the edge
 are the edge's own, in the same file: every read at the edge is audited there first, hash-chained
 and fail-closed, as at the centre.
 """
@@ -31,7 +33,7 @@ from strongroom.services.audit.secrets_audit import SecretsAudit
 from strongroom.services.edge import EdgeState, EdgeSync
 from strongroom.services.edge.journal import JournalShipper
 from strongroom.services.edge.sync import probe_upstream
-from strongroom.services.wiring import Strongroom, resolve_master_key
+from strongroom.services.wiring import Strongroom, custody_master_key, resolve_master_key
 
 __all__ = ["EdgeNode", "edge_settings"]
 
@@ -47,7 +49,9 @@ def edge_settings(settings: Settings) -> Settings:
             "addr": None,
             "token": None,
             "master_key": None,
-            "seal": "key",
+            # An HSM or a Key Vault key (the centre's keys API, say) may hold the site key;
+            # a quorum cannot: an edge restarts unattended.
+            "seal": settings.seal if settings.seal in ("pkcs11", "azurekeyvault") else "key",
         }
     )
 
@@ -119,7 +123,7 @@ class EdgeNode:
                 carried=state.carried_offline(),
                 monotonic=monotonic,
             )
-            master = resolve_master_key(local)
+            master = await custody_master_key(local) or resolve_master_key(local)
             replica = ReplicaStore(SqliteStore(local.sqlite_path, master), bound, limits=limits)
             wiring = await Strongroom.open(local, store=replica, master=master)
         except BaseException:

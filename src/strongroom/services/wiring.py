@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Strongroom",
     "build_store",
+    "custody_master_key",
     "default_app",
     "load_master_key",
     "reset_default_app",
@@ -178,7 +179,7 @@ class Strongroom:
         if not structlog.is_configured():
             configure_logging(settings.log_level or "WARNING", debug=settings.debug)
         if master is None:
-            master = await _custody_key(settings)
+            master = await custody_master_key(settings)
         if master is None:
             master = resolve_master_key(settings)
         auth_config = load_auth_config(settings.auth_config)  # a bad file fails before any I/O
@@ -299,7 +300,7 @@ class Strongroom:
         await self.close()
 
 
-async def _custody_key(settings: Settings) -> MasterKey | None:
+async def custody_master_key(settings: Settings) -> MasterKey | None:
     """The master key an HSM or a Key Vault key unwraps, when one is configured. Their
     bindings are imported on use: only a deployment with that custody loads them."""
     if settings.seal == "pkcs11":
