@@ -50,6 +50,7 @@ from bench.bench_crypto import run_crypto
 from bench.bench_edge import run_edge
 from bench.bench_http import CONNECTIONS, HttpRun, run_http
 from bench.bench_keys import run_keys
+from bench.bench_regions import run_regions
 from bench.bench_remote import run_remote
 from bench.bench_revocation import RevocationRun, run_revocation
 from bench.bench_rotation import RotationRun, run_rotation
@@ -76,6 +77,7 @@ AUTH = "auth"
 REMOTE = "remote"
 EDGE = "edge"
 KEYS = "keys"
+REGIONS = "regions"
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -95,6 +97,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
             REMOTE,
             EDGE,
             KEYS,
+            REGIONS,
         ),
         help="measure one store (crypto runs too), or only the audit, rotation, CLI, "
         "revocation or HTTP benchmarks",
@@ -598,6 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     if args.only == AZURE:  # its own table: the azure store, cache off and on
         print(run_azure(quick=args.quick))
+        return 0
+    if args.only == REGIONS:  # its own table: vaults killed and restarted under load
+        print(run_regions(quick=args.quick))
         return 0
     if args.only == CONSOLE:  # its own table: pages and a compliance report over a big dataset
         print(run_console(pg_url=args.pg_url, quick=args.quick))

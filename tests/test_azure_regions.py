@@ -99,7 +99,14 @@ async def test_reads_fail_over_when_the_primary_stops_and_writes_are_refused(
             await manager.update_secret("fleet-db", "written-while-primary-is-down")
         assert "written-while-primary-is-down" not in str(refused.value)
         await three.vaults[0].start()
-        await manager.update_secret("fleet-db", VALUE + "-after")
+        deadline = time.monotonic() + 30
+        while True:  # writes wait out the primary's cool-down (2 s here), then go through
+            try:
+                await manager.update_secret("fleet-db", VALUE + "-after")
+                break
+            except StoreUnavailableError:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
         assert await manager.get_secret("fleet-db") == VALUE + "-after"
 
 

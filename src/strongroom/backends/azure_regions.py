@@ -54,6 +54,7 @@ log = get_logger("strongroom.azure")
 T = TypeVar("T")
 _FAILOVER = (StoreUnavailableError, RateLimitedError)
 _LEASE_US = 60_000_000
+_COPIES = 8  # names copied at once by one copier
 
 
 class SecondaryVault(AzureKeyVaultStore):
@@ -171,8 +172,7 @@ class RegionalVaults:
         breaker = self._breakers[vault.vault_url]
         breaker.failures += 1
         breaker.until = time.monotonic() + self._cooldown
-        log.warning("vault skipped after a failure", vault=vault.vault_url,
-                    cooldown_seconds=self._cooldown)  # fmt: skip
+        log.warning("vault skipped after a failure", target=vault.vault_url)
 
     async def _read(
         self, name: str | None, call: Callable[[AzureKeyVaultStore], Awaitable[T]]
@@ -200,10 +200,19 @@ class RegionalVaults:
     # -- writes: the primary, then the outbox copies ----------------------------------------
 
     async def _write(self, name: str, call: Callable[[], Awaitable[T]]) -> T:
+        if not self._breakers[self.primary.vault_url].allows(time.monotonic()):
+            # Refused before anything is recorded: a write that never reached the primary must
+            # not hold the name back from the secondaries' reads.
+            raise StoreUnavailableError(
+                "the primary vault is unavailable: writes wait for it (reads go on)"
+            )
         targets = [vault.vault_url for vault in self.secondaries]
         recorded = await self._outbox.enqueue(targets, name, _now_us())
         try:
             return await call()
+        except _FAILOVER:
+            self._trip(self.primary)
+            raise
         finally:
             # Due only now: a copy that ran during the write could miss what it wrote.
             await self._outbox.ready(recorded, _now_us())
@@ -288,9 +297,14 @@ class RegionalVaults:
         done = 0
         by_url = {vault.vault_url: vault for vault in self.secondaries}
         failing: set[str] = set()
+        gate = asyncio.Semaphore(_COPIES)
+
+        async def one(item: Pending) -> int:
+            async with gate:
+                return await self._replicate(by_url.get(item.target), item, failing)
+
         while claimed := await self._outbox.claim(_now_us(), _LEASE_US, limit):
-            for item in claimed:
-                done += await self._replicate(by_url.get(item.target), item, failing)
+            done += sum(await asyncio.gather(*(one(item) for item in claimed)))
             if len(claimed) < limit:
                 break
         return done

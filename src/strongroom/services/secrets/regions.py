@@ -37,5 +37,5 @@ async def reconcile_vaults(app: Strongroom, *, repair: bool = True) -> list[dict
     """Every name on every secondary compared with the primary; what differed (repaired unless
     ``repair`` is False). Values are compared by copying, never printed."""
     drift = await regional_vaults(app).reconcile(repair=repair)
-    log.info("vaults reconciled", repair=repair, names_with_drift=len(drift))
+    log.info("vaults reconciled" if repair else "vaults checked", count=len(drift))
     return [{"vault": d.vault, "name": d.name, "problems": list(d.problems)} for d in drift]
