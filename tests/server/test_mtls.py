@@ -1,8 +1,9 @@
 """Client certificates (mTLS): a terminal's certificate, verified by the TLS handshake against
 the configured CA bundle, is mapped by a rule (its CA, subject CN and SAN globs) to an identity
 and policies; it reads what those allow over /v1 and the Key Vault API, and nothing else.
-Certificates from another CA or expired never get past the handshake; a certificate that
-matches no rule is a 401 ``cert_mismatch`` with an audit row."""
+Certificates from another CA never get past the handshake; expired or not-yet-valid ones, and
+ones their CA did not issue for clients, are a 401 (``cert_expired``, ``cert_untrusted``) with an
+audit row, as is a certificate that matches no rule (``cert_mismatch``)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,40 @@ from strongroom import Strongroom
 from strongroom.core.policy import Policy
 
 
+@dataclass
+class LapsedCA:
+    """A CA whose own validity ended yesterday (trustme makes only current ones)."""
+
+    private_key_pem: trustme.Blob
+    cert_pem: trustme.Blob
+
+    @classmethod
+    def make(cls) -> LapsedCA:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "legacy terminals CA")])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=400))
+            .not_valid_after(now - dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256())
+        )  # fmt: skip
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())  # fmt: skip
+        return cls(trustme.Blob(pem), trustme.Blob(cert.public_bytes(serialization.Encoding.PEM)))
+
+
 def issue(
-    ca: trustme.CA, folder: Path, cn: str, *, dns: tuple[str, ...] = (), uris: tuple[str, ...] = (),
-    not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,
+    ca: trustme.CA | LapsedCA, folder: Path, cn: str, *, dns: tuple[str, ...] = (),
+    uris: tuple[str, ...] = (), not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
 ) -> Path:  # fmt: skip
     """A client certificate for ``cn`` signed by ``ca`` (trustme makes no URI SANs), written
     with its key to one PEM file; returns the file."""
@@ -70,6 +102,13 @@ ttl_seconds = 600
 [cert.terminals.match]
 dns = "*.terminals.fleet.example"
 
+[cert.legacy]
+ca_file = {legacy}
+identity = "terminal-{{cn}}"
+policies = ["terminal-read"]
+[cert.legacy.match]
+dns = "*.legacy.fleet.example"
+
 [cert.consoles]
 ca_file = {consoles}
 identity = "console-{{cn}}"
@@ -85,6 +124,7 @@ class Pki:
     app: Strongroom
     terminals: trustme.CA
     consoles: trustme.CA
+    legacy: LapsedCA
     folder: Path
 
     def client(self, leaf: Path | None, token: str | None = None) -> httpx.AsyncClient:
@@ -110,13 +150,13 @@ class Pki:
 @pytest.fixture(scope="module")
 async def pki(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pki]:
     home = tmp_path_factory.mktemp("mtls")
-    terminals, consoles = trustme.CA(), trustme.CA()
+    terminals, consoles, legacy = trustme.CA(), trustme.CA(), LapsedCA.make()
     paths = {}
-    for name, ca in (("terminals", terminals), ("consoles", consoles)):
+    for name, ca in (("terminals", terminals), ("consoles", consoles), ("legacy", legacy)):
         paths[name] = home / f"{name}-ca.pem"
         ca.cert_pem.write_to_path(paths[name])
     bundle = home / "client-ca-bundle.pem"
-    bundle.write_bytes(paths["terminals"].read_bytes() + paths["consoles"].read_bytes())
+    bundle.write_bytes(b"".join(p.read_bytes() for p in paths.values()))
     config = home / "auth.toml"
     config.write_text(CONFIG.format(**{k: json.dumps(str(v)) for k, v in paths.items()}))
     app = await Strongroom.open(server_settings("sqlite", home, auth_config=config))
@@ -128,7 +168,7 @@ async def pki(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pki]:
                 for name in ("radio-key", "fleet-db", "console-key"):
                     made = await c.post("/v1/secrets", json={"name": name, "value": "v-1"})
                     assert made.status_code == 201, made.text
-            yield Pki(served, app, terminals, consoles, home)
+            yield Pki(served, app, terminals, consoles, legacy, home)
     finally:
         await app.close()
 
@@ -212,13 +252,51 @@ async def test_a_login_without_a_certificate_is_refused(pki: Pki) -> None:
     assert answer.json()["error"]["code"] == "cert_required"
 
 
-@pytest.mark.parametrize("case", ["another CA", "expired"])
-async def test_other_cas_and_expired_certificates_fail_the_handshake(pki: Pki, case: str) -> None:
-    if case == "another CA":
-        leaf = issue(trustme.CA(), pki.folder, "term-1", dns=("term-1.terminals.fleet.example",))
+@pytest.mark.parametrize("case", ["expired", "not yet valid"])
+async def test_a_certificate_outside_its_dates_is_a_401_and_audited(pki: Pki, case: str) -> None:
+    """The handshake leaves the dates to the application, which refuses with a reason on record
+    (a TLS alert would leave none)."""
+    now = dt.datetime.now(dt.UTC)
+    if case == "expired":
+        window = {"not_before": now - dt.timedelta(days=3), "not_after": now - dt.timedelta(days=2)}
     else:
-        past = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
-        leaf = pki.terminal("term-1", not_before=past - dt.timedelta(days=1), not_after=past)
+        window = {"not_before": now + dt.timedelta(days=1), "not_after": now + dt.timedelta(days=2)}
+    leaf = pki.terminal("term-7", **window)
+    before = len(await pki.audit(action="AUTHENTICATE", result="FAILURE"))
+    tokens = len(await pki.app.access.list_tokens())
+    async with pki.client(leaf) as c:
+        refused = await c.get("/v1/secrets/radio-key")
+        login = await c.post("/v1/auth/cert/login")
+    for answer in (refused, login):
+        assert answer.status_code == 401, case
+        assert answer.json()["error"]["code"] == "cert_expired", case
+        assert "v-1" not in answer.text
+    rows = await pki.audit(action="AUTHENTICATE", result="FAILURE")
+    assert len(rows) == before + 2
+    assert {r["error_code"] for r in rows[:2]} == {"cert_expired"}
+    assert len(await pki.app.access.list_tokens()) == tokens
+
+
+async def test_a_certificate_under_a_lapsed_ca_is_untrusted_and_audited(pki: Pki) -> None:
+    """The handshake no longer checks dates, so the application verifies the whole chain at its
+    own clock: a current certificate whose CA has lapsed is refused, with the reason on record."""
+    leaf = issue(pki.legacy, pki.folder, "term-9", dns=("term-9.legacy.fleet.example",))
+    before = len(await pki.audit(action="AUTHENTICATE", result="FAILURE"))
+    async with pki.client(leaf) as c:
+        refused = await c.get("/v1/secrets/radio-key")
+        login = await c.post("/v1/auth/cert/login")
+    for answer in (refused, login):
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "cert_untrusted"
+    rows = await pki.audit(action="AUTHENTICATE", result="FAILURE")
+    assert len(rows) == before + 2
+    assert {r["error_code"] for r in rows[:2]} == {"cert_untrusted"}
+
+
+async def test_another_cas_certificate_fails_the_handshake(pki: Pki) -> None:
+    """The ssl module verifies the chain in the handshake with no callback to let another CA's
+    certificate through, so it never gets an HTTP exchange (nor an audit row)."""
+    leaf = issue(trustme.CA(), pki.folder, "term-1", dns=("term-1.terminals.fleet.example",))
     before = len(await pki.audit(action="AUTHENTICATE"))
     async with pki.client(leaf) as c:
         with pytest.raises(httpx.HTTPError):  # TLS alert: the request is never made

@@ -16,7 +16,7 @@ from strongroom.cli.runtime import UsageError, settings
 from strongroom.core.config import Backend, Settings
 from strongroom.core.logging import configure_logging
 from strongroom.server.metrics_share import METRICS_DIR_ENV
-from strongroom.server.protocol import uvicorn_options
+from strongroom.server.protocol import client_certificate_context, uvicorn_options
 from strongroom.services.wiring import Strongroom
 
 __all__ = ["admin_hint", "client_certificates", "serve"]
@@ -90,11 +90,16 @@ def serve(
 
 
 def client_certificates(ca: Path | None) -> dict[str, Any]:
-    """uvicorn's options to ask for a client certificate verified against ``ca`` (optional:
-    token callers need none; a certificate that does not verify fails the handshake)."""
+    """uvicorn's options to ask for a client certificate chained to ``ca`` (optional: token
+    callers need none; another CA's certificate fails the handshake, and the application checks
+    the dates and the whole chain again, answering 401 with an audit event)."""
     if ca is None:
         return {}
-    return {"ssl_ca_certs": str(ca), "ssl_cert_reqs": ssl.CERT_OPTIONAL}
+    return {
+        "ssl_ca_certs": str(ca),
+        "ssl_cert_reqs": ssl.CERT_OPTIONAL,
+        "ssl_context_factory": client_certificate_context,
+    }
 
 
 def admin_hint(config: Settings) -> str:

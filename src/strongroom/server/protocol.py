@@ -24,8 +24,10 @@ import asyncio
 import ipaddress
 import json
 import math
+import ssl
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -122,8 +124,26 @@ def _limits_of(app: Any) -> ConnectionLimits:
     return ConnectionLimits()
 
 
-#: The scope key under which a verified client certificate (DER) reaches the app (mTLS).
+#: The scope key under which a client certificate (DER) reaches the app (mTLS): the handshake
+#: proved the client holds its key and that it chains to the client CA bundle; its dates are
+#: the application's to check (see :func:`client_certificate_context`).
 PEER_CERT_KEY = "strongroom.peer_cert"
+#: OpenSSL's X509_V_FLAG_NO_CHECK_TIME (the ssl module passes verify flags through unchanged).
+NO_CHECK_TIME = 0x200000
+
+
+def client_certificate_context(
+    config: Any, default: Callable[[], ssl.SSLContext]
+) -> ssl.SSLContext:
+    """uvicorn's SSL context, asking for client certificates, but leaving their dates to the
+    application: an expired or not-yet-valid certificate from a configured CA then gets a 401
+    ``cert_expired`` with an audit event, where a TLS alert would leave no trace. Nothing is
+    trusted for it: the certificate rules verify the whole chain again, dates included, at the
+    service's clock (:mod:`strongroom.services.access.cert_auth`). A certificate from another
+    CA still fails the handshake: the ssl module has no verify callback to let it through."""
+    context = default()
+    context.verify_flags |= NO_CHECK_TIME
+    return context
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -154,7 +174,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:  # the handshake is done: a certificate here was verified
+        if ssl_object is not None:  # the handshake is done: the chain checked, not the dates
             self._peer_cert = ssl_object.getpeercert(binary_form=True)
         address = self.client[0] if self.client else None
         if address is not None and self.limits.capped(address):

@@ -1,11 +1,16 @@
-"""Client certificates (mTLS) for terminals and consoles: a certificate the TLS layer verified
-against ``strongroom serve --tls-client-ca`` is mapped here to an identity and policies.
+"""Client certificates (mTLS) for terminals and consoles: a certificate presented to
+``strongroom serve --tls-client-ca`` is mapped here to an identity and policies.
 
-The TLS handshake already refused certificates from other CAs, expired ones and broken chains
-(no HTTP exchange happens for them). Here each configured rule checks that its own CA issued
-the certificate directly (so a bundle of several CAs cannot let one CA's certificates pass
-another's rule), the validity window again against the service's clock, then the subject CN
-and SANs against the rule's globs. The first rule that holds decides; none is a 401
+The TLS handshake proves the client holds the certificate's key and that it chains to the
+bundle (another CA's certificate fails there); it leaves the dates to this module, so that an
+expired certificate is a 401 with an audit event rather than an untraced TLS alert. Nothing is
+trusted before a full chain verification here, with ``cryptography.x509.verification`` at the
+service's clock: the leaf's validity window (401 ``cert_expired``), then for each rule a client
+verifier whose only trust anchor is that rule's CA, which must have issued the certificate
+directly (so a bundle of several CAs cannot let one CA's certificates pass another's rule); the
+anchor's own dates, key usage for client authentication and the CA's constraints are checked
+with it. No rule's CA verifying the chain is a 401 ``cert_untrusted``. Then the subject CN and
+SANs against the rule's globs: the first rule that holds decides; none is a 401
 ``cert_mismatch``. Principals are cached per certificate fingerprint, under the same access
 generation as tokens, so a policy change reaches certificate callers at once too.
 """
@@ -17,9 +22,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    Policy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 from strongroom.core.actor import acting_as, current_actor
 from strongroom.core.audit import AuditAction
@@ -53,6 +65,26 @@ def certificate_fields(cert: x509.Certificate) -> dict[str, Any]:
     return fields
 
 
+def _for_client_auth(_policy: Policy, _cert: x509.Certificate, eku: Any) -> None:
+    """A certificate that names its uses must name client authentication (or any use)."""
+    if eku is not None and not {
+        ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+    } & set(eku):  # fmt: skip
+        raise ValueError("the certificate is not for client authentication")
+
+
+#: The Web PKI's rules for the CA, and for the device's certificate all but three a device CA
+#: commonly leaves out or marks otherwise: an authority key identifier, a SAN (the rules match
+#: the CN too) and the criticality of the extended key usage (still checked, above).
+_CA_POLICY = ExtensionPolicy.webpki_defaults_ca()
+_EE_POLICY = (
+    ExtensionPolicy.webpki_defaults_ee()
+    .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _for_client_auth)
+)
+
+
 class CertAuth:
     """The configured certificate rules and their CAs (read when the service starts)."""
 
@@ -70,12 +102,13 @@ class CertAuth:
         self._clock = clock
         self._logins = logins
         self.rules = config.cert
-        self._cas: dict[str, x509.Certificate] = {}
+        self._cas: dict[str, Store] = {}
         for name, rule in self.rules.items():
             try:
-                self._cas[name] = x509.load_pem_x509_certificate(rule.ca_file.read_bytes())
+                ca = x509.load_pem_x509_certificate(rule.ca_file.read_bytes())
             except (OSError, ValueError) as exc:
                 raise ConfigurationError(f"cert rule {name!r}: cannot load its CA: {exc}") from exc
+            self._cas[name] = Store([ca])
         #: fingerprint -> (access epoch, principal, not valid before, not valid after)
         self._cache: dict[bytes, tuple[object, Principal, datetime, datetime]] = {}
 
@@ -115,15 +148,34 @@ class CertAuth:
         if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
             raise LoginRefusedError("cert_expired", "the client certificate is not valid now")
         fields = certificate_fields(cert)
+        chained = False
         for name, rule in self.rules.items():
-            try:
-                cert.verify_directly_issued_by(self._cas[name])
-            except (ValueError, TypeError, InvalidSignature):
-                continue  # another CA's certificate: not this rule's
+            if not self._chains(name, cert, now):
+                continue  # another CA's certificate, or one this CA may not issue: not this rule's
+            chained = True
             identity = identity_for(rule, fields) if claims_match(rule, fields) else None
             if identity is not None:
                 return rule, identity, cert
+        if not chained:
+            raise LoginRefusedError(
+                "cert_untrusted", "the client certificate does not verify against any rule's CA"
+            )
         raise LoginRefusedError("cert_mismatch", "the client certificate matches no rule")
+
+    def _chains(self, rule: str, cert: x509.Certificate, now: datetime) -> bool:
+        """True if ``rule``'s CA verifies ``cert`` at ``now`` (issued directly, whole chain)."""
+        verifier = (
+            PolicyBuilder()
+            .store(self._cas[rule])
+            .time(now)
+            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+            .build_client_verifier()
+        )
+        try:
+            verifier.verify(cert, [])
+        except VerificationError:
+            return False
+        return True
 
     async def login(self, der: bytes | None) -> IssuedToken:
         """A short-lived token for the certificate's identity (for clients that keep a token,
