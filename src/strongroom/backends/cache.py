@@ -33,7 +33,6 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -44,7 +43,15 @@ from strongroom.backends.base import (
     WriteMode,
     name_key,
 )
-from strongroom.backends.cache_entries import CacheEntries, CacheKey, Entry, Flight, FlightKey
+from strongroom.backends.cache_entries import (
+    CacheEntries,
+    CacheKey,
+    Entry,
+    Flight,
+    FlightKey,
+    caller_copy,
+    is_revoked,
+)
 from strongroom.core.errors import (
     ConfigurationError,
     RateLimitedError,
@@ -76,23 +83,6 @@ _PROPERTIES = "properties"
 _UNAVAILABLE = (StoreUnavailableError, RateLimitedError)
 #: Pauses before retrying a generation increment that failed after the change was applied.
 _BROADCAST_RETRIES = (0.05, 0.2, 0.5)
-
-
-def _properties(result: SecretBundle | VersionProperties) -> VersionProperties:
-    return result.properties if isinstance(result, SecretBundle) else result
-
-
-def _revoked(result: SecretBundle | VersionProperties) -> bool:
-    return _properties(result).revoked_at is not None
-
-
-def _copy(result: R) -> R:
-    """What a caller gets: its own properties (tags are a mutable dict) around the same opaque
-    value object."""
-    if isinstance(result, SecretBundle):
-        props = result.properties
-        return SecretBundle(replace(props, tags=dict(props.tags)), result.value)
-    return replace(result, tags=dict(result.tags))
 
 
 class CachedStore:
@@ -190,19 +180,19 @@ class CachedStore:
         if entry is not None and verified and self._now() - entry.filled_at < self.ttl_seconds:
             self._entries.items.move_to_end(key)
             self._inc("cache_hits_total")
-            return _copy(cast(R, entry.result))
+            return caller_copy(cast(R, entry.result))
         self._inc("cache_misses_total")
         try:
             if not verified:
                 # Nothing to check a later hit against: ask the store, cache nothing.
                 return await fetch()
-            return _copy(await self._shared_fetch(key, generation, fetch))
+            return caller_copy(await self._shared_fetch(key, generation, fetch))
         except _UNAVAILABLE:
             stale = await self._stale(key)
             if stale is None:
                 raise
             self._inc("cache_stale_served_total")
-            return _copy(cast(R, stale))
+            return caller_copy(cast(R, stale))
         except StrongroomError:
             self._entries.forget(key)  # not found, deleted, disabled...: what was cached is over
             raise
@@ -239,7 +229,7 @@ class CachedStore:
     ) -> R:
         started = self._now()
         result = await fetch()
-        if flight.valid and not _revoked(result):
+        if flight.valid and not is_revoked(result):
             self._entries.store(key, Entry(result, generation, started))
         return result
 
@@ -248,7 +238,7 @@ class CachedStore:
         if self.stale_seconds <= 0:
             return None
         entry = self._entries.items.get(key)
-        if entry is None or _revoked(entry.result):
+        if entry is None or is_revoked(entry.result):
             return None
         if self._now() - entry.filled_at > self.ttl_seconds + self.stale_seconds:
             self._entries.forget(key)

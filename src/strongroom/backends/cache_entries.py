@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from strongroom.core.models import SecretBundle, VersionProperties
 from strongroom.db.cache_invalidation import Generation
 
-__all__ = ["CacheEntries", "CacheKey", "Entry", "Flight", "FlightKey"]
+__all__ = ["CacheEntries", "CacheKey", "Entry", "Flight", "FlightKey", "caller_copy", "is_revoked"]
 
 #: (what was read, name key, version or None for the current one)
 CacheKey = tuple[str, str, str | None]
@@ -103,3 +103,20 @@ class CacheEntries:
             del self.flights[flight_key]
         if not task.cancelled():
             task.exception()  # retrieved here too, in case every reader was cancelled
+
+
+R = TypeVar("R", SecretBundle, VersionProperties)
+
+
+def is_revoked(result: SecretBundle | VersionProperties) -> bool:
+    props = result.properties if isinstance(result, SecretBundle) else result
+    return props.revoked_at is not None
+
+
+def caller_copy(result: R) -> R:
+    """What a caller gets: its own properties (tags are a mutable dict) around the same opaque
+    value object."""
+    if isinstance(result, SecretBundle):
+        props = result.properties
+        return SecretBundle(replace(props, tags=dict(props.tags)), result.value)
+    return replace(result, tags=dict(result.tags))
