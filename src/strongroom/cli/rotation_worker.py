@@ -4,7 +4,9 @@ generators here, until stopped. Schedules are left to workers with ``rotation re
 lets the rotation under way finish and releases the claimed ones not yet started."""
 
 import asyncio
+import json
 import signal
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -21,12 +23,16 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _reporter(out: Output) -> Any:
+    """One line per rotation; with ``--json``, one JSON object per line (JSON Lines: the
+    command runs until stopped, so a reader takes each outcome as it comes)."""
+
     def report(outcome: dict[str, Any]) -> None:
-        if outcome.get("rotated"):
+        if out.json:
+            sys.stdout.write(json.dumps(outcome, separators=(",", ":"), default=str) + "\n")
+            sys.stdout.flush()
+        elif outcome.get("rotated"):
             version = short_version(outcome["version"])
-            out.done(f"rotated {outcome['name']}: version {version} is current", outcome)
-        elif out.json:
-            out.data(outcome)
+            out.done(f"rotated {outcome['name']}: version {version} is current")
         else:
             out.warn(f"rotation of {outcome['name']} failed: {outcome.get('error')}")
 
