@@ -16,7 +16,8 @@ async def central(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cen
     home = tmp_path_factory.mktemp("central")
     tls = home / "tls"
     tls.mkdir()
-    app = await Strongroom.open(server_settings("memory", home))
+    # Keep-alives every 0.2 s: an edge hears its upstream (and checks its credential) often.
+    app = await Strongroom.open(server_settings("memory", home, feed_heartbeat_seconds=0.2))
     site = Central(app, tls)
     await site.start()
     try:

@@ -129,6 +129,7 @@ def status(
             {
                 "status": str(report.get("status")),
                 "upstream": "online" if figures.get("online") else "offline",
+                "upstream error": str(figures.get("upstream_error") or "none"),
                 "offline for": f"{figures.get('offline_seconds')} s",
                 "left before the bound": f"{figures.get('seconds_left')} s",
                 "replica lag": f"{figures.get('lag_seconds')} s",

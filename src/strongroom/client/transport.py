@@ -9,9 +9,11 @@ never in a URL, a log line, a ``repr`` or an exception.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import secrets
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -270,7 +272,22 @@ class RemoteClient:
         sent = self._request_headers(stream=True)
         sent.update(headers or {})
         timeout = httpx.Timeout(None, connect=connect_timeout)
-        return self._http.stream("GET", path, params=params, headers=sent, timeout=timeout)
+        return self._typed(
+            self._http.stream("GET", path, params=params, headers=sent, timeout=timeout)
+        )
+
+    @contextlib.asynccontextmanager
+    async def _typed(self, opening: Any) -> AsyncIterator[httpx.Response]:
+        """A stream whose failure to open is a typed error, as a request's (a certificate
+        that does not verify is a ConfigurationError naming TLS)."""
+        try:
+            response = await opening.__aenter__()
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        try:
+            yield response
+        finally:
+            await opening.__aexit__(None, None, None)
 
     async def close(self) -> None:
         if not self.closed:

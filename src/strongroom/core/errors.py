@@ -46,7 +46,9 @@ secret and version at most: a value never appears in an error.
     ├── UnsupportedError                        the configured store cannot do this (keys on
     │                                           the Azure or remote profile)
     ├── StoreUnavailableError                   the store cannot be reached or written
-    │   └── EdgeOfflineTooLongError             an edge cut off from upstream past its bound
+    │   ├── EdgeOfflineTooLongError             an edge cut off from upstream past its bound
+    │   └── EdgeCredentialRefusedError          an edge whose site credential the upstream
+    │                                           refuses (revoked, expired): it serves nothing
     ├── EdgeReadOnlyError                       a write sent to an edge replica (read-only)
     ├── EdgeJournalBrokenError                  a shipped edge journal that does not continue
     │                                           its site's chain (a gap or a forged link)
@@ -73,6 +75,7 @@ __all__ = [
     "DecryptionError",
     "DeletedSecretConflictError",
     "DuplicateShareError",
+    "EdgeCredentialRefusedError",
     "EdgeJournalBrokenError",
     "EdgeJournalStaleError",
     "EdgeOfflineTooLongError",
@@ -309,6 +312,13 @@ class EdgeOfflineTooLongError(StoreUnavailableError):
     never synchronised): its replica may be stale, so it refuses to serve values (fail-closed)."""
 
     code = "edge_offline_too_long"
+
+
+class EdgeCredentialRefusedError(StoreUnavailableError):
+    """The upstream refused the edge's site credential (revoked, expired or replaced): the
+    edge serves nothing from its replica until it reconnects with a credential that works."""
+
+    code = "edge_credential_refused"
 
 
 class EdgeReadOnlyError(StrongroomError):

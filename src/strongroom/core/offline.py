@@ -11,7 +11,11 @@ import math
 import time
 from collections.abc import Callable, Mapping
 
-from strongroom.core.errors import ConfigurationError, EdgeOfflineTooLongError
+from strongroom.core.errors import (
+    ConfigurationError,
+    EdgeCredentialRefusedError,
+    EdgeOfflineTooLongError,
+)
 from strongroom.core.models import SecretType, VersionProperties
 
 __all__ = ["EDGE_BOUND_TAG", "OfflineBound", "OfflineLimits"]
@@ -41,6 +45,8 @@ class OfflineBound:
         self.max_offline = max_offline
         self._monotonic = monotonic
         self._online = False
+        #: Why the upstream refuses this edge (its credential), or None: nothing is served.
+        self.refused: str | None = None
         now = monotonic()
         self._last_heard = now - carried if carried is not None else -math.inf
 
@@ -54,7 +60,14 @@ class OfflineBound:
 
     def mark_online(self) -> None:
         self._online = True
+        self.refused = None
         self.heard()
+
+    def refuse(self, reason: str) -> None:
+        """The upstream refused the site's credential: stop serving at once (fail-closed), not
+        at the bound; a reconnection with a credential that works lifts it."""
+        self._online = False
+        self.refused = reason
 
     def mark_offline(self) -> None:
         """The link is lost: offline time runs from the last moment it was heard from."""
@@ -68,6 +81,8 @@ class OfflineBound:
 
     def remaining(self) -> float:
         """Seconds left before reads are refused (0 once they are)."""
+        if self.refused is not None:
+            return 0.0
         return max(0.0, self.max_offline - self.offline_for())
 
     def check(
@@ -75,6 +90,8 @@ class OfflineBound:
     ) -> None:
         """Raise unless the replica may serve a value now; ``limit`` is a shorter bound for
         one secret (its type's or its own), named by ``source`` in the refusal."""
+        if self.refused is not None:
+            raise EdgeCredentialRefusedError(self.refused)
         offline = self.offline_for()
         bound = self.max_offline if limit is None else min(limit, self.max_offline)
         if limit is None or limit >= self.max_offline:

@@ -24,7 +24,12 @@ from strongroom.backends.replica import ReplicaStore
 from strongroom.backends.sqlite import SqliteStore
 from strongroom.client.transport import RemoteClient, RemoteConfig, check_addr
 from strongroom.core.config import Backend, Settings
-from strongroom.core.errors import ConfigurationError, EdgeOfflineTooLongError, TamperedError
+from strongroom.core.errors import (
+    ConfigurationError,
+    EdgeCredentialRefusedError,
+    EdgeOfflineTooLongError,
+    TamperedError,
+)
 from strongroom.core.offline import OfflineBound, OfflineLimits
 from strongroom.edge.readonly import ReadOnly
 from strongroom.server.app import create_app
@@ -32,7 +37,8 @@ from strongroom.server.fastpath import StrongroomAPI
 from strongroom.services.audit.secrets_audit import SecretsAudit
 from strongroom.services.edge import EdgeState, EdgeSync
 from strongroom.services.edge.journal import JournalShipper
-from strongroom.services.edge.sync import probe_upstream
+from strongroom.services.edge.sync import CREDENTIAL_CHECK
+from strongroom.services.edge.upstream import probe_upstream
 from strongroom.services.wiring import Strongroom, custody_master_key, resolve_master_key
 
 __all__ = ["EdgeNode", "edge_settings"]
@@ -88,6 +94,7 @@ class EdgeNode:
         cacert: Path | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         idle_timeout: float | None = None,
+        credential_check: float = CREDENTIAL_CHECK,
     ) -> EdgeNode:
         """Check the upstream first (a refused credential or certificate, or a scope that
         matches nothing, fails here and changes nothing), then open the replica and reconcile
@@ -138,6 +145,7 @@ class EdgeNode:
         sync = EdgeSync(
             client, replica.inner, scopes, bound, state,
             idle_timeout=idle_timeout or settings.edge_idle_timeout_seconds, monotonic=monotonic,
+            credential_check=credential_check,
         )  # fmt: skip
         replica.on_corrupt = sync.rebuild_later
         sync.reads_open = replica.reads_open
@@ -172,7 +180,7 @@ class EdgeNode:
         try:
             self.bound.check()
             result = "ok"
-        except EdgeOfflineTooLongError as exc:
+        except (EdgeOfflineTooLongError, EdgeCredentialRefusedError) as exc:
             result = exc.code
         figures = self.status()
         del figures["upstream"], figures["scopes"]
@@ -202,6 +210,7 @@ class EdgeNode:
             "lag_seconds": round(self.sync.status.lag_seconds, 3),
             "events_applied": self.sync.status.events_applied,
             "reconciliations": self.sync.status.reconciliations,
+            "upstream_error": self.sync.status.upstream_error,
             **self.journal.status(),
         }
 

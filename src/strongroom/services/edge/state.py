@@ -1,4 +1,5 @@
-"""What an edge remembers across restarts: the wall-clock time it was last known in sync.
+"""What an edge remembers across restarts (the wall-clock time it was last known in sync), and
+the synchroniser's counters for its status.
 
 Read once at start to charge the time spent down against the offline bound; from then on the
 bound runs on the monotonic clock. A wall clock that went backwards since the last sync cannot
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from strongroom.core.clock import Clock, system_clock
 
-__all__ = ["EdgeState"]
+__all__ = ["EdgeState", "EdgeSyncState"]
 
 
 @dataclass
@@ -49,3 +50,18 @@ class EdgeState:
         finally:
             os.close(fd)
         tmp.replace(self.path)
+
+
+@dataclass
+class EdgeSyncState:
+    """Counters for status and metrics."""
+
+    events_applied: int = 0
+    reconciliations: int = 0
+    last_event_id: str | None = None
+    #: Seconds between the upstream's change and the edge applying it (last event).
+    lag_seconds: float = 0.0
+    #: Why the last connection failed (``upstream_unreachable``, ``site_credential_refused``,
+    #: ``upstream_certificate_refused``), None while online.
+    upstream_error: str | None = None
+    errors: list[str] = field(default_factory=list)

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +24,7 @@ from strongroom.client.transport import RemoteClient, segment
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.errors import (
     AccessError,
+    AuthenticationError,
     ConfigurationError,
     CryptoError,
     PermissionDeniedError,
@@ -37,11 +36,12 @@ from strongroom.core.errors import (
 from strongroom.core.logging import get_logger
 from strongroom.core.models import NewVersion, VersionProperties
 from strongroom.core.offline import OfflineBound
-from strongroom.services.edge.state import EdgeState
+from strongroom.services.edge.state import EdgeState, EdgeSyncState
+from strongroom.services.edge.upstream import in_scope
 from strongroom.services.remote.cache import parse_sse
 from strongroom.services.remote.convert import bundle_from, properties_from
 
-__all__ = ["EdgeSync", "EdgeSyncState", "in_scope", "probe_upstream"]
+__all__ = ["EdgeSync"]
 
 log = get_logger("strongroom.edge")
 
@@ -51,52 +51,17 @@ _RECONNECT_MIN, _RECONNECT_MAX = 0.1, 1.0
 #: Seconds one attempt to reach the feed may take: on a cut link its packets are dropped, and
 #: a healed link is found by the next attempt rather than by the kernel's slow retries.
 CONNECT_TIMEOUT = 3.0
+#: While connected, the site's credential is checked this often (the feed itself goes on after
+#: a token is revoked at the centre): a revoked credential stops the edge's reads at once.
+CREDENTIAL_CHECK = 60.0
 #: The upstream's feed sends a keep-alive every 15 s: three missed ones mean the link is gone.
 IDLE_TIMEOUT = 45.0
 _RECORD_EVERY = 5.0
 
 
-def in_scope(name: str, scopes: Sequence[str]) -> bool:
-    """Names compare case-insensitively (as in Key Vault), globs too."""
-    key = name_key(name)
-    return any(fnmatch.fnmatchcase(key, name_key(scope)) for scope in scopes)
-
-
-async def probe_upstream(client: RemoteClient, scopes: Sequence[str]) -> list[str] | None:
-    """The names in scope the site's credential may list upstream, before anything changes
-    locally. A refusal (credential, certificate) or a scope that matches nothing raises; an
-    unreachable upstream answers None (the edge starts offline, within its bound)."""
-    try:
-        listed = await client.request("GET", "/v1/secrets")
-    except (AccessError, ConfigurationError):
-        raise
-    except StrongroomError as exc:
-        log.warning("upstream unreachable at start", error=exc.code)
-        return None
-    names = [d["name"] for d in listed if in_scope(str(d.get("name", "")), scopes)]
-    if not names:
-        raise ConfigurationError(
-            f"the scope {', '.join(scopes)} matches no secret the site's credential may list "
-            "at the upstream"
-        )
-    return names
-
-
 def _signature(p: VersionProperties) -> tuple[Any, ...]:
     tags = tuple(sorted(p.tags.items()))
     return (p.version, p.enabled, p.expires_at, p.not_before, p.content_type, tags)
-
-
-@dataclass
-class EdgeSyncState:
-    """Counters for status and metrics."""
-
-    events_applied: int = 0
-    reconciliations: int = 0
-    last_event_id: str | None = None
-    #: Seconds between the upstream's change and the edge applying it (last event).
-    lag_seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
 
 
 class EdgeSync:
@@ -114,6 +79,7 @@ class EdgeSync:
         clock: Clock = system_clock,
         idle_timeout: float = IDLE_TIMEOUT,
         monotonic: Callable[[], float] = time.monotonic,
+        credential_check: float = CREDENTIAL_CHECK,
     ) -> None:
         if not scopes:
             raise ConfigurationError("an edge needs at least one --scope")
@@ -124,6 +90,8 @@ class EdgeSync:
         self.state = state
         self.clock = clock
         self.idle_timeout = idle_timeout
+        self.credential_check = credential_check
+        self._checked = time.monotonic()
         self._monotonic = monotonic
         self.status = EdgeSyncState()
         self.online = asyncio.Event()
@@ -172,12 +140,31 @@ class EdgeSync:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the link, the upstream or a refusal: retry, offline
-                code = exc.code if isinstance(exc, StrongroomError) else type(exc).__name__
-                log.info("upstream feed lost", error=code)
+                self._lost(exc)
             self._offline()
             await self.client.reset_connections()
             await asyncio.sleep(delay)
             delay = min(_RECONNECT_MAX, delay * 2)
+
+    def _lost(self, exc: Exception) -> None:
+        """Why the feed was lost, for the status (by kind: never the upstream's address). A
+        refused credential stops every read at once: the centre revoked this site."""
+        if isinstance(exc, AuthenticationError):
+            self.status.upstream_error = "site_credential_refused"
+            if self.bound.refused is None:
+                log.critical("the upstream refuses this site's credential: serving nothing")
+            self.bound.refuse(
+                "the upstream refuses this site's credential (revoked, expired or replaced): "
+                "this edge serves nothing until it reconnects with one that works"
+            )
+            return
+        if isinstance(exc, ConfigurationError):  # the upstream's certificate does not verify
+            self.status.upstream_error = "upstream_certificate_refused"
+            log.critical("the upstream's certificate does not verify: not connecting")
+            return
+        self.status.upstream_error = "upstream_unreachable"
+        code = exc.code if isinstance(exc, StrongroomError) else type(exc).__name__
+        log.info("upstream feed lost", error=code)
 
     def _offline(self) -> None:
         if self.online.is_set():
@@ -201,6 +188,7 @@ class EdgeSync:
                 if self.reads_open is not None:
                     self.reads_open.set()
             self.bound.mark_online()
+            self.status.upstream_error = None
             self.online.set()
             self._record()
             log.info("edge online", upstream=self.client.addr)
@@ -221,7 +209,22 @@ class EdgeSync:
             if self.online.is_set():
                 self.bound.heard()
                 self._record()
+                await self._check_credential()
             yield line
+
+    async def _check_credential(self) -> None:
+        """Ask the upstream who this credential is, now and then: a refusal (401) ends the
+        feed and stops the reads; any other failure is left to the feed to notice."""
+        now = time.monotonic()
+        if now - self._checked < self.credential_check:
+            return
+        self._checked = now
+        try:
+            await self.client.request("GET", "/v1/auth/self")
+        except AuthenticationError:
+            raise
+        except StrongroomError as exc:
+            log.info("credential check failed", error=exc.code)
 
     def _record(self) -> None:
         now = self._monotonic()
