@@ -1,0 +1,220 @@
+"""What each step of an emergency revocation leaves behind, on every store: the checks of who
+acts and why (their bounds, each refusal naming the field), the reasons closed requests keep,
+the audit details, metrics, logs and events of execution, its failure with a foreign error
+(recorded by type, never by message), and the bounds of the history."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from strongroom import (
+    EmergencyRevoke,
+    RevocationRequest,
+    RevocationStateError,
+    SecretsAudit,
+    SecretsManager,
+    Strongroom,
+    ValidationError,
+)
+from strongroom.core.clock import ManualClock
+
+pytestmark = pytest.mark.stores("memory", "sqlite", "postgres")
+
+
+def canary() -> str:
+    return f"RECORDS-CANARY-{secrets.token_hex(8)}"
+
+
+def request(name: str, **options: Any) -> RevocationRequest:
+    options = {"reason": "key_compromise", "requested_by": "alice", "severity": "high", **options}
+    return RevocationRequest(secret_name=name, **options)
+
+
+@pytest.fixture
+def revoke(app: Strongroom) -> EmergencyRevoke:
+    return EmergencyRevoke(app)
+
+
+async def pending(app: Strongroom, revoke: EmergencyRevoke, name: str = "fleet-db") -> int:
+    await SecretsManager(app).create_secret(name, canary())
+    return int((await revoke.request_revocation(request(name)))["revocation_id"])
+
+
+async def newest(app: Strongroom, operation: str) -> dict[str, Any]:
+    trail = await SecretsAudit(app).get_audit_trail(action="REVOKE", limit=50)
+    return next(e for e in trail if e["details"].get("operation") == operation)
+
+
+@pytest.mark.parametrize("field", ["approved_by", "by"])
+async def test_who_acts_is_one_to_256_characters_of_someone(
+    app: Strongroom, revoke: EmergencyRevoke, field: str
+) -> None:
+    rid = await pending(app, revoke)
+    act = revoke.approve_revocation if field == "approved_by" else revoke.cancel_revocation
+    for bad in ("", "   ", "b" * 257, 7):
+        with pytest.raises(ValidationError, match=rf"^{field} must name someone"):
+            await act(rid, bad)  # type: ignore[arg-type]
+    assert (await revoke.get_revocation_status(rid))["status"] == "PENDING"
+    done = await act(rid, "b" * 256)
+    assert done["status"] == ("COMPLETED" if field == "approved_by" else "CANCELLED")
+    one = await pending(app, revoke, "one-letter")
+    assert (await act(one, "b"))["status"] != "PENDING"
+
+
+async def test_a_close_keeps_its_reason_up_to_1000_characters(
+    app: Strongroom, revoke: EmergencyRevoke
+) -> None:
+    rid = await pending(app, revoke)
+    for bad in ("r" * 1001, 5):
+        with pytest.raises(ValidationError, match="reason"):
+            await revoke.reject_revocation(rid, "bob", bad)  # type: ignore[arg-type]
+    assert (await revoke.get_revocation_status(rid))["status"] == "PENDING"
+    rejected = await revoke.reject_revocation(rid, "bob", "r" * 1000)
+    assert (rejected["status"], rejected["closed_by"]) == ("REJECTED", "bob")
+    row = await app.revocation_store.get(rid)
+    assert row is not None
+    assert row["details"]["close_reason"] == "r" * 1000
+    event = await newest(app, "reject")
+    assert event["resource_name"] == "fleet-db"
+    assert event["details"]["revocation_id"] == rid
+    assert event["details"]["closed_by"] == "bob"
+    assert event["details"]["reason"] == "r" * 1000
+
+
+async def test_a_close_without_a_reason_records_none(
+    app: Strongroom, revoke: EmergencyRevoke
+) -> None:
+    for close in ("reject", "cancel"):
+        rid = await pending(app, revoke, f"db-{close}")
+        if close == "reject":
+            await revoke.reject_revocation(rid, "bob")
+        else:
+            await revoke.cancel_revocation(rid, "alice")
+        row = await app.revocation_store.get(rid)
+        assert row is not None
+        assert "close_reason" not in row["details"]
+        event = await newest(app, close)
+        assert event["details"].get("reason") is None
+        assert event["details"]["revocation_id"] == rid
+
+
+async def test_a_closed_request_takes_no_further_approval(
+    app: Strongroom, manager: SecretsManager
+) -> None:
+    revoke = EmergencyRevoke(app, approvals_required={"high": 2})
+    rid = await pending(app, revoke)
+    await revoke.reject_revocation(rid, "carol", "false alarm")
+    with pytest.raises(RevocationStateError):
+        await revoke.approve_revocation(rid, "bob")
+    status = await revoke.get_revocation_status(rid)
+    assert (status["status"], status["approvals"]) == ("REJECTED", [])
+
+
+async def test_an_approval_records_who_and_when(
+    app: Strongroom, revoke: EmergencyRevoke, clock: ManualClock
+) -> None:
+    revoke = EmergencyRevoke(app, approvals_required={"high": 2})
+    rid = await pending(app, revoke)
+    clock.advance(minutes=3)
+    status = await revoke.approve_revocation(rid, "bob")
+    assert status["approvals"] == [{"by": "bob", "at": clock().isoformat()}]
+    assert status["status"] == "PENDING"
+    event = await newest(app, "approve")
+    assert (event["resource_name"], event["details"]["revocation_id"]) == ("fleet-db", rid)
+    assert event["details"]["approved_by"] == "bob"
+
+
+async def test_execution_is_counted_logged_and_announced(
+    app: Strongroom, revoke: EmergencyRevoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await SecretsManager(app).create_secret("fleet-db", canary())
+    emitted = record_events(app, monkeypatch)
+    with capture_logs() as logs:
+        done = await revoke.request_revocation(request("fleet-db", immediate=True))
+    assert done["status"] == "COMPLETED"
+    assert app.metrics.value("revocations_total", severity="high") == 1
+    line = next(e for e in logs if e["event"] == "secret revoked")
+    assert (line["name"], line["revocation_id"], line["count"]) == (
+        "fleet-db",
+        done["revocation_id"],
+        1,
+    )
+    assert emitted == [
+        (
+            "secret.revoked",
+            "fleet-db",
+            {"revocation_id": done["revocation_id"], "versions_revoked": 1},
+        )
+    ]
+
+
+async def test_a_foreign_failure_after_revoking_is_recorded_by_its_type_only(
+    app: Strongroom, revoke: EmergencyRevoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A soft delete that fails with a driver's error (whose message may quote anything)
+    leaves the request FAILED with the error's type; the versions are revoked all the same,
+    so consumers still hear of it."""
+    value = canary()
+    await SecretsManager(app).create_secret("fleet-db", value)
+    emitted = record_events(app, monkeypatch)
+
+    async def failing_delete(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"driver failure near {value}")
+
+    monkeypatch.setattr(app.store, "delete", failing_delete)
+    with capture_logs() as logs:
+        failed = await revoke.request_revocation(request("fleet-db", soft_delete=True))
+        failed = await revoke.approve_revocation(failed["revocation_id"], "bob")
+    assert (failed["status"], failed["error"]) == ("FAILED", "RuntimeError")
+    assert failed["versions_revoked"] == 1
+    line = next(e for e in logs if e["event"] == "revocation failed")
+    assert (line["name"], line["revocation_id"], line["error"]) == (
+        "fleet-db",
+        failed["revocation_id"],
+        "RuntimeError",
+    )
+    assert value not in str(logs) + str(failed)
+    assert emitted == [
+        (
+            "secret.revoked",
+            "fleet-db",
+            {"revocation_id": failed["revocation_id"], "versions_revoked": 1},
+        )
+    ]
+
+
+async def test_history_is_bounded_and_about_the_secret_asked_for(
+    app: Strongroom, revoke: EmergencyRevoke
+) -> None:
+    rid = await pending(app, revoke)
+    row = await app.revocation_store.get(rid)
+    assert row is not None
+    for _ in range(50):
+        await app.revocation_store.insert({k: v for k, v in row.items() if k != "id"})
+    assert len(await revoke.get_revocation_history("fleet-db")) == 50  # the default
+    assert len(await revoke.get_revocation_history(limit=1000)) == 51
+    assert len(await revoke.get_revocation_history(limit=1)) == 1
+    for bad in (0, 1001, True, "5"):
+        with pytest.raises(ValidationError, match="limit"):
+            await revoke.get_revocation_history(limit=bad)  # type: ignore[arg-type]
+    # A deleted secret's history is its own, not every secret's.
+    other = await pending(app, revoke, "other-db")
+    await SecretsManager(app).delete_secret("other-db")
+    assert [h["revocation_id"] for h in await revoke.get_revocation_history("Other-DB")] == [other]
+
+
+def record_events(app: Strongroom, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, Any]]:
+    """The events ``app`` emits (delivered as usual)."""
+    emitted: list[tuple[str, str, Any]] = []
+    real = app.events.emit
+
+    async def emit(kind: str, name: str, **fields: Any) -> None:
+        emitted.append((kind, name, fields))
+        await real(kind, name, **fields)
+
+    monkeypatch.setattr(app.events, "emit", emit)
+    return emitted
