@@ -6,21 +6,27 @@ the audit details, metrics, logs and events of execution, its failure with a for
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from strongroom import (
+    ConfigurationError,
     EmergencyRevoke,
     RevocationRequest,
     RevocationStateError,
     SecretsAudit,
     SecretsManager,
+    Settings,
     Strongroom,
     ValidationError,
 )
 from strongroom.core.clock import ManualClock
+from strongroom.core.revocation import Severity
+from strongroom.services.notify import Notification
+from strongroom.services.revocation.records import approvals_from
 
 pytestmark = pytest.mark.stores("memory", "sqlite", "postgres")
 
@@ -218,3 +224,60 @@ def record_events(app: Strongroom, monkeypatch: pytest.MonkeyPatch) -> list[tupl
 
     monkeypatch.setattr(app.events, "emit", emit)
     return emitted
+
+
+def test_approvals_are_one_to_ten_per_severity() -> None:
+    assert approvals_from(None) == {}
+    assert approvals_from("critical=10, ,high=1") == {Severity.CRITICAL: 10, Severity.HIGH: 1}
+    for bad in ("high=0", "critical=11", "high", "urgent=2"):
+        with pytest.raises(ConfigurationError):
+            approvals_from(bad)
+
+
+async def test_a_request_is_shown_with_its_times_and_recipients(
+    app: Strongroom, revoke: EmergencyRevoke, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = record_notifications(app, monkeypatch)
+    await SecretsManager(app).create_secret("fleet-db", canary())
+    requested_at = clock()
+    status = await revoke.request_revocation(
+        request("fleet-db", notify_recipients=["sec@example.com"])
+    )
+    assert status["requested_at"] == status["updated_at"] == requested_at
+    assert status["notify_recipients"] == ["sec@example.com"]
+    (notice,) = sent
+    assert notice.kind == "revocation.requested"
+    assert notice.occurred_at == requested_at  # the wiring's clock, not the machine's
+    assert notice.fields["risk_level"] == status["risk"]["level"] is not None
+    assert list(notice.recipients) == ["sec@example.com"]
+    clock.advance(minutes=5)
+    rejected = await revoke.reject_revocation(status["revocation_id"], "bob")
+    assert rejected["updated_at"] == clock()
+    assert rejected["requested_at"] == requested_at
+
+
+@pytest.mark.stores("sqlite")
+async def test_built_from_settings_it_opens_that_deployment(
+    app: Strongroom, store_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The process default points elsewhere: only the settings given can find the secret.
+    monkeypatch.setenv("STRONGROOM_HOME", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("STRONGROOM_BACKEND", "memory")
+    await SecretsManager(app).create_secret("fleet-db", canary())
+    async with EmergencyRevoke(settings=store_settings) as revoke:
+        status = await revoke.request_revocation(request("fleet-db"))
+    pending = await EmergencyRevoke(app).list_pending_revocations()
+    assert [p["revocation_id"] for p in pending] == [status["revocation_id"]]
+
+
+def record_notifications(app: Strongroom, monkeypatch: pytest.MonkeyPatch) -> list[Notification]:
+    """The notifications ``app`` sends (delivered as usual)."""
+    sent: list[Notification] = []
+    real = app.notifier.send
+
+    async def send(notification: Notification) -> Any:
+        sent.append(notification)
+        return await real(notification)
+
+    monkeypatch.setattr(app.notifier, "send", send)
+    return sent
