@@ -5,14 +5,16 @@ once, not after STRONGROOM_AUTH_CACHE_SECONDS: two wirings on one store stand fo
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from helpers_settings import make_settings, new_master_key
+from helpers_settings import PG_URL, make_settings, new_master_key
 from strongroom import Settings, Strongroom
-from strongroom.core.errors import AuthenticationError
+from strongroom.core.errors import AuthenticationError, StrongroomError
 from strongroom.core.policy import Action, Policy
 from strongroom.services.access.control import Principal
 
@@ -94,3 +96,48 @@ async def until(app: Strongroom, token: str, condition: Callable[[Principal], bo
     async with asyncio.timeout(5):
         while not condition(await app.access.authenticate(token)):  # noqa: ASYNC110 (a poll)
             await asyncio.sleep(0)
+
+
+async def rename_generations(settings: Settings, old: str, new: str) -> None:
+    """Rename the generation counters' table behind the wirings' backs (a bump then fails)."""
+    if settings.state_in_postgres:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f'ALTER TABLE "{settings.pg_schema}".{old} RENAME TO {new}')
+        finally:
+            await conn.close()
+        return
+    with sqlite3.connect(settings.sqlite_path) as conn:
+        conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+
+async def test_a_revocation_and_its_generation_bump_commit_together(
+    workers: tuple[Strongroom, Strongroom], worker_settings: Settings
+) -> None:
+    """Token revocation and the access-generation bump are one transaction: when the bump
+    cannot be written, the tokens stay as they were (nothing is revoked that another worker
+    could go on serving from its cache), and once it can, both land."""
+    first, second = workers
+    issued = await first.access.create_token("svc-e")
+    others = [(await first.access.create_token("svc-f")).record.id for _ in range(2)]
+    await second.access.authenticate(issued.token)
+    table = "strongroom_cache_generations"
+    await rename_generations(worker_settings, table, "generations_away")
+    try:
+        with pytest.raises(StrongroomError):
+            await first.access.revoke_token(issued.record.id)
+        with pytest.raises(StrongroomError):
+            await first.access.revoke_identity("svc-f")
+    finally:
+        await rename_generations(worker_settings, "generations_away", table)
+    for token_id in [issued.record.id, *others]:
+        assert (await first.access.get_token(token_id)).revoked_at is None
+    assert (await second.access.authenticate(issued.token)).identity == "svc-e"
+
+    before = await first.access.invalidation.epoch()
+    await first.access.revoke_token(issued.record.id)
+    assert (await first.access.get_token(issued.record.id)).revoked_at is not None
+    assert await first.access.invalidation.epoch() != before
+    await refused_soon(second, issued.token)
+    assert sorted(await first.access.revoke_identity("svc-f")) == sorted(others)
+    assert all([(await first.access.get_token(t)).revoked_at is not None for t in others])

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from strongroom.core.integrity import RowMac
+from strongroom.db.cache_invalidation import bump_statement
 from strongroom.db.dialect import POSTGRES, SQLITE
 from strongroom.db.migrate import PostgresHooks
 from strongroom.db.pg import open_pool, pooled
@@ -150,7 +151,13 @@ class AccessStore(Protocol):
     async def add_token(self, record: TokenRecord) -> None: ...
     async def get_token(self, token_id: str) -> TokenRecord | None: ...
     async def list_tokens(self, identity: str | None = None) -> list[TokenRecord]: ...
-    async def revoke_token(self, token_id: str, by: str, at: datetime) -> bool: ...
+    async def revoke_tokens(
+        self, token_ids: Sequence[str], by: str, at: datetime, *, bump: str | None = None
+    ) -> int:
+        """Revoke the live ones of ``token_ids`` in one transaction, with the generation
+        ``bump`` (if given) in the same one; how many were revoked."""
+        ...
+
     async def renew_token(self, token_id: str, expires_at: datetime) -> bool: ...
     async def put_policy(
         self, name: str, description: str, grants: list[dict[str, Any]], by: str, at: datetime
@@ -254,6 +261,8 @@ class _AccessSql:
     """The store's logic over four primitives each database implements."""
 
     micros: bool
+    _dialect: str
+    _schema: str
     mac: RowMac
 
     async def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
@@ -261,6 +270,10 @@ class _AccessSql:
 
     async def _change(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> int:
         """Run ``statements`` in one transaction; the rows the first one changed."""
+        return (await self._changes(statements))[0]
+
+    async def _changes(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> list[int]:
+        """Run ``statements`` in one transaction; the rows each one changed."""
         raise NotImplementedError
 
     def _time(self, when: datetime | None) -> Any:
@@ -323,14 +336,25 @@ class _AccessSql:
             rows = await self._rows(_LIST_TOKENS_OF, {"identity": identity})
         return self._tokens(rows)
 
-    async def revoke_token(self, token_id: str, by: str, at: datetime) -> bool:
-        current = await self.get_token(token_id)
-        if current is None or current.revoked_at is not None:
-            return False
-        revoked = dataclasses.replace(current, revoked_at=at, revoked_by=by)
-        params = {"id": token_id, "by": by, "at": self._time(at),
-                  "mac": self.mac.mac(TOKENS, token_fields(revoked))}  # fmt: skip
-        return await self._change([(_REVOKE_TOKEN, params)]) > 0
+    async def revoke_tokens(
+        self, token_ids: Sequence[str], by: str, at: datetime, *, bump: str | None = None
+    ) -> int:
+        statements = []
+        for token_id in token_ids:
+            current = await self.get_token(token_id)
+            if current is None or current.revoked_at is not None:
+                continue
+            revoked = dataclasses.replace(current, revoked_at=at, revoked_by=by)
+            statements.append((_REVOKE_TOKEN, {
+                "id": token_id, "by": by, "at": self._time(at),
+                "mac": self.mac.mac(TOKENS, token_fields(revoked)),
+            }))  # fmt: skip
+        live = len(statements)
+        if not live:
+            return 0
+        if bump is not None:
+            statements.append(bump_statement(self._dialect, self._schema, bump))
+        return sum((await self._changes(statements))[:live])
 
     async def renew_token(self, token_id: str, expires_at: datetime) -> bool:
         current = await self.get_token(token_id)
@@ -381,6 +405,8 @@ class _AccessSql:
 
 class SqliteAccessStore(_AccessSql):
     micros = True
+    _dialect = "sqlite"
+    _schema = ""
 
     def __init__(self, db: SqliteDatabase, mac: RowMac) -> None:
         self.db = db
@@ -397,23 +423,23 @@ class SqliteAccessStore(_AccessSql):
         text, values = SQLITE.compile(sql, params)
         return await self.db.read(lambda c: c.execute(text, values).fetchall())
 
-    async def _change(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> int:
+    async def _changes(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> list[int]:
         compiled = [SQLITE.compile(sql, params) for sql, params in statements]
 
-        def run(conn: Any) -> int:
-            counts = [conn.execute(text, values).rowcount for text, values in compiled]
-            return int(counts[0])
+        def run(conn: Any) -> list[int]:
+            return [int(conn.execute(text, values).rowcount) for text, values in compiled]
 
         return await self.db.write(run)
 
 
 class PostgresAccessStore(_AccessSql):
     micros = False
+    _dialect = "postgres"
     _what = "the PostgreSQL access store"
 
     def __init__(self, dsn: str, *, schema: str, mac: RowMac) -> None:
         self._dsn = dsn
-        self.schema = schema
+        self.schema = self._schema = schema
         self.mac = mac
         self._pool: Any = None
 
@@ -433,11 +459,11 @@ class PostgresAccessStore(_AccessSql):
         async with pooled(self._pool, self._what) as conn:
             return list(await conn.fetch(text, *values))
 
-    async def _change(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> int:
+    async def _changes(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> list[int]:
         compiled = [POSTGRES.compile(sql, params) for sql, params in statements]
         counts: list[int] = []
         async with pooled(self._pool, self._what) as conn, conn.transaction():
             for text, values in compiled:
                 status = await conn.execute(text, *values)
                 counts.append(int(status.rsplit(" ", 1)[-1]))
-        return counts[0]
+        return counts

@@ -40,6 +40,7 @@ __all__ = [
     "InvalidationListener",
     "PostgresCacheGenerations",
     "SqliteCacheGenerations",
+    "bump_statement",
 ]
 
 log = get_logger("strongroom.cache")
@@ -75,6 +76,17 @@ _BUMP_AND_NOTIFY = (
     "RETURNING generation) "
     "SELECT pg_notify(:channel, :payload) FROM bumped"
 )
+
+
+def bump_statement(dialect: str, schema: str, name_key: str) -> tuple[str, dict[str, Any]]:
+    """The statement that increments ``name_key``'s generation (and on PostgreSQL notifies the
+    other processes when it commits), for a store to run inside the transaction of the change
+    it announces: the change and its announcement commit together or not at all."""
+    if dialect == "postgres":
+        return _BUMP_AND_NOTIFY, {
+            "name_key": name_key, "channel": CHANNEL, "payload": f"{schema}:{name_key}",
+        }  # fmt: skip
+    return _BUMP, {"name_key": name_key}
 
 
 class CacheGenerations(Protocol):

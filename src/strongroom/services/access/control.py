@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes
@@ -216,6 +216,18 @@ class AccessControl(PolicyAdministration):
         """Forget this process's cached principals."""
         self._cache.clear()
 
+    async def _revoke(self, token_ids: list[str], now: datetime) -> None:
+        """Revoke tokens and bump the access generation in one transaction: no process can
+        see the revocation committed and its cached principal still current, and a failed
+        bump leaves the tokens as they were."""
+        bump = self.invalidation.shared_key
+        await self.store.revoke_tokens(token_ids, current_actor().id, now, bump=bump)
+        self._cache.clear()
+        if bump is None:
+            await self.invalidation.changed()
+        else:
+            self.invalidation.committed()
+
     async def _changed(self) -> None:
         """After a committed change to tokens, policies or bindings: every process's cached
         principals are stale from now on."""
@@ -291,8 +303,7 @@ class AccessControl(PolicyAdministration):
         ) as op:
             record = await self.get_token(token_id)
             op.details["identity"] = record.identity
-            await self.store.revoke_token(token_id, current_actor().id, self._app.clock())
-            await self._changed()  # at once, not after the audit event's commit
+            await self._revoke([token_id], self._app.clock())  # at once, not after the audit
         log.info("token revoked", token_id=token_id)
         return await self.get_token(token_id)
 
@@ -304,10 +315,8 @@ class AccessControl(PolicyAdministration):
             AuditAction.ACCESS_CHANGE, None, operation="identity.revoke", identity=identity
         ) as op:
             live = [t.id for t in await self.store.list_tokens(identity) if t.revoked_at is None]
-            for token_id in live:
-                await self.store.revoke_token(token_id, current_actor().id, now)
+            await self._revoke(live, now)
             op.details["count"] = len(live)
-            await self._changed()
         log.info("identity revoked", identity=identity, tokens=len(live))
         return live
 

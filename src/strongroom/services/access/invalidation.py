@@ -50,6 +50,17 @@ class AccessInvalidation:
             return self._local
         return (self._local, await self._generations.current(ACCESS_KEY))
 
+    @property
+    def shared_key(self) -> str | None:
+        """The generation a store bumps in the transaction of an access change (None: this
+        process alone holds the state, as the memory profile does)."""
+        return ACCESS_KEY if self._generations is not None else None
+
+    def committed(self) -> None:
+        """A change whose generation bump committed with it: this process's cache drops now
+        (the others at the notification or at their next generation check)."""
+        self._local += 1
+
     async def changed(self) -> None:
         """Announce a committed change (this process's cache drops at once; others at the
         notification or at their next generation check)."""
