@@ -313,7 +313,11 @@ async def test_a_denial_names_who_what_and_is_audited_as_its_action(
     with pytest.raises(PermissionDeniedError) as caught:
         await app.access.require(principal, action, name)
     assert says in str(caught.value)
+    # The policies that refused: the caller's own, none of which allows it.
+    assert str(caught.value).endswith(": no grant of its policies (reader) allows it")
+    assert caught.value.policies == ("reader",)
     denied = (await SecretsAudit(app).get_audit_trail(limit=1))[0]
+    assert denied["details"]["policies"] == ["reader"]
     assert (denied["action"], denied["result"]) == (audited_as, "FAILURE")
     assert denied["details"]["token_id"] == issued.record.id
     assert denied["details"]["denied_action"] == action.value
@@ -345,3 +349,12 @@ async def test_access_control_without_a_shared_signal_keeps_its_own(app: Strongr
     assert (await own.authenticate(issued.token)).identity == "svc"
     with pytest.raises(AccessObjectNotFoundError):
         await own.get_token("0123456789abcdef")
+
+
+async def test_a_denial_of_an_identity_without_policies_says_so(app: Strongroom) -> None:
+    issued = await app.access.create_token("bare")
+    principal = await app.access.authenticate(issued.token)
+    with pytest.raises(PermissionDeniedError) as caught:
+        await app.access.require(principal, Action.READ, "a-1")
+    assert str(caught.value) == "identity 'bare' may not read secret 'a-1': it holds no policy"
+    assert caught.value.policies == ()

@@ -132,17 +132,27 @@ async def test_a_worker_without_the_rotate_grant_is_refused(server: Served, tmp_
         RemoteClient(RemoteConfig.from_settings(remote_settings(server, elsewhere, home))) as e,
     ):
         generated = WorkerOptions(generated=True, name_glob="cbg-*", wait_seconds=0)
-        with pytest.raises(PermissionDeniedError):
+        with pytest.raises(PermissionDeniedError) as caught:
             await RotationWorker(r, generated).claim()  # holds rotate nowhere
+        # The 403 names the policies that refused, in the message and as a field.
+        (policy,) = caught.value.policies
+        assert policy.startswith("p-")
+        assert f"no grant of its policies ({policy}) allows it" in str(caught.value)
         named = RotationWorker(e, WorkerOptions(wait_seconds=0))
         named.attach("cbg-key", lambda name: "x", None)
-        with pytest.raises(PermissionDeniedError):  # a named secret it may not rotate
+        with pytest.raises(PermissionDeniedError) as refused:  # a named secret it may not rotate
             await named.claim()
         # A glob that covers secrets it may not rotate claims none of them.
         assert await RotationWorker(e, generated).claim() == []
         body = {"worker": "e" * 16, "value": "forged"}
         with pytest.raises(PermissionDeniedError):
             await e.request("POST", "/v1/rotation/cbg-key/complete", json=body)
+    async with server.client(elsewhere) as raw:
+        answer = await raw.post("/v1/rotation/cbg-key/complete", json=body)
+    assert answer.status_code == 403
+    assert len(refused.value.policies) == 1
+    assert answer.json()["error"]["policies"] == list(refused.value.policies)
+    assert "forged" not in answer.text
     refusals = await SecretsAudit(server.app).get_audit_trail("cbg-key", None, 20)
     refused = {(x["actor_id"], x["error_code"]) for x in refusals if x["result"] == "FAILURE"}
     assert {("cbg-elsewhere", "forbidden")} <= refused

@@ -3,6 +3,7 @@ STRONGROOM_ADDR, a CA bundle and a token: no key file, no database."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -73,20 +74,24 @@ async def test_the_seeds_examples_run_with_only_an_address_and_a_token(
         assert len(versions) == 2
         assert "production-api-key" in [s["name"] for s in await secrets_manager.list_secrets()]
 
-        # Rotation (a built-in generator: callbacks need rotation workers, not built yet)
+        # Rotation: the callback runs here (this process becomes the secret's rotation worker)
+        def generate_new_api_key() -> str:
+            return "sk-prod-" + secrets.token_hex(16)
+
         await rotation.register_secret(
             RotationConfig(
                 name="production-api-key",
                 rotation_days=90,
                 rotation_hours_before_expiry=24,
                 enabled=True,
-                generator="api_key",
+                rotation_callback=lambda name: generate_new_api_key(),
                 description="Production API key with 90-day rotation",
             )
         )
         await rotation.start_rotation_scheduler(check_interval_seconds=3600)
         status = await rotation.get_rotation_status("production-api-key")
         assert "days_until_rotation" in status
+        assert status["worker"] is True
         assert [c["name"] for c in await rotation.list_rotation_configs()] == ["production-api-key"]
 
         # Audit

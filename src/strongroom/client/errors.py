@@ -63,9 +63,13 @@ def error_from_response(
 ) -> e.StrongroomError:
     """The typed error for an HTTP error answer from the server at ``addr``."""
     code = message = None
+    policies: tuple[str, ...] = ()
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         code = body["error"].get("code")
         message = body["error"].get("message")
+        named = body["error"].get("policies")
+        if isinstance(named, list):
+            policies = tuple(str(p)[:64] for p in named[:100])
     message = str(message) if message else f"the server answered HTTP {status}"
     cls = _CODES.get(code) if isinstance(code, str) else None
     if cls is None:
@@ -74,6 +78,8 @@ def error_from_response(
         for prefix, specific in _NOT_FOUND_BY_PREFIX:
             if path.startswith(prefix):
                 cls = specific
+    if cls is e.PermissionDeniedError:
+        return e.PermissionDeniedError(message, policies=policies)
     if cls is e.RateLimitedError:
         return e.RateLimitedError(message, math.ceil(_retry_after(headers)))
     if issubclass(cls, e.AuthenticationError):

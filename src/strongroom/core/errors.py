@@ -407,9 +407,14 @@ class LoginRefusedError(AuthenticationError):
 
 
 class PermissionDeniedError(AccessError):
-    """The caller's policies do not grant this action on this resource."""
+    """The caller's policies do not grant this action on this resource. ``policies`` names
+    the policies the caller holds, none of which allowed it (deny by default)."""
 
     code = "forbidden"
+
+    def __init__(self, message: str, *, policies: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.policies = tuple(policies)
 
 
 class RateLimitedError(AccessError):

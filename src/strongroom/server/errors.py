@@ -144,6 +144,8 @@ def error_response(request: Request, error: e.StrongroomError) -> JSONResponse:
         log.error("request failed", path=request.url.path, code=error.code)
     message = str(error) if status < 500 or status in (501, 502, 503) else "internal error"
     body = error_body(request.url.path, status, error.code, message, inner=_kv_inner(error))
+    if isinstance(error, e.PermissionDeniedError) and not is_keyvault_path(request.url.path):
+        body["error"]["policies"] = list(error.policies)  # the ones that did not allow it
     headers = {}
     if isinstance(error, e.RateLimitedError):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))

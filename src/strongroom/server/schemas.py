@@ -77,6 +77,9 @@ class Strict(BaseModel):
 class ErrorDetail(BaseModel):
     code: str
     message: str
+    policies: list[str] | None = Field(
+        default=None, description="on 403: the caller's policies, none of which allowed it"
+    )
 
 
 class ErrorOut(BaseModel):

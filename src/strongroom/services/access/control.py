@@ -355,15 +355,24 @@ class AccessControl(PolicyAdministration):
         """Raise PermissionDeniedError (audited as a failure) unless ``principal`` may act."""
         if principal.may(action, name):
             return
+        held = tuple(p.name for p in principal.policies)
+        refused_by = (
+            f"no grant of its policies ({', '.join(held)}) allows it"
+            if held
+            else "it holds no policy"
+        )
         error = PermissionDeniedError(
             f"identity {principal.identity!r} may not {action.value} "
             + (f"secret {name!r}" if name is not None else "every secret")
+            + f": {refused_by}",
+            policies=held,
         )
         audit_action = _AUDIT_ACTION.get(action, AuditAction.ACCESS_CHANGE)
         try:
             async with self._app.audit.operation(
-                audit_action, name, denied_action=action.value, token_id=principal.token_id
-            ):
+                audit_action, name, denied_action=action.value, token_id=principal.token_id,
+                policies=list(held),
+            ):  # fmt: skip
                 raise error
         except PermissionDeniedError:
             pass
