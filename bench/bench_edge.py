@@ -4,12 +4,17 @@ HTTPS on loopback (a subprocess, embedded store) and an edge in this process fol
 - revocation propagation: a break-glass revocation at the centre (``POST /v1/revocations``,
   immediate) until a read at the edge is refused as revoked: goal p99 < 1 s (the issue's);
 - replica lag: an update at the centre until the edge serves the new value (no goal yet; the
-  issue asks for it under a steady write load, which this row does not apply).
+  issue asks for it under a steady write load, which this row does not apply: see
+  tests/chaos/test_edge_netcut.py);
+- journal shipping: a backlog of reads recorded at the edge while its shipper is stopped (as
+  when cut off), then shipped to the centre: events per second, each round one ask for the
+  head and batches of up to 500 events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.bench_remote import _server
-from bench.harness import Goal, ResultRow, summarize
+from bench.harness import Goal, Measurement, ResultRow, summarize
 from strongroom import SecretRevokedError, SecretsManager
 from strongroom.core.config import Settings
 from strongroom.edge import EdgeNode
@@ -85,6 +90,7 @@ async def _measure(addr: str, token: str, ca: Path, home: Path, count: int) -> l
                 answer.raise_for_status()
                 await _until_refused(edge, f"bench-edge-{k}")
                 revocation.append(time.monotonic_ns() - started)
+            shipping = await _ship_backlog(node, count * 20)
         finally:
             await node.close()
     note = f"{count} secrets, one edge, loopback"
@@ -94,7 +100,27 @@ async def _measure(addr: str, token: str, ca: Path, home: Path, count: int) -> l
                   goal=REVOCATION_GOAL, note=note),
         ResultRow("edge", "update at centre -> new value at edge (lag)",
                   summarize("edge lag", 1, lag, sum(lag)), note=note),
+        ResultRow("edge", "journal backlog shipped to the centre (mean per event)", shipping,
+                  note=f"{shipping.ops} events recorded while not shipping, then one round"),
     ]  # fmt: skip
+
+
+async def _ship_backlog(node: EdgeNode, reads: int) -> Measurement:
+    """Reads at the edge with the shipper stopped, then the whole backlog in one round."""
+    await node.journal.stop()
+    await node.journal.ship()  # what was pending before: not part of the backlog
+    edge = SecretsManager(node.wiring)
+    for k in range(reads):
+        with contextlib.suppress(SecretRevokedError):
+            await edge.get_secret(f"bench-edge-{k % CHANGES_QUICK}")
+    await node.journal.refresh()
+    backlog = node.journal.unshipped
+    started = time.monotonic_ns()
+    shipped = await node.journal.ship()
+    elapsed = time.monotonic_ns() - started
+    if shipped != backlog:
+        raise RuntimeError(f"shipped {shipped} of a backlog of {backlog}")
+    return summarize("edge journal", 1, [elapsed // max(1, shipped)] * shipped, elapsed)
 
 
 async def run_edge(*, quick: bool = False) -> list[ResultRow]:
