@@ -339,6 +339,9 @@ async def test_a_failure_midway_leaves_the_request_failed_and_the_versions_revok
     assert history["status"] == "FAILED"
     assert history["error"] == status["error"]
     assert await revoke.list_pending_revocations() == []
+    # Break-glass that failed midway is still a use someone must answer for.
+    (review,) = await revoke.list_break_glass_reviews()
+    assert (review["revocation_id"], review["status"]) == (status["revocation_id"], "OPEN")
     with pytest.raises(RevocationStateError):
         await revoke.approve_revocation(status["revocation_id"], "bob")
     execute = [e for e in await revoke_events(app, "ledger-db") if e["details"].get("operation")]

@@ -139,10 +139,9 @@ class EmergencyRevoke(ManagerBoundFacade):
             await self._move(app, row, RevocationEvent.APPROVE, {"details": {
                 **row["details"], "break_glass": True, "approved_without_approval": True,
             }})  # fmt: skip
-            # Answered for before it runs: a second identity must acknowledge this use.
-            await app.break_glass_reviews.open(row)
-            # Executing announces the outcome at the highest priority.
-            row = await self._execute(app, row)
+            row = await self._execute(app, row)  # announces the outcome at the top priority
+            # A second identity must acknowledge this use (recorded as soon as the versions
+            # are revoked; a use that failed before is recorded here): audited and announced.
             await app.break_glass_reviews.announce_opened(row)
         else:
             await self._announce(app, row, "revocation.requested", _PRIORITY[severity])
@@ -277,6 +276,8 @@ class EmergencyRevoke(ManagerBoundFacade):
                 revoked = await app.store.revoke_all(name, now)
                 # Outlives the secret: a purge and a restore never bring these versions back.
                 await app.revocation_store.add_tombstone(name_key(name), row["id"], now)
+                if details.get("break_glass"):  # answered for even if a later step fails
+                    await app.break_glass_reviews.open(row)
                 op.details["count"] = revoked
                 app.metrics.inc("revocations_total", severity=str(row["severity"]))
                 details["versions_revoked"] = revoked

@@ -78,23 +78,28 @@ class BreakGlassReviews:
         self.escalate_to = escalation_addresses(settings.break_glass_escalate_to)
         self._task: asyncio.Task[None] | None = None
 
-    async def open(self, revocation: dict[str, Any]) -> dict[str, Any]:
-        """Open the review of a break-glass revocation (audited) before it runs, so a use
-        whose execution fails or is cut short is answered for all the same."""
-        app = self.app
-        now = app.clock()
-        due = now + self.window
-        name, rid = revocation["secret_name"], revocation["id"]
-        async with app.audit.operation(
-            AuditAction.REVOKE, name, operation="review.open", revocation_id=rid,
-            used_by=revocation["requested_by"], due_at=due.isoformat(),
-        ):  # fmt: skip
-            await app.revocation_store.open_review(rid, name, revocation["requested_by"], now, due)
-        return await self.get(rid)
+    async def open(self, revocation: dict[str, Any]) -> None:
+        """Record the review of a break-glass revocation (one insert; a second changes
+        nothing), as soon as its versions are revoked, so a use cut short by a later step or a
+        crash is answered for all the same."""
+        now = self.app.clock()
+        await self.app.revocation_store.open_review(
+            revocation["id"], revocation["secret_name"], revocation["requested_by"], now,
+            now + self.window,
+        )  # fmt: skip
 
     async def announce_opened(self, revocation: dict[str, Any]) -> None:
-        """Tell the revocation's recipients (at its priority) that a review is waiting."""
+        """Once the secret is revoked: audit the opened review and tell the revocation's
+        recipients (at its priority) that it waits for a second identity."""
+        if await self.app.revocation_store.get_review(revocation["id"]) is None:
+            await self.open(revocation)  # it failed before revoking anything: still a use
         review = await self.get(revocation["id"])
+        async with self.app.audit.operation(
+            AuditAction.REVOKE, review["secret_name"], operation="review.open",
+            revocation_id=review["revocation_id"], used_by=review["used_by"],
+            due_at=review["due_at"].isoformat(),
+        ):  # fmt: skip
+            pass
         await self._notify(
             review, revocation, "revocation.review_opened", "critical",
             revocation["notify_recipients"],
