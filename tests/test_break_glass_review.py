@@ -18,6 +18,7 @@ import pytest
 from helpers_notify import Receiver, field_lines, http_receiver, smtp_server
 from helpers_settings import DURABLE_STORES, PG_URL, new_master_key
 from strongroom import (
+    ConfigurationError,
     EmergencyRevoke,
     RevocationNotFoundError,
     RevocationRequest,
@@ -233,3 +234,11 @@ async def run_overdue_script(
         await EmergencyRevoke(app).acknowledge_break_glass(rid, "ciso", "late, but checked")
     clock.advance(hours=5)
     assert await reviews.escalate_overdue() == []  # acknowledged: no more notices
+
+
+async def test_a_bad_escalation_address_fails_at_start(tmp_path: Path) -> None:
+    bad = review_settings(
+        "sqlite", tmp_path, "unused", STRONGROOM_BREAK_GLASS_ESCALATE_TO="x@y, no"
+    )
+    with pytest.raises(ConfigurationError, match="STRONGROOM_BREAK_GLASS_ESCALATE_TO"):
+        await Strongroom.open(bad)

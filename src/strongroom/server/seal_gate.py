@@ -114,7 +114,7 @@ class SealGate:
         self.api.state.services = None
         await services.rotation.stop_rotation_scheduler()
         await services.app.threat_alerts.stop()
-        await services.app.break_glass_reviews.stop()
+        await services.app.stop_break_glass_reviews()
         if self._shared is not None:
             await self._shared.stop()
             self._shared = None

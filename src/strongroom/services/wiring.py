@@ -119,6 +119,8 @@ class Strongroom:
         #: The threat detection schedule and what it already alerted on.
         self.threat_alerts = ThreatAlerts(self)
         self._reviews: BreakGlassReviews | None = None
+        if settings.break_glass_escalate_to:  # built now, so a bad address fails at start
+            self._reviews = self.break_glass_reviews
         #: Console sessions (the server's /ui signs people in and keeps their sessions here).
         self.sessions = state.sessions
 
@@ -138,6 +140,11 @@ class Strongroom:
 
             self._reviews = BreakGlassReviews(self)
         return self._reviews
+
+    async def stop_break_glass_reviews(self) -> None:
+        """Stop the overdue-review schedule, if this wiring ever built it."""
+        if self._reviews is not None:
+            await self._reviews.stop()
 
     @property
     def certs(self) -> CertAuth:
@@ -275,8 +282,7 @@ class Strongroom:
         self.closed = True
         try:
             await self.threat_alerts.stop()
-            if self._reviews is not None:
-                await self._reviews.stop()
+            await self.stop_break_glass_reviews()
             if self.alarm is not None:
                 await self.alarm.drain()
             await self.events.drain()
