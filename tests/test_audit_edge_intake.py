@@ -56,6 +56,7 @@ async def test_batches_are_stored_once_with_their_site_and_verified(app: Strongr
     assert await site_events(app, "north") == list(range(1, 11))
     trail = await SecretsAudit(app).get_audit_trail(limit=1)
     assert trail[0]["details"]["site"] == "north"  # the authenticated site, not the claim
+    assert trail[0]["details"]["version"] == "v1"  # the event's own details are kept
     report = await SecretsAudit(app).verify_integrity()
     assert report["valid"] is True, report
     assert report["edge_chains"]["north"] == {

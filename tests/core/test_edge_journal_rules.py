@@ -85,3 +85,52 @@ def test_verify_follows_each_site_and_names_the_first_break() -> None:
     # A head that runs past the events the log holds (events cut off the end).
     report = chains.report({"north": JournalHead(5, b"\x05" * 32)})
     assert report["north"]["valid"] is False
+
+
+def test_a_retry_that_ends_before_the_head_is_stale_whatever_its_last_hash() -> None:
+    events = chain(5)
+    with pytest.raises(EdgeJournalStaleError):
+        accept(JournalHead(5, events[4].chain_hash), JournalHead(), events[:3])
+
+
+def test_an_overlap_after_an_earlier_head_stores_only_what_follows_the_held_one() -> None:
+    events = chain(6)
+    after = JournalHead(2, events[1].chain_hash)
+    fresh, head = accept(JournalHead(4, events[3].chain_hash), after, events[2:])
+    assert [e.seq for e in fresh] == [5, 6]
+    assert head == JournalHead(6, events[5].chain_hash)
+    with pytest.raises(EdgeJournalBrokenError, match="differs"):
+        accept(JournalHead(4, b"\xee" * 32), after, events[2:])
+
+
+def test_verify_ignores_events_that_are_not_from_an_edge() -> None:
+    chains = EdgeChains()
+    chains.observe({"edge_seq": 1})  # no site
+    chains.observe({"site": "north", "edge_seq": True})  # not a position
+    chains.observe({"site": "north"})
+    assert chains.report({}) == {}
+
+
+def test_verify_names_a_missing_event_and_a_link_that_does_not_follow() -> None:
+    events = chain(3)
+    gapped = EdgeChains()
+    gapped.observe(_details("north", events[0]))
+    gapped.observe(_details("north", events[2]))
+    assert gapped.report({})["north"]["reason"] == "edge event 2 is missing or out of order"
+    forged = EdgeChains()
+    forged.observe(_details("north", events[0]))
+    forged.observe({**_details("north", events[1]), "edge_prev": "ee" * 32})
+    report = forged.report({})["north"]
+    assert report["valid"] is False
+    assert report["reason"] == "edge event 2 does not link to the event before it"
+
+
+def test_verify_flags_a_site_whose_events_are_all_gone_from_the_log() -> None:
+    report = EdgeChains().report({"ghost": JournalHead(3, b"\x03" * 32)})
+    assert report["ghost"]["valid"] is False
+    assert report["ghost"]["events"] == 0
+
+
+def test_a_head_travels_as_its_position_and_hash_in_hex() -> None:
+    assert JournalHead(2, b"\x01" * 32).to_dict() == {"last_seq": 2, "last_hash": "01" * 32}
+    assert JournalHead().to_dict() == {"last_seq": 0, "last_hash": "00" * 32}
