@@ -1,5 +1,6 @@
 """``strongroom key ...``: the keyring that wraps every data key."""
 
+import sys
 from typing import Any
 
 import typer
@@ -33,4 +34,46 @@ def rotate(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) -
         f"Key version {result['key_version']} is current (was {previous}); "
         f"{result['rewrapped']} data keys re-wrapped.",
         result,
+    )
+
+
+@app.command("replace-master")
+def replace_master(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Replace the master key (key file or STRONGROOM_MASTER_KEY) with a new random one.
+
+    The root key every other key hangs from stays the same, stored wrapped by the new master
+    key: nothing is re-encrypted, tokens stay valid, and reads and writes go on in every
+    process. A key file is replaced in place (the new key goes to <file>.new first; after a
+    crash, run the command again). With STRONGROOM_MASTER_KEY the new key is printed once:
+    set it and restart; the old key works until a process starts with the new one. The old
+    key no longer opens the store once the replacement is finished.
+    """
+    from strongroom.services.custody.replace import (  # noqa: PLC0415 (loaded on use)
+        replace_master as replace,
+    )
+
+    out = output(ctx, json=json, quiet=quiet)
+    result = run(ctx, replace)
+    report: dict[str, Any] = {
+        "epoch": result.epoch,
+        "custody": result.custody,
+        "finished": result.finished,
+        "resumed": result.resumed,
+        "key_file": str(result.key_file) if result.key_file is not None else None,
+    }
+    if result.new_key is not None:
+        report["new_master_key"] = result.new_key
+        if out.json:
+            out.data(report)
+            return
+        sys.stdout.write(f"New master key: {result.new_key}\n")
+        out.note(
+            "Set STRONGROOM_MASTER_KEY to this key in every process and restart them; it is "
+            "shown this once. The old key works until the first process starts with the new one."
+        )
+        return
+    out.done(
+        f"Master key replaced in {result.key_file} (epoch {result.epoch}); the old key no "
+        "longer opens this store.",
+        report,
     )

@@ -16,6 +16,7 @@ from strongroom.core.errors import WrongMasterKeyError
 from strongroom.core.keyfile import create_key_file
 from strongroom.services.audit.secrets_audit import SecretsAudit
 from strongroom.services.custody.advice import custody_warnings
+from strongroom.services.custody.replace import replacement_status
 from strongroom.services.wiring import Strongroom
 
 __all__ = ["init", "status"]
@@ -168,6 +169,7 @@ def status(
             "deleted_secrets": len(await strongroom.store.list_deleted()),
             "audit_events": await audit.count_events(),
             "token_warnings": await _token_warnings(strongroom),
+            "master_key_replacement": await replacement_status(config),
         }
         if verify:
             report["audit_chain"] = await audit.verify_integrity()
@@ -179,6 +181,9 @@ def status(
     report["problems"] = problems
     # Advice, not a fault: the exit code stays as the health says.
     report["custody_warnings"] = custody_warnings(config)
+    next_step = report["master_key_replacement"]["next_step"]
+    if next_step is not None:
+        report["custody_warnings"].append(next_step)
     if out.json:
         out.data(report)
     else:

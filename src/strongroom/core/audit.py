@@ -53,6 +53,7 @@ class AuditAction(enum.StrEnum):
     CUSTODY_INIT = "CUSTODY_INIT"  # the master key split among key holders
     UNSEAL = "UNSEAL"  # a share given (recorded once the service is unsealed)
     SEAL = "SEAL"  # the master key dropped from memory
+    MASTER_REPLACE = "MASTER_REPLACE"  # the root key wrapped by a new master key
     KEY_CREATE = "KEY_CREATE"  # a Key Vault key (or a new version of one) generated
     KEY_UPDATE = "KEY_UPDATE"  # a key version's enabled flag or tags changed
     KEY_DESCRIBE = "KEY_DESCRIBE"  # a key's public half read
@@ -77,7 +78,7 @@ DETAIL_FIELDS = frozenset(
         "denied_action", "identity", "token_id", "policy", "policies", "method", "path",
         "break_glass", "table", "row", "auth", "auth_method", "mount", "role", "sub", "iss",
         "seal", "threshold", "shares", "progress", "attempted_at", "algorithm", "key_type",
-        "key_size", "key_ops",
+        "key_size", "key_ops", "epoch", "custody",
         "site", "edge_seq", "edge_prev", "edge_hash",
         "used_by", "acknowledged_by", "due_at", "escalation", "overdue",
     }

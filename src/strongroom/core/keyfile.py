@@ -10,7 +10,13 @@ from pathlib import Path
 from strongroom.core.crypto import MasterKey
 from strongroom.core.errors import ConfigurationError, InsecureKeyFileError
 
-__all__ = ["create_key_file", "read_key_file"]
+__all__ = [
+    "create_key_file",
+    "install_key_file",
+    "pending_key_path",
+    "read_key_file",
+    "write_new_key_file",
+]
 
 
 def read_key_file(path: Path) -> MasterKey:
@@ -57,3 +63,41 @@ def create_key_file(path: Path) -> MasterKey:
     finally:
         temp.unlink(missing_ok=True)
     return key
+
+
+def pending_key_path(path: Path) -> Path:
+    """Where a replacement writes the new key before it is put in place: ``<file>.new``."""
+    return path.with_name(path.name + ".new")
+
+
+def write_new_key_file(path: Path) -> MasterKey:
+    """A new random key written to ``path`` (mode 0600, fsynced, replacing what was there), via
+    a private temporary file, so ``path`` never holds half a key."""
+    key, text = MasterKey.generate()
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    _sync_directory(path.parent)
+    return key
+
+
+def install_key_file(new: Path, path: Path) -> None:
+    """Put the key in ``new`` in place of ``path`` (an atomic rename, then the directory
+    fsynced: after a crash the file holds the old key or the new one, whole)."""
+    os.replace(new, path)
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

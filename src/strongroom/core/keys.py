@@ -1,8 +1,15 @@
-"""The key derivation tree: every key strongroom uses comes from the master key, one per purpose.
+"""The key derivation tree: every key strongroom uses comes from the root key, one per purpose.
 
 ::
 
-    master key (32 bytes: STRONGROOM_MASTER_KEY or a 0600 key file; never stored with the data)
+    master key (32 bytes: STRONGROOM_MASTER_KEY, a 0600 key file, a quorum, an HSM; never
+    │           stored with the data)
+    ├─ strongroom/seal-check/1        its SHA-256 is stored to recognise the right master
+    │                                 key when a quorum or an HSM unseals (core.unseal)
+    └─ strongroom/root-wrap/1         AES-256-GCM: wraps the root key (core.root), once the
+                                      master key was replaced; before that the root key *is*
+                                      the master key's own bytes
+    root key (32 bytes; what every key below hangs from, never changed by a replacement)
       └─ HKDF-SHA256, no salt, info = the purpose below; one 256-bit key each
            ├─ strongroom/kek-wrap/1          AES-256-GCM: wraps the keyring's key-encryption keys
            │    └─ KEK (one per keyring version, stored wrapped)
@@ -16,17 +23,16 @@
            ├─ strongroom/token-digest/1      HMAC-SHA256 of bearer tokens' secret part
            ├─ strongroom/secret-backup/1     AES-256-GCM: sealed per-secret backups
            ├─ strongroom/event-signing/1     HMAC: per-subscription webhook signing keys
-           ├─ strongroom/report-signing/1    Ed25519 seed: signs compliance reports (its public
-           │                                 key verifies them: strongroom report public-key)
-           └─ strongroom/seal-check/1        its SHA-256 is stored to recognise the right
-                                             master key when a quorum unseals (core.unseal)
+           └─ strongroom/report-signing/1    Ed25519 seed: signs compliance reports (its public
+                                             key verifies them: strongroom report public-key)
 
-The master key itself is never used as a cipher or MAC key: HKDF is its only use, so each
+Replacing the master key (``strongroom key replace-master``) stores the same root key wrapped
+by the new master key, so nothing below the root changes: not a MAC, not a token digest.
+Neither key is ever used as a cipher or MAC key itself: HKDF is their only use, so each
 derived key is independent of the others (a key learnt from one use says nothing about
-another). Stores made before the wrapping key existed had their keyring wrapped under the
-master key directly; opening one re-wraps it once (see ``Keyring.upgrade``). A future custody
-scheme (unsealing by quorum: core.unseal; a key held in an HSM) replaces only the root: the
-tree below it stays as it is.
+another). Both are held in a ``crypto.MasterKey``. Stores made before the wrapping key existed
+had their keyring wrapped under the master key directly; opening one re-wraps it once (see
+``Keyring.upgrade``).
 """
 
 from __future__ import annotations
@@ -49,3 +55,5 @@ class Purpose(bytes, enum.Enum):
     EVENT_SIGNING = b"strongroom/event-signing/1"
     REPORT_SIGNING = b"strongroom/report-signing/1"
     SEAL_CHECK = b"strongroom/seal-check/1"
+    #: Derived from the *master* key (not the root): the key that wraps the root key.
+    ROOT_WRAP = b"strongroom/root-wrap/1"

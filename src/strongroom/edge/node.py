@@ -39,7 +39,7 @@ from strongroom.services.edge import EdgeState, EdgeSync
 from strongroom.services.edge.journal import JournalShipper
 from strongroom.services.edge.sync import CREDENTIAL_CHECK
 from strongroom.services.edge.upstream import probe_upstream
-from strongroom.services.wiring import Strongroom, custody_master_key, resolve_master_key
+from strongroom.services.wiring import Strongroom, root_key
 
 __all__ = ["EdgeNode", "edge_settings"]
 
@@ -130,9 +130,9 @@ class EdgeNode:
                 carried=state.carried_offline(),
                 monotonic=monotonic,
             )
-            master = await custody_master_key(local) or resolve_master_key(local)
-            replica = ReplicaStore(SqliteStore(local.sqlite_path, master), bound, limits=limits)
-            wiring = await Strongroom.open(local, store=replica, master=master)
+            root = await root_key(local)
+            replica = ReplicaStore(SqliteStore(local.sqlite_path, root), bound, limits=limits)
+            wiring = await Strongroom.open(local, store=replica, root=root)
         except BaseException:
             await client.close()
             raise

@@ -37,6 +37,7 @@ from strongroom.services.building import (
     resolve_master_key,
     threat_rules_from,
 )
+from strongroom.services.custody.root import resolve_root
 from strongroom.services.events.bus import EventBus
 from strongroom.services.integrity import IntegrityAlarm
 from strongroom.services.notify import Dispatcher, UrlPolicy, build_dispatcher
@@ -54,6 +55,7 @@ __all__ = [
     "load_master_key",
     "reset_default_app",
     "resolve_master_key",
+    "root_key",
 ]
 
 log = get_logger("strongroom.app")
@@ -178,17 +180,17 @@ class Strongroom:
         audit: bool = True,
         threat_rules: ThreatRules | None = None,
         master: MasterKey | None = None,
+        root: MasterKey | None = None,
     ) -> Self:
         """Open the configured stores. ``audit=False`` (code only, never configuration) runs
         without an audit log, for benchmarks that measure what auditing costs. ``master`` is
-        a key custody produced (an unseal), instead of the configured one."""
+        a key custody produced (an unseal), instead of the configured one; ``root`` is the
+        root key already resolved from it (services.custody.root)."""
         settings = settings or Settings()
         if not structlog.is_configured():
             configure_logging(settings.log_level or "WARNING", debug=settings.debug)
-        if master is None:
-            master = await custody_master_key(settings)
-        if master is None:
-            master = resolve_master_key(settings)
+        # Every key below is derived from the root key (core.keys), never the master key.
+        master = root or await root_key(settings, master)
         auth_config = load_auth_config(settings.auth_config)  # a bad file fails before any I/O
         metrics = Metrics()
         alarm = IntegrityAlarm(metrics, clock)
@@ -304,6 +306,16 @@ class Strongroom:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def root_key(settings: Settings, master: MasterKey | None = None) -> MasterKey:
+    """The root key the master key at hand opens (``master``, else custody's or the
+    configured one)."""
+    if master is None:
+        master = await custody_master_key(settings)
+    if master is None:
+        master = resolve_master_key(settings)
+    return await resolve_root(settings, master)
 
 
 async def custody_master_key(settings: Settings) -> MasterKey | None:

@@ -1,0 +1,158 @@
+"""Replacing the master key (services.custody.replace) on SQLite and PostgreSQL: the root key
+stays, so secrets, tokens, policies and the audit chain are unchanged; the old key is refused."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from helpers_settings import PG_URL, new_master_key
+from strongroom import SecretsAudit, SecretsManager, Settings
+from strongroom.core.errors import WrongMasterKeyError
+from strongroom.core.keyfile import create_key_file
+from strongroom.core.policy import Policy
+from strongroom.db.root_store import read_roots
+from strongroom.services.custody.replace import replace_master, replacement_status
+from strongroom.services.wiring import Strongroom
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+
+
+@pytest.fixture
+def configure(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> Callable[..., Settings]:
+    schema = request.getfixturevalue("pg_schema") if backend == "postgres" else "strongroom"
+
+    def make(**key: object) -> Settings:
+        return Settings(
+            STRONGROOM_BACKEND=backend,
+            STRONGROOM_HOME=tmp_path,
+            DATABASE_URL=PG_URL,
+            STRONGROOM_PG_SCHEMA=schema,
+            **key,
+        )
+
+    return make
+
+
+async def _populate(settings: Settings) -> tuple[str, str]:
+    """A token (with a policy) and the first version of ``app-db``."""
+    async with await Strongroom.open(settings) as app:
+        manager = SecretsManager(app)
+        first = (await manager.create_secret("app-db", "first-value"))["version"]
+        await manager.update_secret("app-db", "second-value")
+        await manager.create_secret("radio-key", {"k": "v"})
+        await app.access.put_policy(Policy.build("readers", ["read:app-*"]))
+        return (await app.access.create_token("ci", policies=["readers"])).token, first
+
+
+async def _check_unchanged(settings: Settings, made: tuple[str, str]) -> None:
+    token, first = made
+    async with await Strongroom.open(settings) as app:
+        manager = SecretsManager(app)
+        assert await manager.get_secret("app-db") == "second-value"
+        assert await manager.get_secret("app-db", version=first) == "first-value"
+        assert await manager.get_secret("radio-key") == {"k": "v"}
+        principal = await app.access.authenticate(token)
+        assert principal.identity == "ci"
+        assert principal.may("read", "app-db")
+        assert not principal.may("read", "radio-key")
+        report = await SecretsAudit(app).verify_integrity()
+        assert report["valid"], report
+
+
+def _b64(path: Path) -> str:
+    return path.read_text().strip()
+
+
+async def test_a_key_file_is_replaced_and_the_old_key_no_longer_opens(
+    configure: Callable[..., Settings], tmp_path: Path
+) -> None:
+    path = tmp_path / "keys" / "master.key"
+    create_key_file(path)
+    settings = configure(STRONGROOM_MASTER_KEY_FILE=path)
+    made = await _populate(settings)
+    old = tmp_path / "old.key"
+    shutil.copy(path, old)
+
+    for epoch in (1, 2):
+        before = _b64(path)
+        if epoch == 2:
+            shutil.copy(path, tmp_path / "epoch1.key")
+        async with await Strongroom.open(settings) as app:
+            result = await replace_master(app)
+            assert (result.epoch, result.finished, result.new_key) == (epoch, True, None)
+            assert before not in repr(result)
+        assert _b64(path) != before
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert not path.with_name("master.key.new").exists()
+        await _check_unchanged(settings, made)
+        slots = await read_roots(settings)
+        assert slots.pending is None
+        assert slots.current is not None
+        assert slots.current.epoch == epoch
+
+    for retired in (old, tmp_path / "epoch1.key"):
+        with pytest.raises(WrongMasterKeyError, match="replaced") as caught:
+            await Strongroom.open(configure(STRONGROOM_MASTER_KEY_FILE=retired))
+        assert _b64(retired) not in str(caught.value)
+        raw = base64.b64decode(_b64(retired))
+        assert raw.hex() not in str(caught.value)
+    async with await Strongroom.open(settings) as app:
+        events = await SecretsAudit(app).get_audit_trail(action="MASTER_REPLACE")
+    assert sorted(e["details"]["epoch"] for e in events) == [1, 2]
+    status = await replacement_status(settings)
+    assert status == {"epoch": 2, "pending": False, "next_step": None}
+
+
+async def test_a_variable_key_waits_for_the_first_process_with_the_new_key(
+    configure: Callable[..., Settings],
+) -> None:
+    old_key = new_master_key()
+    settings = configure(STRONGROOM_MASTER_KEY=old_key)
+    made = await _populate(settings)
+    async with await Strongroom.open(settings) as app:
+        result = await replace_master(app)
+    assert result.new_key is not None
+    assert result.new_key != old_key
+    assert not result.finished
+    # Until a process starts with the new key, the old one keeps working, and status says so.
+    await _check_unchanged(settings, made)
+    step = (await replacement_status(settings))["next_step"]
+    assert "STRONGROOM_MASTER_KEY" in step
+    assert result.new_key not in step
+    new_settings = configure(STRONGROOM_MASTER_KEY=result.new_key)
+    await _check_unchanged(new_settings, made)  # the first start finishes the replacement
+    assert (await read_roots(settings)).pending is None
+    with pytest.raises(WrongMasterKeyError):
+        await Strongroom.open(settings)
+    assert (await replacement_status(new_settings))["next_step"] is None
+
+
+async def test_a_wrong_current_key_is_refused_and_changes_nothing(
+    configure: Callable[..., Settings], tmp_path: Path
+) -> None:
+    path = tmp_path / "master.key"
+    create_key_file(path)
+    settings = configure(STRONGROOM_MASTER_KEY_FILE=path)
+    made = await _populate(settings)
+    wrong = configure(STRONGROOM_MASTER_KEY=new_master_key())
+    # A store never replaced: the keyring refuses the key before a replacement can start.
+    with pytest.raises(WrongMasterKeyError):
+        await Strongroom.open(wrong)
+    assert await read_roots(settings) == await read_roots(wrong)
+    assert (await read_roots(settings)).current is None
+    async with await Strongroom.open(settings) as app:
+        await replace_master(app)
+    slots = await read_roots(settings)
+    # A replaced store: the root record refuses it, and nothing is written.
+    with pytest.raises(WrongMasterKeyError):
+        await Strongroom.open(wrong)
+    assert await read_roots(settings) == slots
+    assert not path.with_name("master.key.new").exists()
+    await _check_unchanged(settings, made)
