@@ -44,6 +44,11 @@ async def _cut_tail(settings: Settings, keep: int) -> None:
     )  # fmt: skip
 
 
+def _head(checkpoint: dict[str, Any], chain: str) -> dict[str, Any]:
+    """The head a checkpoint lists for one chain (``main``: the first writer chain)."""
+    return next(h for h in checkpoint["heads"] if h["chain"] == chain)
+
+
 def _files(settings: Settings) -> list[Path]:
     assert settings.checkpoint_dir is not None
     return sorted(settings.checkpoint_dir.glob("checkpoint-*.json"))
@@ -54,7 +59,7 @@ async def test_cutting_off_the_newest_events_is_reported(store_settings: Setting
         await _events(app, reads=9)  # events 1..10
         written = await SecretsAudit(app).write_checkpoint()
         assert written is not None
-        assert written["heads"][0]["seq"] == 10
+        assert _head(written, "main")["seq"] == 10
     await _cut_tail(store_settings, keep=6)
     async with await Strongroom.open(store_settings) as app:
         report = await SecretsAudit(app).verify_integrity()
@@ -147,7 +152,7 @@ async def test_checkpoints_are_written_on_schedule(tmp_path: Path) -> None:
         await _wait_for(lambda: len(_files(settings)) >= 2)
         report = await SecretsAudit(app).verify_integrity()
     assert report["valid"] is True
-    assert report["checkpoints"]["latest"]["heads"][0]["seq"] == 6
+    assert _head(report["checkpoints"]["latest"], "main")["seq"] == 6
 
 
 async def _wait_for(condition: Any, limit: float = 30.0) -> None:

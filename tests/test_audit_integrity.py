@@ -25,6 +25,7 @@ import pytest
 
 from helpers_settings import PG_URL, make_settings, new_master_key
 from strongroom import SecretsAudit, SecretsManager, Settings, Strongroom
+from strongroom.core.anchors import CHAIN_SPAN
 from strongroom.core.clock import ManualClock
 
 pytestmark = pytest.mark.stores("sqlite", "postgres")
@@ -522,7 +523,7 @@ async def _read_line(proc: asyncio.subprocess.Process) -> str:
 
 
 @pytest.mark.slow
-async def test_two_processes_auditing_concurrently_keep_one_valid_chain(
+async def test_two_processes_auditing_concurrently_keep_valid_writer_chains(
     pg_schema: str, tmp_path: Path
 ) -> None:
     reads, workers = 200, 16
@@ -577,11 +578,23 @@ async def test_two_processes_auditing_concurrently_keep_one_valid_chain(
         assert await audit.count_events() == 2 * reads + 1
         report = await audit.verify_integrity(batch=97)
         report.pop("checkpoints")
+        # Each process wrote a chain of its own: one took over chain 1 (after the CREATE of
+        # the process that made the secret), the other made chain 2; both were anchored as
+        # they stopped.
         assert report == {
             "valid": True,
             "checked": 2 * reads + 1,
             "first_id": 1,
-            "last_id": 2 * reads + 1,
+            "last_id": CHAIN_SPAN + reads,
             "broken_at": None,
             "reason": None,
         }
+        assert app.audit.store is not None
+        heads = {h.chain: h.last_seq for h in await app.audit.store.chains()}
+        assert heads[1] == reads + 1 and heads[2] == reads
+        anchored = {
+            a.chain: a.last
+            async for page in app.audit.store.anchors(0, heads[0], 100)
+            for a in page
+        }
+        assert anchored == {1: reads + 1, 2: reads}

@@ -234,5 +234,12 @@ class ChainKey:
         mac.update(canonical(event, seq))
         return mac.finalize()
 
+    def mac(self, previous: bytes, body: bytes) -> bytes:
+        """The HMAC of ``previous`` then ``body`` (links of other chains than the events')."""
+        mac = self._keyed.copy()
+        mac.update(previous)
+        mac.update(body)
+        return mac.finalize()
+
     def __repr__(self) -> str:
         return "ChainKey(<hidden>)"

@@ -14,7 +14,20 @@ from strongroom.db.audit_store import TrailFilter
 from strongroom.db.console_sql import CONSOLE_ANALYSES
 from strongroom.db.dialect import POSTGRES, SQLITE, Dialect
 
-__all__ = ["ANALYSES", "POSTGRES", "SCAN", "SQLITE", "Dialect", "summary_sql", "trail_sql"]
+__all__ = [
+    "ANALYSES",
+    "ANCHORS",
+    "ANCHOR_COVERING",
+    "CHAINS",
+    "CHAIN_ANCHORS",
+    "CHANGE_ANCHORS",
+    "POSTGRES",
+    "SCAN",
+    "SQLITE",
+    "Dialect",
+    "summary_sql",
+    "trail_sql",
+]
 
 EVENT_COLUMNS = (
     "id, action, resource_name, timestamp, result, actor_id, actor_ip, actor_user_agent, "
@@ -26,6 +39,32 @@ TIME_COLUMNS = frozenset({"first_seen", "last_seen", "hour"})
 SCAN = (
     "SELECT " + EVENT_COLUMNS + " FROM secrets_audit_log "
     "WHERE id > :after AND id <= :upto ORDER BY id LIMIT :batch"
+)
+
+ANCHOR_COLUMNS = (
+    "seq, chain_id, first_seq, last_seq, chain_hash, changes, anchored_at, prev_hash, anchor_hash"
+)
+#: A page of the anchor chain, oldest first; and the same, only anchors of changes.
+ANCHORS = (
+    "SELECT " + ANCHOR_COLUMNS + " FROM secrets_audit_anchors "
+    "WHERE seq > :after AND seq <= :upto ORDER BY seq LIMIT :batch"
+)
+CHANGE_ANCHORS = (
+    "SELECT " + ANCHOR_COLUMNS + " FROM secrets_audit_anchors "
+    "WHERE seq > :after AND seq <= :upto AND changes ORDER BY seq LIMIT :batch"
+)
+#: The anchors of one writer chain ending in a range of its positions.
+CHAIN_ANCHORS = (
+    "SELECT " + ANCHOR_COLUMNS + " FROM secrets_audit_anchors "
+    "WHERE chain_id = :chain AND last_seq > :after AND last_seq <= :upto ORDER BY seq"
+)
+#: The first anchor of a chain reaching a position.
+ANCHOR_COVERING = (
+    "SELECT min(seq) AS seq FROM secrets_audit_anchors WHERE chain_id = :chain "
+    "AND last_seq >= :position"
+)
+CHAINS = (
+    "SELECT id, last_seq, last_hash, anchor_seq, anchor_hash FROM secrets_audit_chain ORDER BY id"
 )
 
 

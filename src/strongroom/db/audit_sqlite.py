@@ -15,10 +15,24 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from strongroom.core.anchors import (
+    ANCHOR_CHAIN,
+    MAIN_WRITER,
+    Anchor,
+    chain_base,
+    chain_of,
+    has_changes,
+    next_anchor,
+)
 from strongroom.core.audit import AuditEvent, ChainKey
 from strongroom.core.edge_journal import JournalHead
 from strongroom.core.errors import EdgeJournalStaleError
 from strongroom.db.audit_sql import (
+    ANCHOR_COVERING,
+    ANCHORS,
+    CHAIN_ANCHORS,
+    CHAINS,
+    CHANGE_ANCHORS,
     SCAN,
     SQLITE,
     TIME_COLUMNS,
@@ -32,7 +46,7 @@ from strongroom.db.audit_store import ChainState, StoredEvent, TrailFilter
 from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
 
-__all__ = ["SqliteAuditStore", "event_from_row"]
+__all__ = ["SqliteAuditStore", "anchor_from_row", "anchor_row", "event_from_row"]
 
 T = TypeVar("T")
 _INSERT = (
@@ -42,6 +56,15 @@ _INSERT = (
 )
 
 _SCAN = SQLITE.compile(SCAN, {"after": 0, "upto": 0, "batch": 0})[0]
+_PAGE = {"after": 0, "upto": 0, "batch": 0}
+_ANCHORS = SQLITE.compile(ANCHORS, _PAGE)[0]
+_CHANGE_ANCHORS = SQLITE.compile(CHANGE_ANCHORS, _PAGE)[0]
+_CHAIN_ANCHORS = SQLITE.compile(CHAIN_ANCHORS, {"chain": 0, "after": 0, "upto": 0})[0]
+_ANCHOR_COVERING = SQLITE.compile(ANCHOR_COVERING, {"chain": 0, "position": 0})[0]
+_INSERT_ANCHOR = (
+    "INSERT INTO secrets_audit_anchors (seq, chain_id, first_seq, last_seq, chain_hash, "
+    "changes, anchored_at, prev_hash, anchor_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _fetch(sql: str, params: Any, conn: sqlite3.Connection) -> list[sqlite3.Row]:
@@ -58,6 +81,63 @@ def event_from_row(row: Any, *, micros: bool) -> StoredEvent:
         event=AuditEvent.stored(row, details if details is not None else {}, timestamp),
         prev_hash=bytes(row["prev_hash"]),
         chain_hash=bytes(row["chain_hash"]),
+    )
+
+
+def anchor_from_row(row: Any, *, micros: bool) -> Anchor:
+    when: datetime = from_micros(row["anchored_at"]) if micros else row["anchored_at"]  # type: ignore[assignment]
+    return Anchor(
+        seq=row["seq"], chain=row["chain_id"], first=row["first_seq"], last=row["last_seq"],
+        chain_hash=bytes(row["chain_hash"]), changes=bool(row["changes"]), anchored_at=when,
+        prev_hash=bytes(row["prev_hash"]), anchor_hash=bytes(row["anchor_hash"]),
+    )  # fmt: skip
+
+
+def anchor_row(anchor: Anchor, when: Any) -> tuple[Any, ...]:
+    """An anchor's column values in ``_INSERT_ANCHOR``'s order (``when``: its time as stored)."""
+    return (
+        anchor.seq, anchor.chain, anchor.first, anchor.last, anchor.chain_hash, anchor.changes,
+        when, anchor.prev_hash, anchor.anchor_hash,
+    )  # fmt: skip
+
+
+def _anchor_changes(
+    conn: sqlite3.Connection, key: ChainKey, events: list[AuditEvent], last: tuple[int, bytes]
+) -> None:
+    """Anchor chain 1 up to ``last`` in the batch's transaction: the change feed's order."""
+    head = conn.execute(
+        "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = ?", (ANCHOR_CHAIN,)
+    ).fetchone()
+    done = conn.execute(
+        "SELECT coalesce(max(last_seq), 0) FROM secrets_audit_anchors WHERE chain_id = ?",
+        (MAIN_WRITER,),
+    ).fetchone()[0]
+    anchor = next_anchor(
+        key, (head[0], bytes(head[1])), MAIN_WRITER, (done + 1, *last), changes=True,
+        at=events[-1].timestamp,
+    )  # fmt: skip
+    conn.execute(_INSERT_ANCHOR, anchor_row(anchor, to_micros(anchor.anchored_at)))
+    conn.execute(
+        "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ? WHERE id = ?",
+        (anchor.seq, anchor.anchor_hash, ANCHOR_CHAIN),
+    )
+
+
+def _prune_anchors(conn: sqlite3.Connection, before: int | None) -> None:
+    """Drop the anchor chain's prefix of anchors older than ``before``; row 0 keeps where it
+    now starts, as a chain's head row does."""
+    upto = conn.execute(
+        "SELECT max(seq) FROM secrets_audit_anchors WHERE anchored_at < ?", (before,)
+    ).fetchone()[0]
+    if upto is None:
+        return
+    last = conn.execute(
+        "SELECT anchor_hash FROM secrets_audit_anchors WHERE seq = ?", (upto,)
+    ).fetchone()[0]
+    conn.execute("DELETE FROM secrets_audit_anchors WHERE seq <= ?", (upto,))
+    conn.execute(
+        "UPDATE secrets_audit_chain SET anchor_seq = ?, anchor_hash = ? WHERE id = ?",
+        (upto, last, ANCHOR_CHAIN),
     )
 
 
@@ -89,6 +169,8 @@ def _chain_rows(conn: sqlite3.Connection, events: list[AuditEvent], key: ChainKe
     conn.execute(
         "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ? WHERE id = 1", (ids[-1], prev)
     )
+    if has_changes(events):
+        _anchor_changes(conn, key, events, (ids[-1], prev))
     return ids
 
 
@@ -176,11 +258,37 @@ class SqliteAuditStore:
     async def chain_state(self) -> ChainState:
         rows = await self._read(
             lambda c: c.execute(
-                "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM secrets_audit_chain"
+                "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM secrets_audit_chain "
+                "WHERE id = 1"
             ).fetchall()
         )
         r = rows[0]
         return ChainState(r[0], bytes(r[1]), r[2], bytes(r[3]))
+
+    async def chains(self) -> list[ChainState]:
+        rows = await self._read(lambda c: c.execute(CHAINS).fetchall())
+        return [ChainState(r[1], bytes(r[2]), r[3], bytes(r[4]), r[0]) for r in rows]
+
+    async def anchors(
+        self, after_seq: int, up_to_seq: int, batch: int, *, changes_only: bool = False
+    ) -> AsyncIterator[list[Anchor]]:
+        sql = _CHANGE_ANCHORS if changes_only else _ANCHORS
+        cursor = after_seq
+        while cursor < up_to_seq:
+            rows = await self._read(functools.partial(_fetch, sql, (cursor, up_to_seq, batch)))
+            if not rows:
+                return
+            yield [anchor_from_row(r, micros=True) for r in rows]
+            cursor = rows[-1]["seq"]
+
+    async def chain_anchors(self, chain: int, after: int, up_to: int) -> list[Anchor]:
+        rows = await self._read(functools.partial(_fetch, _CHAIN_ANCHORS, (chain, after, up_to)))
+        return [anchor_from_row(r, micros=True) for r in rows]
+
+    async def anchor_covering(self, event_id: int) -> int | None:
+        chain, position = chain_of(event_id), event_id - chain_base(chain_of(event_id))
+        rows = await self._read(functools.partial(_fetch, _ANCHOR_COVERING, (chain, position)))
+        return None if rows[0][0] is None else int(rows[0][0])
 
     async def max_id(self) -> int:
         rows = await self._read(
@@ -202,12 +310,15 @@ class SqliteAuditStore:
     async def prune(self, before: datetime) -> tuple[int, int]:
         def job(conn: sqlite3.Connection) -> tuple[int, int]:
             # Prune a prefix of the chain: everything up to the last event older than `before`.
+            _prune_anchors(conn, to_micros(before))
             row = conn.execute(
                 "SELECT max(id) FROM secrets_audit_log WHERE timestamp < ?", (to_micros(before),)
             ).fetchone()
             upto = row[0]
             if upto is None:
-                anchor = conn.execute("SELECT anchor_seq FROM secrets_audit_chain").fetchone()
+                anchor = conn.execute(
+                    "SELECT anchor_seq FROM secrets_audit_chain WHERE id = 1"
+                ).fetchone()
                 return 0, int(anchor[0])
             anchor_hash = conn.execute(
                 "SELECT chain_hash FROM secrets_audit_log WHERE id = ?", (upto,)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from strongroom.core.anchors import Anchor
 from strongroom.core.audit import AuditAction, AuditEvent, AuditResult, ChainKey
 from strongroom.core.edge_journal import JournalHead
 
@@ -28,10 +29,14 @@ class StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class ChainState:
+    """One chain's head row: how far it reached, and where retention pruning left it start.
+    Positions count within the chain (chain 1's positions are its ids)."""
+
     last_seq: int
     last_hash: bytes
     anchor_seq: int
     anchor_hash: bytes
+    chain: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +89,27 @@ class AuditStore(Protocol):
         """(dimension, key, events, failures) for dimensions action, result, actor, ip, day."""
         ...
 
-    async def chain_state(self) -> ChainState: ...
+    async def chain_state(self) -> ChainState:
+        """The head of chain 1 (the log's first chain)."""
+        ...
+
+    async def chains(self) -> list[ChainState]:
+        """Every chain's head, the anchor chain (0) first."""
+        ...
+
+    def anchors(
+        self, after_seq: int, up_to_seq: int, batch: int, *, changes_only: bool = False
+    ) -> AsyncIterator[list[Anchor]]:
+        """Anchors with after_seq < seq <= up_to_seq, ascending, in batches."""
+        ...
+
+    async def chain_anchors(self, chain: int, after: int, up_to: int) -> list[Anchor]:
+        """The anchors of one writer chain ending at positions after < last <= up_to."""
+        ...
+
+    async def anchor_covering(self, event_id: int) -> int | None:
+        """The first anchor that covers an event (None: not anchored yet)."""
+        ...
 
     async def max_id(self) -> int:
         """The highest id in the table (0 if empty), chained or not."""

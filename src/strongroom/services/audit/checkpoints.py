@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from strongroom.core.anchors import ANCHOR_CHAIN, chain_base, chain_name
 from strongroom.core.checkpoint import (
-    MAIN_CHAIN,
     ChainHead,
     Checkpoint,
     CheckpointError,
@@ -164,9 +164,19 @@ class Checkpointer:
         self._lock = asyncio.Lock()
 
     async def heads(self) -> tuple[ChainHead, ...]:
-        """Where every chain of the log has reached (one chain today)."""
-        state = await self.store.chain_state()
-        return (ChainHead(MAIN_CHAIN, state.last_seq, state.last_hash),)
+        """Where every chain of the log has reached: each writer chain by the id of its last
+        event (0 while empty), the anchor chain by its last anchor."""
+        heads = []
+        for state in await self.store.chains():
+            if state.chain == ANCHOR_CHAIN:
+                if state.last_seq:
+                    heads.append(
+                        ChainHead(chain_name(state.chain), state.last_seq, state.last_hash)
+                    )
+                continue
+            last = chain_base(state.chain) + state.last_seq if state.last_seq else 0
+            heads.append(ChainHead(chain_name(state.chain), last, state.last_hash))
+        return tuple(heads)
 
     async def checkpoint(self) -> Checkpoint | None:
         """Sign and store the current heads if they moved; the checkpoint written, or None.

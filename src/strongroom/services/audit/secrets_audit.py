@@ -8,15 +8,15 @@ from datetime import datetime, timedelta
 from typing import IO, Any
 
 from strongroom.core.actor import current_actor
-from strongroom.core.audit import GENESIS_HASH, AuditAction, AuditEvent, AuditResult
-from strongroom.core.checkpoint import MAIN_CHAIN, ChainReach, check_log, check_sequence
-from strongroom.core.edge_journal import EdgeChains
+from strongroom.core.anchors import ANCHOR_CHAIN, chain_base
+from strongroom.core.audit import AuditAction, AuditEvent, AuditResult
 from strongroom.core.errors import AuditUnavailableError, ConfigurationError, ValidationError
 from strongroom.core.validation import validate_aware, validate_text
-from strongroom.db.audit_store import AuditStore, ChainState, TrailFilter
+from strongroom.db.audit_store import AuditStore, StoredEvent, TrailFilter
 from strongroom.services.audit.checkpoints import SinkContents
-from strongroom.services.audit.log import ChainVerifier, resource_key
+from strongroom.services.audit.log import resource_key
 from strongroom.services.audit.threats import detect
+from strongroom.services.audit.verify import verify_log
 from strongroom.services.facade import StrongroomFacade
 from strongroom.services.wiring import Strongroom
 
@@ -184,24 +184,7 @@ class SecretsAudit(StrongroomFacade):
         contents = None
         if app.checkpoints is not None:
             contents = await app.checkpoints.sink.read(app.checkpoints.signer.public_key)
-        state = await store.chain_state()
-        anchor_hash = state.anchor_hash if state.anchor_seq else GENESIS_HASH
-        watch = frozenset(
-            h.seq for c in (contents.checkpoints if contents else []) for h in c.heads
-        )
-        verifier = ChainVerifier(app.audit.key, state.anchor_seq, anchor_hash, watch=watch)
-        edges = EdgeChains()
-        report = await _walk(store, state, verifier, batch, edges)
-        if report["valid"] and contents is not None:
-            broken = _against_checkpoints(contents, state, verifier)
-            if broken is not None:
-                report = verifier.report(broken)
-        sites = edges.report(await store.edge_heads())
-        if sites:  # only at a centre that edges ship their journals to
-            report["edge_chains"] = sites
-        bad = next((site for site, chain in sites.items() if not chain["valid"]), None)
-        if report["valid"] and bad is not None:
-            report.update(valid=False, reason=f"edge journal of site {bad}: {sites[bad]['reason']}")
+        report = await verify_log(store, app.audit.key, contents, batch)
         return {**report, "checkpoints": _checkpoint_summary(app, contents)}
 
     async def write_checkpoint(self) -> dict[str, Any] | None:
@@ -223,20 +206,15 @@ class SecretsAudit(StrongroomFacade):
     ) -> AsyncIterator[str]:
         """Events oldest first as JSON lines (one event a line, control characters escaped)."""
         _, store = await self._store()
-        state = await store.chain_state()
-        async for rows in store.scan(state.anchor_seq, state.last_seq, batch):
-            for stored in rows:
-                event = stored.event
-                if resource_name is not None and event.resource_name != resource_key(resource_name):
-                    continue
-                if since is not None and event.timestamp < since:
-                    continue
-                if until is not None and event.timestamp >= until:
-                    continue
-                record = stored.to_dict()
-                record["timestamp"] = event.timestamp.isoformat()
-                record["chain_hash"] = stored.chain_hash.hex()
-                yield json.dumps(record, ensure_ascii=True, sort_keys=True, default=str)
+        for state in await store.chains():
+            if state.chain == ANCHOR_CHAIN:
+                continue
+            base = chain_base(state.chain)
+            async for rows in store.scan(base + state.anchor_seq, base + state.last_seq, batch):
+                for stored in rows:
+                    line = _export_line(stored, resource_name, since, until)
+                    if line is not None:
+                        yield line
 
     async def export(self, destination: IO[str], **filters: Any) -> int:
         """Write JSON lines to an open text stream; returns the number of events."""
@@ -261,41 +239,20 @@ class SecretsAudit(StrongroomFacade):
         return {"pruned": deleted, "anchor_id": anchor, "cutoff": cutoff}
 
 
-async def _walk(
-    store: AuditStore, state: ChainState, verifier: ChainVerifier, batch: int, edges: EdgeChains
-) -> dict[str, Any]:
-    up_to = max(state.last_seq, await store.max_id())
-    async for rows in store.scan(state.anchor_seq, up_to, batch):
-        for stored in rows:
-            if stored.id > state.last_seq:
-                return verifier.report((stored.id, "event is beyond the chain head"))
-            broken = verifier.check(stored)
-            if broken is not None:
-                return verifier.report(broken)
-            if "site" in stored.event.details:
-                edges.observe(stored.event.details)
-    if verifier.last_id < state.last_seq:
-        missing = (
-            verifier.last_id + 1,
-            f"events {verifier.last_id + 1}..{state.last_seq} are missing",
-        )
-        return verifier.report(missing)
-    if state.last_seq and verifier.expected_prev != state.last_hash:
-        return verifier.report((verifier.last_id, "chain head does not match"))
-    return verifier.report()
-
-
-def _against_checkpoints(
-    contents: SinkContents, state: ChainState, verifier: ChainVerifier
-) -> tuple[int, str] | None:
-    """The first contradiction between the verified log and the checkpoints, if any."""
-    if contents.problems:
-        return verifier.last_id, f"a checkpoint was tampered with ({contents.problems[0]})"
-    problem = check_sequence(contents.checkpoints)
-    if problem is not None:
-        return verifier.last_id, problem
-    reach = ChainReach(state.anchor_seq, state.anchor_hash, verifier.last_id, verifier.seen)
-    return check_log(contents.checkpoints, {MAIN_CHAIN: reach})
+def _export_line(
+    stored: StoredEvent, resource_name: str | None, since: datetime | None, until: datetime | None
+) -> str | None:
+    event = stored.event
+    if resource_name is not None and event.resource_name != resource_key(resource_name):
+        return None
+    if since is not None and event.timestamp < since:
+        return None
+    if until is not None and event.timestamp >= until:
+        return None
+    record = stored.to_dict()
+    record["timestamp"] = event.timestamp.isoformat()
+    record["chain_hash"] = stored.chain_hash.hex()
+    return json.dumps(record, ensure_ascii=True, sort_keys=True, default=str)
 
 
 def _checkpoint_summary(app: Strongroom, contents: SinkContents | None) -> dict[str, Any] | None:

@@ -1,10 +1,13 @@
 """The change feed: every committed change to a secret, in order, resumable by event id.
 
 The feed is read from the audit trail, which every replica and worker of the service writes to
-the same database: an event's id is its audit row's id, so a client that reconnects with the
-last id it saw gets every change after it, whichever process made the change. One poller per
-process reads new rows (only while someone listens) and fans them out; each listener replays
-what it missed from the trail first, then follows the poller.
+the same database. Each writer appends to a chain of its own, and every batch that changes a
+secret is anchored into the global anchor chain as it is committed: the anchors' order is the
+order of the changes, whichever process made them. An event's id is its audit row's id; a
+client that reconnects with the last id it saw gets every change after it (from the anchor
+that covers that id on). One poller per process follows new anchors (only while someone
+listens) and fans their changes out; each listener replays what it missed first, then follows
+the poller.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from strongroom.core.anchors import ANCHOR_CHAIN, chain_base
 from strongroom.core.audit import AuditAction, AuditResult
 from strongroom.core.errors import ConfigurationError
 from strongroom.core.logging import get_logger
@@ -36,6 +40,7 @@ FEED_KINDS: dict[AuditAction, str] = {
     AuditAction.REVOKE: "secret.revoked",
 }
 _POLL_SECONDS = 0.02
+_END = 2**63 - 1
 _BATCH = 500
 _QUEUE = 10_000
 
@@ -49,6 +54,7 @@ class FeedEvent:
     name: str
     version: str | None
     at: datetime
+    anchor: int = 0  # the anchor that covers it: where it stands in the feed's order
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,7 +72,7 @@ class FeedOverflow(Exception):
     """A listener fell too far behind; it ends, and its client resumes from its last id."""
 
 
-def feed_event(stored: StoredEvent) -> FeedEvent | None:
+def feed_event(stored: StoredEvent, anchor: int = 0) -> FeedEvent | None:
     """The feed's view of an audit row: successful changes to a named secret only."""
     event = stored.event
     kind = FEED_KINDS.get(event.action)
@@ -79,6 +85,7 @@ def feed_event(stored: StoredEvent) -> FeedEvent | None:
         name=event.resource_name,
         version=version if isinstance(version, str) else None,
         at=event.timestamp,
+        anchor=anchor,
     )
 
 
@@ -92,21 +99,39 @@ class ChangeFeed:
         self._listeners: dict[asyncio.Queue[FeedEvent], _Listener] = {}
         self._task: asyncio.Task[None] | None = None
 
+    async def _anchor_head(self) -> int:
+        for state in await self.store.chains():
+            if state.chain == ANCHOR_CHAIN:
+                return state.last_seq
+        return 0
+
+    async def _changes(
+        self, after_seq: int, up_to_seq: int, after_id: int = 0
+    ) -> AsyncIterator[FeedEvent]:
+        """The changes anchored by anchors after_seq < seq <= up_to_seq, in feed order (in the
+        first of them, only events after ``after_id``)."""
+        async for anchors in self.store.anchors(after_seq, up_to_seq, _BATCH, changes_only=True):
+            for anchor in anchors:
+                base = chain_base(anchor.chain)
+                start = max(base + anchor.first - 1, after_id if anchor.seq == after_seq + 1 else 0)
+                async for batch in self.store.scan(start, base + anchor.last, _BATCH):
+                    for stored in batch:
+                        found = feed_event(stored, anchor.seq)
+                        if found is not None:
+                            yield found
+
     async def _start(self) -> None:
         if self._task is None or self._task.done():
-            self.position = await self.store.max_id()
+            self.position = await self._anchor_head()
             self._task = asyncio.get_running_loop().create_task(self._poll())
 
     async def _poll(self) -> None:
         while self._listeners:
             try:
-                newest = await self.store.max_id()
+                newest = await self._anchor_head()
                 if newest > self.position:
-                    async for batch in self.store.scan(self.position, newest, _BATCH):
-                        for stored in batch:
-                            found = feed_event(stored)
-                            if found is not None:
-                                self._publish(found)
+                    async for found in self._changes(self.position, newest):
+                        self._publish(found)
                     self.position = newest
             except Exception as exc:  # the store is down: listeners wait, the loop retries
                 log.warning("change feed cannot read the trail", error=type(exc).__name__)
@@ -131,15 +156,16 @@ class ChangeFeed:
         await self._start()
         self._listeners[queue] = listener
         try:
-            last = self.position if after_id is None else after_id
             upper = self.position
-            if last < upper:
-                async for batch in self.store.scan(last, upper, _BATCH):
-                    for stored in batch:
-                        found = feed_event(stored)
-                        if found is not None:
-                            yield found
-                last = upper
+            last = (upper, _END)
+            if after_id is not None:
+                # Ids start at 1: anything lower asks for the whole feed kept so far.
+                covering = await self.store.anchor_covering(after_id) if after_id > 0 else 1
+                if covering is not None and covering <= upper:
+                    async for found in self._changes(covering - 1, upper, after_id):
+                        yield found
+                elif covering is not None:  # anchored since the poller last looked
+                    last = (covering, after_id)
             while True:
                 if listener.overflowed and queue.empty():
                     raise FeedOverflow
@@ -148,8 +174,8 @@ class ChangeFeed:
                 except TimeoutError:
                     yield None
                     continue
-                if item.id > last:
-                    last = item.id
+                if (item.anchor, item.id) > last:
+                    last = (item.anchor, item.id)
                     yield item
         finally:
             self._listeners.pop(queue, None)
