@@ -27,10 +27,15 @@ wrk, and the whole machine (which includes PostgreSQL's backends).
 
 With two workers each strongroom server also serves Key Vault's ``GET /secrets/{name}/`` (the
 same secret, the same token) for a second measured run, and the audit check covers both.
+Then (access log off) the same server takes durable writes, ``PUT /v1/secrets/{name}`` (each a
+new version, committed with its audit event before the answer; the UPDATE events are counted
+afterwards), against OpenBao's KV v2 writes (``POST /v1/secret/data/{name}``, a new version
+each) in the same run.
 
 Goals (printed PASS/MISS, never asserted): p99 at most 10 ms at 32 connections for every
 audited read; with two workers, at least 2.0x OpenBao's reads/s for ``GET /v1/secrets/{name}``
-and 1.8x for Key Vault's read, on SQLite and on PostgreSQL; two workers at least 1.6x one.
+and 1.8x for Key Vault's read, on SQLite and on PostgreSQL; two workers at least 1.6x one;
+durable writes at least 1.0x OpenBao's KV v2 writes.
 
 ``python -m bench --only http`` runs it; ``python -m bench.bench_http --serve-hello`` is the
 hello-world server the benchmark starts.
@@ -41,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import secrets
 import shutil
 import statistics
@@ -78,6 +84,8 @@ GOAL = Goal("p99<=10ms", max_p99_ms=10.0)
 RATIO_GOAL = Goal(">=2x openbao", min_ratio=2.0)
 KV_RATIO_GOAL = Goal(">=1.8x openbao", min_ratio=1.8)
 SCALE_GOAL = Goal(">=1.6x 1 worker", min_ratio=1.6)
+WRITE_GOAL = Goal(">=1x openbao writes", min_ratio=1.0)
+WRITES = "writes"
 KEYVAULT = "key vault"
 #: The one secret every configuration reads.
 TARGET = "bench-secret"
@@ -167,21 +175,27 @@ def _answers(path: str, status: int = 200) -> Callable[[httpx.Client], bool]:
 
 
 def _drive(
-    served: Served, path: str, header: tuple[str, str] | None, load: _Load
+    served: Served,
+    path: str,
+    header: tuple[str, str] | None,
+    load: _Load,
+    *,
+    method: str = "GET",
+    body: str = "",
 ) -> tuple[WrkResult, int]:
     """A discarded warm-up run, then the measured one (with CPU sampling). Also returns how
     many responses both runs got (what the audit log must account for)."""
     url = f"{served.base_url}{path}"
-    warm = run_wrk(url, seconds=load.warmup, connections=load.connections, header=header)
+    warm = run_wrk(
+        url, seconds=load.warmup, connections=load.connections, header=header, method=method,
+        body=body,
+    )  # fmt: skip
     if problem := warm.problems():
         raise RuntimeError(f"warm-up against {url}: {problem}")
     measured = run_wrk(
-        url,
-        seconds=load.seconds,
-        connections=load.connections,
-        header=header,
-        probe_pid=served.pid,
-    )
+        url, seconds=load.seconds, connections=load.connections, header=header, method=method,
+        body=body, probe_pid=served.pid,
+    )  # fmt: skip
     return measured, warm.requests + measured.requests
 
 
@@ -285,11 +299,11 @@ def _strongroom_env(backend: str, pg_url: str, log_level: str) -> Iterator[dict[
                 asyncio.run(_drop_schema(pg_url, schema))
 
 
-def _audited_reads(client: httpx.Client) -> int:
-    """READ events the audit log holds for the secret (successful and refused)."""
+def _audited(client: httpx.Client, action: str = "READ") -> int:
+    """Events of one action the audit log holds for the secret (successful and refused)."""
     answer = client.get("/v1/audit/summary", params={"secret": TARGET, "days": 1})
     answer.raise_for_status()
-    return int(answer.json().get("by_action", {}).get("READ", 0))
+    return int(answer.json().get("by_action", {}).get(action, 0))
 
 
 def _admin_token(env: Mapping[str, str]) -> str:
@@ -341,7 +355,16 @@ def _measure_strongroom(
                     raise RuntimeError(f"GET {KV_PATH}: {check.status_code} {check.text}")
                 kv = _drive(srv, KV_PATH, bearer, load)
                 responses += kv[1] + 1
-            audited = _audited_reads(client)
+            writes: tuple[WrkResult, int] | None = None
+            if not access_log:
+                body = json.dumps({"value": value})
+                writes = _drive(srv, STRONGROOM_PATH, bearer, load, method="PUT", body=body)
+                check = client.get(STRONGROOM_PATH)
+                if check.status_code != 200 or check.json().get("value") != value:
+                    raise RuntimeError(f"GET after PUT: {check.status_code} {check.text}")
+                responses += 1
+            audited = _audited(client)
+            updates = _audited(client, "UPDATE") if writes is not None else 0
             log_bytes = log.stat().st_size if log.exists() else 0
     remarks = [f"{audited:,} READ events audited for {responses + 3:,} responses"]
     if audited < responses + 3:
@@ -351,6 +374,11 @@ def _measure_strongroom(
     found = [_Result(key, f"GET {STRONGROOM_PATH}", result, tuple(remarks))]
     if kv is not None:
         found.append(_Result(f"{key}, {KEYVAULT}", f"GET {KV_PATH}", kv[0], tuple(remarks)))
+    if writes is not None:
+        done = [f"{updates:,} UPDATE events audited for {writes[1]:,} responses"]
+        if updates < writes[1]:
+            done.append("AUDIT GAP")
+        found.append(_Result(f"{key}, {WRITES}", f"PUT {STRONGROOM_PATH}", writes[0], tuple(done)))
     return found
 
 
@@ -416,7 +444,7 @@ def _bao_prepare(client: httpx.Client, value: str) -> str:
     return root
 
 
-def _measure_openbao(bao: str, load: _Load) -> _Result:
+def _measure_openbao(bao: str, load: _Load) -> list[_Result]:
     value = secrets.token_urlsafe(32)
     port, cluster_port = free_port(), free_port()
     base_url = f"http://{_LOOPBACK}:{port}"
@@ -437,13 +465,21 @@ def _measure_openbao(bao: str, load: _Load) -> _Result:
             httpx.Client(base_url=base_url, timeout=30) as client,
         ):
             root = _bao_prepare(client, value)
-            result, responses = _drive(served, BAO_PATH, ("X-Vault-Token", root), load)
+            token = ("X-Vault-Token", root)
+            result, responses = _drive(served, BAO_PATH, token, load)
+            body = json.dumps({"data": {"value": value}})
+            writes, written = _drive(served, BAO_PATH, token, load, method="POST", body=body)
         with (data / "audit.log").open("rb") as audit_log:
             lines = sum(1 for _ in audit_log)
-    remarks = [f"audit.log {lines:,} lines for {responses:,} responses (request + response each)"]
-    if lines < 2 * responses:
+    total = responses + written
+    remarks = [f"audit.log {lines:,} lines for {total:,} responses (request + response each)"]
+    if lines < 2 * total:
         remarks.append("AUDIT GAP")
-    return _Result(OPENBAO, f"GET {BAO_PATH} (raft, file audit)", result, tuple(remarks))
+    return [
+        _Result(OPENBAO, f"GET {BAO_PATH} (raft, file audit)", result, tuple(remarks)),
+        _Result(f"{OPENBAO}, {WRITES}", f"POST {BAO_PATH} (KV v2 new version)", writes,
+                tuple(remarks)),
+    ]  # fmt: skip
 
 
 # -- rows ---------------------------------------------------------------------------------------
@@ -513,6 +549,11 @@ def _rows(results: Mapping[str, _Rounds], connections: int, run: HttpRun) -> lis
             run.errors.append(f"http {key}: {problem}")
             rows.append(ResultRow(SECTION, operation, m, note=f"ERROR: {problem}"))
             continue
+        if key.endswith(WRITES):
+            rows.append(_write_row(key, r, m, results, note))
+            if any("AUDIT GAP" in x.remarks for x in r.runs):
+                run.errors.append(f"http {key}: fewer audit events than responses")
+            continue
         if key.startswith("hello-world"):
             rows.append(
                 ResultRow(
@@ -555,6 +596,20 @@ def _rows(results: Mapping[str, _Rounds], connections: int, run: HttpRun) -> lis
                 )
             )  # fmt: skip
     return rows + _scaling(results, connections)
+
+
+def _write_row(
+    key: str, r: _Rounds, m: Measurement, results: Mapping[str, _Rounds], note: str
+) -> ResultRow:
+    """A durable write's row: against OpenBao's KV v2 writes of the same run."""
+    operation = f"{key}: {r.median.operation}"
+    bao = results.get(f"{OPENBAO}, {WRITES}")
+    if key.startswith(OPENBAO) or bao is None:
+        return ResultRow(SECTION, operation, m, note=note)
+    return ResultRow(
+        SECTION, operation, m, reference=f"{OPENBAO}, {WRITES}", ratio=_ratio(r, bao),
+        goal=WRITE_GOAL, note=note,
+    )  # fmt: skip
 
 
 def _scaling(results: Mapping[str, _Rounds], connections: int) -> list[ResultRow]:
@@ -653,7 +708,8 @@ def run_http(
     order = [f"hello-world {n}w" for n in WORKERS]
     order += [f"{b} {n}w" for b in ("sqlite", "postgres") for n in WORKERS]
     order += [f"{b} 2w, {KEYVAULT}" for b in ("sqlite", "postgres")]
-    order += ["sqlite 1w, access log on", OPENBAO]
+    order += [f"{b} {n}w, {WRITES}" for b in ("sqlite", "postgres") for n in WORKERS]
+    order += ["sqlite 1w, access log on", OPENBAO, f"{OPENBAO}, {WRITES}"]
     ordered = {k: _Rounds(tuple(results[k])) for k in order if results.get(k) and k not in failed}
     run.rows = _rows(ordered, connections, run)
     run.info["runs"] = {

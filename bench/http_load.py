@@ -49,6 +49,12 @@ local name = os.getenv("BENCH_HEADER_NAME")
 if name and name ~= "" then
   wrk.headers[name] = os.getenv("BENCH_HEADER_VALUE")
 end
+local method = os.getenv("BENCH_METHOD")
+if method and method ~= "" then
+  wrk.method = method
+  wrk.body = os.getenv("BENCH_BODY")
+  wrk.headers["Content-Type"] = "application/json"
+end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -251,8 +257,11 @@ def run_wrk(
     threads: int = 1,
     header: tuple[str, str] | None = None,
     probe_pid: int | None = None,
+    method: str = "GET",
+    body: str = "",
 ) -> WrkResult:
-    """One wrk run against ``url`` (keep-alive, ``connections`` open, ``threads`` threads).
+    """One wrk run against ``url`` (keep-alive, ``connections`` open, ``threads`` threads);
+    another ``method`` sends ``body`` as JSON with every request.
 
     With ``probe_pid`` the server tree's and the machine's CPU are sampled around the run.
     """
@@ -261,6 +270,7 @@ def run_wrk(
         raise RuntimeError("wrk is not installed")
     env = dict(os.environ)
     env["BENCH_HEADER_NAME"], env["BENCH_HEADER_VALUE"] = header or ("", "")
+    env["BENCH_METHOD"], env["BENCH_BODY"] = ("", "") if method == "GET" else (method, body)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", encoding="utf-8") as script:
         script.write(_LUA)
         script.flush()
