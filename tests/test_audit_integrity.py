@@ -591,7 +591,8 @@ async def test_two_processes_auditing_concurrently_keep_valid_writer_chains(
         }
         assert app.audit.store is not None
         heads = {h.chain: h.last_seq for h in await app.audit.store.chains()}
-        assert heads[1] == reads + 1 and heads[2] == reads
+        assert heads[1] == reads + 1
+        assert heads[2] == reads
         anchored = {
             a.chain: a.last
             async for page in app.audit.store.anchors(0, heads[0], 100)
