@@ -221,6 +221,8 @@ async def test_the_listing_is_bounded(app: Strongroom, clock: ManualClock) -> No
     await reviews.acknowledge(1, "frank", "checked")
     assert len(await reviews.listing(limit=1000)) == 100  # open ones only, by default
     assert len(await reviews.listing(open_only=False, limit=1000)) == 101
+    every = await EmergencyRevoke(app).list_break_glass_reviews(open_only=False)
+    assert len(every) == 101  # the facade asks for up to 1000
 
 
 async def test_the_schedule_checks_again_after_a_store_failure_and_stops(

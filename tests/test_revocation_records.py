@@ -19,6 +19,7 @@ from strongroom import (
     RevocationStateError,
     SecretsAudit,
     SecretsManager,
+    SecretType,
     Settings,
     Strongroom,
     ValidationError,
@@ -245,6 +246,7 @@ async def test_a_request_is_shown_with_its_times_and_recipients(
     )
     assert status["requested_at"] == status["updated_at"] == requested_at
     assert status["notify_recipients"] == ["sec@example.com"]
+    assert [d["kind"] for d in status["deliveries"]] == ["revocation.requested"]
     (notice,) = sent
     assert notice.kind == "revocation.requested"
     assert notice.occurred_at == requested_at  # the wiring's clock, not the machine's
@@ -281,3 +283,58 @@ def record_notifications(app: Strongroom, monkeypatch: pytest.MonkeyPatch) -> li
 
     monkeypatch.setattr(app.notifier, "send", send)
     return sent
+
+
+async def test_break_glass_is_recorded_as_such(
+    app: Strongroom, revoke: EmergencyRevoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await SecretsManager(app).create_secret("fleet-db", canary(), SecretType.DATABASE_CREDENTIAL)
+    sent = record_notifications(app, monkeypatch)
+    status = await revoke.request_revocation(request("fleet-db", immediate=True))
+    assert status["risk"]["factors"]["secret_type"] == 15  # what the secret opens counts
+    row = await app.revocation_store.get(status["revocation_id"])
+    assert row is not None
+    assert row["details"]["approved_without_approval"] is True
+    asked = await newest(app, "request")
+    assert (asked["details"]["immediate"], asked["details"]["break_glass"]) == (True, True)
+    completed = next(n for n in sent if n.kind == "revocation.completed")
+    assert completed.priority == "critical"
+
+
+async def test_an_approved_revocation_is_announced_at_high_priority(
+    app: Strongroom, revoke: EmergencyRevoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rid = await pending(app, revoke)
+    sent = record_notifications(app, monkeypatch)
+    await revoke.approve_revocation(rid, "bob")
+    completed = next(n for n in sent if n.kind == "revocation.completed")
+    assert completed.priority == "high"
+    asked = await newest(app, "request")
+    assert (asked["details"]["immediate"], asked["details"]["break_glass"]) == (False, False)
+
+
+async def test_a_malformed_request_or_id_is_refused_and_the_attempt_recorded(
+    app: Strongroom, revoke: EmergencyRevoke
+) -> None:
+    with pytest.raises(AttributeError):
+        await revoke.request_revocation({"secret_name": "fleet-db"})  # type: ignore[arg-type]
+    attempt = (await SecretsAudit(app).get_audit_trail(action="REVOKE", limit=1))[0]
+    assert (attempt["result"], attempt["details"]["operation"]) == ("FAILURE", "request")
+    for bad in ("1", True):
+        with pytest.raises(ValidationError, match="whole number"):
+            await revoke.get_revocation_status(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.stores("sqlite")
+async def test_without_an_audit_store_the_risk_counts_no_readers(
+    store_settings: Settings, clock: ManualClock
+) -> None:
+    """A wiring opened without auditing (benchmarks measure it) still assesses a request."""
+    app = await Strongroom.open(store_settings, clock=clock, audit=False)
+    try:
+        await SecretsManager(app).create_secret("fleet-db", canary())
+        status = await EmergencyRevoke(app).request_revocation(request("fleet-db"))
+        assert status["risk"]["recent_readers"] == status["risk"]["reads_last_hour"] == 0
+        assert status["risk"]["factors"]["in_use"] == 0
+    finally:
+        await app.close()
