@@ -10,12 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from helpers_hsm import hsm_changes
+from helpers_serve import server_settings
 from helpers_settings import PG_URL, new_master_key
 from strongroom import SecretsAudit, SecretsManager, Settings
 from strongroom.core.errors import WrongMasterKeyError
 from strongroom.core.keyfile import create_key_file
 from strongroom.core.policy import Policy
 from strongroom.db.root_store import read_roots
+from strongroom.db.seal_store import read_seal
+from strongroom.services.custody.init import init_custody
+from strongroom.services.custody.pkcs11 import unwrap_master
 from strongroom.services.custody.replace import replace_master, replacement_status
 from strongroom.services.wiring import Strongroom
 
@@ -156,3 +161,31 @@ async def test_a_wrong_current_key_is_refused_and_changes_nothing(
     assert await read_roots(settings) == slots
     assert not path.with_name("master.key.new").exists()
     await _check_unchanged(settings, made)
+
+
+@pytest.fixture
+def hsm_settings(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Settings:
+    schema = request.getfixturevalue("pg_schema") if backend == "postgres" else None
+    return server_settings(backend, tmp_path, schema, master_key=None, **hsm_changes())
+
+
+async def test_an_hsm_wrapped_master_key_is_replaced(hsm_settings: Settings) -> None:
+    settings = hsm_settings
+    await init_custody(settings, shares=0, threshold=0)
+    made = await _populate(settings)
+    old_seal = await read_seal(settings)
+    assert old_seal is not None
+    async with await Strongroom.open(settings) as app:
+        result = await replace_master(app)
+    assert (result.epoch, result.custody, result.finished) == (1, "pkcs11", True)
+    new_seal = await read_seal(settings)
+    assert new_seal is not None
+    assert (new_seal.kind, new_seal.key_label) == (old_seal.kind, old_seal.key_label)
+    assert new_seal.check != old_seal.check
+    assert new_seal.wrapped != old_seal.wrapped
+    await _check_unchanged(settings, made)  # the HSM unwraps the new key at each start
+    # The old master key, which the HSM still unwraps from the old record, opens nothing.
+    old = await unwrap_master(settings, old_seal)
+    with pytest.raises(WrongMasterKeyError, match="replaced"):
+        await Strongroom.open(settings, master=old)
+    assert (await replacement_status(settings))["epoch"] == 1

@@ -25,10 +25,12 @@ from test_keyvault_compat import kv_server, raw
 from helpers_custody import SealedServer, serve_sealed
 from helpers_serve import server_settings
 from strongroom import SecretsAudit, SecretsManager, Settings, Strongroom
-from strongroom.core.errors import KeyVaultSealError
+from strongroom.core.errors import KeyVaultSealError, WrongMasterKeyError
 from strongroom.core.logging import configure_logging
 from strongroom.db.seal_store import read_seal
+from strongroom.services.custody import azure_seal
 from strongroom.services.custody.init import init_custody
+from strongroom.services.custody.replace import replace_master
 
 API = "api-version=7.4"
 KEY = "unseal-site-a"
@@ -244,3 +246,26 @@ def _closed_port() -> int:
     port: int = sock.getsockname()[1]
     sock.close()
     return port
+
+
+async def test_a_master_key_wrapped_by_key_vault_is_replaced(tmp_path: Path) -> None:
+    async with key_vault(tmp_path / "vault") as vault:
+        settings = sealed_by(vault, "sqlite", tmp_path)
+        await init_custody(settings, shares=0, threshold=0)
+        async with await Strongroom.open(settings) as app:
+            await SecretsManager(app).create_secret("site-db", "kept-across")
+        old_seal = await read_seal(settings)
+        assert old_seal is not None
+        async with await Strongroom.open(settings) as app:
+            result = await replace_master(app)
+        assert (result.custody, result.epoch) == ("azurekeyvault", 1)
+        new_seal = await read_seal(settings)
+        assert new_seal is not None
+        assert new_seal.key_label == old_seal.key_label
+        assert new_seal.check != old_seal.check
+        async with await Strongroom.open(settings) as app:  # unwrapped by the vault again
+            assert await SecretsManager(app).get_secret("site-db") == "kept-across"
+            assert (await SecretsAudit(app).verify_integrity())["valid"]
+        old = await azure_seal.unwrap_master(settings, old_seal)
+        with pytest.raises(WrongMasterKeyError):
+            await Strongroom.open(settings, master=old)

@@ -39,14 +39,15 @@ def rotate(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) -
 
 @app.command("replace-master")
 def replace_master(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
-    """Replace the master key (key file or STRONGROOM_MASTER_KEY) with a new random one.
+    """Replace the master key (key file, STRONGROOM_MASTER_KEY, HSM or Key Vault key).
 
     The root key every other key hangs from stays the same, stored wrapped by the new master
     key: nothing is re-encrypted, tokens stay valid, and reads and writes go on in every
     process. A key file is replaced in place (the new key goes to <file>.new first; after a
     crash, run the command again). With STRONGROOM_MASTER_KEY the new key is printed once:
-    set it and restart; the old key works until a process starts with the new one. The old
-    key no longer opens the store once the replacement is finished.
+    set it and restart; the old key works until a process starts with the new one. Under an
+    HSM or a Key Vault key (STRONGROOM_SEAL), the new key is wrapped by it as at init. The
+    old key no longer opens the store once the replacement is finished.
     """
     from strongroom.services.custody.replace import (  # noqa: PLC0415 (loaded on use)
         replace_master as replace,
@@ -72,8 +73,9 @@ def replace_master(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = 
             "shown this once. The old key works until the first process starts with the new one."
         )
         return
+    where = f"in {result.key_file}" if result.key_file is not None else f"({result.custody})"
     out.done(
-        f"Master key replaced in {result.key_file} (epoch {result.epoch}); the old key no "
-        "longer opens this store.",
+        f"Master key replaced {where} (epoch {result.epoch}); the old key no longer opens "
+        "this store.",
         report,
     )

@@ -15,7 +15,7 @@ from strongroom.core.root import RootRecord, RootSlots
 from strongroom.db.migrate import migrate_postgres, migrate_sqlite
 from strongroom.db.pg import STATEMENT_TIMEOUT, check_schema, driver_errors
 
-__all__ = ["promote_pending", "read_roots", "stage_pending"]
+__all__ = ["promote_pending", "read_roots", "replace_with_seal", "stage_pending"]
 
 #: (statement, parameters) pairs run in one transaction; ``?`` placeholders (numbered for
 #: PostgreSQL when run there).
@@ -60,6 +60,20 @@ async def promote_pending(settings: Settings, pending: RootRecord) -> None:
                 "UPDATE custody_root SET slot = 'current' WHERE slot = 'pending' AND record = ?",
                 (text,),
             ),
+        ],
+    )
+
+
+async def replace_with_seal(settings: Settings, current: RootRecord, seal_record: str) -> None:
+    """Under an HSM's or Key Vault key's custody, where the new master key is stored (wrapped)
+    in the seal record itself: the new wrapping and the new seal record in one transaction,
+    so a crash leaves the old pair or the new one."""
+    await _run(
+        settings,
+        [
+            ("DELETE FROM custody_root", ()),
+            ("INSERT INTO custody_root (slot, record) VALUES ('current', ?)", (current.to_json(),)),
+            ("UPDATE custody_seal SET record = ? WHERE id = 1", (seal_record,)),
         ],
     )
 

@@ -15,11 +15,17 @@ when a process starts with it (services.custody.root). Running the command again
 resumes at step 3 when ``<file>.new`` opens the pending wrapping, and otherwise starts over.
 With ``STRONGROOM_MASTER_KEY`` the replacement stops after step 2: the operator sets the new
 key, and the first process started with it finishes.
+
+Under an HSM's or a Key Vault key's custody the new master key is wrapped by that key, as at
+init, and lives in the seal record: the new seal record and the new wrapping of the root key
+are written in one transaction, which is all there is to it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +34,7 @@ from typing import Any
 
 from strongroom.core.audit import AuditAction
 from strongroom.core.config import Backend, Settings
-from strongroom.core.crypto import MasterKey
+from strongroom.core.crypto import KEY_BYTES, MasterKey
 from strongroom.core.errors import ConfigurationError, CustodyError
 from strongroom.core.keyfile import (
     install_key_file,
@@ -37,10 +43,12 @@ from strongroom.core.keyfile import (
     write_new_key_file,
 )
 from strongroom.core.root import RootRecord, RootSlots, unwrap_root, wrap_root
-from strongroom.db.root_store import promote_pending, read_roots, stage_pending
+from strongroom.core.unseal import SEAL_AZURE, SEAL_PKCS11
+from strongroom.db.root_store import promote_pending, read_roots, replace_with_seal, stage_pending
+from strongroom.db.seal_store import read_seal
 from strongroom.services.building import load_master_key
 from strongroom.services.custody.root import resolve_root
-from strongroom.services.wiring import Strongroom
+from strongroom.services.wiring import Strongroom, custody_master_key
 
 __all__ = ["PAUSE_VARIABLE", "Replacement", "replace_master", "replacement_status"]
 
@@ -67,10 +75,13 @@ class Replacement:
 
 
 def _custody(settings: Settings) -> str:
+    if settings.seal in (SEAL_PKCS11, SEAL_AZURE):
+        return settings.seal
     if settings.seal != "key":
         raise CustodyError(
             f"replacing a master key held by STRONGROOM_SEAL={settings.seal} is not built yet: "
-            "only a key file or STRONGROOM_MASTER_KEY can be replaced (docs/custody.md)"
+            "a key file, STRONGROOM_MASTER_KEY, an HSM or a Key Vault key can be replaced "
+            "(docs/custody.md)"
         )
     if settings.backend is Backend.MEMORY:
         raise CustodyError("the memory profile keeps nothing: there is no master key to replace")
@@ -98,12 +109,14 @@ async def replace_master(app: Strongroom) -> Replacement:
     was refused before anything changed)."""
     settings = app.settings
     custody = _custody(settings)
-    old = load_master_key(settings)
+    old = await custody_master_key(settings) or load_master_key(settings)
     root = await resolve_root(settings, old)
     slots = await read_roots(settings)
     async with app.audit.operation(AuditAction.MASTER_REPLACE, None, custody=custody) as op:
         now = app.clock()
-        if custody == "environment":
+        if custody in (SEAL_PKCS11, SEAL_AZURE):
+            result = await _replace_sealed(settings, now, root, slots)
+        elif custody == "environment":
             result = await _replace_variable(settings, now, old, root, slots)
         else:
             result = await _replace_file(settings, now, old, root, slots)
@@ -116,6 +129,34 @@ def _records(
 ) -> tuple[RootRecord, RootRecord]:
     current = slots.current or wrap_root(root, old, epoch=0, now=now)
     return current, wrap_root(root, new, epoch=current.epoch + 1, now=now)
+
+
+async def _replace_sealed(
+    settings: Settings, now: datetime, root: MasterKey, slots: RootSlots
+) -> Replacement:
+    record = await read_seal(settings)
+    if record is None or record.kind != settings.seal:
+        raise CustodyError("this store's seal record does not match STRONGROOM_SEAL")
+    new = MasterKey(bytearray(secrets.token_bytes(KEY_BYTES)))
+    try:
+        if settings.seal == SEAL_PKCS11:
+            # Imported on use, as at init: only these custodies load their bindings.
+            from strongroom.services.custody.pkcs11 import wrap_master  # noqa: PLC0415
+
+            wrapped, label = await wrap_master(settings, new), settings.pkcs11_key_label
+        else:
+            from strongroom.services.custody import azure_seal  # noqa: PLC0415
+
+            label, wrapped = await azure_seal.wrap_master(settings, new)
+        seal = dataclasses.replace(
+            record, check=new.check_value(), wrapped=wrapped, key_label=label, created_at=now
+        )
+        epoch = (slots.current.epoch if slots.current is not None else 0) + 1
+        current = wrap_root(root, new, epoch=epoch, now=now)
+    finally:
+        new.wipe()
+    await replace_with_seal(settings, current, seal.to_json())
+    return Replacement(epoch, settings.seal, None, None, finished=True, resumed=False)
 
 
 async def _replace_variable(
@@ -155,12 +196,16 @@ async def _replace_file(
 async def replacement_status(settings: Settings) -> dict[str, Any]:
     """How far the master key was replaced, and what an interrupted replacement needs next
     (for ``strongroom status``)."""
-    if settings.seal != "key" or settings.backend is Backend.MEMORY:
+    if settings.backend is Backend.MEMORY:
         return {"epoch": 0, "pending": False, "next_step": None}
     slots = await read_roots(settings)
     epoch = slots.current.epoch if slots.current is not None else 0
     step: str | None = None
-    stray = settings.master_key is None and pending_key_path(_key_file(settings)).exists()
+    stray = (
+        settings.seal == "key"
+        and settings.master_key is None
+        and pending_key_path(_key_file(settings)).exists()
+    )
     if slots.pending is not None and settings.master_key is not None:
         step = (
             "a new master key is waiting: set STRONGROOM_MASTER_KEY to the key "
