@@ -81,6 +81,31 @@ async def test_the_feed_resumes_from_the_last_event_id_without_losing_events(
     await writer.aclose()
 
 
+async def test_near_expiry_is_on_the_feed_once_and_schedule_bookkeeping_is_not(
+    server: Served,
+) -> None:
+    token = await server.token_for("feed-expiry", "read,list:fx-*")
+    async with server.admin() as admin:
+        body = {"name": "fx-soon", "value": SECRET, "expires_in_days": 1}
+        created = (await admin.post("/v1/secrets", json=body)).json()
+        ((start_id, kind, _),) = await read_events(server, token, 1, {"Last-Event-ID": "0"})
+        assert kind == "secret.created"
+        # A schedule left to workers, forced: audited as UPDATE, yet the secret is unchanged.
+        schedule = {"generator": "password", "worker": True}
+        assert (await admin.put("/v1/rotation/fx-soon", json=schedule)).status_code == 200
+        assert (await admin.post("/v1/rotation/fx-soon/force")).status_code == 200
+        for _ in range(2):  # the notice goes out once per version
+            await admin.post("/v1/events/check-expiry", json={"warning_days": 7})
+        await admin.put("/v1/secrets/fx-soon", json={"value": "v2"})
+    assert start_id is not None
+    events = await read_events(server, token, 2, {"Last-Event-ID": start_id})
+    assert [(kind, data["name"]) for _, kind, data in events] == [
+        ("secret.near_expiry", "fx-soon"), ("secret.updated", "fx-soon"),
+    ]  # fmt: skip
+    assert events[0][2]["version"] == created["version"]
+    assert SECRET not in json.dumps([data for _, _, data in events])
+
+
 async def test_the_feed_needs_a_token_and_a_grant(server: Served) -> None:
     async with server.client() as anonymous:
         assert (await anonymous.get("/v1/events/feed")).status_code == 401
@@ -116,6 +141,22 @@ async def test_cached_reads_are_dropped_by_the_feed(server: Served, tmp_path: Pa
         await until(lambda: len(follower.cache) == 0, "the feed to drop the disabled value")
         with pytest.raises(Exception, match="disabled"):
             await cached.get_secret("fc-key")
+
+
+async def test_an_expiry_notice_leaves_the_cached_value(server: Served, tmp_path: Path) -> None:
+    token = await server.token_for("feed-notice", "read,write,list:fn-*")
+    settings = remote_settings(server, token, tmp_path, STRONGROOM_CACHE_TTL_SECONDS=300)
+    async with SecretsManager(settings=settings) as cached:
+        await cached.create_secret("fn-key", "soon", expires_in_days=1)
+        assert await cached.get_secret("fn-key") == "soon"
+        follower = cached._follower()  # type: ignore[attr-defined]
+        await asyncio.wait_for(follower.connected.wait(), 10)
+        assert await cached.get_secret("fn-key") == "soon"
+        seen = follower.events_seen
+        async with server.admin() as admin:
+            await admin.post("/v1/events/check-expiry", json={"warning_days": 7})
+        await until(lambda: follower.events_seen > seen, "the notice on the feed")
+        assert len(follower.cache) == 1  # a notice is no change: the value stays cached
 
 
 async def test_a_revocation_reaches_a_cached_reader(server: Served, tmp_path: Path) -> None:

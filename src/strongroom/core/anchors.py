@@ -42,11 +42,12 @@ ANCHOR_CHAIN = 0
 #: The first writer chain (its ids are its positions).
 MAIN_WRITER = 1
 
-#: Audited actions that change a secret: a batch holding one is anchored as it is committed.
+#: Audited actions that change a secret (and the expiry notices, which the change feed carries
+#: too): a batch holding one is anchored as it is committed.
 CHANGE_ACTIONS = frozenset(
     {
         AuditAction.CREATE, AuditAction.UPDATE, AuditAction.DELETE, AuditAction.RECOVER,
-        AuditAction.PURGE, AuditAction.ROTATE, AuditAction.REVOKE,
+        AuditAction.PURGE, AuditAction.ROTATE, AuditAction.REVOKE, AuditAction.EXPIRY,
     }
 )  # fmt: skip
 

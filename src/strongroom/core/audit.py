@@ -54,6 +54,7 @@ class AuditAction(enum.StrEnum):
     UNSEAL = "UNSEAL"  # a share given (recorded once the service is unsealed)
     SEAL = "SEAL"  # the master key dropped from memory
     MASTER_REPLACE = "MASTER_REPLACE"  # the root key wrapped by a new master key
+    EXPIRY = "EXPIRY"  # a version nears or passed its expiry: the notice, once per version
     KEY_CREATE = "KEY_CREATE"  # a Key Vault key (or a new version of one) generated
     KEY_UPDATE = "KEY_UPDATE"  # a key version's enabled flag or tags changed
     KEY_DESCRIBE = "KEY_DESCRIBE"  # a key's public half read

@@ -219,6 +219,7 @@ class Strongroom:
             ),
             clock=clock,
             timeout=settings.notify_timeout_seconds,
+            audit=audit_log,
         )
         checkpoints = None
         if audit and state.audit is not None and settings.checkpoint_dir is not None:

@@ -1,5 +1,6 @@
 """Events for the services that use a secret: subscriptions (webhook URL + name pattern + event
-kinds), signed deliveries, and expiry warnings sent once per version.
+kinds), signed deliveries, and expiry warnings sent once per version (and audited, so they
+reach the change feed too).
 
 Deliveries run in the background: a write, a rotation or a revocation never waits for a
 subscriber. Each subscription has its own signing key, derived from the master key and the
@@ -17,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes, hmac
 
+from strongroom.core.audit import AuditAction
 from strongroom.core.clock import Clock
 from strongroom.core.logging import get_logger
 from strongroom.db.subscription_store import SubscriptionStore
 from strongroom.services.notify import Notification, UrlPolicy, WebhookNotifier
 
 if TYPE_CHECKING:
-    pass
+    from strongroom.services.audit.log import AuditLog
 
 __all__ = ["EVENT_KINDS", "EventBus"]
 
@@ -49,8 +51,11 @@ class EventBus:
         policy: UrlPolicy,
         clock: Clock,
         timeout: float,
+        audit: AuditLog | None = None,
     ) -> None:
         self.store = store
+        #: Where expiry notices are recorded, which puts them on the change feed.
+        self.audit = audit
         self._root = key_root
         self.policy = policy
         self.clock = clock
@@ -130,6 +135,12 @@ class EventBus:
                 continue
             kind = "secret.expired" if expires <= now else "secret.near_expiry"
             if await self.store.claim_notice(props.name.lower(), props.version, kind, now):
+                if self.audit is not None:
+                    async with self.audit.operation(
+                        AuditAction.EXPIRY, props.name, operation=kind.removeprefix("secret."),
+                        version=props.version, expires_at=expires,
+                    ):  # fmt: skip
+                        pass
                 await self.emit(
                     kind, props.name, version=props.version, expires_at=expires.isoformat()
                 )

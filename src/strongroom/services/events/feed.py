@@ -25,7 +25,15 @@ from strongroom.core.errors import ConfigurationError
 from strongroom.core.logging import get_logger
 from strongroom.db.audit_store import AuditStore, StoredEvent
 
-__all__ = ["FEED_KINDS", "ChangeFeed", "FeedEvent", "FeedOverflow", "feed_event", "feed_for"]
+__all__ = [
+    "FEED_KINDS",
+    "NOTICE_KINDS",
+    "ChangeFeed",
+    "FeedEvent",
+    "FeedOverflow",
+    "feed_event",
+    "feed_for",
+]
 
 log = get_logger("strongroom.feed")
 
@@ -39,6 +47,11 @@ FEED_KINDS: dict[AuditAction, str] = {
     AuditAction.ROTATE: "secret.rotated",
     AuditAction.REVOKE: "secret.revoked",
 }
+#: Expiry notices (``AuditAction.EXPIRY``, by their ``operation``): on the feed, yet no change.
+NOTICE_KINDS = frozenset({"secret.near_expiry", "secret.expired"})
+#: Bookkeeping of a rotation schedule (configure, force, a worker's claim or release): audited
+#: as UPDATE of the secret, but its value and properties stay as they were.
+_SCHEDULE_PREFIX = "rotation."
 _POLL_SECONDS = 0.02
 _END = 2**63 - 1
 _BATCH = 500
@@ -75,10 +88,16 @@ class FeedOverflow(Exception):
 def feed_event(stored: StoredEvent, anchor: int = 0) -> FeedEvent | None:
     """The feed's view of an audit row: successful changes to a named secret only."""
     event = stored.event
+    details = event.details if isinstance(event.details, dict) else {}
+    operation = details.get("operation")
     kind = FEED_KINDS.get(event.action)
+    if event.action is AuditAction.EXPIRY and operation in ("near_expiry", "expired"):
+        kind = f"secret.{operation}"
     if kind is None or event.result is AuditResult.FAILURE or not event.resource_name:
         return None
-    version = event.details.get("version") if isinstance(event.details, dict) else None
+    if event.action is AuditAction.UPDATE and str(operation).startswith(_SCHEDULE_PREFIX):
+        return None
+    version = details.get("version")
     return FeedEvent(
         id=stored.id,
         kind=kind,

@@ -30,6 +30,8 @@ __all__ = ["FeedFollower", "ValueCache", "follower_for", "parse_sse", "stop_foll
 log = get_logger("strongroom.client.cache")
 
 _RECONNECT_MIN, _RECONNECT_MAX = 0.05, 5.0
+#: The feed's expiry notices (``services.events.feed.NOTICE_KINDS``): no change to a value.
+_NOTICES = frozenset({"secret.near_expiry", "secret.expired"})
 
 
 @dataclass(slots=True)
@@ -157,9 +159,10 @@ class FeedFollower:
                 await response.aread()
                 self.client.raise_for(response, "/v1/events/feed")
             self.connected.set()
-            async for event_id, _kind, data in parse_sse(response.aiter_lines()):
+            async for event_id, kind, data in parse_sse(response.aiter_lines()):
                 name = json.loads(data).get("name")
-                if isinstance(name, str):
+                # An expiry notice changes nothing (each cached read checks the dates).
+                if isinstance(name, str) and kind not in _NOTICES:
                     self.cache.drop(name)
                     if self.on_change is not None:
                         self.on_change(name)
