@@ -106,6 +106,11 @@ async def test_a_second_identity_answers_for_each_break_glass_use(
         )
         assert (review["due_at"] - review["opened_at"]).total_seconds() == 24 * 3600  # default
         assert review["overdue"] is False
+        status = await revoke.get_revocation_status(rid)
+        assert (status["review_status"], status["review_due_at"], status["reviewed_by"]) == (
+            "OPEN", review["due_at"], None,
+        )  # fmt: skip
+        assert "review_status" not in await revoke.get_revocation_status(plain["revocation_id"])
 
         with acting_as("erin"), pytest.raises(SeparationOfDutiesError) as own:
             await revoke.acknowledge_break_glass(rid, "ERIN", "checked it myself")
@@ -123,6 +128,8 @@ async def test_a_second_identity_answers_for_each_break_glass_use(
             "ACKNOWLEDGED", "ciso", "leak confirmed in paste",
         )  # fmt: skip
         assert done["acknowledged_at"] == clock()
+        status = await revoke.get_revocation_status(rid)
+        assert (status["review_status"], status["reviewed_by"]) == ("ACKNOWLEDGED", "ciso")
         with acting_as("dana"), pytest.raises(RevocationStateError, match="already acknowledged"):
             await revoke.acknowledge_break_glass(rid, "dana", "me too")
         assert await revoke.list_break_glass_reviews() == []

@@ -22,12 +22,14 @@ def test_break_glass_is_reviewed_on_the_command_line(tmp_path: Path) -> None:
         "--immediate", "--json",
     ).json()  # fmt: skip
     rid = str(used["revocation_id"])
-    pending, listed, own, empty = cli.parallel(
+    pending, listed, own, empty, status = cli.parallel(
         lambda: cli("revoke", "pending", env={"COLUMNS": "200"}),
         lambda: cli("revoke", "reviews", "--json"),
         lambda: cli("revoke", "acknowledge", rid, "--note", "mine", code=4),
         lambda: cli("--as", "ciso", "revoke", "acknowledge", rid, "--note", " ", code=2),
+        lambda: cli("revoke", "status", rid, env={"COLUMNS": "200"}),
     )
+    assert "open, due in" in status.stdout
     assert "break-glass uses waiting for review" in pending.stdout
     assert "radio-key" in pending.stdout
     assert "open" in pending.stdout

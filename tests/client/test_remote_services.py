@@ -155,6 +155,8 @@ async def test_break_glass_reviews_are_answered_for_by_a_second_token(
         used["revocation_id"], "bg-erin", "OPEN",
     )  # fmt: skip
     assert isinstance(review["due_at"], datetime)
+    status = await EmergencyRevoke(reviewer).get_revocation_status(used["revocation_id"])
+    assert (status["review_status"], status["review_due_at"]) == ("OPEN", review["due_at"])
     with pytest.raises(SeparationOfDutiesError, match="their own break-glass use"):
         # The name given is a note: the token says who acknowledges.
         await EmergencyRevoke(responder).acknowledge_break_glass(

@@ -73,6 +73,17 @@ def _risk_cell(risk: dict[str, Any] | None) -> tuple[str, str | None]:
     return (f"{risk['level']} ({risk['score']})", SEVERITY_STYLE.get(risk["level"]))
 
 
+def _review_cell(r: dict[str, Any], now: datetime) -> tuple[str, str | None]:
+    """Where a break-glass use's review stands (`revoke acknowledge` closes it)."""
+    if not r.get("review_status"):
+        return "-", None
+    if r["review_status"] != "OPEN":
+        return f"acknowledged by {r['reviewed_by']}", "green"
+    due = r["review_due_at"]
+    late = due is not None and due <= now
+    return f"open, due {when(due, now)}", "bold red" if late else "yellow"
+
+
 def _approvals(r: dict[str, Any]) -> str:
     return f"{len(r['approvals'])} of {r['required_approvals']}"
 
@@ -195,7 +206,11 @@ def request(
     _check_outcome(out, r)
     rid = r["revocation_id"]
     if r["status"] == "COMPLETED":
-        out.done(f"Revoked now (break-glass, request {rid}): {_revoked_message(r)}", r)
+        out.done(
+            f"Revoked now (break-glass, request {rid}): {_revoked_message(r)}. Someone else "
+            f"must acknowledge this use (`strongroom revoke acknowledge {rid} --note TEXT`)",
+            r,
+        )
         return
     risk = r["risk"] or {}
     needed = r["required_approvals"]
@@ -309,6 +324,7 @@ def status(ctx: typer.Context, revocation_id: IdArg, json: JsonOpt = False) -> N
                 SEVERITY_STYLE.get(risk.get("level", "")),
             ),
             "break-glass": ("yes: no approval", "bold red") if r["break_glass"] else "no",
+            "review": _review_cell(r, now),
             "requested": f"{when(r['requested_at'], now)} by {r['requested_by']}",
             "approvals": f"{_approvals(r)}{': ' + approvals if approvals else ''}",
             "revoked": when(r["revoked_at"], now),

@@ -192,8 +192,15 @@ class EmergencyRevoke(ManagerBoundFacade):
         return await self._close(revocation_id, RevocationEvent.CANCEL, by, "")
 
     async def get_revocation_status(self, revocation_id: int) -> dict[str, Any]:
+        """A request's state; a break-glass one also says where its review stands."""
         app = await self._ready()
-        return public_revocation(await self._row(app, revocation_id))
+        status = public_revocation(await self._row(app, revocation_id))
+        if status["break_glass"]:
+            review = await app.revocation_store.get_review(revocation_id)
+            status["review_status"] = review["status"] if review else None
+            status["review_due_at"] = review["due_at"] if review else None
+            status["reviewed_by"] = review["acknowledged_by"] if review else None
+        return status
 
     async def get_revocation_history(
         self, secret_name: str | None = None, limit: int = 50
