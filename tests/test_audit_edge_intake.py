@@ -99,3 +99,14 @@ async def test_gaps_and_forged_links_are_refused_store_nothing_and_alarm(
     assert len(alarms) == len(refusals)
     assert all("east" in (a["error_message"] or "") for a in alarms)
     assert (await SecretsAudit(app).verify_integrity())["valid"] is True
+
+
+async def test_an_event_logged_by_a_caller_cannot_pose_as_an_edge_event(app: Strongroom) -> None:
+    await SecretsAudit(app).log_event(
+        "READ", "dispatch-radio", details={"site": "north", "edge_seq": 1, "version": "v1"}
+    )
+    trail = await SecretsAudit(app).get_audit_trail(limit=1)
+    assert trail[0]["details"] == {"version": "v1"}
+    report = await SecretsAudit(app).verify_integrity()
+    assert report["valid"] is True
+    assert "edge_chains" not in report

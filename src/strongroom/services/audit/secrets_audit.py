@@ -10,6 +10,7 @@ from typing import IO, Any
 from strongroom.core.actor import current_actor
 from strongroom.core.anchors import ANCHOR_CHAIN, chain_base
 from strongroom.core.audit import AuditAction, AuditEvent, AuditResult
+from strongroom.core.edge_journal import EDGE_DETAIL_FIELDS
 from strongroom.core.errors import AuditUnavailableError, ConfigurationError, ValidationError
 from strongroom.core.validation import validate_aware, validate_text
 from strongroom.db.audit_store import AuditStore, StoredEvent, TrailFilter
@@ -63,7 +64,8 @@ class SecretsAudit(StrongroomFacade):
                 actor_id=actor.id,
                 actor_ip=actor.ip,
                 actor_user_agent=actor.user_agent,
-                details=details,
+                # Where an edge event came from is the centre's to say, never a caller's.
+                details={k: v for k, v in (details or {}).items() if k not in EDGE_DETAIL_FIELDS},
                 error_message=error_message,
                 duration_ms=duration_ms,
             )
