@@ -14,13 +14,17 @@ from helpers_hsm import hsm_changes
 from helpers_serve import server_settings
 from helpers_settings import PG_URL, new_master_key
 from strongroom import SecretsAudit, SecretsManager, Settings
-from strongroom.core.errors import WrongMasterKeyError
+from strongroom.core.crypto import MasterKey
+from strongroom.core.errors import ForeignShareError, WrongMasterKeyError, WrongSharesError
 from strongroom.core.keyfile import create_key_file
 from strongroom.core.policy import Policy
+from strongroom.core.shares import ShareSet, split
+from strongroom.core.unseal import SealRecord, UnsealProgress
 from strongroom.db.root_store import read_roots
 from strongroom.db.seal_store import read_seal
 from strongroom.services.custody.init import init_custody
 from strongroom.services.custody.pkcs11 import unwrap_master
+from strongroom.services.custody.quorum_replace import replace_quorum_master
 from strongroom.services.custody.replace import replace_master, replacement_status
 from strongroom.services.wiring import Strongroom
 
@@ -45,9 +49,9 @@ def configure(
     return make
 
 
-async def _populate(settings: Settings) -> tuple[str, str]:
+async def _populate(settings: Settings, master: MasterKey | None = None) -> tuple[str, str]:
     """A token (with a policy) and the first version of ``app-db``."""
-    async with await Strongroom.open(settings) as app:
+    async with await Strongroom.open(settings, master=master) as app:
         manager = SecretsManager(app)
         first = (await manager.create_secret("app-db", "first-value"))["version"]
         await manager.update_secret("app-db", "second-value")
@@ -56,9 +60,11 @@ async def _populate(settings: Settings) -> tuple[str, str]:
         return (await app.access.create_token("ci", policies=["readers"])).token, first
 
 
-async def _check_unchanged(settings: Settings, made: tuple[str, str]) -> None:
+async def _check_unchanged(
+    settings: Settings, made: tuple[str, str], master: MasterKey | None = None
+) -> None:
     token, first = made
-    async with await Strongroom.open(settings) as app:
+    async with await Strongroom.open(settings, master=master) as app:
         manager = SecretsManager(app)
         assert await manager.get_secret("app-db") == "second-value"
         assert await manager.get_secret("app-db", version=first) == "first-value"
@@ -189,3 +195,67 @@ async def test_an_hsm_wrapped_master_key_is_replaced(hsm_settings: Settings) -> 
     with pytest.raises(WrongMasterKeyError, match="replaced"):
         await Strongroom.open(settings, master=old)
     assert (await replacement_status(settings))["epoch"] == 1
+
+
+def _unsealed(record: SealRecord, shares: list[str]) -> MasterKey:
+    progress = UnsealProgress(record, timeout=60)
+    keys = [progress.submit(share, 0.0) for share in shares]
+    assert keys[-1] is not None
+    return keys[-1]
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.fixture
+def quorum_settings(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Settings:
+    schema = request.getfixturevalue("pg_schema") if backend == "postgres" else None
+    return server_settings(backend, tmp_path, schema, master_key=None, seal="shamir")
+
+
+async def test_a_quorum_replaces_its_master_key_with_a_new_share_set(
+    quorum_settings: Settings,
+) -> None:
+    settings = quorum_settings
+    init = await init_custody(settings, shares=3, threshold=2)
+    assert init.shares is not None
+    old_shares = list(init.shares.shares)
+    old_record = await read_seal(settings)
+    assert old_record is not None
+    made = await _populate(settings, _unsealed(old_record, old_shares[:2]))
+
+    def refuse(share_set: ShareSet) -> None:
+        raise AssertionError("no share set may be made")
+
+    foreign = split(bytes(32), shares=3, threshold=2).shares
+    with pytest.raises(ForeignShareError):
+        await replace_quorum_master(settings, foreign[:2], refuse)
+    with pytest.raises(WrongSharesError):
+        await replace_quorum_master(settings, old_shares[:1], refuse)
+    # Crashed after the new shares were handed out, before they were put in force.
+    void: list[ShareSet] = []
+
+    def crash(share_set: ShareSet) -> None:
+        void.append(share_set)
+        raise _Crash
+
+    with pytest.raises(_Crash):
+        await replace_quorum_master(settings, old_shares[1:], crash)
+    assert await read_seal(settings) == old_record
+    assert (await read_roots(settings)).current is None
+    await _check_unchanged(settings, made, _unsealed(old_record, old_shares[1:]))
+
+    announced: list[ShareSet] = []
+    result = await replace_quorum_master(settings, old_shares[:2], announced.append)
+    assert (result.custody, result.epoch) == ("shamir", 1)
+    new_record = await read_seal(settings)
+    assert new_record is not None
+    assert (new_record.threshold, new_record.shares) == (2, 3)
+    (new_set,) = announced
+    assert new_set.identifier == new_record.identifier != void[0].identifier
+    await _check_unchanged(settings, made, _unsealed(new_record, list(new_set.shares[1:])))
+    with pytest.raises(ForeignShareError):
+        _unsealed(new_record, old_shares[:2])
+    with pytest.raises(WrongMasterKeyError):
+        await Strongroom.open(settings, master=_unsealed(old_record, old_shares[:2]))

@@ -1,12 +1,17 @@
 """``strongroom key ...``: the keyring that wraps every data key."""
 
+import asyncio
 import sys
+from json import dumps
 from typing import Any
 
 import typer
 
 from strongroom.cli.options import JsonOpt, QuietOpt
-from strongroom.cli.runtime import command_group, output, run
+from strongroom.cli.output import Output
+from strongroom.cli.runtime import command_group, output, run, settings
+from strongroom.core.errors import CustodyError, StrongroomError
+from strongroom.core.shares import ShareSet
 from strongroom.services.secrets.secrets_manager import SecretsManager
 from strongroom.services.wiring import Strongroom
 
@@ -46,14 +51,20 @@ def replace_master(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = 
     process. A key file is replaced in place (the new key goes to <file>.new first; after a
     crash, run the command again). With STRONGROOM_MASTER_KEY the new key is printed once:
     set it and restart; the old key works until a process starts with the new one. Under an
-    HSM or a Key Vault key (STRONGROOM_SEAL), the new key is wrapped by it as at init. The
-    old key no longer opens the store once the replacement is finished.
+    HSM or a Key Vault key (STRONGROOM_SEAL), the new key is wrapped by it as at init. Under
+    a quorum (STRONGROOM_SEAL=shamir), the threshold of current shares is read (typed without
+    echo, or one per line of stdin) and a new share set of the same shape is printed once; it
+    is in force when the command says so. The old key no longer opens the store once the
+    replacement is finished.
     """
     from strongroom.services.custody.replace import (  # noqa: PLC0415 (loaded on use)
         replace_master as replace,
     )
 
     out = output(ctx, json=json, quiet=quiet)
+    if settings().seal == "shamir":
+        _replace_quorum(out)
+        return
     result = run(ctx, replace)
     report: dict[str, Any] = {
         "epoch": result.epoch,
@@ -78,4 +89,48 @@ def replace_master(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = 
         f"Master key replaced {where} (epoch {result.epoch}); the old key no longer opens "
         "this store.",
         report,
+    )
+
+
+def _replace_quorum(out: Output) -> None:
+    """The quorum's replacement: current shares in, a new share set out (printed before it is
+    put in force, so that a crash never loses the only shares that open the store)."""
+    from strongroom.db.seal_store import read_seal  # noqa: PLC0415 (loaded on use)
+    from strongroom.services.custody.quorum_replace import (  # noqa: PLC0415
+        replace_quorum_master,
+    )
+
+    config = settings()
+    record = asyncio.run(read_seal(config))
+    if record is None:
+        raise CustodyError("this store has no share set yet: run `strongroom operator init` first")
+    if sys.stdin.isatty():
+        shares = [
+            typer.prompt(f"Current key share {i} of {record.threshold} (input hidden)",
+                         hide_input=True)
+            for i in range(1, record.threshold + 1)
+        ]  # fmt: skip
+    else:
+        shares = [line for line in sys.stdin.read().splitlines() if line.strip()]
+
+    def announce(share_set: ShareSet) -> None:
+        if out.json:
+            sys.stdout.write(dumps({"threshold": share_set.threshold,
+                                    "shares": list(share_set.shares)}) + "\n")  # fmt: skip
+        else:
+            lines = [f"New key share {i} of {len(share_set.shares)}: {share}"
+                     for i, share in enumerate(share_set.shares, 1)]  # fmt: skip
+            sys.stdout.write("\n".join(lines) + "\n\n")
+        sys.stdout.flush()
+
+    try:
+        result = asyncio.run(replace_quorum_master(config, shares, announce))
+    except StrongroomError:
+        out.warn("the replacement did not finish: the current share set stays in force, and "
+                 "any new shares printed above open nothing")  # fmt: skip
+        raise
+    out.note(
+        f"The new share set is in force (epoch {result.epoch}): give each share to one key "
+        "holder; the old shares no longer unseal this store. A replica that is sealed now "
+        "takes the new set when it restarts."
     )

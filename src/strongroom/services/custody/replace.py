@@ -50,10 +50,11 @@ from strongroom.services.building import load_master_key
 from strongroom.services.custody.root import resolve_root
 from strongroom.services.wiring import Strongroom, custody_master_key
 
-__all__ = ["PAUSE_VARIABLE", "Replacement", "replace_master", "replacement_status"]
+__all__ = ["PAUSE_VARIABLE", "Replacement", "pause", "replace_master", "replacement_status"]
 
 #: Test-only (the crash tests): ``<step>:<file>`` makes a replacement stop at ``<step>``
-#: (``key-written``, ``pending-stored``, ``key-in-place``), create ``<file>`` and wait there
+#: (``key-written``, ``pending-stored``, ``key-in-place``; ``shares-announced`` for a
+#: quorum), create ``<file>`` and wait there
 #: to be killed. It pauses and nothing else: it cannot change what is written.
 PAUSE_VARIABLE = "STRONGROOM_TEST_PAUSE_AT"
 
@@ -79,9 +80,8 @@ def _custody(settings: Settings) -> str:
         return settings.seal
     if settings.seal != "key":
         raise CustodyError(
-            f"replacing a master key held by STRONGROOM_SEAL={settings.seal} is not built yet: "
-            "a key file, STRONGROOM_MASTER_KEY, an HSM or a Key Vault key can be replaced "
-            "(docs/custody.md)"
+            "a quorum's master key is replaced with the current shares "
+            "(services.custody.quorum_replace; `strongroom key replace-master` reads them)"
         )
     if settings.backend is Backend.MEMORY:
         raise CustodyError("the memory profile keeps nothing: there is no master key to replace")
@@ -92,7 +92,8 @@ def _key_file(settings: Settings) -> Path:
     return settings.master_key_file or settings.default_key_file
 
 
-def _pause(step: str) -> None:
+def pause(step: str) -> None:
+    """Test-only: wait to be killed at ``step`` when PAUSE_VARIABLE names it."""
     spec = os.environ.get(PAUSE_VARIABLE)
     if not spec:
         return
@@ -165,7 +166,7 @@ async def _replace_variable(
     new, text = MasterKey.generate()
     current, pending = _records(now, old, root, new, slots)
     await stage_pending(settings, current=current, pending=pending)
-    _pause("pending-stored")
+    pause("pending-stored")
     return Replacement(pending.epoch, "environment", None, text, finished=False, resumed=False)
 
 
@@ -182,13 +183,13 @@ async def _replace_file(
             resumed = False
     if not resumed:
         new = write_new_key_file(new_path)  # step 1
-        _pause("key-written")
+        pause("key-written")
         current, pending = _records(now, old, root, new, slots)
         await stage_pending(settings, current=current, pending=pending)  # step 2
-        _pause("pending-stored")
+        pause("pending-stored")
     assert pending is not None  # noqa: S101 (set on both paths above; for mypy)
     install_key_file(new_path, path)  # step 3
-    _pause("key-in-place")
+    pause("key-in-place")
     await promote_pending(settings, pending)  # step 4
     return Replacement(pending.epoch, "key file", path, None, finished=True, resumed=resumed)
 
