@@ -7,7 +7,8 @@ HTTPS on loopback (a subprocess, embedded store) and clients in this process.
   beside the same GET with bare httpx (the ratio is what the client itself costs); the server's
   audit log runs without fsync here, so the row measures the client and the network path;
 - change to invalidation: another client updates the secret; the time from the start of that
-  call until the cached reader's entry is gone (the feed delivered the change): goal p99 < 100 ms.
+  call until the cached reader's entry is gone (the feed delivered the change): goal p99 < 100 ms;
+- rotation workers draining due rotations, one worker then two (``bench_workers``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.bench_workers import run_workers
 from bench.harness import Goal, ResultRow, run_async, summarize
 from strongroom import SecretsManager, Settings
 
@@ -157,6 +159,7 @@ async def _measure(
         note = f"{len(latencies)} changes"
         rows.append(ResultRow("remote", "change -> other client's cache dropped", m,
                               goal=INVALIDATION_GOAL, note=note))  # fmt: skip
+    rows.extend(await run_workers(addr, token, ca, home, quick=quick))
     return rows
 
 
