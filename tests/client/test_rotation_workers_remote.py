@@ -158,3 +158,41 @@ async def test_a_worker_without_the_rotate_grant_is_refused(server: Served, tmp_
     assert {("cbg-elsewhere", "forbidden")} <= refused
     status = await status_of(server, "cbg-key")
     assert (status["attempts"], status["last_result"]) == (0, None)  # nothing changed
+
+
+async def test_a_worker_renews_its_lease_while_a_slow_callback_runs(
+    server: Served, tmp_path: Path
+) -> None:
+    token = await server.token_for("cb-slow", "rotate,read:cbs-*")
+    await SecretsRotation(server.app).register_secret(
+        RotationConfig("cbs-key", rotation_days=30, worker=True)
+    )
+    release = asyncio.Event()
+
+    async def slow(name: str) -> str:
+        await release.wait()  # a target system that takes longer than half the lease
+        return "slow-value-1"
+
+    async def lease_until() -> Any:
+        return (await server.app.rotation_store.get("cbs-key"))["lease_until"]
+
+    async with RemoteClient(
+        RemoteConfig.from_settings(remote_settings(server, token, tmp_path))
+    ) as client:
+        worker = RotationWorker(client, WorkerOptions(lease_seconds=2, wait_seconds=0))
+        worker.attach("cbs-key", slow, None)
+        (item,) = await worker.claim()
+        first = await lease_until()
+        rotating = asyncio.get_running_loop().create_task(worker.rotate_all([item]))
+        await until(lambda: _later(lease_until, first))  # renewed at half the lease
+        release.set()
+        (outcome,) = await rotating
+    assert outcome["rotated"] is True
+    assert await SecretsManager(server.app).get_secret("cbs-key") == "slow-value-1"
+    trail = await SecretsAudit(server.app).get_audit_trail("cbs-key", None, 20)
+    assert "rotation.renew" in [e["details"].get("operation") for e in trail]
+
+
+async def _later(read: Callable[[], Awaitable[Any]], than: Any) -> bool:
+    found = await read()
+    return found is not None and found > than

@@ -34,6 +34,7 @@ __all__ = [
     "WorkerCompleteIn",
     "WorkerFailIn",
     "WorkerIn",
+    "WorkerRenewIn",
 ]
 
 
@@ -205,6 +206,10 @@ class WorkerClaimIn(WorkerIn):
     wait_seconds: float = Field(
         default=0, ge=0, le=8, description="long-poll this long (under common 10 s timeouts)"
     )
+
+
+class WorkerRenewIn(WorkerIn):
+    lease_seconds: int = Field(default=60, ge=2, le=3600)
 
 
 class WorkerCompleteIn(WorkerIn):

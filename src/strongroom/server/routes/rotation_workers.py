@@ -1,6 +1,7 @@
-"""``/v1/rotation`` for rotation workers: claim due rotations (long-poll), complete one with
-the new value, report a failure, release leases. Every call needs the ``rotate`` grant on the
-secrets concerned (403, audited, otherwise); the value of a completion is never echoed."""
+"""``/v1/rotation`` for rotation workers: claim due rotations (long-poll), renew a lease while
+a callback runs, complete one with the new value, report a failure, release leases. Every call
+needs the ``rotate`` grant on the secrets concerned (403, audited, otherwise); the value of a
+completion is never echoed."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from strongroom.server.schemas import (
     WorkerCompleteIn,
     WorkerFailIn,
     WorkerIn,
+    WorkerRenewIn,
 )
 from strongroom.services.rotation import workers
 
@@ -60,6 +62,14 @@ async def complete(request: Request, name: NamePath, body: WorkerCompleteIn) -> 
     caller = await authorize(request, Action.ROTATE, name)
     owner = workers.lease_owner(caller.identity, body.worker)
     return json_response(await workers.complete(services(request).app, name, owner, body.value))
+
+
+@router.post("/{name}/renew", response_model=Obj, summary="Extend a worker's lease")
+async def renew(request: Request, name: NamePath, body: WorkerRenewIn) -> Response:
+    caller = await authorize(request, Action.ROTATE, name)
+    owner = workers.lease_owner(caller.identity, body.worker)
+    app = services(request).app
+    return json_response(await workers.renew(app, name, owner, body.lease_seconds))
 
 
 @router.post("/{name}/fail", response_model=Obj, summary="Report a worker's failed rotation")

@@ -152,12 +152,17 @@ class RotationWorker:
 
     async def _rotate(self, item: dict[str, Any]) -> dict[str, Any]:
         name = item["name"]
+        heartbeat = asyncio.get_running_loop().create_task(self._renew_every(name))
         try:
             value = await self._make(item)
         except _Refused as refused:
+            await _stopped(heartbeat)
             outcome = await self._report(name, "fail", {"message": refused.reason})
         else:
+            await _stopped(heartbeat)  # the submission renews the lease itself
             outcome = await self._report(name, "complete", {"value": value})
+        finally:
+            heartbeat.cancel()
         if outcome.get("rotated"):
             self.rotated += 1
         else:
@@ -165,6 +170,21 @@ class RotationWorker:
         if self.on_result is not None:
             self.on_result(outcome)
         return outcome
+
+    async def _renew_every(self, name: str) -> None:
+        """While a value is being made, renew its lease at half its length (a slow callback
+        keeps its rotation); a lost lease is logged, and the submission will be refused."""
+        lease = self.options.lease_seconds
+        path = f"/v1/rotation/{segment(name)}/renew"
+        while True:
+            await asyncio.sleep(lease / 2)
+            try:
+                await self.client.request(
+                    "POST", path, json={"worker": self.worker_id, "lease_seconds": lease}
+                )
+            except StrongroomError as exc:
+                log.warning("rotation lease not renewed", name=name, error=exc.code)
+                return
 
     async def _make(self, item: dict[str, Any]) -> Any:
         """The new value; a refusal (never with a callback's message, which may quote a value)."""
@@ -221,6 +241,12 @@ class RotationWorker:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class _Refused(Exception):

@@ -40,6 +40,7 @@ __all__ = [
     "glob_to_like",
     "lease_owner",
     "release",
+    "renew",
 ]
 
 log = get_logger("strongroom.rotation.workers")
@@ -129,6 +130,17 @@ async def _leased(app: Strongroom, name: str, owner: str, lease_seconds: int) ->
             "or the rotation is finished)"
         )
     return row
+
+
+async def renew(app: Strongroom, name: str, owner: str, lease_seconds: int) -> dict[str, Any]:
+    """Extend a lease its worker still holds (a long callback keeps its rotation)."""
+    if not MIN_LEASE_SECONDS <= lease_seconds <= MAX_LEASE_SECONDS:
+        raise ValidationError(
+            f"lease_seconds must be from {MIN_LEASE_SECONDS} to {MAX_LEASE_SECONDS}"
+        )
+    async with app.audit.operation(AuditAction.UPDATE, name, operation="rotation.renew"):
+        row = await _leased(app, name, owner, lease_seconds)
+    return {"name": row["display_name"], "lease_until": row["lease_until"]}
 
 
 async def complete(app: Strongroom, name: str, owner: str, value: Any) -> dict[str, Any]:
