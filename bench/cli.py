@@ -47,6 +47,7 @@ from bench.bench_azure import run_azure
 from bench.bench_cli import run_cli
 from bench.bench_console import run_console
 from bench.bench_crypto import run_crypto
+from bench.bench_custody import run_custody
 from bench.bench_edge import run_edge
 from bench.bench_http import CONNECTIONS, HttpRun, run_http
 from bench.bench_keys import run_keys
@@ -77,6 +78,7 @@ AUTH = "auth"
 REMOTE = "remote"
 EDGE = "edge"
 KEYS = "keys"
+CUSTODY = "custody"
 REGIONS = "regions"
 
 
@@ -97,6 +99,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
             REMOTE,
             EDGE,
             KEYS,
+            CUSTODY,
             REGIONS,
         ),
         help="measure one store (crypto runs too), or only the audit, rotation, CLI, "
@@ -295,7 +298,7 @@ async def _run_all(
 ]:
     errors: list[str] = []
     rows: list[ResultRow] = []
-    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE, EDGE, KEYS):
+    if args.only not in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE, EDGE, KEYS, CUSTODY):
         rows = run_crypto(
             seconds=min(args.seconds, 2.0), warmup_seconds=args.warmup, rounds=args.rounds
         )
@@ -303,7 +306,7 @@ async def _run_all(
     stores: list[StoreRun] = []
     backends: Sequence[str] = (
         ()
-        if args.only in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE, EDGE, KEYS)
+        if args.only in (AUDIT, ROTATION, CLI, REVOCATION, HTTP, AUTH, REMOTE, EDGE, KEYS, CUSTODY)
         else [args.only]
         if args.only
         else BACKENDS
@@ -365,6 +368,7 @@ async def _run_all(
     rows.extend(await _run_remote(args, errors))
     rows.extend(await _run_edge(args, errors))
     rows.extend(await _run_keys(args, errors))
+    rows.extend(await _run_custody(args, errors))
     http = await _run_http(args, errors)
     rows.extend(http.rows if http is not None else ())
     return rows, stores, audit, rotation, revocation, http, errors
@@ -380,6 +384,21 @@ async def _run_keys(args: argparse.Namespace, errors: list[str]) -> list[ResultR
     except Exception as exc:
         traceback.print_exc()
         errors.append(f"keys: {type(exc).__name__}: {exc}")
+        return []
+
+
+async def _run_custody(args: argparse.Namespace, errors: list[str]) -> list[ResultRow]:
+    """What the wrapped root key costs at open, and replace-master (unless another section
+    was picked)."""
+    if args.only not in (None, CUSTODY):
+        return []
+    print("  measuring master key custody ...", file=sys.stderr, flush=True)
+    try:
+        return await run_custody(seconds=args.seconds, warmup_seconds=args.warmup,
+                                 rounds=args.rounds, pg_url=args.pg_url)  # fmt: skip
+    except Exception as exc:
+        traceback.print_exc()
+        errors.append(f"custody: {type(exc).__name__}: {exc}")
         return []
 
 
