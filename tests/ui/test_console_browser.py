@@ -12,7 +12,13 @@ import pytest
 from playwright.async_api import Page, expect
 from uisite import SHOTS, Site
 
-from strongroom import SecretsAudit
+from strongroom import (
+    EmergencyRevoke,
+    RevocationRequest,
+    SecretsAudit,
+    SecretsManager,
+    acting_as,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -166,3 +172,30 @@ async def test_no_console_errors_or_csp_violations(site: Site) -> None:
     await page.context.close()
     assert site.problems == []
     assert site.csp == []
+
+
+async def test_a_break_glass_use_is_acknowledged_by_someone_else(site: Site) -> None:
+    await SecretsManager(site.app).create_secret("bg-radio", "bg-value")
+    with acting_as("bob"):
+        used = await EmergencyRevoke(site.app).request_revocation(RevocationRequest(
+            secret_name="bg-radio", reason="key_compromise", requested_by="bob",
+            immediate=True))  # fmt: skip
+    rid = used["revocation_id"]
+    bob = await site.signed_in("bob")
+    await bob.goto(f"{site.url}/ui/revocations")
+    await bob.fill(f"#note-{rid}", "it was me")
+    await bob.click(f"#acknowledge-{rid}")
+    await expect(bob.locator(".alert")).to_contain_text("someone else must review it")
+    await bob.context.close()
+    alice = await site.signed_in("alice")
+    await alice.goto(f"{site.url}/ui/revocations")
+    await alice.fill(f"#note-{rid}", "build log leak confirmed")
+    await shot(alice, "revocations-break-glass")
+    await alice.click(f"#acknowledge-{rid}")
+    await expect(alice.locator(".notice")).to_contain_text(f"{rid} acknowledged")
+    await expect(alice.locator(f"#review-{rid}")).to_have_count(0)
+    review = await site.app.break_glass_reviews.get(rid)
+    assert (review["status"], review["acknowledged_by"], review["note"]) == (
+        "ACKNOWLEDGED", "alice", "build log leak confirmed",
+    )  # fmt: skip
+    await alice.context.close()
