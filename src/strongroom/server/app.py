@@ -12,13 +12,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import structlog
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from strongroom import __version__
 from strongroom.core.config import Settings
-from strongroom.core.logging import configure_logging, get_logger
+from strongroom.core.logging import configure_logging, get_logger, is_configured
 from strongroom.core.ratelimit import RateLimiter
 from strongroom.server.context import Services
 from strongroom.server.errors import install_error_handlers
@@ -77,7 +76,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         owned = strongroom is None
-        if owned and not structlog.is_configured():
+        if owned and not is_configured():
             # A worker process of `strongroom serve`: a service logs its requests (INFO).
             configure_logging(settings.log_level or "INFO", debug=settings.debug)
         gate: SealGate = api.state.gate

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Self
 
-import structlog
-
 from strongroom.backends.base import SecretStore
 from strongroom.core.audit import ChainKey
 from strongroom.core.authconfig import AuthConfig, load_auth_config
@@ -19,7 +17,7 @@ from strongroom.core.clock import Clock, system_clock
 from strongroom.core.config import Backend, Settings
 from strongroom.core.crypto import MasterKey
 from strongroom.core.keys import Purpose
-from strongroom.core.logging import configure_logging, get_logger
+from strongroom.core.logging import configure_logging, get_logger, is_configured
 from strongroom.core.metrics import Metrics
 from strongroom.services.access.control import AccessControl
 from strongroom.services.access.invalidation import AccessInvalidation
@@ -187,7 +185,7 @@ class Strongroom:
         a key custody produced (an unseal), instead of the configured one; ``root`` is the
         root key already resolved from it (services.custody.root)."""
         settings = settings or Settings()
-        if not structlog.is_configured():
+        if not is_configured():
             configure_logging(settings.log_level or "WARNING", debug=settings.debug)
         # Every key below is derived from the root key (core.keys), never the master key.
         master = root or await root_key(settings, master)
