@@ -311,8 +311,9 @@ class Guard:
         peer = scope.get(PEER_CERT_KEY)
         try:
             if not authorization and peer is not None and wiring.certs.enabled:
-                # A client certificate the TLS layer verified, and no token: the certificate
-                # rules decide (a token, when sent, always speaks for the caller instead).
+                # A client certificate the TLS layer chained (its dates unchecked there), and
+                # no token: the certificate rules verify it in full and decide (a token, when
+                # sent, always speaks for the caller instead).
                 return await wiring.certs.authenticate(peer)
             if scheme.lower() != "bearer":
                 raise AuthenticationError("a bearer token is required")
