@@ -4,6 +4,8 @@ stays, so secrets, tokens, policies and the audit chain are unchanged; the old k
 from __future__ import annotations
 
 import base64
+import fcntl
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +17,18 @@ from helpers_serve import server_settings
 from helpers_settings import PG_URL, new_master_key
 from strongroom import SecretsAudit, SecretsManager, Settings
 from strongroom.core.crypto import MasterKey
-from strongroom.core.errors import ForeignShareError, WrongMasterKeyError, WrongSharesError
+from strongroom.core.errors import (
+    CustodyError,
+    ForeignShareError,
+    WrongMasterKeyError,
+    WrongSharesError,
+)
 from strongroom.core.keyfile import create_key_file
 from strongroom.core.policy import Policy
+from strongroom.core.root import RootSlots, wrap_root
 from strongroom.core.shares import ShareSet, split
 from strongroom.core.unseal import SealRecord, UnsealProgress
-from strongroom.db.root_store import read_roots
+from strongroom.db.root_store import read_roots, stage_pending
 from strongroom.db.seal_store import read_seal
 from strongroom.services.custody.init import init_custody
 from strongroom.services.custody.pkcs11 import unwrap_master
@@ -259,3 +267,34 @@ async def test_a_quorum_replaces_its_master_key_with_a_new_share_set(
         _unsealed(new_record, old_shares[:2])
     with pytest.raises(WrongMasterKeyError):
         await Strongroom.open(settings, master=_unsealed(old_record, old_shares[:2]))
+
+
+async def test_one_replacement_at_a_time_and_never_over_a_newer_wrapping(
+    configure: Callable[..., Settings], tmp_path: Path
+) -> None:
+    path = tmp_path / "master.key"
+    create_key_file(path)
+    settings = configure(STRONGROOM_MASTER_KEY_FILE=path)
+    made = await _populate(settings)
+    old = MasterKey.from_base64(_b64(path))
+    lock = os.open(tmp_path / "master.key.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another replacement holds it
+        async with await Strongroom.open(settings) as app:
+            with pytest.raises(CustodyError, match="under way"):
+                await replace_master(app)
+    finally:
+        os.close(lock)
+    assert _b64(path) == base64.b64encode(old.raw_for_custody()).decode()
+    assert await read_roots(settings) == RootSlots()
+    assert not path.with_name("master.key.new").exists()
+
+    async with await Strongroom.open(settings) as app:
+        await replace_master(app)
+    newer = await read_roots(settings)
+    assert newer.current is not None
+    # A replacement that read the slots before this one finished stages over nothing newer.
+    stale = wrap_root(old, old, epoch=0, now=newer.current.created_at)
+    await stage_pending(settings, current=stale, pending=stale)
+    assert (await read_roots(settings)).current == newer.current
+    await _check_unchanged(settings, made)

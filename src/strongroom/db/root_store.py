@@ -36,11 +36,19 @@ async def read_roots(settings: Settings) -> RootSlots:
 
 
 async def stage_pending(settings: Settings, *, current: RootRecord, pending: RootRecord) -> None:
-    """Keep ``pending`` beside ``current`` (written too: a first replacement records the
-    original master key's wrapping with it), in one transaction."""
+    """Keep ``pending`` beside ``current`` (written when there is none: a first replacement
+    records the original master key's wrapping with it), in one transaction."""
     await _run(
         settings,
-        [(_UPSERT, ("current", current.to_json())), (_UPSERT, ("pending", pending.to_json()))],
+        [
+            # Never over a current wrapping already there: it may be newer than the caller's.
+            (
+                "INSERT INTO custody_root (slot, record) VALUES ('current', ?) "
+                "ON CONFLICT (slot) DO NOTHING",
+                (current.to_json(),),
+            ),
+            (_UPSERT, ("pending", pending.to_json())),
+        ],
     )
 
 

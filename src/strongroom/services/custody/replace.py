@@ -24,9 +24,12 @@ are written in one transaction, which is all there is to it.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -120,7 +123,7 @@ async def replace_master(app: Strongroom) -> Replacement:
         elif custody == "environment":
             result = await _replace_variable(settings, now, old, root, slots)
         else:
-            result = await _replace_file(settings, now, old, root, slots)
+            result = await _replace_file(settings, now)
         op.details["epoch"] = result.epoch
     return result
 
@@ -170,10 +173,37 @@ async def _replace_variable(
     return Replacement(pending.epoch, "environment", None, text, finished=False, resumed=False)
 
 
-async def _replace_file(
-    settings: Settings, now: datetime, old: MasterKey, root: MasterKey, slots: RootSlots
-) -> Replacement:
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """One replacement of a key file at a time (``<file>.lock``, never waited on)."""
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CustodyError(
+                f"another replacement of the master key in {path} is under way"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+async def _replace_file(settings: Settings, now: datetime) -> Replacement:
     path = _key_file(settings)
+    with _exclusive(path):
+        # Read again under the lock: another replacement may have finished meanwhile.
+        old = read_key_file(path)
+        root = await resolve_root(settings, old)
+        return await _replace_file_locked(
+            settings, now, path, old, root, await read_roots(settings)
+        )
+
+
+async def _replace_file_locked(
+    settings: Settings, now: datetime, path: Path, old: MasterKey, root: MasterKey,
+    slots: RootSlots,
+) -> Replacement:  # fmt: skip
     new_path = pending_key_path(path)
     pending, resumed = slots.pending, False
     if pending is not None and new_path.exists():
