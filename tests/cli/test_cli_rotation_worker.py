@@ -78,13 +78,18 @@ def make_due(site: Site, names: list[str]) -> None:
         ok(site.admin.post(f"/v1/rotation/{name}/force"))
 
 
-def start_worker(site: Site, who: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+def remote_env(site: Site, who: str) -> tuple[dict[str, str], Path]:
     home = site.root / f"{who}-{time.monotonic_ns()}"
     home.mkdir()
     env = base_env(home)
     env.update(STRONGROOM_ADDR=site.served.base_url, STRONGROOM_CACERT=str(site.ca_path),
                STRONGROOM_TOKEN=site.tokens[who], XDG_CONFIG_HOME=str(home / "config"),
                PYTHONUNBUFFERED="1")  # fmt: skip
+    return env, home
+
+
+def start_worker(site: Site, who: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    env, home = remote_env(site, who)
     out = home / "out.jsonl"
     with out.open("wb") as sink, (home / "err.txt").open("wb") as err:
         proc = subprocess.Popen(
@@ -190,3 +195,9 @@ def test_sigterm_finishes_the_rotation_under_way_and_releases_the_rest(site: Sit
                 p.wait()
     assert set(rotated_by(other_out)) == set(names) - done_before
     assert_rotated_exactly_once(site, names)
+    env, _ = remote_env(site, "worker-c")
+    listed = subprocess.run(
+        [sys.executable, "-m", "strongroom.cli", "rotation", "list"],
+        env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "password (workers)" in listed.stdout  # who rotates it, at a glance

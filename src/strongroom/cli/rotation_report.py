@@ -77,7 +77,7 @@ def list_(ctx: typer.Context, json: JsonOpt = False) -> None:
                 s["name"],
                 ("yes", None) if s["enabled"] else ("no", "dim"),
                 every(s),
-                s["generator"] or s["rotator"] or "callback",
+                _made_by(s),
                 when_cell(s["last_rotation"], now, empty="never"),
                 _due_cell(s, now),
                 _result_cell(s),
@@ -86,6 +86,12 @@ def list_(ctx: typer.Context, json: JsonOpt = False) -> None:
         ],
         caption=f"{len(found)} rotation polic{'ies' if len(found) != 1 else 'y'}",
     )
+
+
+def _made_by(s: dict[str, Any]) -> str:
+    """What makes the new values, and where: ``(workers)`` when rotation workers do."""
+    maker = s["generator"] or s["rotator"] or "callback"
+    return f"{maker} (workers)" if s.get("worker") else maker
 
 
 def status(ctx: typer.Context, name: NameArg, json: JsonOpt = False) -> None:
@@ -108,6 +114,11 @@ def status(ctx: typer.Context, name: NameArg, json: JsonOpt = False) -> None:
             "every": f"{every(s)}, or {hours} hours before it expires",
             "generator": s["generator"] or "-",
             "rotator": s["rotator"] or "-",
+            "rotated by": (
+                "rotation workers (strongroom rotation worker, or a registered callback)"
+                if s.get("worker")
+                else "the service's scheduler"
+            ),
             "description": s["description"] or "-",
             "last rotation": when(
                 s["last_rotation"], now, empty="never (the first rotation creates the secret)"
