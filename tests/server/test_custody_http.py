@@ -24,7 +24,8 @@ from helpers_custody import initialise, sealed_settings, serve_sealed
 from strongroom import SecretsAudit, SecretsManager, Settings, Strongroom
 from strongroom.core.errors import CustodyError, SealedError
 from strongroom.core.logging import configure_logging
-from strongroom.core.shares import parse_share, split
+from strongroom.core.shares import ShareSet, parse_share, split
+from strongroom.services.custody.quorum_replace import replace_quorum_master
 
 
 def _forged(text: str) -> str:
@@ -222,3 +223,25 @@ async def test_init_splits_a_configured_key_and_keeps_the_data(tmp_path: Path) -
         verified = (await c.post("/v1/audit/verify")).json()
         assert verified["valid"] is True, verified
     assert SecretsAudit  # the seed facade stays importable beside custody
+
+
+async def test_a_sealed_service_takes_the_share_set_of_a_replaced_master_key(
+    sealed_store: Settings,
+) -> None:
+    init = await initialise(sealed_store, shares=3, threshold=2)
+    assert init.shares is not None
+    old = list(init.shares.shares)
+    async with serve_sealed(sealed_store) as server, server.client() as c:
+        given = await c.post("/v1/sys/unseal", json={"share": old[0]})
+        assert given.json()["progress"] == 1
+        announced: list[ShareSet] = []
+        await replace_quorum_master(sealed_store, old[1:], announced.append)
+        new = list(announced[0].shares)
+        # The old set is foreign now; the partial unseal made with it is forgotten.
+        stale = await c.post("/v1/sys/unseal", json={"share": old[1]})
+        assert stale.json()["error"]["code"] == "foreign_share"
+        assert (await c.get("/v1/sys/seal-status")).json()["progress"] == 0
+        await c.post("/v1/sys/unseal", json={"share": new[2]})
+        done = await c.post("/v1/sys/unseal", json={"share": new[0]})
+        assert done.json()["sealed"] is False
+        assert (await c.get("/readyz")).status_code == 200

@@ -132,5 +132,5 @@ def _replace_quorum(out: Output) -> None:
     out.note(
         f"The new share set is in force (epoch {result.epoch}): give each share to one key "
         "holder; the old shares no longer unseal this store. A replica that is sealed now "
-        "takes the new set when it restarts."
+        "takes the new set at the next share it is given."
     )

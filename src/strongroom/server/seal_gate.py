@@ -143,6 +143,7 @@ class SealGate:
         async with self._lock:
             if self.services is not None:
                 return self.status()
+            await custody.refresh()  # a replaced master key brings a new share set
             key = custody.submit(share, ip=ip, user_agent=user_agent)
             if key is not None:
                 try:

@@ -14,7 +14,12 @@ from typing import Any
 from strongroom.core.audit import AuditAction, AuditEvent, AuditResult
 from strongroom.core.config import Settings
 from strongroom.core.crypto import MasterKey
-from strongroom.core.errors import CustodyError, RateLimitedError, ShareError
+from strongroom.core.errors import (
+    CustodyError,
+    RateLimitedError,
+    ShareError,
+    StoreUnavailableError,
+)
 from strongroom.core.logging import get_logger
 from strongroom.core.ratelimit import RateLimiter
 from strongroom.core.unseal import SealRecord, UnsealProgress
@@ -70,6 +75,21 @@ class Custody:
                 "this store has no share set yet: run `strongroom operator init` first"
             )
         return cls(settings, record)
+
+    async def refresh(self) -> None:
+        """Take the stored seal record again: after a quorum's master key was replaced
+        (``key replace-master``), a sealed process takes the new share set without a restart
+        (the shares given so far, of the old set, are forgotten). A record that cannot be read
+        leaves the one in memory."""
+        try:
+            record = await read_seal(self.settings)
+        except StoreUnavailableError:
+            log.warning("seal record not read again; keeping the one in memory")
+            return
+        if record is not None and record != self.record:
+            self.record = record
+            self.progress = UnsealProgress(record, timeout=self.settings.unseal_timeout_seconds)
+            log.warning("seal record changed: a new share set is in force")
 
     def status(self) -> dict[str, Any]:
         return {
