@@ -1,7 +1,8 @@
 """``strongroom token ...`` and ``strongroom policy ...``: who may call the HTTP service.
 
-These commands open the store directly (they hold the master key), so they are how the first
-admin token is made: ``strongroom token create admin --policy admin``.
+On the server's host (master key at hand) these commands open the store directly, so they are
+how the first admin token is made: ``strongroom token create admin --policy admin``. In the
+remote profile (STRONGROOM_ADDR) they ask the server, which requires an admin grant.
 """
 
 from datetime import timedelta
@@ -11,9 +12,9 @@ import typer
 
 from strongroom.cli.options import JsonOpt, QuietOpt
 from strongroom.cli.output import Column, now_utc, when
-from strongroom.cli.runtime import UsageError, command_group, output, run
+from strongroom.cli.runtime import UsageError, Wiring, command_group, output, run_any
 from strongroom.core.policy import Policy
-from strongroom.services.wiring import Strongroom
+from strongroom.services.access.admin import AccessAdmin, LocalAccessAdmin
 
 __all__ = ["policy_app", "token_app"]
 
@@ -49,22 +50,18 @@ def token_create(
     if ttl_days is not None and not 0 < ttl_days <= MAX_TTL_DAYS:
         raise UsageError(f"--ttl-days must be more than 0 and at most {MAX_TTL_DAYS}")
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        if not policy and not await _bound_policies(strongroom, identity):
+    async def work(wiring: Wiring) -> dict[str, Any]:
+        admin = _admin(wiring)
+        if not policy and not await _bound_policies(admin, identity):
             raise UsageError(
                 f"identity {identity!r} has no policy, so its token could do nothing: give "
                 f"--policy NAME (repeat for more), or first `strongroom policy attach NAME "
                 f"{identity}`"
             )
-        issued = await strongroom.access.create_token(
-            identity,
-            policies=list(policy or []),
-            description=description,
-            ttl=timedelta(days=ttl_days) if ttl_days is not None else None,
-        )
-        return {**issued.record.to_dict(), "token": issued.token}
+        ttl = timedelta(days=ttl_days) if ttl_days is not None else None
+        return await admin.create_token(identity, list(policy or []), description, ttl)
 
-    result = run(ctx, work)
+    result = run_any(ctx, work)
     if out.json:
         out.data(result)
         return
@@ -76,8 +73,19 @@ def token_create(
     )
 
 
-async def _bound_policies(strongroom: Strongroom, identity: str) -> list[str]:
-    for bound in await strongroom.access.identities():
+def _admin(wiring: Wiring) -> AccessAdmin:
+    """The stores' administration, or the server's in the remote profile."""
+    from strongroom.client.transport import RemoteClient  # noqa: PLC0415
+
+    if isinstance(wiring, RemoteClient):
+        from strongroom.services.remote.access import RemoteAccessAdmin  # noqa: PLC0415
+
+        return RemoteAccessAdmin(wiring)
+    return LocalAccessAdmin(wiring)
+
+
+async def _bound_policies(admin: AccessAdmin, identity: str) -> list[str]:
+    for bound in await admin.identities():
         if bound["identity"] == identity:
             return list(bound["policies"])
     return []
@@ -93,10 +101,10 @@ def token_list(
     """Tokens with their identity and state (never the tokens themselves)."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
-        return [t.to_dict() for t in await strongroom.access.list_tokens(identity)]
+    async def work(wiring: Wiring) -> list[dict[str, Any]]:
+        return await _admin(wiring).list_tokens(identity)
 
-    rows = run(ctx, work)
+    rows = run_any(ctx, work)
     if out.json:
         out.data(rows)
         return
@@ -126,10 +134,10 @@ def token_revoke(
     """Revoke a token at once."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        return (await strongroom.access.revoke_token(token_id)).to_dict()
+    async def work(wiring: Wiring) -> dict[str, Any]:
+        return await _admin(wiring).revoke_token(token_id)
 
-    result = run(ctx, work)
+    result = run_any(ctx, work)
     out.done(f"Token {result['id']} of {result['identity']} is revoked.", result)
 
 
@@ -150,10 +158,10 @@ def policy_set(
     out = output(ctx, json=json, quiet=quiet)
     policy = Policy.build(name, list(grant), description)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        return (await strongroom.access.put_policy(policy)).to_dict()
+    async def work(wiring: Wiring) -> dict[str, Any]:
+        return await _admin(wiring).put_policy(policy)
 
-    result = run(ctx, work)
+    result = run_any(ctx, work)
     grants = "; ".join(f"{', '.join(g['actions'])} on {g['pattern']}" for g in result["grants"])
     out.done(f"Policy {name}: {grants}", result)
 
@@ -163,10 +171,10 @@ def policy_list(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = Fal
     """Every policy, built in ones included."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
-        return [p.to_dict() for p in await strongroom.access.list_policies()]
+    async def work(wiring: Wiring) -> list[dict[str, Any]]:
+        return await _admin(wiring).list_policies()
 
-    rows = run(ctx, work)
+    rows = run_any(ctx, work)
     if out.json:
         out.data(rows)
         return
@@ -193,11 +201,11 @@ def policy_delete(
     """Delete a policy; identities holding it lose what it granted at once."""
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        await strongroom.access.delete_policy(name)
+    async def work(wiring: Wiring) -> dict[str, Any]:
+        await _admin(wiring).delete_policy(name)
         return {"name": name, "deleted": True}
 
-    out.done(f"Policy {name} deleted.", run(ctx, work))
+    out.done(f"Policy {name} deleted.", run_any(ctx, work))
 
 
 @policy_app.command("attach")
@@ -229,9 +237,10 @@ def _bind(
 ) -> None:
     out = output(ctx, json=json, quiet=quiet)
 
-    async def work(strongroom: Strongroom) -> dict[str, Any]:
-        change = strongroom.access.attach if attach else strongroom.access.detach
+    async def work(wiring: Wiring) -> dict[str, Any]:
+        admin = _admin(wiring)
+        change = admin.attach if attach else admin.detach
         return {"identity": identity, "policies": await change(identity, policy)}
 
-    result = run(ctx, work)
+    result = run_any(ctx, work)
     out.done(f"{identity} holds: {', '.join(result['policies']) or 'nothing'}.", result)

@@ -1,9 +1,10 @@
 """``strongroom report ...``: signed compliance reports and their verification; and
 ``strongroom rotation recommend``: rotation intervals recommended from each secret's exposure.
 
-Reports run in local mode (they open the stores) and are signed by strongroom's Ed25519 report
-key, derived from the master key. ``report verify`` checks a file with that key, or with a
-public key (``report public-key``) where the master key is not at hand.
+Reports are signed by strongroom's Ed25519 report key, derived from the master key: on the
+server's host they are made from the stores, in the remote profile by the server
+(``/v1/reports``). ``report verify`` checks a file with that key (asking the server for its
+public half in the remote profile), or with a public key file (``report public-key``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import typer
 from strongroom.cli.exitcodes import ExitCode
 from strongroom.cli.options import JsonOpt, QuietOpt
 from strongroom.cli.output import Column, Output
-from strongroom.cli.runtime import UsageError, command_group, output, run
+from strongroom.cli.runtime import UsageError, Wiring, command_group, output, run_any
 from strongroom.services.wiring import Strongroom
 
 __all__ = ["app", "recommend"]
@@ -65,13 +66,19 @@ def compliance(
 
     out = output(ctx)
 
-    async def work(strongroom: Strongroom) -> bytes:
-        until = _day(end, "--to") or strongroom.clock()
+    async def work(wiring: Wiring) -> bytes:
+        if not isinstance(wiring, Strongroom):  # the remote profile: the server signs it
+            params = {"framework": framework, "from": start, "to": end, "format": fmt}
+            document: bytes = await wiring.request_bytes("/v1/reports/compliance", params)
+            return document
+        until = _day(end, "--to") or wiring.clock()
         since = _day(start, "--from") or until - timedelta(days=90)
-        data = await collect(strongroom, framework, since, until)
-        return render(data, fmt, ReportSigner(strongroom.report_signing_seed))
+        data = await collect(wiring, framework, since, until)
+        return render(data, fmt, ReportSigner(wiring.report_signing_seed))
 
-    document = run(ctx, work)
+    _day(start, "--from")  # bad dates are refused here, before any call (exit 2)
+    _day(end, "--to")
+    document = run_any(ctx, work)
     if out_file is None:
         sys.stdout.buffer.write(document)
         sys.stdout.flush()
@@ -96,7 +103,6 @@ def verify(
     """Check a report's digest and signature (exit 1 when it was changed or signed by another
     key)."""
     from strongroom.services.reports.signing import (  # noqa: PLC0415
-        ReportSigner,
         load_public_key,
         verify_document,
     )
@@ -107,10 +113,10 @@ def verify(
         result = verify_document(data, load_public_key(public_key.read_bytes()))
     else:
 
-        async def work(strongroom: Strongroom) -> Any:
-            return verify_document(data, ReportSigner(strongroom.report_signing_seed).public_key)
+        async def work(wiring: Wiring) -> Any:
+            return verify_document(data, load_public_key((await _public_pem(wiring)).encode()))
 
-        result = run(ctx, work)
+        result = run_any(ctx, work)
     out.done(
         f"Valid {result.format} report: SHA-256 {result.sha256}, signed by strongroom key "
         f"{result.key_id}",
@@ -122,12 +128,17 @@ def verify(
 @app.command("public-key")
 def public_key_cmd(ctx: typer.Context) -> None:
     """Print the report key's public half (PEM), for verifying reports without the master key."""
+
+    sys.stdout.write(run_any(ctx, _public_pem))
+
+
+async def _public_pem(wiring: Wiring) -> str:
+    """The report key's public half: from the master key, or from the server."""
     from strongroom.services.reports.signing import ReportSigner  # noqa: PLC0415
 
-    async def work(strongroom: Strongroom) -> str:
-        return ReportSigner(strongroom.report_signing_seed).public_key_pem()
-
-    sys.stdout.write(run(ctx, work))
+    if isinstance(wiring, Strongroom):
+        return ReportSigner(wiring.report_signing_seed).public_key_pem()
+    return (await wiring.request_bytes("/v1/reports/public-key")).decode("ascii")
 
 
 def recommend(
@@ -150,11 +161,17 @@ def recommend(
         raise UsageError("--window-days takes 1-3650")
     names = {n.lower() for n in name} if name else None
 
-    async def work(strongroom: Strongroom) -> list[dict[str, Any]]:
-        found = await recommendations(strongroom, window_days=window_days, names=names)
-        return [r.to_dict() for r in found]
+    async def work(wiring: Wiring) -> list[dict[str, Any]]:
+        if not isinstance(wiring, Strongroom):
+            params = {"window_days": window_days, "name": sorted(names) if names else None}
+            found: list[dict[str, Any]] = await wiring.request(
+                "GET", "/v1/analytics/recommendations", params=params
+            )
+            return found
+        made = await recommendations(wiring, window_days=window_days, names=names)
+        return [r.to_dict() for r in made]
 
-    found = run(ctx, work)
+    found = run_any(ctx, work)
     if out.json:
         out.data(found)
         return

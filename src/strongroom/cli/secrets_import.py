@@ -15,7 +15,7 @@ import typer
 from strongroom.cli import transfer
 from strongroom.cli.options import JsonOpt, QuietOpt, TagOpt, parse_tags
 from strongroom.cli.output import Column, Output
-from strongroom.cli.runtime import UsageError, output, run
+from strongroom.cli.runtime import UsageError, output, run_facade
 from strongroom.cli.secrets_transfer import PassphraseFileOpt, bounded, read_passphrase
 from strongroom.cli.values import read_secret_text
 from strongroom.core.errors import (
@@ -24,7 +24,6 @@ from strongroom.core.errors import (
 )
 from strongroom.core.models import SecretType
 from strongroom.services.secrets.secrets_manager import SecretsManager
-from strongroom.services.wiring import Strongroom
 
 __all__ = ["import_"]
 
@@ -181,8 +180,7 @@ def import_(
     kind, items = _load(source, fmt, passphrase_file)
     renamed = {item.source: item.name for item in items if item.source}
 
-    async def work(strongroom: Strongroom) -> tuple[dict[str, str], list[tuple[str, str]]]:
-        manager = SecretsManager(strongroom)
+    async def work(manager: SecretsManager) -> tuple[dict[str, str], list[tuple[str, str]]]:
         live = {s["name"].lower() for s in await manager.list_secrets()}
         gone = {s["name"].lower() for s in await manager.list_deleted_secrets()}
         plan = _plan(items, live, gone, on_conflict)
@@ -199,7 +197,7 @@ def import_(
         ]
         return plan, failed
 
-    plan, failed = run(ctx, work)
+    plan, failed = run_facade(ctx, SecretsManager, work)
     counts = {a: sum(1 for v in plan.values() if v == a) for a in ("create", "update", "skip")}
     _report(out, kind, plan, counts, renamed, failed, dry_run)
     if failed:

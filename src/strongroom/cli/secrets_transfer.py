@@ -17,14 +17,13 @@ import typer
 from strongroom.cli import transfer
 from strongroom.cli.options import JsonOpt, QuietOpt
 from strongroom.cli.output import ProgressBar, now_utc, open_private
-from strongroom.cli.runtime import UsageError, output, require_tty, run
+from strongroom.cli.runtime import UsageError, output, require_tty, run_facade
 from strongroom.cli.values import read_secret_text
 from strongroom.core.errors import (
     SecretNotReadableError,
     StrongroomError,
 )
 from strongroom.services.secrets.secrets_manager import SecretsManager
-from strongroom.services.wiring import Strongroom
 
 __all__ = ["PassphraseFileOpt", "bounded", "export", "read_passphrase"]
 
@@ -128,8 +127,7 @@ def export(
     if passphrase is not None:
         transfer.check_passphrase(passphrase)  # before anything is read: exit 2, nothing written
 
-    async def work(strongroom: Strongroom) -> tuple[list[transfer.Item], list[str]]:
-        manager = SecretsManager(strongroom)
+    async def work(manager: SecretsManager) -> tuple[list[transfer.Item], list[str]]:
         wanted = names or [s["name"] for s in await manager.list_secrets()]
         with out.progress("exporting", len(wanted)) as bar:
             found = await bounded([_reader(manager, name) for name in wanted], bar)
@@ -144,7 +142,7 @@ def export(
                 items.append(result)
         return items, skipped
 
-    items, skipped = run(ctx, work)
+    items, skipped = run_facade(ctx, SecretsManager, work)
     for name in skipped:
         out.warn(f"skipped {name}: not readable now (disabled, expired, revoked or not yet valid)")
     if passphrase is not None:

@@ -241,6 +241,25 @@ class RemoteClient:
             return self._answer(path, response)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def request_bytes(self, path: str, params: dict[str, Any] | None = None) -> bytes:
+        """GET a document that is not JSON (a signed report, a PEM key): its bytes, or the
+        typed error (retried like any GET)."""
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        headers = self._request_headers()
+        for attempt in range(1 + self.config.retries):
+            try:
+                response = await self._http.get(path, params=query or None, headers=headers)
+            except httpx.HTTPError as exc:
+                error = self._unreachable(exc)
+                if isinstance(error, ConfigurationError) or attempt >= self.config.retries:
+                    raise error from None
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            if response.status_code >= 400:
+                self._answer(path, response)
+            return response.content
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _answer(self, path: str, response: httpx.Response) -> Any:
         if response.status_code == 204:
             return None

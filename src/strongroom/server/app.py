@@ -34,6 +34,7 @@ from strongroom.server.routes import (
     keyvault_keys,
     login,
     ops,
+    reports,
     revocation,
     rotation,
     rotation_workers,
@@ -132,7 +133,8 @@ def create_app(
                    rotation_workers.router,
                    rotation.router, audit.router,
                    revocation.router, login.router, access.router, access.keys_router,
-                   sys.router, events.router, feed.router, edge.router):  # fmt: skip
+                   sys.router, events.router, feed.router, edge.router,
+                   reports.router):  # fmt: skip
         api.include_router(router)
     install_console(api)
     api.add_middleware(FastPath)  # inside the guard: runs only for authenticated callers

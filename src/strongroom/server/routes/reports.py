@@ -1,0 +1,78 @@
+"""``/v1/reports`` and ``/v1/analytics``: signed compliance reports, the key that verifies
+them, and rotation recommendations, for the remote profile's command line (the console has its
+own pages for the same)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from strongroom.core.errors import ValidationError
+from strongroom.core.policy import Action
+from strongroom.server.context import authorize, services
+from strongroom.server.jsonio import json_response
+from strongroom.services.analytics.exposure import recommendations
+from strongroom.services.reports.collect import collect
+from strongroom.services.reports.render import render
+from strongroom.services.reports.signing import FORMATS, ReportSigner
+
+router = APIRouter(tags=["reports"])
+
+MEDIA = {"pdf": "application/pdf", "html": "text/html; charset=utf-8",
+         "json": "application/json", "csv": "text/csv; charset=utf-8"}  # fmt: skip
+Day = Annotated[str | None, Query(max_length=40, pattern=r"^[0-9T:+.Z-]+$")]
+
+
+def _moment(text: str | None, label: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"{label} takes a date (2026-09-01) or an ISO 8601 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@router.get("/v1/reports/compliance", summary="A signed compliance report for a period")
+async def compliance(
+    request: Request,
+    framework: Annotated[str, Query(max_length=16)] = "soc2",
+    start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+    fmt: Annotated[str, Query(alias="format", max_length=8)] = "pdf",
+) -> Response:
+    """The document `strongroom report compliance` writes: `from` defaults to 90 days before
+    `to`, `to` to now; signed with the server's report key."""
+    await authorize(request, Action.AUDIT_READ, None)
+    if fmt not in FORMATS:
+        raise ValidationError(f"unknown report format; known: {', '.join(FORMATS)}")
+    app = services(request).app
+    until = _moment(end, "to") or app.clock()
+    since = _moment(start, "from") or until - timedelta(days=90)
+    data = await collect(app, framework, since, until)
+    return Response(render(data, fmt, ReportSigner(app.report_signing_seed)), media_type=MEDIA[fmt])
+
+
+@router.get("/v1/reports/public-key", summary="The public key that verifies reports (PEM)")
+async def public_key(request: Request) -> Response:
+    seed = services(request).app.report_signing_seed
+    return Response(ReportSigner(seed).public_key_pem(), media_type="application/x-pem-file")
+
+
+@router.get(
+    "/v1/analytics/recommendations",
+    response_model=list[dict[str, Any]],
+    summary="Rotation intervals recommended from each secret's exposure",
+)
+async def recommended(
+    request: Request,
+    window_days: Annotated[int, Query(ge=1, le=3650)] = 90,
+    name: Annotated[list[str] | None, Query(max_length=1000)] = None,
+) -> Response:
+    await authorize(request, Action.AUDIT_READ, None)
+    names = {n.lower() for n in name} if name else None
+    found = await recommendations(services(request).app, window_days=window_days, names=names)
+    return json_response([r.to_dict() for r in found])
