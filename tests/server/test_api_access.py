@@ -399,3 +399,16 @@ async def test_repeated_failed_authentication_is_throttled_per_address(served: S
     assert samples[
         ("strongroom_unauthorized_attempts_total", (("reason", "bad_token"),))
     ] == statuses.count(401)
+
+
+def test_the_policy_schema_names_every_action() -> None:
+    """A policy holding any action the core knows can be written and read back through the
+    API's schema (an action added to one list and not the other fails here, not in use)."""
+    from typing import get_args
+
+    from strongroom.core.policy import Action
+    from strongroom.server.schemas import ActionName, GrantModel
+
+    assert set(get_args(ActionName)) == {a.value for a in Action}
+    every = GrantModel(actions=[a.value for a in Action], pattern="*")
+    assert len(every.actions) == len(Action)

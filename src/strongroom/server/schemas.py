@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import Path
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -65,9 +65,10 @@ RevocationReasonName = Literal[
     "security_incident", "unauthorized_access", "key_compromise", "employee_departure",
     "policy_violation", "rotation_failure", "other",
 ]  # fmt: skip
+#: Every core.policy.Action (a test keeps the two lists equal).
 ActionName = Literal[
     "read", "list", "write", "delete", "rotate", "revoke-request", "revoke-approve",
-    "revoke-break-glass", "audit-read", "admin",
+    "revoke-break-glass", "audit-read", "edge-sync", "admin",
 ]  # fmt: skip
 
 
@@ -279,7 +280,7 @@ class TokenIssued(TokenOut):
 
 
 class GrantModel(Strict):
-    actions: list[ActionName] = Field(min_length=1, max_length=10)
+    actions: list[ActionName] = Field(min_length=1, max_length=len(get_args(ActionName)))
     pattern: str = Field(pattern=r"^[0-9A-Za-z*?-]{1,127}$")
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import StringConstraints
 from starlette.responses import Response
 
 from strongroom.core.errors import ValidationError
@@ -23,7 +24,7 @@ router = APIRouter(tags=["reports"])
 
 MEDIA = {"pdf": "application/pdf", "html": "text/html; charset=utf-8",
          "json": "application/json", "csv": "text/csv; charset=utf-8"}  # fmt: skip
-Day = Annotated[str | None, Query(max_length=40, pattern=r"^[0-9T:+.Z-]+$")]
+SecretName = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z-]{1,127}$")]
 
 
 def _moment(text: str | None, label: str) -> datetime | None:
@@ -36,7 +37,20 @@ def _moment(text: str | None, label: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-@router.get("/v1/reports/compliance", summary="A signed compliance report for a period")
+_DOCUMENT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The signed document", "content": {m: {} for m in MEDIA.values()}}
+}
+_PEM: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The key (PEM)", "content": {"application/x-pem-file": {}}}
+}
+
+
+@router.get(
+    "/v1/reports/compliance",
+    summary="A signed compliance report for a period",
+    response_class=Response,
+    responses=_DOCUMENT,
+)
 async def compliance(
     request: Request,
     framework: Annotated[str, Query(max_length=16)] = "soc2",
@@ -56,7 +70,12 @@ async def compliance(
     return Response(render(data, fmt, ReportSigner(app.report_signing_seed)), media_type=MEDIA[fmt])
 
 
-@router.get("/v1/reports/public-key", summary="The public key that verifies reports (PEM)")
+@router.get(
+    "/v1/reports/public-key",
+    summary="The public key that verifies reports (PEM)",
+    response_class=Response,
+    responses=_PEM,
+)
 async def public_key(request: Request) -> Response:
     seed = services(request).app.report_signing_seed
     return Response(ReportSigner(seed).public_key_pem(), media_type="application/x-pem-file")
@@ -70,7 +89,7 @@ async def public_key(request: Request) -> Response:
 async def recommended(
     request: Request,
     window_days: Annotated[int, Query(ge=1, le=3650)] = 90,
-    name: Annotated[list[str] | None, Query(max_length=1000)] = None,
+    name: Annotated[list[SecretName] | None, Query(max_length=50)] = None,
 ) -> Response:
     await authorize(request, Action.AUDIT_READ, None)
     names = {n.lower() for n in name} if name else None
