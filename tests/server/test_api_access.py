@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from served import Served, serve, server_settings
 
 from strongroom import Strongroom
+from strongroom.core.policy import Action
 
 CHALLENGE = 'Bearer realm="strongroom"'
 USER_AGENT = "probe/2.1 (access tests)"
