@@ -5,7 +5,7 @@ chain of its own (no lock shared on the hot path); the log verifies end to end, 
 of tampering with the new structure is caught: an event dropped from a writer chain, events
 swapped between writers, an anchor forged, changed or removed, a whole writer chain removed, an
 anchored tail cut off. A writer that crashed leaves a tail no anchor covers, still checked by
-its own links.
+its own links. The change feed follows the anchors: every writer's changes in commit order.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from strongroom.core.audit import AuditAction, AuditEvent, AuditResult, ChainKey
 from strongroom.core.edge_journal import JournalHead
 from strongroom.db.audit_postgres import PostgresAuditStore
 from strongroom.services.audit.verify import verify_log
+from strongroom.services.events.feed import ChangeFeed
 
 KEY = ChainKey(b"k" * 32)
 BATCHES, BATCH = 20, 8
@@ -295,4 +296,59 @@ async def test_a_sites_shipments_taken_by_two_writers_verify_in_the_sites_order(
         assert "edge journal of site north" in report["reason"], report
     finally:
         for store in stores:
+            await store.close()
+
+
+async def _take(
+    feed: ChangeFeed, after: int | None, count: int, following: asyncio.Event | None = None
+) -> list[int]:
+    """The ids of the next ``count`` changes the feed gives after ``after``; ``following`` is
+    set at the first keep-alive (the listener is then following the feed)."""
+    follow = feed.follow(after, heartbeat=0.05)
+    ids: list[int] = []
+    try:
+        async with asyncio.timeout(20):
+            async for item in follow:
+                if item is None and following is not None:
+                    following.set()
+                if item is not None:
+                    ids.append(item.id)
+                if len(ids) == count:
+                    break
+    finally:
+        await follow.aclose()
+    return ids
+
+
+async def test_the_change_feed_follows_every_writers_changes_in_commit_order(
+    pg_schema: str,
+) -> None:
+    """Changes are anchored as they are committed: the feed gives them in that order whichever
+    writer chain holds them, resumes after any of them, and skips the reads in between."""
+    first, second = (
+        PostgresAuditStore(PG_URL, schema=pg_schema, anchor_interval=3600) for _ in range(2)
+    )
+    for store in (first, second):
+        await store.open()
+    try:
+        await first.append([_event("a", AuditAction.UPDATE)], KEY)  # id 1
+        await second.append([_event("b", AuditAction.UPDATE)], KEY)  # chain 2: id SPAN + 1
+        await first.append([_event("a")] * 3, KEY)  # reads, 2..4: no change, not anchored
+        await first.append([_event("a", AuditAction.DELETE)], KEY)  # id 5
+        feed = ChangeFeed(second, poll_seconds=0.01)
+        assert await _take(feed, 0, 3) == [1, CHAIN_SPAN + 1, 5]
+        assert await _take(feed, CHAIN_SPAN + 1, 1) == [5]
+
+        following = asyncio.Event()
+
+        async def later() -> None:
+            await following.wait()  # the changes come once the listener follows
+            await second.append([_event("b", AuditAction.ROTATE)], KEY)
+            await first.append([_event("a", AuditAction.UPDATE)], KEY)
+
+        writing = asyncio.create_task(later())
+        assert await _take(feed, None, 2, following) == [CHAIN_SPAN + 2, 6]  # live, in order
+        await writing
+    finally:
+        for store in (first, second):
             await store.close()
