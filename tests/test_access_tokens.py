@@ -308,16 +308,17 @@ async def test_a_denial_names_who_what_and_is_audited_as_its_action(
     app: Strongroom, action: Action, name: str | None, audited_as: str, says: str
 ) -> None:
     await app.access.put_policy(Policy.build("reader", ["read:a-*"]))
-    issued = await app.access.create_token("svc", policies=["reader"])
+    await app.access.put_policy(Policy.build("rotator", ["rotate:z-*"]))
+    issued = await app.access.create_token("svc", policies=["reader", "rotator"])
     principal = await app.access.authenticate(issued.token)
     with pytest.raises(PermissionDeniedError) as caught:
         await app.access.require(principal, action, name)
     assert says in str(caught.value)
     # The policies that refused: the caller's own, none of which allows it.
-    assert str(caught.value).endswith(": no grant of its policies (reader) allows it")
-    assert caught.value.policies == ("reader",)
+    assert str(caught.value).endswith(": no grant of its policies (reader, rotator) allows it")
+    assert caught.value.policies == ("reader", "rotator")
     denied = (await SecretsAudit(app).get_audit_trail(limit=1))[0]
-    assert denied["details"]["policies"] == ["reader"]
+    assert denied["details"]["policies"] == ["reader", "rotator"]
     assert (denied["action"], denied["result"]) == (audited_as, "FAILURE")
     assert denied["details"]["token_id"] == issued.record.id
     assert denied["details"]["denied_action"] == action.value

@@ -5,6 +5,7 @@ the audit details, metrics, logs and events of execution, its failure with a for
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from pathlib import Path
 from typing import Any
@@ -338,3 +339,24 @@ async def test_without_an_audit_store_the_risk_counts_no_readers(
         assert status["risk"]["factors"]["in_use"] == 0
     finally:
         await app.close()
+
+
+async def test_a_break_glass_use_cut_short_after_revoking_is_already_under_review(
+    app: Strongroom, revoke: EmergencyRevoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review opens as soon as the versions are revoked: a request cancelled in a later
+    step (a shutdown, a client gone) is answered for all the same."""
+    await SecretsManager(app).create_secret("fleet-db", canary())
+
+    async def cancelled(*args: Any, **kwargs: Any) -> Any:
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(app.store, "delete", cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        await revoke.request_revocation(request("fleet-db", immediate=True, soft_delete=True))
+    (review,) = await app.break_glass_reviews.listing()
+    assert (review["secret_name"], review["used_by"], review["status"]) == (
+        "fleet-db",
+        "alice",
+        "OPEN",
+    )
