@@ -95,6 +95,7 @@ def test_a_replacement_killed_at_any_step_leaves_a_store_that_opens(
     _intact(cli, values)
     status = cli("status", "--json").json()
     assert status["master_key_replacement"] == {"epoch": 3, "pending": False, "next_step": None}
+    assert "(replaced 3 times)" in cli("status").stdout
 
     for retired in keys[:3]:
         old = tmp_path / "retired.key"

@@ -219,13 +219,18 @@ def _health(report: dict[str, Any], config: Settings) -> list[str]:
     return problems
 
 
+def _replaced(replacement: dict[str, Any]) -> str:
+    epoch = replacement["epoch"]
+    return f" (replaced {epoch} time{'s' if epoch != 1 else ''})" if epoch else ""
+
+
 def _show_status(out: Output, report: dict[str, Any]) -> None:
     health = report["health"]
     rows: dict[str, Any] = {
         "profile": report["profile"],
         "secrets store": report["store"],
         "audit store": report["audit_store"],
-        "master key": report["master_key"],
+        "master key": report["master_key"] + _replaced(report["master_key_replacement"]),
         "key version": str(report["key_version"]),
         "secrets": f"{report['secrets']} live, {report['deleted_secrets']} deleted",
         "audit events": str(report["audit_events"]),
