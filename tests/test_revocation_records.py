@@ -26,6 +26,7 @@ from strongroom import (
     ValidationError,
 )
 from strongroom.core.clock import ManualClock
+from strongroom.core.errors import StoreUnavailableError
 from strongroom.core.revocation import Severity
 from strongroom.services.notify import Notification
 from strongroom.services.revocation.records import approvals_from
@@ -360,3 +361,18 @@ async def test_a_break_glass_use_cut_short_after_revoking_is_already_under_revie
         "alice",
         "OPEN",
     )
+
+
+async def test_a_break_glass_use_that_failed_before_revoking_is_still_reviewed(
+    app: Strongroom, revoke: EmergencyRevoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await SecretsManager(app).create_secret("fleet-db", canary())
+
+    async def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("the store did not answer")
+
+    monkeypatch.setattr(app.store, "revoke_all", unavailable)
+    failed = await revoke.request_revocation(request("fleet-db", immediate=True))
+    assert (failed["status"], failed["versions_revoked"]) == ("FAILED", None)
+    review = await app.break_glass_reviews.get(failed["revocation_id"])
+    assert (review["used_by"], review["status"]) == ("alice", "OPEN")
