@@ -24,8 +24,10 @@ __all__ = [
     "AuditResult",
     "ChainKey",
     "canonical",
+    "canonical_columns",
     "clean_details",
     "clean_text",
+    "micros_of",
 ]
 
 GENESIS_HASH = b"\x00" * 32
@@ -191,7 +193,8 @@ class AuditEvent:
         }
 
 
-def _micros(when: datetime) -> int:
+def micros_of(when: datetime) -> int:
+    """A time as the chain covers it: microseconds since the epoch."""
     return int(when.timestamp()) * 1_000_000 + when.microsecond
 
 
@@ -202,22 +205,27 @@ _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure
 
 def canonical(event: AuditEvent, seq: int) -> bytes:
     """The bytes the chain covers: sorted-key JSON of every column, times in microseconds."""
-    return _CANONICAL_JSON.encode(
-        [
-            seq,
-            event.action.value,
-            event.resource_name,
-            _micros(event.timestamp),
-            event.result.value,
-            event.actor_id,
-            event.actor_ip,
-            event.actor_user_agent,
-            event.details,
-            event.error_message,
-            event.error_code,
-            event.duration_ms,
-        ]
-    ).encode("ascii")
+    return canonical_columns(
+        seq,
+        event.action.value,
+        event.resource_name,
+        micros_of(event.timestamp),
+        event.result.value,
+        event.actor_id,
+        event.actor_ip,
+        event.actor_user_agent,
+        event.details,
+        event.error_message,
+        event.error_code,
+        event.duration_ms,
+    )
+
+
+def canonical_columns(seq: int, *columns: Any) -> bytes:
+    """``canonical`` from the columns as a row holds them (action and result as text, the
+    time in microseconds), in that order: the chain check reads rows straight into this,
+    without building an event (a third of its cost on a long chain)."""
+    return _CANONICAL_JSON.encode([seq, *columns]).encode("ascii")
 
 
 class ChainKey:

@@ -35,8 +35,8 @@ from strongroom.db.audit_sql import (
     summary_sql,
     trail_sql,
 )
-from strongroom.db.audit_sqlite import anchor_from_row, event_from_row
-from strongroom.db.audit_store import ChainState, StoredEvent, TrailFilter
+from strongroom.db.audit_sqlite import anchor_from_row, event_from_row, link_from_row
+from strongroom.db.audit_store import ChainLink, ChainState, StoredEvent, TrailFilter
 from strongroom.db.pg import check_schema, driver_errors, open_pool, pooled
 
 __all__ = ["PostgresAuditStore"]
@@ -249,6 +249,18 @@ class PostgresAuditStore:
             if not rows:
                 return
             yield [event_from_row(r, micros=False) for r in rows]
+            cursor = rows[-1]["id"]
+
+    async def scan_links(
+        self, after_id: int, up_to_id: int, batch: int
+    ) -> AsyncIterator[list[ChainLink]]:
+        cursor = after_id
+        while cursor < up_to_id:
+            async with self._conn() as conn:
+                rows = await conn.fetch(_SCAN, cursor, up_to_id, batch)
+            if not rows:
+                return
+            yield [link_from_row(r, micros=False) for r in rows]
             cursor = rows[-1]["id"]
 
     async def prune(self, before: datetime) -> tuple[int, int]:

@@ -24,7 +24,7 @@ from strongroom.core.anchors import (
     has_changes,
     next_anchor,
 )
-from strongroom.core.audit import AuditEvent, ChainKey
+from strongroom.core.audit import AuditEvent, ChainKey, canonical_columns, micros_of
 from strongroom.core.edge_journal import JournalHead
 from strongroom.core.errors import EdgeJournalStaleError
 from strongroom.db.audit_sql import (
@@ -42,7 +42,7 @@ from strongroom.db.audit_sql import (
     summary_sql,
     trail_sql,
 )
-from strongroom.db.audit_store import ChainState, StoredEvent, TrailFilter
+from strongroom.db.audit_store import ChainLink, ChainState, StoredEvent, TrailFilter
 from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
 
@@ -82,6 +82,23 @@ def event_from_row(row: Any, *, micros: bool) -> StoredEvent:
         prev_hash=bytes(row["prev_hash"]),
         chain_hash=bytes(row["chain_hash"]),
     )
+
+
+def link_from_row(row: Any, *, micros: bool) -> ChainLink:
+    """A row as the chain check reads it: the bytes its hash covers, built from the columns
+    as stored (the same bytes ``canonical`` makes of ``event_from_row``'s event)."""
+    details = row["details"]
+    if isinstance(details, str):
+        details = json.loads(details)
+    if details is None:
+        details = {}
+    moment = row["timestamp"] if micros else micros_of(row["timestamp"])
+    body = canonical_columns(
+        row["id"], row["action"], row["resource_name"], moment, row["result"], row["actor_id"],
+        row["actor_ip"], row["actor_user_agent"], details, row["error_message"],
+        row["error_code"], row["duration_ms"],
+    )  # fmt: skip
+    return ChainLink(row["id"], bytes(row["prev_hash"]), bytes(row["chain_hash"]), body, details)
 
 
 def anchor_from_row(row: Any, *, micros: bool) -> Anchor:
@@ -305,6 +322,17 @@ class SqliteAuditStore:
             if not rows:
                 return
             yield [event_from_row(r, micros=True) for r in rows]
+            cursor = rows[-1]["id"]
+
+    async def scan_links(
+        self, after_id: int, up_to_id: int, batch: int
+    ) -> AsyncIterator[list[ChainLink]]:
+        cursor = after_id
+        while cursor < up_to_id:
+            rows = await self._read(functools.partial(_fetch, _SCAN, (cursor, up_to_id, batch)))
+            if not rows:
+                return
+            yield [link_from_row(r, micros=True) for r in rows]
             cursor = rows[-1]["id"]
 
     async def prune(self, before: datetime) -> tuple[int, int]:

@@ -11,7 +11,19 @@ from strongroom.core.anchors import Anchor
 from strongroom.core.audit import AuditAction, AuditEvent, AuditResult, ChainKey
 from strongroom.core.edge_journal import JournalHead
 
-__all__ = ["AuditStore", "ChainState", "StoredEvent", "TrailFilter"]
+__all__ = ["AuditStore", "ChainLink", "ChainState", "StoredEvent", "TrailFilter"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    """One event as the chain check needs it: position, hashes, the bytes its hash covers,
+    and its details (shipped edge events are followed in their site's chain)."""
+
+    id: int
+    prev_hash: bytes
+    chain_hash: bytes
+    body: bytes
+    details: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +129,12 @@ class AuditStore(Protocol):
 
     def scan(self, after_id: int, up_to_id: int, batch: int) -> AsyncIterator[list[StoredEvent]]:
         """Events with after_id < id <= up_to_id, ascending, in batches."""
+        ...
+
+    def scan_links(
+        self, after_id: int, up_to_id: int, batch: int
+    ) -> AsyncIterator[list[ChainLink]]:
+        """``scan``, as the chain check reads it (core.audit.canonical_columns)."""
         ...
 
     async def prune(self, before: datetime) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from strongroom.core.audit import (
     AuditEvent,
     AuditResult,
     ChainKey,
+    canonical,
     clean_details,
     clean_text,
 )
@@ -285,20 +286,28 @@ class ChainVerifier:
 
     def check(self, stored: StoredEvent) -> tuple[int, str] | None:
         """None if ``stored`` extends the chain, else (id, reason) of the first break."""
-        if stored.id != self.expected_id:
-            if stored.id > self.expected_id:
-                return self.expected_id, f"events {self.expected_id}..{stored.id - 1} are missing"
-            return stored.id, "event id out of order"
-        if stored.prev_hash != self.expected_prev:
-            return stored.id, "link to the previous event is broken (event removed or replaced)"
-        if self.key.link(self.expected_prev, stored.event, stored.id) != stored.chain_hash:
-            return stored.id, "event content does not match its hash (modified or forged)"
-        self.expected_id, self.expected_prev = stored.id + 1, stored.chain_hash
-        if stored.id in self.watch:
-            self.seen[stored.id] = stored.chain_hash
+        body = canonical(stored.event, stored.id)
+        return self.check_link(stored.id, stored.prev_hash, stored.chain_hash, body)
+
+    def check_link(
+        self, event_id: int, prev_hash: bytes, chain_hash: bytes, body: bytes
+    ) -> tuple[int, str] | None:
+        """``check`` of an event given as the bytes its hash covers (a row read as a
+        db.audit_store.ChainLink)."""
+        if event_id != self.expected_id:
+            if event_id > self.expected_id:
+                return self.expected_id, f"events {self.expected_id}..{event_id - 1} are missing"
+            return event_id, "event id out of order"
+        if prev_hash != self.expected_prev:
+            return event_id, "link to the previous event is broken (event removed or replaced)"
+        if self.key.mac(self.expected_prev, body) != chain_hash:
+            return event_id, "event content does not match its hash (modified or forged)"
+        self.expected_id, self.expected_prev = event_id + 1, chain_hash
+        if event_id in self.watch:
+            self.seen[event_id] = chain_hash
         self.checked += 1
-        self.first_id = stored.id if self.first_id is None else self.first_id
-        self.last_id = stored.id
+        self.first_id = event_id if self.first_id is None else self.first_id
+        self.last_id = event_id
         return None
 
     def report(self, broken: tuple[int, str] | None = None) -> dict[str, Any]:

@@ -136,18 +136,18 @@ async def _walk_chain(
     )
     last_id = base + head.last_seq
     broken: Broken | None = None
-    async for rows in store.scan(start, base + CHAIN_SPAN, batch):
+    async for rows in store.scan_links(start, base + CHAIN_SPAN, batch):
         hashes: dict[int, bytes] = {}
-        for stored in rows:
-            if stored.id > last_id:
-                broken = (stored.id, "event is beyond the chain head")
+        for link in rows:
+            if link.id > last_id:
+                broken = (link.id, "event is beyond the chain head")
                 break
-            broken = verifier.check(stored)
+            broken = verifier.check_link(link.id, link.prev_hash, link.chain_hash, link.body)
             if broken is not None:
                 break
-            hashes[stored.id] = stored.chain_hash
-            if "site" in stored.event.details:
-                tally.ship(stored.event.details)
+            hashes[link.id] = link.chain_hash
+            if "site" in link.details:
+                tally.ship(link.details)
         if hashes:
             mismatch = await _against_anchors(store, head, min(hashes) - 1, max(hashes), hashes)
             broken = mismatch or broken
