@@ -60,9 +60,7 @@ def compliance(
 ) -> None:
     """A signed compliance report for a period: rotation evidence, access review, revocations,
     unauthorized attempts and threats, audit integrity."""
-    from strongroom.services.reports.collect import collect  # noqa: PLC0415
-    from strongroom.services.reports.render import render  # noqa: PLC0415
-    from strongroom.services.reports.signing import ReportSigner  # noqa: PLC0415
+    from strongroom.services.reports.document import signed_report  # noqa: PLC0415
 
     out = output(ctx)
 
@@ -73,8 +71,7 @@ def compliance(
             return document
         until = _day(end, "--to") or wiring.clock()
         since = _day(start, "--from") or until - timedelta(days=90)
-        data = await collect(wiring, framework, since, until)
-        return render(data, fmt, ReportSigner(wiring.report_signing_seed))
+        return await signed_report(wiring, framework, since, until, fmt)
 
     _day(start, "--from")  # bad dates are refused here, before any call (exit 2)
     _day(end, "--to")

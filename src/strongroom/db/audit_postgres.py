@@ -242,25 +242,24 @@ class PostgresAuditStore:
     async def scan(
         self, after_id: int, up_to_id: int, batch: int
     ) -> AsyncIterator[list[StoredEvent]]:
-        cursor = after_id
-        while cursor < up_to_id:
-            async with self._conn() as conn:
-                rows = await conn.fetch(_SCAN, cursor, up_to_id, batch)
-            if not rows:
-                return
+        async for rows in self._rows(after_id, up_to_id, batch):
             yield [event_from_row(r, micros=False) for r in rows]
-            cursor = rows[-1]["id"]
 
     async def scan_links(
         self, after_id: int, up_to_id: int, batch: int
     ) -> AsyncIterator[list[ChainLink]]:
+        async for rows in self._rows(after_id, up_to_id, batch):
+            yield [link_from_row(r, micros=False) for r in rows]
+
+    async def _rows(self, after_id: int, up_to_id: int, batch: int) -> AsyncIterator[list[Any]]:
+        """Rows with after_id < id <= up_to_id, ascending, ``batch`` at a time."""
         cursor = after_id
         while cursor < up_to_id:
             async with self._conn() as conn:
                 rows = await conn.fetch(_SCAN, cursor, up_to_id, batch)
             if not rows:
                 return
-            yield [link_from_row(r, micros=False) for r in rows]
+            yield rows
             cursor = rows[-1]["id"]
 
     async def prune(self, before: datetime) -> tuple[int, int]:

@@ -16,14 +16,11 @@ from strongroom.core.policy import Action
 from strongroom.server.context import authorize, services
 from strongroom.server.jsonio import json_response
 from strongroom.services.analytics.exposure import recommendations
-from strongroom.services.reports.collect import collect
-from strongroom.services.reports.render import render
-from strongroom.services.reports.signing import FORMATS, ReportSigner
+from strongroom.services.reports.document import MEDIA_TYPES, signed_report
+from strongroom.services.reports.signing import ReportSigner
 
 router = APIRouter(tags=["reports"])
 
-MEDIA = {"pdf": "application/pdf", "html": "text/html; charset=utf-8",
-         "json": "application/json", "csv": "text/csv; charset=utf-8"}  # fmt: skip
 SecretName = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z-]{1,127}$")]
 
 
@@ -38,7 +35,7 @@ def _moment(text: str | None, label: str) -> datetime | None:
 
 
 _DOCUMENT: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The signed document", "content": {m: {} for m in MEDIA.values()}}
+    200: {"description": "The signed document", "content": {m: {} for m in MEDIA_TYPES.values()}}
 }
 _PEM: dict[int | str, dict[str, Any]] = {
     200: {"description": "The key (PEM)", "content": {"application/x-pem-file": {}}}
@@ -61,13 +58,11 @@ async def compliance(
     """The document `strongroom report compliance` writes: `from` defaults to 90 days before
     `to`, `to` to now; signed with the server's report key."""
     await authorize(request, Action.AUDIT_READ, None)
-    if fmt not in FORMATS:
-        raise ValidationError(f"unknown report format; known: {', '.join(FORMATS)}")
     app = services(request).app
     until = _moment(end, "to") or app.clock()
     since = _moment(start, "from") or until - timedelta(days=90)
-    data = await collect(app, framework, since, until)
-    return Response(render(data, fmt, ReportSigner(app.report_signing_seed)), media_type=MEDIA[fmt])
+    body = await signed_report(app, framework, since, until, fmt)
+    return Response(body, media_type=MEDIA_TYPES[fmt])
 
 
 @router.get(

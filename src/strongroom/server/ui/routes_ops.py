@@ -14,17 +14,14 @@ from strongroom.server.ui import charts
 from strongroom.server.ui.web import form, page, render, ui
 from strongroom.services.analytics.exposure import recommendations
 from strongroom.services.analytics.lifecycle import LifecycleOptions, lifecycle
-from strongroom.services.reports.collect import collect
+from strongroom.services.reports.document import MEDIA_TYPES, signed_report
 from strongroom.services.reports.frameworks import Framework
-from strongroom.services.reports.render import render as render_report
 from strongroom.services.reports.signing import FORMATS, ReportSigner
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 RevocationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-_MEDIA = {"pdf": "application/pdf", "html": "text/html; charset=utf-8",
-          "json": "application/json", "csv": "text/csv; charset=utf-8"}  # fmt: skip
 
 
 def _visible(console: Any, row: dict[str, Any]) -> bool:
@@ -217,10 +214,7 @@ async def compliance_report(
     if end and until.time() == datetime.min.time():
         until += timedelta(days=1)  # a date "to" includes that day
     since = _date(start, until - timedelta(days=90))
-    if fmt not in FORMATS:
-        raise ValidationError(f"unknown report format; known: {', '.join(FORMATS)}")
-    data = await collect(app, framework, since, until)
-    body = render_report(data, fmt, ReportSigner(app.report_signing_seed))
+    body = await signed_report(app, framework, since, until, fmt)
     filename = f"strongroom-{framework}-{since:%Y%m%d}-{until:%Y%m%d}.{fmt}"
     disposition = f'attachment; filename="{filename}"'
-    return Response(body, media_type=_MEDIA[fmt], headers={"Content-Disposition": disposition})
+    return Response(body, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": disposition})
