@@ -376,3 +376,24 @@ async def test_a_break_glass_use_that_failed_before_revoking_is_still_reviewed(
     assert (failed["status"], failed["versions_revoked"]) == ("FAILED", None)
     review = await app.break_glass_reviews.get(failed["revocation_id"])
     assert (review["used_by"], review["status"]) == ("alice", "OPEN")
+
+
+async def test_a_break_glass_request_cut_short_before_its_review_shows_none(
+    app: Strongroom, revoke: EmergencyRevoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await SecretsManager(app).create_secret("fleet-db", canary())
+
+    async def cancelled(*args: Any, **kwargs: Any) -> Any:
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(app.store, "revoke_all", cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        await revoke.request_revocation(request("fleet-db", immediate=True))
+    (row,) = await revoke.get_revocation_history("fleet-db")
+    status = await revoke.get_revocation_status(row["revocation_id"])
+    assert status["break_glass"] is True
+    assert (status["review_status"], status["review_due_at"], status["reviewed_by"]) == (
+        None,
+        None,
+        None,
+    )
