@@ -24,8 +24,8 @@ def code(response: httpx.Response) -> str:
     """The error code of a native ``/v1`` error body."""
     body = response.json()
     assert set(body) == {"error"}, body
-    # A 403 also names the caller's policies, none of which allowed the action.
-    extra = {"policies"} if response.status_code == 403 else set()
+    # A refusal by policy also names the caller's policies, none of which allowed the action.
+    extra = {"policies"} if body["error"].get("code") == "forbidden" else set()
     assert set(body["error"]) == {"code", "message"} | extra, body
     return str(body["error"]["code"])
 
