@@ -145,7 +145,7 @@ class FeedFollower:
                 delay = _RECONNECT_MIN
             except (StrongroomError, OSError, ValueError) as exc:
                 log.info("change feed lost", error=type(exc).__name__)
-            except Exception as exc:  # httpx errors and the like: reconnect
+            except Exception as exc:  # anything else that ends the stream: reconnect
                 log.info("change feed lost", error=type(exc).__name__)
             self.connected.clear()
             self.cache.clear()  # what happened while away is replayed, but be safe
