@@ -11,6 +11,10 @@ covered positions ``first..last`` and its event at ``last`` had hash ``h``", and
 HMAC-chained to the previous anchor. Anchors are written under one lock, but only now and then
 (every few seconds, when a writer stops) and with every batch that changes a secret, so their
 order is the order in which changes were committed: the change feed follows it.
+
+When the master key is replaced, the anchor chain moves to the new audit chain key with a
+*key anchor* (``key_anchor``: chain 0, which no writer chain is), linked under the key it
+leaves and naming the new key by its check value; the anchors after it use the new key.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ __all__ = [
     "chain_name",
     "chain_of",
     "has_changes",
+    "key_anchor",
     "next_anchor",
 ]
 
@@ -126,4 +131,13 @@ def next_anchor(
     return Anchor(
         draft.seq, chain, first, last, chain_hash, changes, draft.anchored_at, previous,
         anchor_link(key, previous, draft),
+    )  # fmt: skip
+
+
+def key_anchor(key: ChainKey, head: tuple[int, bytes], from_epoch: int, *, at: datetime) -> Anchor:
+    """The anchor that moves the anchor chain from ``from_epoch`` to ``key``'s epoch: linked
+    under the key it leaves (``first``: the new epoch; ``chain_hash``: its key's check)."""
+    return next_anchor(
+        key.at(from_epoch), head, ANCHOR_CHAIN, (key.epoch, 0, key.check(key.epoch)),
+        changes=False, at=at,
     )  # fmt: skip

@@ -1,6 +1,6 @@
 """Audit events and their hash chain (pure: no I/O).
 
-An event's ``chain_hash`` is HMAC-SHA256, under a key derived from the master key, of the
+An event's ``chain_hash`` is HMAC-SHA256, under the chain key of its key epoch, of the
 previous event's hash and a canonical encoding of the event. Changing, removing or inserting a
 row breaks the chain at that row; without the master key nobody can forge a consistent chain.
 """
@@ -12,12 +12,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from hmac import compare_digest
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, hmac
 
 __all__ = [
     "DETAIL_FIELDS",
+    "EPOCH_CHECK_FIELD",
+    "EPOCH_FIELD",
     "GENESIS_HASH",
     "AuditAction",
     "AuditEvent",
@@ -27,7 +30,9 @@ __all__ = [
     "canonical_columns",
     "clean_details",
     "clean_text",
+    "epoch_switch",
     "micros_of",
+    "switched_epoch",
 ]
 
 GENESIS_HASH = b"\x00" * 32
@@ -63,6 +68,7 @@ class AuditAction(enum.StrEnum):
     KEY_LIST = "KEY_LIST"  # keys, or a key's versions, listed
     KEY_WRAP = "KEY_WRAP"  # a key wrapped with a Key Vault key
     KEY_UNWRAP = "KEY_UNWRAP"  # a key unwrapped with a Key Vault key's private half
+    CHAIN_KEY = "CHAIN_KEY"  # this chain's later events are linked under a newer key epoch
 
 
 class AuditResult(enum.StrEnum):
@@ -84,6 +90,7 @@ DETAIL_FIELDS = frozenset(
         "key_size", "key_ops", "epoch", "custody",
         "site", "edge_seq", "edge_prev", "edge_hash",
         "used_by", "acknowledged_by", "due_at", "escalation", "overdue",
+        "chain_key_epoch", "chain_key_check",
     }
 )  # fmt: skip
 
@@ -228,27 +235,87 @@ def canonical_columns(seq: int, *columns: Any) -> bytes:
     return _CANONICAL_JSON.encode([seq, *columns]).encode("ascii")
 
 
+#: What a key epoch's check value is the HMAC of (core.audit.ChainKey.check).
+_KEY_CHECK = b"strongroom/audit-chain-key-check/1"
+#: The details of the event that moves a chain to a new key epoch (written by nothing else).
+EPOCH_FIELD, EPOCH_CHECK_FIELD = "chain_key_epoch", "chain_key_check"
+
+
 class ChainKey:
-    """The HMAC key of the audit chain, derived from the master key with HKDF."""
+    """The HMAC keys of the audit chain, one per key epoch: epoch 0's derived from the root
+    key, each later one random, added when the master key was replaced (core.root). Links are
+    made with the newest (``epoch``); a chain moves to it with an ``epoch_switch`` event,
+    linked under the key it leaves, so an old key can no longer extend or rewrite the chain."""
 
-    __slots__ = ("_keyed",)
+    __slots__ = ("_checks", "_keyed", "epoch")
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *later: bytes) -> None:
+        keys = (key, *later)
         # Keyed once; each link copies the keyed state (half the cost of keying anew).
-        self._keyed = hmac.HMAC(key, hashes.SHA256())
+        self._keyed = tuple(hmac.HMAC(k, hashes.SHA256()) for k in keys)
+        self._checks = tuple(_check_value(k) for k in keys)
+        self.epoch = len(keys) - 1
+
+    def at(self, epoch: int) -> ChainKey:
+        """The ring as it was at ``epoch``: links with that epoch's key."""
+        if not 0 <= epoch <= self.epoch:
+            raise ValueError(f"no audit chain key of epoch {epoch}")
+        view = object.__new__(ChainKey)
+        view._keyed, view._checks, view.epoch = (
+            self._keyed[: epoch + 1], self._checks[: epoch + 1], epoch,
+        )  # fmt: skip
+        return view
+
+    def check(self, epoch: int) -> bytes:
+        """A value that names epoch ``epoch``'s key and reveals nothing of it."""
+        return self._checks[epoch]
 
     def link(self, previous: bytes, event: AuditEvent, seq: int) -> bytes:
-        mac = self._keyed.copy()
+        mac = self._keyed[self.epoch].copy()
         mac.update(previous)
         mac.update(canonical(event, seq))
         return mac.finalize()
 
     def mac(self, previous: bytes, body: bytes) -> bytes:
         """The HMAC of ``previous`` then ``body`` (links of other chains than the events')."""
-        mac = self._keyed.copy()
+        mac = self._keyed[self.epoch].copy()
         mac.update(previous)
         mac.update(body)
         return mac.finalize()
 
     def __repr__(self) -> str:
-        return "ChainKey(<hidden>)"
+        return f"ChainKey(epoch={self.epoch}, <hidden>)"
+
+
+def _check_value(key: bytes) -> bytes:
+    mac = hmac.HMAC(key, hashes.SHA256())
+    mac.update(_KEY_CHECK)
+    return mac.finalize()
+
+
+def epoch_switch(key: ChainKey, at: datetime) -> AuditEvent:
+    """The event that moves a chain to ``key``'s epoch: linked under the previous epoch's key,
+    it names the new key by its check value (the verifier holds every key and compares)."""
+    return AuditEvent(
+        action=AuditAction.CHAIN_KEY,
+        resource_name=None,
+        timestamp=at.astimezone(UTC),
+        result=AuditResult.SUCCESS,
+        actor_id="strongroom",
+        details={EPOCH_FIELD: key.epoch, EPOCH_CHECK_FIELD: key.check(key.epoch).hex()},
+    )
+
+
+def switched_epoch(key: ChainKey, details: dict[str, Any], current: int) -> int | str | None:
+    """Where an event moves its chain: None if it is no epoch switch, the new epoch if it is a
+    valid one from ``current``, else why it is not."""
+    epoch, check = details.get(EPOCH_FIELD), details.get(EPOCH_CHECK_FIELD)
+    if epoch is None and check is None:
+        return None
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not isinstance(check, str):
+        return "audit chain key switch is not well formed"
+    if not current < epoch <= key.epoch:
+        return f"audit chain key switch from epoch {current} to {epoch} is not a step forward"
+    if not compare_digest(key.check(epoch).hex(), check):
+        return f"audit chain key switch names another key than epoch {epoch}'s"
+    return epoch

@@ -57,14 +57,21 @@ class MasterKey:
     """The root key. Never printed, never stored next to the data it protects, and never a
     cipher or MAC key itself: every key in use is derived from it for one purpose."""
 
-    __slots__ = ("_raw", "_wrap")
+    __slots__ = ("_raw", "_wrap", "chain_keys")
 
-    def __init__(self, raw: bytes | bytearray) -> None:
-        if len(raw) != KEY_BYTES:
+    def __init__(self, raw: bytes | bytearray, chain_keys: tuple[bytes, ...] = ()) -> None:
+        if len(raw) != KEY_BYTES or any(len(k) != KEY_BYTES for k in chain_keys):
             raise ConfigurationError(f"a master key is {KEY_BYTES} bytes, got {len(raw)}")
         # Kept as given: a bytearray (an unsealed key) can be overwritten by ``wipe``.
         self._raw = raw
         self._wrap = AESGCM(self.derive(Purpose.KEK_WRAP))
+        #: A root key's audit chain keys of the epochs after the first (core.root): random,
+        #: one added by each replacement of the master key.
+        self.chain_keys = chain_keys
+
+    def audit_chain_keys(self) -> tuple[bytes, ...]:
+        """Every epoch's audit chain key: epoch 0's derived, the later ones stored."""
+        return (self.derive(Purpose.AUDIT_CHAIN), *self.chain_keys)
 
     def check_value(self) -> str:
         """What custody stores to recognise this key (hex SHA-256 of a key derived for that

@@ -307,6 +307,18 @@ class StoreUnavailableError(StrongroomError):
     code = "store_unavailable"
 
 
+class ChainKeyStaleError(StoreUnavailableError):
+    """The audit chain moved to a newer key epoch (the master key was replaced) than the one
+    this process holds: it may not write until it has the new key."""
+
+    def __init__(self, stored: int, held: int) -> None:
+        super().__init__(
+            f"the audit chain moved to key epoch {stored} (the master key was replaced) and "
+            f"this process holds epoch {held}: restart it with the new master key"
+        )
+        self.stored, self.held = stored, held
+
+
 class EdgeOfflineTooLongError(StoreUnavailableError):
     """An edge has been cut off from its upstream for longer than its offline bound (or has
     never synchronised): its replica may be stale, so it refuses to serve values (fail-closed)."""

@@ -4,9 +4,11 @@ Every key in use is derived from the root key (core.keys). In a store whose mast
 never replaced, the root key is the master key's own bytes, and nothing is stored. Replacing
 the master key stores the *same* root key wrapped by the new one (AES-256-GCM under a key
 derived from the master key for that alone, the epoch in the associated data), so every MAC,
-token digest, wrapped key and audit link made so far stays valid, and the old master key no
-longer opens the store. A replacement under way keeps its new wrapping as *pending* beside the
-current one until the new master key is in place.
+token digest and wrapped key made so far stays valid, and the old master key no longer opens
+the store. The audit chain is the exception: each replacement adds a random chain key, wrapped
+with the root key, and the chain moves to it (core.audit.ChainKey), so whoever kept an old
+master key cannot extend or rewrite the log from then on. A replacement under way keeps its
+new wrapping as *pending* beside the current one until the new master key is in place.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from strongroom.core.crypto import KEY_BYTES, MasterKey
 from strongroom.core.errors import CustodyError
 from strongroom.core.keys import Purpose
 
-__all__ = ["RootRecord", "RootSlots", "unwrap_root", "wrap_root"]
+__all__ = ["RootRecord", "RootSlots", "next_root", "unwrap_root", "wrap_root"]
 
 _NONCE_BYTES = 12
 
@@ -77,11 +79,16 @@ def _aad(epoch: int) -> bytes:
     return b"strongroom/1/root/" + str(epoch).encode()
 
 
+def next_root(root: MasterKey) -> MasterKey:
+    """``root`` with one more audit chain key (CSPRNG): what a replacement wraps."""
+    return MasterKey(root.raw_for_custody(), (*root.chain_keys, secrets.token_bytes(KEY_BYTES)))
+
+
 def wrap_root(root: MasterKey, master: MasterKey, *, epoch: int, now: datetime) -> RootRecord:
-    """``root`` wrapped by ``master`` for ``epoch``."""
+    """``root`` and its chain keys wrapped by ``master`` for ``epoch``."""
     nonce = secrets.token_bytes(_NONCE_BYTES)
     sealed = AESGCM(master.derive(Purpose.ROOT_WRAP)).encrypt(
-        nonce, root.raw_for_custody(), _aad(epoch)
+        nonce, root.raw_for_custody() + b"".join(root.chain_keys), _aad(epoch)
     )
     return RootRecord(base64.b64encode(nonce + sealed).decode("ascii"), epoch, now)
 
@@ -98,6 +105,7 @@ def unwrap_root(record: RootRecord, master: MasterKey) -> MasterKey | None:
         )
     except (InvalidTag, ValueError):
         return None
-    if len(raw) != KEY_BYTES:
+    if not raw or len(raw) % KEY_BYTES:
         raise CustodyError("the stored root key record is not well formed")
-    return MasterKey(bytearray(raw))
+    later = tuple(raw[i : i + KEY_BYTES] for i in range(KEY_BYTES, len(raw), KEY_BYTES))
+    return MasterKey(bytearray(raw[:KEY_BYTES]), later)

@@ -22,9 +22,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from strongroom.core.anchors import ANCHOR_CHAIN, chain_base, has_changes, next_anchor
-from strongroom.core.audit import GENESIS_HASH, AuditEvent, ChainKey
-from strongroom.core.errors import StoreUnavailableError
+from strongroom.core.anchors import (
+    ANCHOR_CHAIN,
+    chain_base,
+    has_changes,
+    key_anchor,
+    next_anchor,
+)
+from strongroom.core.audit import GENESIS_HASH, AuditEvent, ChainKey, epoch_switch
+from strongroom.core.errors import ChainKeyStaleError, StoreUnavailableError
 from strongroom.core.logging import get_logger
 from strongroom.db.pg import STATEMENT_TIMEOUT
 
@@ -35,8 +41,10 @@ Inside = Callable[[Any], Awaitable[None]]
 
 log = get_logger("strongroom.audit")
 _APPEND = (
-    "WITH head AS (UPDATE secrets_audit_chain SET last_seq = $2, last_hash = $3 "
-    "WHERE id = $18 AND last_seq = $1 RETURNING 1) "
+    "WITH head AS (UPDATE secrets_audit_chain SET last_seq = $2, last_hash = $3, key_epoch = $19 "
+    "WHERE id = $18 AND last_seq = $1 "
+    # The fence: once the anchor chain moved to a newer key epoch, an older key writes nothing.
+    "AND (SELECT key_epoch FROM secrets_audit_chain WHERE id = 0) <= $19 RETURNING 1) "
     "INSERT INTO secrets_audit_log (id, action, resource_name, timestamp, result, actor_id, "
     "actor_ip, actor_user_agent, details, error_message, error_code, duration_ms, prev_hash, "
     "chain_hash) SELECT i, a, r, t, res, ai, ip, ua, d::jsonb, em, ec, dm, ph, ch FROM unnest("
@@ -45,14 +53,18 @@ _APPEND = (
     "$16::bytea[], $17::bytea[]) AS b(i, a, r, t, res, ai, ip, ua, d, em, ec, dm, ph, ch) "
     "WHERE EXISTS (SELECT 1 FROM head)"
 )
-_LOCK_HEAD = "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = $1 FOR UPDATE"
+_LOCK_HEAD = (
+    "SELECT last_seq, last_hash, key_epoch FROM secrets_audit_chain WHERE id = $1 FOR UPDATE"
+)
 _ADD_ANCHOR = (
-    "WITH head AS (UPDATE secrets_audit_chain SET last_seq = $1, last_hash = $9 WHERE id = 0) "
+    "WITH head AS (UPDATE secrets_audit_chain SET last_seq = $1, last_hash = $9, "
+    "key_epoch = $10 WHERE id = 0) "
     "INSERT INTO secrets_audit_anchors (seq, chain_id, first_seq, last_seq, chain_hash, "
     "changes, anchored_at, prev_hash, anchor_hash) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 )
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(current_schema()), $1::int)"
+_HEAD = "SELECT last_seq, last_hash, key_epoch FROM secrets_audit_chain WHERE id = $1"
 
 
 class _HeadMoved(Exception):
@@ -64,17 +76,21 @@ class _Chained:
     params: list[Any]
     last: tuple[int, bytes]
     ids: list[int]
+    rows: int  # the events given, and the key epoch switch before them if there is one
 
 
 def _chain(
-    events: list[AuditEvent], key: ChainKey, chain: int, head: tuple[int, bytes]
+    events: list[AuditEvent], key: ChainKey, chain: int, head: tuple[int, bytes], epoch: int
 ) -> _Chained:
-    """The batch linked after position ``head[0]`` of ``chain``: the statement's parameters."""
+    """The batch linked after position ``head[0]`` of ``chain`` (at key epoch ``epoch``; an
+    older one than ``key``'s is left with a switch event first): the statement's parameters."""
     base, (last_pos, prev) = chain_base(chain), head
+    linking = [(epoch_switch(key, events[0].timestamp), key.at(epoch))] if epoch < key.epoch else []
+    linking += [(event, key) for event in events]
     columns: list[list[Any]] = [[] for _ in range(14)]
-    for offset, event in enumerate(events, start=1):
+    for offset, (event, by) in enumerate(linking, start=1):
         event_id = base + last_pos + offset
-        link = key.link(prev, event, event_id)
+        link = by.link(prev, event, event_id)
         for column, value in zip(
             columns,
             (
@@ -87,23 +103,31 @@ def _chain(
         ):  # fmt: skip
             column.append(value)
         prev = link
-    new_pos = last_pos + len(events)
+    new_pos = last_pos + len(linking)
     return _Chained(
-        params=[last_pos, new_pos, prev, *columns, chain],
+        params=[last_pos, new_pos, prev, *columns, chain, key.epoch],
         last=(new_pos, prev),
-        ids=list(range(base + last_pos + 1, base + new_pos + 1)),
+        ids=list(range(base + new_pos - len(events) + 1, base + new_pos + 1)),
+        rows=len(linking),
     )
 
 
 class ChainWriter:
-    """This process's chain: its connection, number, head and what is anchored of it."""
+    """This process's chain: its connection, number, head, key epoch and what is anchored."""
 
     def __init__(
-        self, conn: Any, chain: int, head: tuple[int, bytes], anchored: int, interval: float
+        self,
+        conn: Any,
+        chain: int,
+        head: tuple[int, bytes],
+        anchored: int,
+        interval: float,
+        epoch: int = 0,
     ) -> None:
         self.conn = conn
         self.chain = chain
         self.head = head
+        self.epoch = epoch  # the key epoch the chain's head is at
         self.anchored = anchored  # the last position an anchor covers
         self.interval = interval
         self._anchor_due = time.monotonic() + interval
@@ -122,9 +146,7 @@ class ChainWriter:
         )
         try:
             chain = await cls._take(conn, key)
-            row = await conn.fetchrow(
-                "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = $1", chain
-            )
+            row = await conn.fetchrow(_HEAD, chain)
             anchored = await conn.fetchval(
                 "SELECT coalesce(max(last_seq), 0) FROM secrets_audit_anchors WHERE chain_id = $1",
                 chain,
@@ -134,7 +156,8 @@ class ChainWriter:
             raise
         if row is None:
             raise StoreUnavailableError("the claimed audit chain has no head row")
-        return cls(conn, chain, (row["last_seq"], bytes(row["last_hash"])), anchored, interval)
+        head = (row["last_seq"], bytes(row["last_hash"]))
+        return cls(conn, chain, head, anchored, interval, row["key_epoch"])
 
     @staticmethod
     async def _take(conn: Any, key: ChainKey) -> int:
@@ -144,21 +167,20 @@ class ChainWriter:
         # Every chain is busy: a new one, registered in the global chain as it is made (so a
         # whole writer chain removed later is missed by the anchors that name it).
         async with conn.transaction():
-            head = await conn.fetchrow(_LOCK_HEAD, ANCHOR_CHAIN)
+            await conn.fetchrow(_LOCK_HEAD, ANCHOR_CHAIN)  # one new chain at a time
             chain = int(await conn.fetchval("SELECT max(id) + 1 FROM secrets_audit_chain"))
             if not await conn.fetchval(_TRY_LOCK, chain):
                 raise StoreUnavailableError("cannot claim a new audit chain (its lock is held)")
             await conn.execute(
                 "INSERT INTO secrets_audit_chain (id, last_seq, last_hash, anchor_seq, "
-                "anchor_hash) VALUES ($1, 0, $2, 0, $2)",
+                "anchor_hash, key_epoch) VALUES ($1, 0, $2, 0, $2, $3)",
                 chain,
                 GENESIS_HASH,
+                key.epoch,
             )
-            anchor = next_anchor(
-                key, (head["last_seq"], bytes(head["last_hash"])), chain, (1, 0, GENESIS_HASH),
-                changes=False, at=datetime.now(UTC),
-            )  # fmt: skip
-            await _insert_anchor(conn, anchor)
+            await _link_anchor(
+                conn, key, chain, (1, 0, GENESIS_HASH), changes=False, at=datetime.now(UTC)
+            )
         return chain
 
     async def append(
@@ -167,20 +189,26 @@ class ChainWriter:
         """Chain and commit ``events``. Only this writer moves its chain's head, so a head that
         moved anyway was changed behind strongroom's back: that is logged critically, and the
         batch is chained after the head as stored (verification and checkpoints show the
-        rewrite; refusing every write from then on would only turn tampering into an outage)."""
+        rewrite; refusing every write from then on would only turn tampering into an outage).
+        A key older than the anchor chain's epoch writes nothing (ChainKeyStaleError)."""
+        if self.epoch > key.epoch:
+            raise ChainKeyStaleError(self.epoch, key.epoch)
         for _attempt in range(2):
-            chained = _chain(events, key, self.chain, self.head)
+            chained = _chain(events, key, self.chain, self.head, self.epoch)
             if await self._write(chained, events, key, inside):
-                self.head = chained.last
+                self.head, self.epoch = chained.last, key.epoch
                 self._last_at = events[-1].timestamp
                 return chained.ids
-            log.critical("audit chain head moved under its writer", chain=self.chain)
-            row = await self.conn.fetchrow(
-                "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = $1", self.chain
+            fence = await self.conn.fetchval(
+                "SELECT key_epoch FROM secrets_audit_chain WHERE id = $1", ANCHOR_CHAIN
             )
+            if fence is not None and fence > key.epoch:
+                raise ChainKeyStaleError(fence, key.epoch)
+            log.critical("audit chain head moved under its writer", chain=self.chain)
+            row = await self.conn.fetchrow(_HEAD, self.chain)
             if row is None:
                 break
-            self.head = (row["last_seq"], bytes(row["last_hash"]))
+            self.head, self.epoch = (row["last_seq"], bytes(row["last_hash"])), row["key_epoch"]
             self.anchored = min(self.anchored, self.head[0])
         raise StoreUnavailableError("the audit chain's head moved under its writer")
 
@@ -188,11 +216,13 @@ class ChainWriter:
         self, chained: _Chained, events: list[AuditEvent], key: ChainKey, inside: Inside | None
     ) -> bool:
         """One batch in one statement, or in a transaction when there is work ``inside``, an
-        anchor is due or the batch changes a secret. False if the head was not where this
-        writer left it (nothing written)."""
-        inserted = f"INSERT 0 {len(events)}"
+        anchor is due, the batch changes a secret or moves the chain to a new key epoch.
+        False if the head was not where this writer left it (nothing written)."""
+        inserted = f"INSERT 0 {chained.rows}"
+        switched = chained.rows > len(events)
         changes = has_changes(events)
-        if inside is None and not changes and time.monotonic() < self._anchor_due:
+        anchor = changes or switched or time.monotonic() >= self._anchor_due
+        if inside is None and not anchor:
             return bool(await self.conn.execute(_APPEND, *chained.params) == inserted)
         try:
             async with self.conn.transaction():
@@ -200,7 +230,7 @@ class ChainWriter:
                     await inside(self.conn)
                 if await self.conn.execute(_APPEND, *chained.params) != inserted:
                     raise _HeadMoved
-                if changes or time.monotonic() >= self._anchor_due:
+                if anchor:
                     await self._anchor(key, chained.last, changes=changes, at=events[-1].timestamp)
         except _HeadMoved:
             return False
@@ -210,15 +240,11 @@ class ChainWriter:
         self, key: ChainKey, last: tuple[int, bytes], *, changes: bool, at: datetime
     ) -> None:
         """Anchor positions after the last anchored one up to ``last`` (inside a transaction)."""
-        head = await self.conn.fetchrow(_LOCK_HEAD, ANCHOR_CHAIN)
         # A chain's first anchor may cover events from before anchors existed (a migrated
         # log): marked as changes, so the feed reads that range once rather than skip it.
         changes = changes or self.anchored == 0
-        anchor = next_anchor(
-            key, (head["last_seq"], bytes(head["last_hash"])), self.chain,
-            (self.anchored + 1, *last), changes=changes, at=at,
-        )  # fmt: skip
-        await _insert_anchor(self.conn, anchor)
+        covered = (self.anchored + 1, *last)
+        await _link_anchor(self.conn, key, self.chain, covered, changes=changes, at=at)
         self.anchored = last[0]
         self._anchor_due = time.monotonic() + self.interval
 
@@ -236,8 +262,32 @@ class ChainWriter:
         self.conn.terminate()
 
 
-async def _insert_anchor(conn: Any, anchor: Any) -> None:
+async def _link_anchor(
+    conn: Any,
+    key: ChainKey,
+    chain: int,
+    covered: tuple[int, int, bytes],
+    *,
+    changes: bool,
+    at: datetime,
+) -> None:
+    """Append an anchor for ``chain``'s ``covered`` positions under the anchor chain's head
+    lock (inside a transaction); an anchor chain at an older key epoch first moves to
+    ``key``'s, and one at a newer epoch refuses this key."""
+    head = await conn.fetchrow(_LOCK_HEAD, ANCHOR_CHAIN)
+    if head["key_epoch"] > key.epoch:
+        raise ChainKeyStaleError(head["key_epoch"], key.epoch)
+    last = (head["last_seq"], bytes(head["last_hash"]))
+    if head["key_epoch"] < key.epoch:
+        moved = key_anchor(key, last, head["key_epoch"], at=at)
+        await _insert_anchor(conn, moved, key.epoch)
+        last = (moved.seq, moved.anchor_hash)
+    anchor = next_anchor(key, last, chain, covered, changes=changes, at=at)
+    await _insert_anchor(conn, anchor, key.epoch)
+
+
+async def _insert_anchor(conn: Any, anchor: Any, epoch: int) -> None:
     await conn.execute(
         _ADD_ANCHOR, anchor.seq, anchor.chain, anchor.first, anchor.last, anchor.chain_hash,
-        anchor.changes, anchor.anchored_at, anchor.prev_hash, anchor.anchor_hash,
+        anchor.changes, anchor.anchored_at, anchor.prev_hash, anchor.anchor_hash, epoch,
     )  # fmt: skip

@@ -19,7 +19,12 @@ import asyncpg
 from strongroom.core.anchors import ANCHOR_CHAIN, CHAIN_SPAN, Anchor, chain_base, chain_of
 from strongroom.core.audit import GENESIS_HASH, AuditEvent, ChainKey
 from strongroom.core.edge_journal import JournalHead
-from strongroom.core.errors import EdgeJournalStaleError, StoreUnavailableError, StrongroomError
+from strongroom.core.errors import (
+    ChainKeyStaleError,
+    EdgeJournalStaleError,
+    StoreUnavailableError,
+    StrongroomError,
+)
 from strongroom.core.logging import get_logger
 from strongroom.db.audit_pg_chain import ChainWriter, Inside
 from strongroom.db.audit_sql import (
@@ -98,7 +103,9 @@ class PostgresAuditStore:
             async with self._writing:
                 try:
                     await writer.close(self._key)
-                except driver_errors() as exc:  # the last anchor is lost, not the events
+                except (*driver_errors(), ChainKeyStaleError) as exc:  # type: ignore[misc]
+                    # The last anchor is lost, not the events (with a stale key: a process
+                    # holding the new one anchors the chain later).
                     log.warning("audit chain not anchored at close", error=type(exc).__name__)
         if self._pool is not None:
             pool, self._pool = self._pool, None
@@ -209,7 +216,7 @@ class PostgresAuditStore:
     async def chains(self) -> list[ChainState]:
         async with self._conn() as conn:
             rows = await conn.fetch(CHAINS)
-        return [ChainState(r[1], bytes(r[2]), r[3], bytes(r[4]), r[0]) for r in rows]
+        return [ChainState(r[1], bytes(r[2]), r[3], bytes(r[4]), r[0], r[5]) for r in rows]
 
     async def anchors(
         self, after_seq: int, up_to_seq: int, batch: int, *, changes_only: bool = False

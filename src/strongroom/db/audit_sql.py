@@ -64,7 +64,8 @@ ANCHOR_COVERING = (
     "AND last_seq >= :position"
 )
 CHAINS = (
-    "SELECT id, last_seq, last_hash, anchor_seq, anchor_hash FROM secrets_audit_chain ORDER BY id"
+    "SELECT id, last_seq, last_hash, anchor_seq, anchor_hash, key_epoch FROM secrets_audit_chain "
+    "ORDER BY id"
 )
 
 

@@ -22,11 +22,18 @@ from strongroom.core.anchors import (
     chain_base,
     chain_of,
     has_changes,
+    key_anchor,
     next_anchor,
 )
-from strongroom.core.audit import AuditEvent, ChainKey, canonical_columns, micros_of
+from strongroom.core.audit import (
+    AuditEvent,
+    ChainKey,
+    canonical_columns,
+    epoch_switch,
+    micros_of,
+)
 from strongroom.core.edge_journal import JournalHead
-from strongroom.core.errors import EdgeJournalStaleError
+from strongroom.core.errors import ChainKeyStaleError, EdgeJournalStaleError
 from strongroom.db.audit_sql import (
     ANCHOR_COVERING,
     ANCHORS,
@@ -119,24 +126,36 @@ def anchor_row(anchor: Anchor, when: Any) -> tuple[Any, ...]:
 
 
 def _anchor_changes(
-    conn: sqlite3.Connection, key: ChainKey, events: list[AuditEvent], last: tuple[int, bytes]
+    conn: sqlite3.Connection,
+    key: ChainKey,
+    events: list[AuditEvent],
+    last: tuple[int, bytes],
+    *,
+    changes: bool = True,
 ) -> None:
-    """Anchor chain 1 up to ``last`` in the batch's transaction: the change feed's order."""
-    head = conn.execute(
-        "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = ?", (ANCHOR_CHAIN,)
+    """Anchor chain 1 up to ``last`` in the batch's transaction: the change feed's order. An
+    anchor chain still at an older key epoch first moves to ``key``'s (core.anchors)."""
+    seq, prev, epoch = conn.execute(
+        "SELECT last_seq, last_hash, key_epoch FROM secrets_audit_chain WHERE id = ?",
+        (ANCHOR_CHAIN,),
     ).fetchone()
+    head = (seq, bytes(prev))
+    if epoch > key.epoch:
+        raise ChainKeyStaleError(epoch, key.epoch)
+    at = events[-1].timestamp
+    if epoch < key.epoch:
+        moved = key_anchor(key, head, epoch, at=at)
+        conn.execute(_INSERT_ANCHOR, anchor_row(moved, to_micros(moved.anchored_at)))
+        head = (moved.seq, moved.anchor_hash)
     done = conn.execute(
         "SELECT coalesce(max(last_seq), 0) FROM secrets_audit_anchors WHERE chain_id = ?",
         (MAIN_WRITER,),
     ).fetchone()[0]
-    anchor = next_anchor(
-        key, (head[0], bytes(head[1])), MAIN_WRITER, (done + 1, *last), changes=True,
-        at=events[-1].timestamp,
-    )  # fmt: skip
+    anchor = next_anchor(key, head, MAIN_WRITER, (done + 1, *last), changes=changes, at=at)
     conn.execute(_INSERT_ANCHOR, anchor_row(anchor, to_micros(anchor.anchored_at)))
     conn.execute(
-        "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ? WHERE id = ?",
-        (anchor.seq, anchor.anchor_hash, ANCHOR_CHAIN),
+        "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ?, key_epoch = ? WHERE id = ?",
+        (anchor.seq, anchor.anchor_hash, key.epoch, ANCHOR_CHAIN),
     )
 
 
@@ -163,15 +182,22 @@ def _details_json(event: AuditEvent) -> str:
 
 
 def _chain_rows(conn: sqlite3.Connection, events: list[AuditEvent], key: ChainKey) -> list[int]:
-    """Chain ``events`` after the head and insert them, in the caller's transaction."""
-    last_seq, last_hash = conn.execute(
-        "SELECT last_seq, last_hash FROM secrets_audit_chain WHERE id = 1"
+    """Chain ``events`` after the head and insert them, in the caller's transaction. A chain
+    still at an older key epoch first moves to ``key``'s with a switch event (core.audit),
+    anchored in the same transaction; a chain at a newer one refuses this older key."""
+    last_seq, last_hash, epoch = conn.execute(
+        "SELECT last_seq, last_hash, key_epoch FROM secrets_audit_chain WHERE id = 1"
     ).fetchone()
+    if epoch > key.epoch:
+        raise ChainKeyStaleError(epoch, key.epoch)
+    switched = epoch < key.epoch
+    linking = [(epoch_switch(key, events[0].timestamp), key.at(epoch))] if switched else []
+    linking += [(event, key) for event in events]
     prev = bytes(last_hash)
     rows, ids = [], []
-    for offset, event in enumerate(events, start=1):
+    for offset, (event, by) in enumerate(linking, start=1):
         seq = last_seq + offset
-        link = key.link(prev, event, seq)
+        link = by.link(prev, event, seq)
         rows.append(
             (
                 seq, event.action.value, event.resource_name, to_micros(event.timestamp),
@@ -184,11 +210,13 @@ def _chain_rows(conn: sqlite3.Connection, events: list[AuditEvent], key: ChainKe
         prev = link
     conn.executemany(_INSERT, rows)
     conn.execute(
-        "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ? WHERE id = 1", (ids[-1], prev)
+        "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ?, key_epoch = ? WHERE id = 1",
+        (ids[-1], prev, key.epoch),
     )
-    if has_changes(events):
-        _anchor_changes(conn, key, events, (ids[-1], prev))
-    return ids
+    changes = has_changes(events)
+    if changes or switched:
+        _anchor_changes(conn, key, events, (ids[-1], prev), changes=changes)
+    return ids[len(linking) - len(events) :]
 
 
 class SqliteAuditStore:
@@ -284,7 +312,7 @@ class SqliteAuditStore:
 
     async def chains(self) -> list[ChainState]:
         rows = await self._read(lambda c: c.execute(CHAINS).fetchall())
-        return [ChainState(r[1], bytes(r[2]), r[3], bytes(r[4]), r[0]) for r in rows]
+        return [ChainState(r[1], bytes(r[2]), r[3], bytes(r[4]), r[0], r[5]) for r in rows]
 
     async def anchors(
         self, after_seq: int, up_to_seq: int, batch: int, *, changes_only: bool = False

@@ -49,6 +49,8 @@ class ChainState:
     anchor_seq: int
     anchor_hash: bytes
     chain: int = 1
+    #: The audit chain key epoch the chain reached (core.audit.ChainKey).
+    key_epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ built with no arguments share the process default, so what one records another s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Self
 
 from strongroom.backends.base import SecretStore
@@ -188,6 +189,7 @@ class Strongroom:
         if not is_configured():
             configure_logging(settings.log_level or "WARNING", debug=settings.debug)
         # Every key below is derived from the root key (core.keys), never the master key.
+        reload = _chain_key_source(settings) if master is None and root is None else None
         master = root or await root_key(settings, master)
         auth_config = load_auth_config(settings.auth_config)  # a bad file fails before any I/O
         metrics = Metrics()
@@ -202,11 +204,12 @@ class Strongroom:
         access_invalidation = build_access_invalidation(settings)
         audit_log = AuditLog(
             state.audit if audit else None,
-            ChainKey(master.derive(Purpose.AUDIT_CHAIN)),
+            ChainKey(*master.audit_chain_keys()),
             clock=clock,
             metrics=metrics,
             timeout=settings.audit_timeout_seconds,
             fail_open=settings.audit_fail_open,
+            reload=reload,
         )
         events = EventBus(
             state.subscriptions,
@@ -315,6 +318,18 @@ async def root_key(settings: Settings, master: MasterKey | None = None) -> Maste
     if master is None:
         master = resolve_master_key(settings)
     return await resolve_root(settings, master)
+
+
+def _chain_key_source(settings: Settings) -> Callable[[], Awaitable[MasterKey]] | None:
+    """Where a process finds a newer audit chain key after another process replaced the
+    master key: custody asked again (the key file read again, the HSM or the Key Vault key);
+    none for a key in the environment (the same old value) or a quorum's (unseal again)."""
+    if settings.seal in ("pkcs11", "azurekeyvault"):
+        return lambda: root_key(settings)
+    in_file = settings.backend is not Backend.MEMORY or settings.master_key_file is not None
+    if settings.seal == "key" and settings.master_key is None and in_file:
+        return lambda: root_key(settings)
+    return None
 
 
 async def custody_master_key(settings: Settings) -> MasterKey | None:

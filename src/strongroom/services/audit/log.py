@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from strongroom.core.actor import Actor, current_actor, default_actor
+from strongroom.core.anchors import ANCHOR_CHAIN
 from strongroom.core.audit import (
+    EPOCH_CHECK_FIELD,
+    EPOCH_FIELD,
     AuditAction,
     AuditEvent,
     AuditResult,
@@ -20,10 +24,12 @@ from strongroom.core.audit import (
     canonical,
     clean_details,
     clean_text,
+    switched_epoch,
 )
 from strongroom.core.clock import Clock
+from strongroom.core.crypto import MasterKey
 from strongroom.core.deadline import within
-from strongroom.core.errors import AuditUnavailableError, StrongroomError
+from strongroom.core.errors import AuditUnavailableError, ChainKeyStaleError, StrongroomError
 from strongroom.core.logging import get_logger
 from strongroom.core.metrics import Metrics
 from strongroom.db.audit_store import AuditStore, StoredEvent
@@ -66,9 +72,15 @@ class AuditLog:
         metrics: Metrics,
         timeout: float = 5.0,
         fail_open: bool = False,
+        reload: Callable[[], Awaitable[MasterKey]] | None = None,
     ) -> None:
         self.store = store
         self.key = key
+        #: The root key as custody holds it now (a key file read again, an HSM or a Key Vault
+        #: key asked again): where a newer audit chain key comes from when another process
+        #: replaced the master key. None: this process cannot learn it (an environment
+        #: variable, a quorum), so it stops writing until it is restarted or unsealed.
+        self.reload = reload
         self.clock = clock
         self.metrics = metrics
         self.timeout = timeout
@@ -86,6 +98,49 @@ class AuditLog:
     async def open(self) -> None:
         if self.store is not None:
             await self.store.open()
+            if self.key.epoch:
+                await self._settle()
+
+    def rekey(self, root: MasterKey) -> None:
+        """Link with ``root``'s newest audit chain key from now on (never an older one)."""
+        key = ChainKey(*root.audit_chain_keys())
+        if key.epoch >= self.key.epoch:
+            self.key = key
+
+    async def _settle(self) -> None:
+        """A process holding a newer chain key than the log's moves the log to it at once
+        (its first write would): from then on an older key writes nothing, and `audit verify`
+        expects the anchor chain at the newest epoch."""
+        assert self.store is not None  # noqa: S101 (called when a store exists)
+        heads = {h.chain: h.key_epoch for h in await self.store.chains()}
+        if heads.get(ANCHOR_CHAIN, 0) < self.key.epoch:
+            note = AuditEvent.build(
+                action=AuditAction.CHAIN_KEY, timestamp=self.clock(), result=AuditResult.SUCCESS,
+                actor_id="strongroom", details={"epoch": self.key.epoch},
+            )  # fmt: skip
+            try:
+                await self.record(note)
+            except AuditUnavailableError:
+                log.warning("audit chain not yet moved to its new key", epoch=self.key.epoch)
+
+    async def _append(self, events: list[AuditEvent]) -> None:
+        """Append a batch; when the log moved to a newer chain key than this process holds,
+        fetch it from custody once and try again (or fail the batch: fail-closed)."""
+        assert self.store is not None  # noqa: S101 (called when a store exists)
+        try:
+            await self.store.append(events, self.key)
+            return
+        except ChainKeyStaleError as stale:
+            held = self.key.epoch
+            if self.reload is not None:
+                try:
+                    self.rekey(await self.reload())
+                except StrongroomError as exc:
+                    log.warning("custody did not give the new key", error=type(exc).__name__)
+            if self.key.epoch < stale.stored:
+                log.critical("audit chain key is stale", stored=stale.stored, held=held)
+                raise
+        await self.store.append(events, self.key)
 
     async def close(self) -> None:
         if self._flusher is not None and not self._flusher.done():
@@ -158,9 +213,7 @@ class AuditLog:
                 try:
                     # within(), not wait_for(): a store that hangs may hang its cancellation
                     # too, and the batch's callers must have their answer within the timeout.
-                    await within(
-                        self.timeout, self.store.append([event for event, _ in batch], self.key)
-                    )
+                    await within(self.timeout, self._append([event for event, _ in batch]))
                 except (
                     Exception
                 ) as exc:  # any failure of the store fails this batch, never the writer
@@ -264,7 +317,8 @@ class AuditedOperation:
 
 
 class ChainVerifier:
-    """Checks a chain one stored event at a time (pure; the caller does the reading)."""
+    """Checks a chain one stored event at a time (pure; the caller does the reading), moving
+    to a newer key epoch where a valid switch event says so (core.audit.ChainKey)."""
 
     def __init__(
         self,
@@ -273,8 +327,13 @@ class ChainVerifier:
         anchor_hash: bytes,
         *,
         watch: frozenset[int] = frozenset(),
+        epoch: int | None = 0,
     ) -> None:
         self.key = key
+        #: The key epoch reached; None where retention cut the chain's start off (the first
+        #: event left says which of the keys it was linked under).
+        self.epoch = epoch
+        self._by = key.at(epoch) if epoch is not None else key
         self.expected_id = anchor_seq + 1
         self.expected_prev = anchor_hash
         self.checked = 0
@@ -287,21 +346,36 @@ class ChainVerifier:
     def check(self, stored: StoredEvent) -> tuple[int, str] | None:
         """None if ``stored`` extends the chain, else (id, reason) of the first break."""
         body = canonical(stored.event, stored.id)
-        return self.check_link(stored.id, stored.prev_hash, stored.chain_hash, body)
+        return self.check_link(
+            stored.id, stored.prev_hash, stored.chain_hash, body, stored.event.details
+        )
 
     def check_link(
-        self, event_id: int, prev_hash: bytes, chain_hash: bytes, body: bytes
+        self,
+        event_id: int,
+        prev_hash: bytes,
+        chain_hash: bytes,
+        body: bytes,
+        details: dict[str, Any] | None = None,
     ) -> tuple[int, str] | None:
         """``check`` of an event given as the bytes its hash covers (a row read as a
-        db.audit_store.ChainLink)."""
+        db.audit_store.ChainLink) and its details (where a key epoch switch shows)."""
         if event_id != self.expected_id:
             if event_id > self.expected_id:
                 return self.expected_id, f"events {self.expected_id}..{event_id - 1} are missing"
             return event_id, "event id out of order"
         if prev_hash != self.expected_prev:
             return event_id, "link to the previous event is broken (event removed or replaced)"
-        if self.key.mac(self.expected_prev, body) != chain_hash:
+        if self.epoch is None:
+            self._find_epoch(body, chain_hash)
+        if self._by.mac(self.expected_prev, body) != chain_hash:
             return event_id, "event content does not match its hash (modified or forged)"
+        if details and (EPOCH_FIELD in details or EPOCH_CHECK_FIELD in details):
+            moved = switched_epoch(self.key, details, self.epoch or 0)
+            if isinstance(moved, str):
+                return event_id, moved
+            if moved is not None:
+                self.epoch, self._by = moved, self.key.at(moved)
         self.expected_id, self.expected_prev = event_id + 1, chain_hash
         if event_id in self.watch:
             self.seen[event_id] = chain_hash
@@ -309,6 +383,13 @@ class ChainVerifier:
         self.first_id = event_id if self.first_id is None else self.first_id
         self.last_id = event_id
         return None
+
+    def _find_epoch(self, body: bytes, chain_hash: bytes) -> None:
+        for epoch in range(self.key.epoch + 1):
+            if self.key.at(epoch).mac(self.expected_prev, body) == chain_hash:
+                self.epoch, self._by = epoch, self.key.at(epoch)
+                return
+        self.epoch = self.key.epoch  # none matches: the check reports the event
 
     def report(self, broken: tuple[int, str] | None = None) -> dict[str, Any]:
         return {

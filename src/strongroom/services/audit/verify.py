@@ -16,6 +16,7 @@ back in the site's order before its chain is followed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from hmac import compare_digest
 from typing import Any
 
 from strongroom.core.anchors import (
@@ -133,6 +134,7 @@ async def _walk_chain(
         start,
         head.anchor_hash if head.anchor_seq else GENESIS_HASH,
         watch=_watched(checkpoints, chain_name(head.chain)),
+        epoch=None if head.anchor_seq else 0,
     )
     last_id = base + head.last_seq
     broken: Broken | None = None
@@ -142,7 +144,9 @@ async def _walk_chain(
             if link.id > last_id:
                 broken = (link.id, "event is beyond the chain head")
                 break
-            broken = verifier.check_link(link.id, link.prev_hash, link.chain_hash, link.body)
+            broken = verifier.check_link(
+                link.id, link.prev_hash, link.chain_hash, link.body, link.details
+            )
             if broken is not None:
                 break
             hashes[link.id] = link.chain_hash
@@ -158,6 +162,12 @@ async def _walk_chain(
         broken = (first, f"events {first}..{last_id} are missing")
     if broken is None and head.last_seq and verifier.expected_prev != head.last_hash:
         broken = (verifier.last_id, "chain head does not match")
+    reached = verifier.epoch if verifier.epoch is not None else head.key_epoch
+    if broken is None and reached != head.key_epoch:
+        broken = (
+            verifier.last_id,
+            f"chain head says key epoch {head.key_epoch}, the chain {reached}",
+        )
     tally.add(head.chain, verifier)
     tally.reach[chain_name(head.chain)] = ChainReach(
         start, head.anchor_hash, verifier.last_id, verifier.seen
@@ -200,18 +210,37 @@ class _AnchorWalk:
     watch: frozenset[int]
     seen: dict[int, bytes] = field(default_factory=dict)
     reached: dict[int, int] = field(default_factory=dict)  # chain -> last position anchored
+    #: The key epoch reached; None where retention cut the chain's start off.
+    epoch: int | None = 0
 
     def check(self, anchor: Anchor) -> str | None:
+        problem = self._linked(anchor)
+        if problem is None:
+            key_anchor = anchor.chain == ANCHOR_CHAIN
+            problem = self._key_anchor(anchor) if key_anchor else self._covers(anchor)
+        if problem is None:
+            self.expected_seq, self.prev = anchor.seq + 1, anchor.anchor_hash
+            if anchor.seq in self.watch:
+                self.seen[anchor.seq] = anchor.anchor_hash
+        return problem
+
+    def _linked(self, anchor: Anchor) -> str | None:
         if anchor.seq != self.expected_seq:
             if anchor.seq > self.expected_seq:
                 return f"anchors {self.expected_seq}..{anchor.seq - 1} are missing"
             return "anchor out of order"
         if anchor.prev_hash != self.prev:
             return "link to the previous anchor is broken (anchor removed or replaced)"
-        if anchor_link(self.key, self.prev, anchor) != anchor.anchor_hash:
+        if self.epoch is None:
+            self.epoch = self._first_epoch(anchor)
+        if anchor_link(self.key.at(self.epoch), self.prev, anchor) != anchor.anchor_hash:
             return "anchor content does not match its hash (modified or forged)"
+        return None
+
+    def _covers(self, anchor: Anchor) -> str | None:
+        """A writer chain's anchor: a range that follows the last one of its chain."""
         head = self.heads.get(anchor.chain)
-        if head is None or anchor.chain == ANCHOR_CHAIN:
+        if head is None:
             return f"anchor names writer chain {anchor.chain}, which is gone"
         if anchor.last > head.last_seq:
             return (
@@ -228,9 +257,25 @@ class _AnchorWalk:
         if anchor.last and anchor.last == head.anchor_seq and anchor.chain_hash != head.anchor_hash:
             return f"anchor {anchor.seq} does not match where retention left its chain"
         self.reached[anchor.chain] = anchor.last
-        self.expected_seq, self.prev = anchor.seq + 1, anchor.anchor_hash
-        if anchor.seq in self.watch:
-            self.seen[anchor.seq] = anchor.anchor_hash
+        return None
+
+    def _first_epoch(self, anchor: Anchor) -> int:
+        """Where retention cut the start off, the first anchor left says which key it was
+        linked under (the newest when none: its check then reports it)."""
+        return next(
+            (e for e in range(self.key.epoch + 1)
+             if anchor_link(self.key.at(e), self.prev, anchor) == anchor.anchor_hash),
+            self.key.epoch,
+        )  # fmt: skip
+
+    def _key_anchor(self, anchor: Anchor) -> str | None:
+        """A key anchor (core.anchors.key_anchor): a step to a newer epoch whose key it names."""
+        current = self.epoch or 0
+        if anchor.last != 0 or not current < anchor.first <= self.key.epoch:
+            return f"key anchor from epoch {current} to {anchor.first} is not a step forward"
+        if not compare_digest(anchor.chain_hash, self.key.check(anchor.first)):
+            return f"key anchor names another key than epoch {anchor.first}'s"
+        self.epoch = anchor.first
         return None
 
 
@@ -251,6 +296,7 @@ async def _walk_anchors(
         head.anchor_seq + 1,
         head.anchor_hash if head.anchor_seq else GENESIS_HASH,
         _watched(checkpoints, chain_name(ANCHOR_CHAIN)),
+        epoch=None if head.anchor_seq else 0,
     )
     async for anchors in store.anchors(head.anchor_seq, 2**63 - 1, batch):
         for anchor in anchors:
@@ -263,6 +309,13 @@ async def _walk_anchors(
         return 0, f"anchors {walk.expected_seq}..{head.last_seq} are missing"
     if head.last_seq and walk.prev != head.last_hash:
         return 0, "the anchor chain's head does not match"
+    reached = walk.epoch if walk.epoch is not None else head.key_epoch
+    if reached != head.key_epoch or head.key_epoch != key.epoch:
+        return 0, (
+            f"the anchor chain reached key epoch {reached} (its head says {head.key_epoch}), "
+            f"but the current key is epoch {key.epoch}: anchors made under a replaced master "
+            "key, or the newest ones removed"
+        )
     if not head.anchor_seq:  # nothing pruned: every chain but the first was registered
         for chain in heads:
             if chain > 1 and chain not in walk.reached:

@@ -17,7 +17,7 @@ from strongroom.core.audit import AuditAction
 from strongroom.core.config import Settings
 from strongroom.core.crypto import KEY_BYTES, MasterKey
 from strongroom.core.errors import CustodyError, WrongSharesError
-from strongroom.core.root import wrap_root
+from strongroom.core.root import next_root, wrap_root
 from strongroom.core.shares import ShareSet, split
 from strongroom.core.unseal import SEAL_SHAMIR, UnsealProgress
 from strongroom.db.root_store import read_roots, replace_with_seal
@@ -63,8 +63,8 @@ async def replace_quorum_master(
                         new.raw_for_custody(), shares=record.shares, threshold=record.threshold
                     )
                     epoch = (root_old.epoch if root_old is not None else 0) + 1
-                    root = await resolve_root(settings, old)
-                    wrapped = wrap_root(root, new, epoch=epoch, now=app.clock())
+                    ring = next_root(await resolve_root(settings, old))
+                    wrapped = wrap_root(ring, new, epoch=epoch, now=app.clock())
                     seal = dataclasses.replace(
                         record,
                         identifier=share_set.identifier,
@@ -77,6 +77,7 @@ async def replace_quorum_master(
                 pause("shares-announced")
                 await replace_with_seal(settings, wrapped, seal.to_json())
                 op.details["epoch"] = epoch
+                app.audit.rekey(ring)  # this event is the first under the new chain key
         finally:
             await app.close()
     finally:

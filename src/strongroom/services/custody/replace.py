@@ -1,7 +1,10 @@
-"""``strongroom key replace-master``: a new master key, the same root key (core.root).
+"""``strongroom key replace-master``: a new master key, the same root key (core.root), and a
+new audit chain key.
 
-Nothing below the root changes, so reads and writes go on in every process (each holds the
-root key in memory) and no row is rewritten. Each step leaves a store that opens:
+Nothing else below the root changes, so reads and writes go on in every process (each holds
+the root key in memory) and no row is rewritten. The audit chain moves to its new key as soon
+as a process holding it writes (this one at once; see services.audit.log for the others).
+Each step leaves a store that opens:
 
 1. the new key is written where the deployment keeps it under a new name (``<file>.new``,
    0600, fsynced), or, for ``STRONGROOM_MASTER_KEY``, handed back to be printed once;
@@ -45,13 +48,13 @@ from strongroom.core.keyfile import (
     read_key_file,
     write_new_key_file,
 )
-from strongroom.core.root import RootRecord, RootSlots, unwrap_root, wrap_root
+from strongroom.core.root import RootRecord, RootSlots, next_root, unwrap_root, wrap_root
 from strongroom.core.unseal import SEAL_AZURE, SEAL_PKCS11
 from strongroom.db.root_store import promote_pending, read_roots, replace_with_seal, stage_pending
 from strongroom.db.seal_store import read_seal
 from strongroom.services.building import load_master_key
 from strongroom.services.custody.root import resolve_root
-from strongroom.services.wiring import Strongroom, custody_master_key
+from strongroom.services.wiring import Strongroom, custody_master_key, root_key
 
 __all__ = ["PAUSE_VARIABLE", "Replacement", "pause", "replace_master", "replacement_status"]
 
@@ -125,6 +128,8 @@ async def replace_master(app: Strongroom) -> Replacement:
         else:
             result = await _replace_file(settings, now)
         op.details["epoch"] = result.epoch
+        if result.finished:  # this event is the first under the new audit chain key
+            app.audit.rekey(await root_key(settings))
     return result
 
 
@@ -132,7 +137,7 @@ def _records(
     now: datetime, old: MasterKey, root: MasterKey, new: MasterKey, slots: RootSlots
 ) -> tuple[RootRecord, RootRecord]:
     current = slots.current or wrap_root(root, old, epoch=0, now=now)
-    return current, wrap_root(root, new, epoch=current.epoch + 1, now=now)
+    return current, wrap_root(next_root(root), new, epoch=current.epoch + 1, now=now)
 
 
 async def _replace_sealed(
@@ -156,7 +161,7 @@ async def _replace_sealed(
             record, check=new.check_value(), wrapped=wrapped, key_label=label, created_at=now
         )
         epoch = (slots.current.epoch if slots.current is not None else 0) + 1
-        current = wrap_root(root, new, epoch=epoch, now=now)
+        current = wrap_root(next_root(root), new, epoch=epoch, now=now)
     finally:
         new.wipe()
     await replace_with_seal(settings, current, seal.to_json())
