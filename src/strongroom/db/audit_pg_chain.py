@@ -26,15 +26,15 @@ from strongroom.core.anchors import (
     ANCHOR_CHAIN,
     chain_base,
     has_changes,
-    key_anchor,
     next_anchor,
 )
 from strongroom.core.audit import GENESIS_HASH, AuditEvent, ChainKey, epoch_switch
 from strongroom.core.errors import ChainKeyStaleError, StoreUnavailableError
 from strongroom.core.logging import get_logger
+from strongroom.db.audit_key_check import behind
 from strongroom.db.pg import STATEMENT_TIMEOUT
 
-__all__ = ["ChainWriter", "Inside"]
+__all__ = ["ChainWriter", "Inside", "insert_anchor"]
 
 #: Work done in a batch's transaction before it is appended (an edge site's journal head).
 Inside = Callable[[Any], Awaitable[None]]
@@ -272,21 +272,18 @@ async def _link_anchor(
     at: datetime,
 ) -> None:
     """Append an anchor for ``chain``'s ``covered`` positions under the anchor chain's head
-    lock (inside a transaction); an anchor chain at an older key epoch first moves to
-    ``key``'s, and one at a newer epoch refuses this key."""
+    lock (inside a transaction); an anchor chain at a newer key epoch refuses this key."""
     head = await conn.fetchrow(_LOCK_HEAD, ANCHOR_CHAIN)
     if head["key_epoch"] > key.epoch:
         raise ChainKeyStaleError(head["key_epoch"], key.epoch)
     last = (head["last_seq"], bytes(head["last_hash"]))
     if head["key_epoch"] < key.epoch:
-        moved = key_anchor(key, last, head["key_epoch"], at=at)
-        await _insert_anchor(conn, moved, key.epoch)
-        last = (moved.seq, moved.anchor_hash)
+        behind(head["key_epoch"], key.epoch)
     anchor = next_anchor(key, last, chain, covered, changes=changes, at=at)
-    await _insert_anchor(conn, anchor, key.epoch)
+    await insert_anchor(conn, anchor, key.epoch)
 
 
-async def _insert_anchor(conn: Any, anchor: Any, epoch: int) -> None:
+async def insert_anchor(conn: Any, anchor: Any, epoch: int) -> None:
     await conn.execute(
         _ADD_ANCHOR, anchor.seq, anchor.chain, anchor.first, anchor.last, anchor.chain_hash,
         anchor.changes, anchor.anchored_at, anchor.prev_hash, anchor.anchor_hash, epoch,

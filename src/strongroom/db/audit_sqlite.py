@@ -22,7 +22,6 @@ from strongroom.core.anchors import (
     chain_base,
     chain_of,
     has_changes,
-    key_anchor,
     next_anchor,
 )
 from strongroom.core.audit import (
@@ -34,6 +33,7 @@ from strongroom.core.audit import (
 )
 from strongroom.core.edge_journal import JournalHead
 from strongroom.core.errors import ChainKeyStaleError, EdgeJournalStaleError
+from strongroom.db.audit_key_check import behind
 from strongroom.db.audit_sql import (
     ANCHOR_COVERING,
     ANCHORS,
@@ -53,7 +53,13 @@ from strongroom.db.audit_store import ChainLink, ChainState, StoredEvent, TrailF
 from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
 
-__all__ = ["SqliteAuditStore", "anchor_from_row", "anchor_row", "event_from_row"]
+__all__ = [
+    "INSERT_ANCHOR",
+    "SqliteAuditStore",
+    "anchor_from_row",
+    "anchor_row",
+    "event_from_row",
+]
 
 T = TypeVar("T")
 _INSERT = (
@@ -68,7 +74,7 @@ _ANCHORS = SQLITE.compile(ANCHORS, _PAGE)[0]
 _CHANGE_ANCHORS = SQLITE.compile(CHANGE_ANCHORS, _PAGE)[0]
 _CHAIN_ANCHORS = SQLITE.compile(CHAIN_ANCHORS, {"chain": 0, "after": 0, "upto": 0})[0]
 _ANCHOR_COVERING = SQLITE.compile(ANCHOR_COVERING, {"chain": 0, "position": 0})[0]
-_INSERT_ANCHOR = (
+INSERT_ANCHOR = (
     "INSERT INTO secrets_audit_anchors (seq, chain_id, first_seq, last_seq, chain_hash, "
     "changes, anchored_at, prev_hash, anchor_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
@@ -118,7 +124,7 @@ def anchor_from_row(row: Any, *, micros: bool) -> Anchor:
 
 
 def anchor_row(anchor: Anchor, when: Any) -> tuple[Any, ...]:
-    """An anchor's column values in ``_INSERT_ANCHOR``'s order (``when``: its time as stored)."""
+    """An anchor's column values in ``INSERT_ANCHOR``'s order (``when``: its time as stored)."""
     return (
         anchor.seq, anchor.chain, anchor.first, anchor.last, anchor.chain_hash, anchor.changes,
         when, anchor.prev_hash, anchor.anchor_hash,
@@ -133,8 +139,7 @@ def _anchor_changes(
     *,
     changes: bool = True,
 ) -> None:
-    """Anchor chain 1 up to ``last`` in the batch's transaction: the change feed's order. An
-    anchor chain still at an older key epoch first moves to ``key``'s (core.anchors)."""
+    """Anchor chain 1 up to ``last`` in the batch's transaction: the change feed's order."""
     seq, prev, epoch = conn.execute(
         "SELECT last_seq, last_hash, key_epoch FROM secrets_audit_chain WHERE id = ?",
         (ANCHOR_CHAIN,),
@@ -144,15 +149,13 @@ def _anchor_changes(
         raise ChainKeyStaleError(epoch, key.epoch)
     at = events[-1].timestamp
     if epoch < key.epoch:
-        moved = key_anchor(key, head, epoch, at=at)
-        conn.execute(_INSERT_ANCHOR, anchor_row(moved, to_micros(moved.anchored_at)))
-        head = (moved.seq, moved.anchor_hash)
+        behind(epoch, key.epoch)
     done = conn.execute(
         "SELECT coalesce(max(last_seq), 0) FROM secrets_audit_anchors WHERE chain_id = ?",
         (MAIN_WRITER,),
     ).fetchone()[0]
     anchor = next_anchor(key, head, MAIN_WRITER, (done + 1, *last), changes=changes, at=at)
-    conn.execute(_INSERT_ANCHOR, anchor_row(anchor, to_micros(anchor.anchored_at)))
+    conn.execute(INSERT_ANCHOR, anchor_row(anchor, to_micros(anchor.anchored_at)))
     conn.execute(
         "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ?, key_epoch = ? WHERE id = ?",
         (anchor.seq, anchor.anchor_hash, key.epoch, ANCHOR_CHAIN),
@@ -184,12 +187,18 @@ def _details_json(event: AuditEvent) -> str:
 def _chain_rows(conn: sqlite3.Connection, events: list[AuditEvent], key: ChainKey) -> list[int]:
     """Chain ``events`` after the head and insert them, in the caller's transaction. A chain
     still at an older key epoch first moves to ``key``'s with a switch event (core.audit),
-    anchored in the same transaction; a chain at a newer one refuses this older key."""
-    last_seq, last_hash, epoch = conn.execute(
-        "SELECT last_seq, last_hash, key_epoch FROM secrets_audit_chain WHERE id = 1"
-    ).fetchone()
-    if epoch > key.epoch:
-        raise ChainKeyStaleError(epoch, key.epoch)
+    anchored in the same transaction; once the log moved to a newer key, this one writes
+    nothing."""
+    heads = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT id, last_seq, last_hash, key_epoch FROM secrets_audit_chain WHERE id <= 1"
+        )
+    }
+    last_seq, last_hash, epoch = heads[MAIN_WRITER]
+    fence = max(epoch, heads[ANCHOR_CHAIN][2])  # the anchor chain moves first (a replacement)
+    if fence > key.epoch:
+        raise ChainKeyStaleError(fence, key.epoch)
     switched = epoch < key.epoch
     linking = [(epoch_switch(key, events[0].timestamp), key.at(epoch))] if switched else []
     linking += [(event, key) for event in events]

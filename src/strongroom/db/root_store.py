@@ -9,9 +9,11 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from strongroom.core.audit import ChainKey
 from strongroom.core.config import Backend, Settings
 from strongroom.core.errors import StoreUnavailableError
 from strongroom.core.root import RootRecord, RootSlots
+from strongroom.db.audit_key_epoch import move_anchor_chain_postgres, move_anchor_chain_sqlite
 from strongroom.db.migrate import migrate_postgres, migrate_sqlite
 from strongroom.db.pg import STATEMENT_TIMEOUT, check_schema, driver_errors
 
@@ -52,9 +54,10 @@ async def stage_pending(settings: Settings, *, current: RootRecord, pending: Roo
     )
 
 
-async def promote_pending(settings: Settings, pending: RootRecord) -> None:
-    """Make ``pending`` the current wrapping and drop the old one, in one transaction; nothing
-    happens when another process did it first (the pending slot no longer holds it)."""
+async def promote_pending(settings: Settings, pending: RootRecord, chain: ChainKey) -> None:
+    """Make ``pending`` the current wrapping and drop the old one, and move the audit anchor
+    chain to ``chain`` (the key ring ``pending`` holds), in one transaction; nothing happens
+    when another process did it first (the pending slot no longer holds it)."""
     text = pending.to_json()
     await _run(
         settings,
@@ -69,13 +72,16 @@ async def promote_pending(settings: Settings, pending: RootRecord) -> None:
                 (text,),
             ),
         ],
+        move=chain,
     )
 
 
-async def replace_with_seal(settings: Settings, current: RootRecord, seal_record: str) -> None:
+async def replace_with_seal(
+    settings: Settings, current: RootRecord, seal_record: str, chain: ChainKey
+) -> None:
     """Under an HSM's or Key Vault key's custody, where the new master key is stored (wrapped)
-    in the seal record itself: the new wrapping and the new seal record in one transaction,
-    so a crash leaves the old pair or the new one."""
+    in the seal record itself: the new wrapping, the new seal record and the audit anchor
+    chain's move to ``chain`` in one transaction, so a crash leaves the old or the new."""
     await _run(
         settings,
         [
@@ -83,16 +89,26 @@ async def replace_with_seal(settings: Settings, current: RootRecord, seal_record
             ("INSERT INTO custody_root (slot, record) VALUES ('current', ?)", (current.to_json(),)),
             ("UPDATE custody_seal SET record = ? WHERE id = 1", (seal_record,)),
         ],
+        move=chain,
     )
 
 
-async def _run(settings: Settings, steps: Sequence[_Step], *, read: bool = False) -> list[Any]:
+async def _run(
+    settings: Settings,
+    steps: Sequence[_Step],
+    *,
+    read: bool = False,
+    move: ChainKey | None = None,
+) -> list[Any]:
+    """``steps`` in one transaction, then (in it) the anchor chain's move to ``move``."""
     if settings.state_in_postgres:
-        return await _postgres(settings, steps, read)
-    return await asyncio.to_thread(_sqlite, settings, steps, read)
+        return await _postgres(settings, steps, read, move)
+    return await asyncio.to_thread(_sqlite, settings, steps, read, move)
 
 
-def _sqlite(settings: Settings, steps: Sequence[_Step], read: bool) -> list[Any]:
+def _sqlite(
+    settings: Settings, steps: Sequence[_Step], read: bool, move: ChainKey | None
+) -> list[Any]:
     path = settings.sqlite_path
     if read and not path.exists():
         return []
@@ -106,6 +122,8 @@ def _sqlite(settings: Settings, steps: Sequence[_Step], read: bool) -> list[Any]
             try:
                 for sql, params in steps:
                     conn.execute(sql, params)
+                if move is not None:
+                    move_anchor_chain_sqlite(conn, move)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -122,7 +140,9 @@ def _numbered(sql: str) -> str:
     return "".join(part + (f"${i}" if i < len(parts) else "") for i, part in enumerate(parts, 1))
 
 
-async def _postgres(settings: Settings, steps: Sequence[_Step], read: bool) -> list[Any]:
+async def _postgres(
+    settings: Settings, steps: Sequence[_Step], read: bool, move: ChainKey | None
+) -> list[Any]:
     import asyncpg  # noqa: PLC0415 (see db.pg.driver_errors)
 
     schema = check_schema(settings.pg_schema)
@@ -139,6 +159,8 @@ async def _postgres(settings: Settings, steps: Sequence[_Step], read: bool) -> l
         async with conn.transaction():
             for sql, params in steps:
                 await conn.execute(_numbered(sql), *params)
+            if move is not None:
+                await move_anchor_chain_postgres(conn, move)
         return []
     except asyncpg.PostgresError as exc:
         raise StoreUnavailableError(f"root key record: {type(exc).__name__}") from exc

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from strongroom.core.actor import Actor, current_actor, default_actor
-from strongroom.core.anchors import ANCHOR_CHAIN
 from strongroom.core.audit import (
     EPOCH_CHECK_FIELD,
     EPOCH_FIELD,
@@ -98,30 +97,12 @@ class AuditLog:
     async def open(self) -> None:
         if self.store is not None:
             await self.store.open()
-            if self.key.epoch:
-                await self._settle()
 
     def rekey(self, root: MasterKey) -> None:
         """Link with ``root``'s newest audit chain key from now on (never an older one)."""
         key = ChainKey(*root.audit_chain_keys())
         if key.epoch >= self.key.epoch:
             self.key = key
-
-    async def _settle(self) -> None:
-        """A process holding a newer chain key than the log's moves the log to it at once
-        (its first write would): from then on an older key writes nothing, and `audit verify`
-        expects the anchor chain at the newest epoch."""
-        assert self.store is not None  # noqa: S101 (called when a store exists)
-        heads = {h.chain: h.key_epoch for h in await self.store.chains()}
-        if heads.get(ANCHOR_CHAIN, 0) < self.key.epoch:
-            note = AuditEvent.build(
-                action=AuditAction.CHAIN_KEY, timestamp=self.clock(), result=AuditResult.SUCCESS,
-                actor_id="strongroom", details={"epoch": self.key.epoch},
-            )  # fmt: skip
-            try:
-                await self.record(note)
-            except AuditUnavailableError:
-                log.warning("audit chain not yet moved to its new key", epoch=self.key.epoch)
 
     async def _append(self, events: list[AuditEvent]) -> None:
         """Append a batch; when the log moved to a newer chain key than this process holds,

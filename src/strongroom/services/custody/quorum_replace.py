@@ -13,7 +13,7 @@ import dataclasses
 import secrets
 from collections.abc import Callable, Sequence
 
-from strongroom.core.audit import AuditAction
+from strongroom.core.audit import AuditAction, ChainKey
 from strongroom.core.config import Settings
 from strongroom.core.crypto import KEY_BYTES, MasterKey
 from strongroom.core.errors import CustodyError, WrongSharesError
@@ -75,7 +75,8 @@ async def replace_quorum_master(
                     new.wipe()
                 announce(share_set)  # handed out first: lost shares would lose the store
                 pause("shares-announced")
-                await replace_with_seal(settings, wrapped, seal.to_json())
+                chain = ChainKey(*ring.audit_chain_keys())
+                await replace_with_seal(settings, wrapped, seal.to_json(), chain)
                 op.details["epoch"] = epoch
                 app.audit.rekey(ring)  # this event is the first under the new chain key
         finally:

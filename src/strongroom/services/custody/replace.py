@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from strongroom.core.audit import AuditAction
+from strongroom.core.audit import AuditAction, ChainKey
 from strongroom.core.config import Backend, Settings
 from strongroom.core.crypto import KEY_BYTES, MasterKey
 from strongroom.core.errors import ConfigurationError, CustodyError
@@ -133,6 +133,10 @@ async def replace_master(app: Strongroom) -> Replacement:
     return result
 
 
+def _chain(root: MasterKey) -> ChainKey:
+    return ChainKey(*root.audit_chain_keys())
+
+
 def _records(
     now: datetime, old: MasterKey, root: MasterKey, new: MasterKey, slots: RootSlots
 ) -> tuple[RootRecord, RootRecord]:
@@ -161,10 +165,11 @@ async def _replace_sealed(
             record, check=new.check_value(), wrapped=wrapped, key_label=label, created_at=now
         )
         epoch = (slots.current.epoch if slots.current is not None else 0) + 1
-        current = wrap_root(next_root(root), new, epoch=epoch, now=now)
+        ring = next_root(root)
+        current = wrap_root(ring, new, epoch=epoch, now=now)
     finally:
         new.wipe()
-    await replace_with_seal(settings, current, seal.to_json())
+    await replace_with_seal(settings, current, seal.to_json(), _chain(ring))
     return Replacement(epoch, settings.seal, None, None, finished=True, resumed=False)
 
 
@@ -210,22 +215,25 @@ async def _replace_file_locked(
     slots: RootSlots,
 ) -> Replacement:  # fmt: skip
     new_path = pending_key_path(path)
-    pending, resumed = slots.pending, False
+    pending, ring = slots.pending, None
     if pending is not None and new_path.exists():
         try:
-            resumed = unwrap_root(pending, read_key_file(new_path)) is not None
+            ring = unwrap_root(pending, read_key_file(new_path))
         except ConfigurationError:
-            resumed = False
-    if not resumed:
+            ring = None
+    resumed = ring is not None
+    if ring is None:
         new = write_new_key_file(new_path)  # step 1
         pause("key-written")
         current, pending = _records(now, old, root, new, slots)
         await stage_pending(settings, current=current, pending=pending)  # step 2
         pause("pending-stored")
+        ring = unwrap_root(pending, new)
     assert pending is not None  # noqa: S101 (set on both paths above; for mypy)
+    assert ring is not None  # noqa: S101
     install_key_file(new_path, path)  # step 3
     pause("key-in-place")
-    await promote_pending(settings, pending)  # step 4
+    await promote_pending(settings, pending, _chain(ring))  # step 4
     return Replacement(pending.epoch, "key file", path, None, finished=True, resumed=resumed)
 
 

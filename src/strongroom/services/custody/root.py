@@ -8,6 +8,7 @@ becomes current). A master key that opens neither is refused.
 
 from __future__ import annotations
 
+from strongroom.core.audit import ChainKey
 from strongroom.core.config import Settings
 from strongroom.core.crypto import MasterKey
 from strongroom.core.errors import WrongMasterKeyError
@@ -39,7 +40,7 @@ async def resolve_root(
     if slots.pending is not None:
         root = unwrap_root(slots.pending, master)
         if root is not None:
-            await promote_pending(settings, slots.pending)
+            await promote_pending(settings, slots.pending, ChainKey(*root.audit_chain_keys()))
             log.warning("master key replacement finished at start", epoch=slots.pending.epoch)
             return root
     raise WrongMasterKeyError(REPLACED)
