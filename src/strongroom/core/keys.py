@@ -16,6 +16,8 @@
            │         └─ data key (one per secret version, stored wrapped)
            │              └─ AES-256-GCM over the value, associated data = (name, version)
            ├─ strongroom/audit-chain/1       HMAC-SHA256 linking each audit event to the previous
+           │                                 (key epoch 0; each replacement adds a random key,
+           │                                 stored with the root key: core.audit.ChainKey)
            ├─ strongroom/audit-checkpoint/1  Ed25519 seed: signs audit checkpoints kept outside
            │                                 the database (its public key verifies them)
            ├─ strongroom/metadata-mac/1      HMAC-SHA256 over security-relevant rows (versions'
@@ -27,7 +29,8 @@
                                              key verifies them: strongroom report public-key)
 
 Replacing the master key (``strongroom key replace-master``) stores the same root key wrapped
-by the new master key, so nothing below the root changes: not a MAC, not a token digest.
+by the new master key, so nothing below the root changes: not a MAC, not a token digest; only
+the audit chain moves to a new random key.
 Neither key is ever used as a cipher or MAC key itself: HKDF is their only use, so each
 derived key is independent of the others (a key learnt from one use says nothing about
 another). Both are held in a ``crypto.MasterKey``. Stores made before the wrapping key existed
