@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -37,6 +38,22 @@ def make_settings(
         STRONGROOM_PG_SCHEMA=schema or "strongroom",
         STRONGROOM_MASTER_KEY=master_key or new_master_key(),
     )
+
+
+def custody_settings(backend: str, home: Path, schema: str) -> Callable[..., Settings]:
+    """Settings of one store whose master key each call names (a file, a variable, a seal):
+    the custody tests open one store with the keys of its successive replacements."""
+
+    def make(**key: object) -> Settings:
+        return Settings(
+            STRONGROOM_BACKEND=backend,
+            STRONGROOM_HOME=home,
+            DATABASE_URL=PG_URL,
+            STRONGROOM_PG_SCHEMA=schema,
+            **key,
+        )
+
+    return make
 
 
 async def drop_schema(schema: str) -> None:

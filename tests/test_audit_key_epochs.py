@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers_settings import PG_URL, new_master_key
+from helpers_settings import custody_settings, new_master_key
 from strongroom import SecretsAudit, SecretsManager, Settings
 from strongroom.core.anchors import ANCHOR_CHAIN
 from strongroom.core.audit import EPOCH_FIELD, ChainKey
@@ -27,17 +27,7 @@ from strongroom.services.wiring import Strongroom
 def configure(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Settings]:
     backend = request.param
     schema = request.getfixturevalue("pg_schema") if backend == "postgres" else "strongroom"
-
-    def make(**key: object) -> Settings:
-        return Settings(
-            STRONGROOM_BACKEND=backend,
-            STRONGROOM_HOME=tmp_path,
-            DATABASE_URL=PG_URL,
-            STRONGROOM_PG_SCHEMA=schema,
-            **key,
-        )
-
-    return make
+    return custody_settings(backend, tmp_path, schema)
 
 
 async def _epochs(app: Strongroom) -> dict[int, int]:

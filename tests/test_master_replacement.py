@@ -14,7 +14,7 @@ import pytest
 
 from helpers_hsm import hsm_changes
 from helpers_serve import server_settings
-from helpers_settings import PG_URL, new_master_key
+from helpers_settings import custody_settings, new_master_key
 from strongroom import SecretsAudit, SecretsManager, Settings
 from strongroom.core.crypto import MasterKey
 from strongroom.core.errors import (
@@ -44,17 +44,7 @@ def configure(
     request: pytest.FixtureRequest, backend: str, tmp_path: Path
 ) -> Callable[..., Settings]:
     schema = request.getfixturevalue("pg_schema") if backend == "postgres" else "strongroom"
-
-    def make(**key: object) -> Settings:
-        return Settings(
-            STRONGROOM_BACKEND=backend,
-            STRONGROOM_HOME=tmp_path,
-            DATABASE_URL=PG_URL,
-            STRONGROOM_PG_SCHEMA=schema,
-            **key,
-        )
-
-    return make
+    return custody_settings(backend, tmp_path, schema)
 
 
 async def _populate(settings: Settings, master: MasterKey | None = None) -> tuple[str, str]:
