@@ -16,11 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-import typer
-from pydantic import ValidationError as PydanticError
-
 import strongroom
-from strongroom.cli.lazy import lazy_group
 from strongroom.cli.output import Output
 from strongroom.core.actor import acting_as, default_actor
 from strongroom.core.config import Settings
@@ -44,6 +40,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    import typer
+
     from strongroom.client.transport import RemoteClient
 
 T = TypeVar("T")
@@ -79,6 +77,11 @@ def command_group(name: str, help_text: str, *, lazy: dict[str, str] | None = No
     """A command group with the settings every group shares: plain help (no rich panels: the
     same text on every terminal), -h, and its help when called without a command. ``lazy``
     names commands imported only when used ("module:function")."""
+    # Imported here: this module serves the hot path too (cli.hotpath), which runs without typer.
+    import typer  # noqa: PLC0415
+
+    from strongroom.cli.lazy import lazy_group  # noqa: PLC0415
+
     return typer.Typer(
         name=name,
         cls=lazy_group(lazy or {}),
@@ -91,12 +94,15 @@ def command_group(name: str, help_text: str, *, lazy: dict[str, str] | None = No
     )
 
 
-def state(ctx: typer.Context) -> CliState:
+def state(ctx: typer.Context | CliState) -> CliState:
+    """The root options of a typer context (the hot path passes its own CliState)."""
+    if isinstance(ctx, CliState):
+        return ctx
     obj = ctx.find_root().obj
     return obj if isinstance(obj, CliState) else CliState()
 
 
-def output(ctx: typer.Context, *, json: bool = False, quiet: bool = False) -> Output:
+def output(ctx: typer.Context | CliState, *, json: bool = False, quiet: bool = False) -> Output:
     """The output of this command: ``--json``/``--quiet`` given here or before the command."""
     root = state(ctx)
     return Output(json=json or root.json, quiet=quiet or root.quiet)
@@ -121,16 +127,12 @@ def _configure_logging(verbose: bool) -> None:
 
 def settings() -> Settings:
     """The library's settings from the environment; a bad variable is a ConfigurationError
-    that names the variable (pydantic's message could echo its value, a key or a URL)."""
-    try:
-        return Settings()
-    except PydanticError as exc:
-        fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e.get("loc")) or "settings"
-        raise ConfigurationError(f"invalid configuration in the environment: {fields}") from None
+    that names the variable, never its value (a key, a token or a URL with a password)."""
+    return Settings()
 
 
 def run(
-    ctx: typer.Context,
+    ctx: typer.Context | CliState,
     work: Callable[[Strongroom], Awaitable[T]],
     *,
     config: Settings | None = None,
@@ -141,8 +143,9 @@ def run(
     _configure_logging(root.verbose)
     config = config or settings()
     if config.remote:
+        command = "" if isinstance(ctx, CliState) else ctx.command_path.partition(" ")[2]
         raise ConfigurationError(
-            f"`strongroom {ctx.command_path.partition(' ')[2]}` works on the local stores only "
+            f"`strongroom {command}` works on the local stores only "
             "(it needs the master key); unset STRONGROOM_ADDR and run it on the server's host"
         )
     actor = root.actor if root.actor is not None else default_actor().id
@@ -173,7 +176,10 @@ def _claimed(actor: str | None) -> Iterator[None]:
 
 
 def run_any(
-    ctx: typer.Context, work: Callable[[Wiring], Awaitable[T]], *, config: Settings | None = None
+    ctx: typer.Context | CliState,
+    work: Callable[[Wiring], Awaitable[T]],
+    *,
+    config: Settings | None = None,
 ) -> T:
     """``run`` for commands that also work in the remote profile (STRONGROOM_ADDR): there
     ``work`` gets one HTTPS client to the server, where the token's identity acts and
@@ -196,7 +202,7 @@ def run_any(
 
 
 def run_facade(
-    ctx: typer.Context,
+    ctx: typer.Context | CliState,
     make: Callable[[Any], F],
     work: Callable[[F], Awaitable[T]],
     *,

@@ -1,28 +1,17 @@
 """``strongroom secret get / show / list / versions / deleted``: reading values and
 properties. ``get`` is the hot path of scripts: this module loads only what it needs."""
 
-import json as jsonlib
-import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from strongroom.cli.getvalue import pick_field, print_value
 from strongroom.cli.options import JsonOpt, NameArg, VersionOpt, parse_tags
 from strongroom.cli.output import Column, name_column, now_utc, when, when_cell
-from strongroom.cli.runtime import NotFoundError, UsageError, output
+from strongroom.cli.runtime import output
 from strongroom.cli.secrets_common import TypeOpt, call_manager, expiry_cell, tag_text
-from strongroom.services.secrets.secrets_manager import SecretsManager
 
 __all__ = ["deleted", "get", "list_", "pick_field", "show", "versions"]
-
-
-def pick_field(name: str, decoded: Any, field: str) -> Any:
-    """One field of a JSON object secret (errors name the secret and field, never a value)."""
-    if not isinstance(decoded, dict):
-        raise UsageError(f"secret {name!r} is not a JSON object; --field needs one")
-    if field not in decoded:
-        raise NotFoundError(f"secret {name!r} has no field {field!r}")
-    return decoded[field]
 
 
 def get(
@@ -44,27 +33,7 @@ def get(
 
     The exact stored text goes to stdout; a newline is added only when stdout is a terminal.
     """
-    out = output(ctx, json=json)
-
-    async def read(manager: SecretsManager) -> tuple[dict[str, Any], bytes, Any]:
-        bundle = await manager.get_secret_bundle(name, version)
-        return bundle.properties.to_dict(), bundle.value.reveal_bytes(), bundle.value.reveal()
-
-    props, data, decoded = call_manager(ctx, read)
-    if field is not None:
-        decoded = pick_field(props["name"], decoded, field)
-        data = (
-            decoded if isinstance(decoded, str) else jsonlib.dumps(decoded, ensure_ascii=False)
-        ).encode("utf-8")
-    if out.json:
-        keys = ("name", "version", "content_type")
-        out.data({**{k: props[k] for k in keys}, "value": decoded})
-        return
-    stream = sys.stdout.buffer
-    stream.write(data)
-    if sys.stdout.isatty():
-        stream.write(b"\n")
-    stream.flush()
+    print_value(ctx, name, version=version, json=json, field=field)
 
 
 def show(

@@ -12,9 +12,8 @@ from collections.abc import Iterable
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from pydantic import SecretStr
-
 from strongroom.core.clock import Clock, system_clock
+from strongroom.core.envsettings import SecretStr
 from strongroom.core.errors import ConfigurationError
 from strongroom.services.notify.base import (
     DeliveryOutcome,
