@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from strongroom.backends import sqlite_keys
 from strongroom.backends.base import (
@@ -41,7 +41,6 @@ from strongroom.backends.secret_sql import (
     secret_fields,
     version_params,
 )
-from strongroom.backends.vault_keys import SqliteRunner, SqlKeyStore
 from strongroom.core.crypto import Envelope, Keyring, MasterKey, Sealed, UnknownKeyVersion
 from strongroom.core.errors import DecryptionError, StoreUnavailableError, TamperedError
 from strongroom.core.integrity import RowMac
@@ -58,6 +57,9 @@ from strongroom.db.access_store import sqlite_access_hook
 from strongroom.db.migrate import migrate_sqlite
 from strongroom.db.rows import from_micros, tags_to_json, to_micros
 from strongroom.db.sqlite_writer import SqliteWriter, acquire_writer, connect, release_writer
+
+if TYPE_CHECKING:
+    from strongroom.backends.vault_keys import SqlKeyStore
 
 __all__ = ["SqliteStore", "sqlite_secret_hook"]
 
@@ -144,6 +146,9 @@ class SqliteStore:
 
     def vault_keys(self) -> SqlKeyStore:
         """Key Vault keys, in this file beside the secrets and sealed by the same keyring."""
+        # Imported here: RSA and key serialization cost every command's start-up, and only the
+        # Key Vault keys API uses them.
+        from strongroom.backends.vault_keys import SqliteRunner, SqlKeyStore  # noqa: PLC0415
 
         async def current() -> Envelope:
             return self._envelope or self._load_keyring()

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from strongroom.backends.base import KeyRotationResult, RewrapProgress
-from strongroom.backends.vault_keys import REWRAP, rewrap_params
 from strongroom.core.clock import system_clock
 from strongroom.core.crypto import Envelope, Keyring, KeyringRow, MasterKey, Sealed
 from strongroom.db.rows import to_micros
@@ -93,6 +92,10 @@ async def rotate(
             (new_version, _REWRAP_BATCH),
         )
         if not batch:
+            # Imported here: Key Vault keys bring RSA and key serialization, which every
+            # start of a store would pay for otherwise (and only a key rotation needs).
+            from strongroom.backends.vault_keys import REWRAP, rewrap_params  # noqa: PLC0415
+
             select, update = REWRAP["sqlite"]
             keys = query(select.text, select.args({"kek": new_version}))
             if keys:  # Key Vault keys' private halves: a handful, in one transaction

@@ -22,7 +22,6 @@ from strongroom.core.actor import acting_as, default_actor
 from strongroom.core.config import Settings
 from strongroom.core.errors import ConfigurationError, StrongroomError, ValidationError
 from strongroom.core.logging import configure_logging
-from strongroom.services.wiring import Strongroom
 
 __all__ = [
     "CliState",
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
     import typer
 
     from strongroom.client.transport import RemoteClient
+    from strongroom.services.wiring import Strongroom
 
 T = TypeVar("T")
 F = TypeVar("F")
@@ -153,6 +153,9 @@ def run(
     if root.actor is not None:
         # A claimed name never hides who acted: the OS user rides along in the audit row.
         agent = f"{agent} (os-user {default_actor().id})"
+
+    # Imported here: the remote profile (run_any) never opens a local store.
+    from strongroom.services.wiring import Strongroom  # noqa: PLC0415
 
     async def go() -> T:
         with acting_as(actor, user_agent=agent):

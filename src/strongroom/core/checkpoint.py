@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 __all__ = [
     "FORMAT",
@@ -108,6 +107,13 @@ class CheckpointSigner:
 
     @property
     def public_key_text(self) -> str:
+        # Imported here: cryptography's serialization package (SSH keys and all) costs every
+        # process that opens an audit log a few ms, and only this display needs it.
+        from cryptography.hazmat.primitives.serialization import (  # noqa: PLC0415
+            Encoding,
+            PublicFormat,
+        )
+
         raw = self.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
         return base64.b64encode(raw).decode("ascii")
 

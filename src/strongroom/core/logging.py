@@ -9,23 +9,72 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
+from types import ModuleType
 from typing import Any
 
-# structlog imports rich, when it is installed (typer brings it), for its console renderer's
-# tracebacks and pretty-printing: about 45 ms of CPU at every process start, a seventh of a
-# `strongroom secret get`. strongroom formats exceptions itself (format_exc_info) before any
-# renderer sees them, so rich is hidden while structlog is imported and structlog falls back
-# to its plain formatting; rich stays importable for the CLI's tables.
-_HIDE_RICH = "rich" not in sys.modules and "structlog" not in sys.modules
-if _HIDE_RICH:
-    sys.modules["rich"] = None  # type: ignore[assignment]  # import rich: ImportError
-try:
-    import structlog
-finally:
-    if _HIDE_RICH:
-        del sys.modules["rich"]
-
 __all__ = ["LOGGED_FIELDS", "allowlist_fields", "configure_logging", "get_logger", "is_configured"]
+
+#: A configuration asked for before structlog was imported, applied when it is: a command that
+#: logs nothing (``strongroom secret get`` at its default level) never imports structlog.
+_pending: tuple[int, bool] | None = None
+
+
+def _structlog() -> ModuleType:
+    """structlog, imported on first use, with any configuration asked for meanwhile."""
+    global _pending  # noqa: PLW0603 (one pending configuration per process)
+    if "structlog" not in sys.modules:
+        # structlog imports rich, when it is installed (typer brings it), for its console
+        # renderer's tracebacks and pretty-printing: about 45 ms of CPU. strongroom formats
+        # exceptions itself (format_exc_info) before any renderer sees them, so rich is hidden
+        # while structlog is imported and structlog falls back to its plain formatting; rich
+        # stays importable for the CLI's tables.
+        hide_rich = "rich" not in sys.modules
+        if hide_rich:
+            sys.modules["rich"] = None  # type: ignore[assignment]  # import rich: ImportError
+        try:
+            import structlog  # noqa: PLC0415
+        finally:
+            if hide_rich:
+                del sys.modules["rich"]
+    import structlog  # noqa: PLC0415 (now only a lookup in sys.modules)
+
+    if _pending is not None:
+        level, debug = _pending
+        _pending = None
+        _apply(structlog, level, debug=debug)
+    return structlog
+
+
+#: The levels of a filtering bound logger's methods (structlog.make_filtering_bound_logger).
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "warn": logging.WARNING, "error": logging.ERROR, "exception": logging.ERROR,
+           "critical": logging.CRITICAL, "fatal": logging.CRITICAL}  # fmt: skip
+
+
+def _drop(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+class _Logger:
+    """A named logger that imports structlog on its first call: every module holds one from
+    import time, and most processes that import them (a CLI read) never log a line."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        level = _LEVELS.get(attribute)
+        if level is not None and _pending is not None and level < _pending[0]:
+            # Below the level configured but not yet applied: dropped, as the filtering
+            # logger would drop it, without importing structlog for it.
+            return _drop
+        return getattr(_structlog().get_logger(self._name), attribute)
+
+    def __repr__(self) -> str:
+        return f"<logger {self._name}>"
+
 
 #: Keys a strongroom log line may carry. Add here deliberately, never a "value".
 LOGGED_FIELDS = frozenset(
@@ -61,14 +110,26 @@ def allowlist_fields(
 
 def is_configured() -> bool:
     """Whether logging was configured in this process (a host application may have)."""
-    return bool(structlog.is_configured())
+    if _pending is not None:
+        return True
+    return "structlog" in sys.modules and bool(_structlog().is_configured())
 
 
 def configure_logging(level: str = "INFO", *, debug: bool = False) -> None:
-    """Configure structlog for strongroom processes (the CLI, the server, the library default)."""
+    """Configure structlog for strongroom processes (the CLI, the server, the library default);
+    applied when structlog is first needed, if it is not imported yet."""
+    global _pending  # noqa: PLW0603 (one pending configuration per process)
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(numeric, int):
         numeric = logging.INFO
+    if "structlog" in sys.modules:
+        _pending = None
+        _apply(_structlog(), numeric, debug=debug)
+    else:
+        _pending = (numeric, debug)
+
+
+def _apply(structlog: ModuleType, numeric: int, *, debug: bool) -> None:
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False)
         if debug
@@ -90,4 +151,4 @@ def configure_logging(level: str = "INFO", *, debug: bool = False) -> None:
 
 
 def get_logger(name: str = "strongroom") -> Any:
-    return structlog.get_logger(name)
+    return _Logger(name)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from strongroom.backends.base import SecretStore
-from strongroom.backends.memory import MemoryStore
 from strongroom.core.config import Backend, Settings
 from strongroom.core.crypto import MasterKey
 from strongroom.core.errors import ConfigurationError, SealedError
@@ -105,6 +104,9 @@ def resolve_master_key(settings: Settings) -> MasterKey:
 def build_store(settings: Settings, master: MasterKey, integrity: RowMac) -> SecretStore:
     backend = settings.backend
     if backend is Backend.MEMORY:
+        # Imported here: the other profiles (a command line's start-up) never load it.
+        from strongroom.backends.memory import MemoryStore  # noqa: PLC0415
+
         return MemoryStore(master)
     if backend is Backend.SQLITE:
         from strongroom.backends.sqlite import SqliteStore  # noqa: PLC0415 (loaded on use)

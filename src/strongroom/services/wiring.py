@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 from strongroom.backends.base import SecretStore
 from strongroom.core.audit import ChainKey
-from strongroom.core.authconfig import AuthConfig, load_auth_config
 from strongroom.core.checkpoint import CheckpointSigner
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.config import Backend, Settings
@@ -22,7 +21,6 @@ from strongroom.core.logging import configure_logging, get_logger, is_configured
 from strongroom.core.metrics import Metrics
 from strongroom.services.access.control import AccessControl
 from strongroom.services.access.invalidation import AccessInvalidation
-from strongroom.services.audit.alerts import ThreatAlerts
 from strongroom.services.audit.checkpoints import Checkpointer, DirectorySink
 from strongroom.services.audit.log import AuditLog
 from strongroom.services.audit.threats import ThreatRules
@@ -42,8 +40,10 @@ from strongroom.services.integrity import IntegrityAlarm
 from strongroom.services.notify import Dispatcher, UrlPolicy, build_dispatcher
 
 if TYPE_CHECKING:
+    from strongroom.core.authconfig import AuthConfig
     from strongroom.services.access.cert_auth import CertAuth
     from strongroom.services.access.jwt_login import JwtLogin
+    from strongroom.services.audit.alerts import ThreatAlerts
     from strongroom.services.revocation.reviews import BreakGlassReviews
 
 __all__ = [
@@ -110,20 +110,39 @@ class Strongroom:
         self.access = AccessControl(
             self, state.access, access_key, settings.auth_cache_seconds, access_invalidation
         )
-        self._auth_config = auth_config or AuthConfig.empty()
+        #: JWT/OIDC and certificate rules (None: none configured, loaded as empty on use).
+        self._auth: AuthConfig | None = auth_config
         self._logins: JwtLogin | None = None
-        if self._auth_config.jwt:  # configured: built now, so a bad key fails at start
+        if auth_config is not None and auth_config.jwt:  # built now: a bad key fails at start
             self._logins = self._build_logins()
         self._certs: CertAuth | None = None
-        if self._auth_config.cert:  # configured: built now, so an unreadable CA fails at start
+        if auth_config is not None and auth_config.cert:  # built now: a bad CA fails at start
             self._certs = self._build_certs()
-        #: The threat detection schedule and what it already alerted on.
-        self.threat_alerts = ThreatAlerts(self)
+        self._threat_alerts: ThreatAlerts | None = None
         self._reviews: BreakGlassReviews | None = None
         if settings.break_glass_escalate_to:  # built now, so a bad address fails at start
             self._reviews = self.break_glass_reviews
         #: Console sessions (the server's /ui signs people in and keeps their sessions here).
         self.sessions = state.sessions
+
+    @property
+    def threat_alerts(self) -> ThreatAlerts:
+        """The threat detection schedule and what it already alerted on."""
+        if self._threat_alerts is None:
+            # Imported on use: only a server (or `audit threats`) runs the threat schedule.
+            from strongroom.services.audit.alerts import ThreatAlerts  # noqa: PLC0415
+
+            self._threat_alerts = ThreatAlerts(self)
+        return self._threat_alerts
+
+    @property
+    def _auth_config(self) -> AuthConfig:
+        if self._auth is None:
+            # Imported on use: without STRONGROOM_AUTH_CONFIG, only logins and mTLS need it.
+            from strongroom.core.authconfig import AuthConfig  # noqa: PLC0415
+
+            self._auth = AuthConfig.empty()
+        return self._auth
 
     @property
     def logins(self) -> JwtLogin:
@@ -191,7 +210,11 @@ class Strongroom:
         # Every key below is derived from the root key (core.keys), never the master key.
         reload = _chain_key_source(settings) if master is None and root is None else None
         master = root or await root_key(settings, master)
-        auth_config = load_auth_config(settings.auth_config)  # a bad file fails before any I/O
+        auth_config = None
+        if settings.auth_config is not None:  # a bad file fails before any I/O
+            from strongroom.core.authconfig import load_auth_config  # noqa: PLC0415 (as above)
+
+            auth_config = load_auth_config(settings.auth_config)
         metrics = Metrics()
         alarm = IntegrityAlarm(metrics, clock)
         integrity = alarm.row_mac(master.derive(Purpose.METADATA_MAC))
@@ -285,7 +308,8 @@ class Strongroom:
             return
         self.closed = True
         try:
-            await self.threat_alerts.stop()
+            if self._threat_alerts is not None:
+                await self._threat_alerts.stop()
             await self.stop_break_glass_reviews()
             if self.alarm is not None:
                 await self.alarm.drain()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from strongroom.core.config import Settings
 from strongroom.core.errors import ConfigurationError, ValidationError
@@ -27,7 +29,6 @@ from strongroom.services.notify.base import (
     Priority,
     validate_email_address,
 )
-from strongroom.services.notify.email import EmailNotifier, render_email
 from strongroom.services.notify.urls import UrlPolicy, display_url
 from strongroom.services.notify.webhook import (
     ReplayGuard,
@@ -35,6 +36,22 @@ from strongroom.services.notify.webhook import (
     sign_payload,
     verify_signature,
 )
+
+if TYPE_CHECKING:
+    from strongroom.services.notify.email import EmailNotifier, render_email
+
+#: Loaded on first use (PEP 562): the email package costs every process that wires a store a
+#: few ms, and only a configured SMTP host or a preview needs it.
+_LAZY = {"EmailNotifier": "strongroom.services.notify.email",
+         "render_email": "strongroom.services.notify.email"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "FORBIDDEN_FIELD_KEYS",
@@ -79,6 +96,8 @@ def build_dispatcher(settings: Settings, metrics: Metrics | None = None) -> Disp
     timeout = settings.notify_timeout_seconds
     notifiers: list[Notifier] = [LogNotifier()]
     if settings.smtp_host:
+        from strongroom.services.notify.email import EmailNotifier  # noqa: PLC0415 (see _LAZY)
+
         notifiers.append(
             EmailNotifier(
                 settings.smtp_host,
