@@ -4,7 +4,12 @@ A script that reads a secret pays for the whole process each time: interpreter, 
 opening the SQLite store and its audit log, one audited read, closing. Each row times N
 subprocess runs (after two warm-up runs that fill the page cache and write .pyc files):
 ``python -c pass`` is the floor any Python command pays, ``import strongroom.cli`` shows what
-the imports cost, and ``strongroom secret get`` is the goal row (p50 under 150 ms).
+the imports cost, and ``strongroom secret get`` is the goal row (p50 under 150 ms). Each note
+gives the load average when the row was taken: on a shared machine it says how much to trust it.
+
+``PYTHONDONTWRITEBYTECODE`` is dropped from the runs' environment: an installed strongroom has
+its bytecode compiled (pip does it), and with the variable set an editable checkout would
+recompile every strongroom module at every start (about 60 ms) and time that instead.
 
 Run alone with ``python -m bench.bench_cli``, or as part of ``python -m bench`` (``--only cli``).
 """
@@ -32,6 +37,7 @@ NAME = "bench-cli-secret"
 _CONFIG_VARS = (
     "AZURE_KEY_VAULT_URL", "DATABASE_URL", "STRONGROOM_BACKEND", "STRONGROOM_MASTER_KEY",
     "STRONGROOM_MASTER_KEY_FILE", "STRONGROOM_AUDIT_DATABASE_URL", "LOG_LEVEL", "DEBUG",
+    "STRONGROOM_ADDR", "PYTHONDONTWRITEBYTECODE",
 )  # fmt: skip
 
 
@@ -79,9 +85,11 @@ def run_cli(*, quick: bool = False, runs: int | None = None) -> list[ResultRow]:
             ("strongroom secret get", [*strongroom, "secret", "get", NAME]),
         ]
         measured = {}
+        loads = {}
         for label, argv in cases:
             latencies, elapsed = _time(argv, env, count)
             measured[label] = summarize(label, 1, latencies, elapsed)
+            loads[label] = os.getloadavg()[0]
     floor = measured["python -c pass"]
     rows = []
     for label, m in measured.items():
@@ -98,7 +106,8 @@ def run_cli(*, quick: bool = False, runs: int | None = None) -> list[ResultRow]:
                     f"{count} runs; {m.p50_ms - floor.p50_ms:.0f} ms over the floor"
                     if reference
                     else f"{count} runs: the floor"
-                ),
+                )
+                + f"; load average {loads[label]:.2f}",
             )
         )
     return rows
