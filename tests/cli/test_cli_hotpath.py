@@ -112,8 +112,7 @@ def test_a_remote_secret_get_loads_no_typer_and_no_server_stack(tmp_path: Path) 
                STRONGROOM_REMOTE_RETRIES="0")  # fmt: skip
     lines, loaded = _loaded(env, "secret", "get", "plain")
     assert lines[-1] == "exit 1"
-    # httpx is the remote client; it imports click and rich itself (for its own command line).
-    unexpected = loaded & (NOT_FOR_A_READ - {"httpx", "click", "rich"})
+    unexpected = loaded & (NOT_FOR_A_READ - {"aiohttp"})  # aiohttp: the remote client
     assert not unexpected, sorted(unexpected)
 
 
