@@ -103,6 +103,7 @@ async def test_an_untouched_log_verifies(manager: SecretsManager, app: Strongroo
         "last_id": EVENTS,
         "broken_at": None,
         "reason": None,
+        "processes": 1,
     }
     assert await SecretsAudit(app).count_events() == EVENTS
 
@@ -414,6 +415,7 @@ async def test_prune_removes_old_events_and_the_rest_still_verifies(
         "last_id": len(times) + 1,
         "broken_at": None,
         "reason": None,
+        "processes": 1,
     }
 
     # Nothing older is left: a second prune removes nothing and the chain still verifies.
@@ -588,6 +590,7 @@ async def test_two_processes_auditing_concurrently_keep_valid_writer_chains(
             "last_id": CHAIN_SPAN + reads,
             "broken_at": None,
             "reason": None,
+            "processes": 1,
         }
         assert app.audit.store is not None
         heads = {h.chain: h.last_seq for h in await app.audit.store.chains()}

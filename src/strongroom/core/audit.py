@@ -10,9 +10,11 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hmac import compare_digest
+from json import encoder as _json_encoder
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, hmac
@@ -210,6 +212,23 @@ def micros_of(when: datetime) -> int:
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
+#: The C encoder that ``_CANONICAL_JSON.encode`` builds anew on every call, built once with
+#: the same options (no cycle check: rows and cleaned details hold no cycles). Where Python
+#: has no C encoder, the pure Python one; both give the same text.
+_C_MAKE = getattr(_json_encoder, "c_make_encoder", None)
+_C_ENCODER: Callable[[Any, int], Any] | None = (
+    None if _C_MAKE is None
+    else _C_MAKE(None, _CANONICAL_JSON.default, _json_encoder.encode_basestring_ascii, None,
+                 ":", ",", True, False, True)
+)  # fmt: skip
+
+
+def _encode(value: Any) -> str:
+    if _C_ENCODER is None:
+        return _CANONICAL_JSON.encode(value)
+    return "".join(_C_ENCODER(value, 0))
+
+
 def canonical(event: AuditEvent, seq: int) -> bytes:
     """The bytes the chain covers: sorted-key JSON of every column, times in microseconds."""
     return canonical_columns(
@@ -232,7 +251,7 @@ def canonical_columns(seq: int, *columns: Any) -> bytes:
     """``canonical`` from the columns as a row holds them (action and result as text, the
     time in microseconds), in that order: the chain check reads rows straight into this,
     without building an event (a third of its cost on a long chain)."""
-    return _CANONICAL_JSON.encode([seq, *columns]).encode("ascii")
+    return _encode([seq, *columns]).encode("ascii")
 
 
 #: What a key epoch's check value is the HMAC of (core.audit.ChainKey.check).
@@ -247,10 +266,11 @@ class ChainKey:
     made with the newest (``epoch``); a chain moves to it with an ``epoch_switch`` event,
     linked under the key it leaves, so an old key can no longer extend or rewrite the chain."""
 
-    __slots__ = ("_checks", "_keyed", "epoch")
+    __slots__ = ("_checks", "_keyed", "_raw", "epoch")
 
     def __init__(self, key: bytes, *later: bytes) -> None:
         keys = (key, *later)
+        self._raw = tuple(bytes(k) for k in keys)
         # Keyed once; each link copies the keyed state (half the cost of keying anew).
         self._keyed = tuple(hmac.HMAC(k, hashes.SHA256()) for k in keys)
         self._checks = tuple(_check_value(k) for k in keys)
@@ -261,10 +281,16 @@ class ChainKey:
         if not 0 <= epoch <= self.epoch:
             raise ValueError(f"no audit chain key of epoch {epoch}")
         view = object.__new__(ChainKey)
-        view._keyed, view._checks, view.epoch = (
-            self._keyed[: epoch + 1], self._checks[: epoch + 1], epoch,
+        view._keyed, view._checks, view._raw, view.epoch = (
+            self._keyed[: epoch + 1], self._checks[: epoch + 1], self._raw[: epoch + 1], epoch,
         )  # fmt: skip
         return view
+
+    def raw_for_worker(self) -> tuple[bytes, ...]:
+        """Every epoch's key bytes, for a chain-check worker process alone (written to its
+        stdin pipe, never to its command line or environment): the one place they leave
+        this class."""
+        return self._raw
 
     def check(self, epoch: int) -> bytes:
         """A value that names epoch ``epoch``'s key and reveals nothing of it."""

@@ -41,7 +41,13 @@ from strongroom.db.audit_sql import (
     trail_sql,
 )
 from strongroom.db.audit_sqlite import anchor_from_row, event_from_row, link_from_row
-from strongroom.db.audit_store import ChainLink, ChainState, StoredEvent, TrailFilter
+from strongroom.db.audit_store import (
+    ChainLink,
+    ChainState,
+    StoredEvent,
+    StoreLocation,
+    TrailFilter,
+)
 from strongroom.db.pg import check_schema, driver_errors, open_pool, pooled
 
 __all__ = ["PostgresAuditStore"]
@@ -84,14 +90,19 @@ class PostgresAuditStore:
         """The writer chain this process holds (None before its first batch)."""
         return self._writer.chain if self._writer is not None else None
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
+        """``migrate=False``: a reader in another process (a chain-check worker)."""
         self._pool = await open_pool(
             self._dsn,
             self.schema,
             min_size=self._min,
             max_size=self._max,
             what="the PostgreSQL audit log",
+            migrate=migrate,
         )
+
+    def location(self) -> StoreLocation:
+        return StoreLocation("postgres", self._dsn, self.schema)
 
     async def close(self) -> None:
         """Anchor this writer's chain and free it; a batch still in flight (the audit log

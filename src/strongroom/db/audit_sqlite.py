@@ -49,7 +49,13 @@ from strongroom.db.audit_sql import (
     summary_sql,
     trail_sql,
 )
-from strongroom.db.audit_store import ChainLink, ChainState, StoredEvent, TrailFilter
+from strongroom.db.audit_store import (
+    ChainLink,
+    ChainState,
+    StoredEvent,
+    StoreLocation,
+    TrailFilter,
+)
 from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
 
@@ -97,21 +103,25 @@ def event_from_row(row: Any, *, micros: bool) -> StoredEvent:
     )
 
 
+#: ``json.loads`` of a str without its per-call checks (same parse, same errors).
+_DECODE_DETAILS = json.JSONDecoder().decode
+
+
 def link_from_row(row: Any, *, micros: bool) -> ChainLink:
     """A row as the chain check reads it: the bytes its hash covers, built from the columns
-    as stored (the same bytes ``canonical`` makes of ``event_from_row``'s event)."""
-    details = row["details"]
+    as stored (the same bytes ``canonical`` makes of ``event_from_row``'s event). Columns
+    are unpacked by position (``EVENT_COLUMNS``' order): this runs once per event checked."""
+    (seq, action, resource, moment, result, actor, ip, agent, details, message, code,
+     duration, prev_hash, chain_hash) = row  # fmt: skip
     if isinstance(details, str):
-        details = json.loads(details)
+        details = _DECODE_DETAILS(details)
     if details is None:
         details = {}
-    moment = row["timestamp"] if micros else micros_of(row["timestamp"])
     body = canonical_columns(
-        row["id"], row["action"], row["resource_name"], moment, row["result"], row["actor_id"],
-        row["actor_ip"], row["actor_user_agent"], details, row["error_message"],
-        row["error_code"], row["duration_ms"],
+        seq, action, resource, moment if micros else micros_of(moment), result, actor, ip,
+        agent, details, message, code, duration,
     )  # fmt: skip
-    return ChainLink(row["id"], bytes(row["prev_hash"]), bytes(row["chain_hash"]), body, details)
+    return ChainLink(seq, bytes(prev_hash), bytes(chain_hash), body, details)
 
 
 def anchor_from_row(row: Any, *, micros: bool) -> Anchor:
@@ -240,6 +250,11 @@ class SqliteAuditStore:
 
     async def close(self) -> None:
         await self.db.close()
+
+    def location(self) -> StoreLocation | None:
+        if self.db.path is None:
+            return None
+        return StoreLocation("sqlite", str(self.db.path))
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self.db.read(fn)

@@ -3,27 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from strongroom.core.anchors import Anchor
 from strongroom.core.audit import AuditAction, AuditEvent, AuditResult, ChainKey
 from strongroom.core.edge_journal import JournalHead
 
-__all__ = ["AuditStore", "ChainLink", "ChainState", "StoredEvent", "TrailFilter"]
+__all__ = [
+    "AuditStore",
+    "ChainLink",
+    "ChainState",
+    "StoreLocation",
+    "StoredEvent",
+    "TrailFilter",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class ChainLink:
+class ChainLink(NamedTuple):
     """One event as the chain check needs it: position, hashes, the bytes its hash covers,
-    and its details (shipped edge events are followed in their site's chain)."""
+    and its details (shipped edge events are followed in their site's chain). A named tuple,
+    not a frozen dataclass: one is made per event checked, and a frozen dataclass's
+    ``__init__`` cost as much as the HMAC."""
 
     id: int
     prev_hash: bytes
     chain_hash: bytes
     body: bytes
     details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLocation:
+    """Where another process opens the same audit log to read it (a chain-check worker).
+    ``address`` (a PostgreSQL URL or a SQLite file) may hold a database password: it is
+    never shown, and travels to a worker only over its stdin pipe."""
+
+    backend: str
+    address: str = field(repr=False)
+    schema: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +120,10 @@ class AuditStore(Protocol):
         self, resource_name: str | None, since: datetime
     ) -> list[tuple[str, str | None, int, int]]:
         """(dimension, key, events, failures) for dimensions action, result, actor, ip, day."""
+        ...
+
+    def location(self) -> StoreLocation | None:
+        """Where another process can read this log (None: nowhere, e.g. a memory database)."""
         ...
 
     async def chain_state(self) -> ChainState:

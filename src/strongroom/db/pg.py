@@ -61,17 +61,19 @@ async def open_pool(
     max_size: int,
     what: str,
     hooks: PostgresHooks | None = None,
+    migrate: bool = True,
 ) -> asyncpg.Pool:
-    """Migrate ``schema`` (``hooks``: see strongroom.db.migrate) and open a pool whose
-    connections work inside it."""
+    """Migrate ``schema`` (``hooks``: see strongroom.db.migrate; ``migrate=False`` for a
+    reader that finds it made) and open a pool whose connections work inside it."""
     import asyncpg  # noqa: PLC0415 (see driver_errors)
 
     try:
-        bootstrap = await asyncpg.connect(dsn, timeout=STATEMENT_TIMEOUT)
-        try:
-            await migrate_postgres(bootstrap, schema, hooks)
-        finally:
-            await bootstrap.close()
+        if migrate:
+            bootstrap = await asyncpg.connect(dsn, timeout=STATEMENT_TIMEOUT)
+            try:
+                await migrate_postgres(bootstrap, schema, hooks)
+            finally:
+                await bootstrap.close()
         return await asyncpg.create_pool(
             dsn,
             min_size=min_size,

@@ -26,8 +26,12 @@ T = TypeVar("T")
 class SqliteDatabase:
     """Opened by each store that uses it and closed when the last one lets go."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, read_only: bool = False) -> None:
+        """``read_only``: a file read by another process (a chain-check worker): no
+        migration, no writer, queries only."""
         self.path = path
+        self._read_only = read_only and path is not None
+        self._read_only_open = False
         self._writer: SqliteWriter | None = None
         self._users = 0
         self._local = threading.local()
@@ -40,6 +44,9 @@ class SqliteDatabase:
 
     async def open(self) -> None:
         self._users += 1
+        if self._read_only:
+            self._read_only_open = True
+            return
         if self._writer is not None:
             return
         try:
@@ -73,13 +80,13 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         self._users = max(0, self._users - 1)
-        if self._users or self._writer is None:
+        if self._users or (self._writer is None and not self._read_only_open):
             return
-        if self.path is None:
+        if self._writer is not None and self.path is None:
             self._writer.close()
-        else:
+        elif self._writer is not None:
             release_writer(self._writer)
-        self._writer = None
+        self._writer, self._read_only_open = None, False
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()
@@ -106,9 +113,10 @@ class SqliteDatabase:
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a query: in the writer for a memory database, else on a worker thread."""
-        writer = self._writer_or_fail()
-        if self.path is None:
-            return await writer.submit(fn)
+        if not self._read_only_open:
+            writer = self._writer_or_fail()
+            if self.path is None:
+                return await writer.submit(fn)
 
         def run() -> T:
             try:

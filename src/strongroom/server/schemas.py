@@ -314,6 +314,8 @@ class AuditVerifyOut(BaseModel):
     last_id: int | None
     broken_at: int | None
     reason: str | None
+    #: How many processes checked the events' links (worker processes for a long log).
+    processes: int = 1
     checkpoints: dict[str, Any] | None = None
     #: Per edge site whose journal was shipped here: its chain's continuity.
     edge_chains: dict[str, Any] | None = None

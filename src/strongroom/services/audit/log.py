@@ -14,16 +14,12 @@ from typing import Any
 
 from strongroom.core.actor import Actor, current_actor, default_actor
 from strongroom.core.audit import (
-    EPOCH_CHECK_FIELD,
-    EPOCH_FIELD,
     AuditAction,
     AuditEvent,
     AuditResult,
     ChainKey,
-    canonical,
     clean_details,
     clean_text,
-    switched_epoch,
 )
 from strongroom.core.clock import Clock
 from strongroom.core.crypto import MasterKey
@@ -31,7 +27,8 @@ from strongroom.core.deadline import within
 from strongroom.core.errors import AuditUnavailableError, ChainKeyStaleError, StrongroomError
 from strongroom.core.logging import get_logger
 from strongroom.core.metrics import Metrics
-from strongroom.db.audit_store import AuditStore, StoredEvent
+from strongroom.db.audit_store import AuditStore
+from strongroom.services.audit.chain_check import ChainVerifier
 
 __all__ = ["AuditLog", "AuditedOperation", "ChainVerifier", "Operation", "resource_key"]
 
@@ -295,89 +292,3 @@ class AuditedOperation:
         if self._log.store is None or (exc is not None and not isinstance(exc, Exception)):
             return  # no audit log, or cancellation / interpreter exit: nothing to record
         await self._log.record(self._log.event_for(self._op, self._action, exc))
-
-
-class ChainVerifier:
-    """Checks a chain one stored event at a time (pure; the caller does the reading), moving
-    to a newer key epoch where a valid switch event says so (core.audit.ChainKey)."""
-
-    def __init__(
-        self,
-        key: ChainKey,
-        anchor_seq: int,
-        anchor_hash: bytes,
-        *,
-        watch: frozenset[int] = frozenset(),
-        epoch: int | None = 0,
-    ) -> None:
-        self.key = key
-        #: The key epoch reached; None where retention cut the chain's start off (the first
-        #: event left says which of the keys it was linked under).
-        self.epoch = epoch
-        self._by = key.at(epoch) if epoch is not None else key
-        self.expected_id = anchor_seq + 1
-        self.expected_prev = anchor_hash
-        self.checked = 0
-        self.first_id: int | None = None
-        self.last_id = anchor_seq
-        #: Hashes seen at the positions in ``watch`` (those checkpoints name).
-        self.watch = watch
-        self.seen: dict[int, bytes] = {}
-
-    def check(self, stored: StoredEvent) -> tuple[int, str] | None:
-        """None if ``stored`` extends the chain, else (id, reason) of the first break."""
-        body = canonical(stored.event, stored.id)
-        return self.check_link(
-            stored.id, stored.prev_hash, stored.chain_hash, body, stored.event.details
-        )
-
-    def check_link(
-        self,
-        event_id: int,
-        prev_hash: bytes,
-        chain_hash: bytes,
-        body: bytes,
-        details: dict[str, Any] | None = None,
-    ) -> tuple[int, str] | None:
-        """``check`` of an event given as the bytes its hash covers (a row read as a
-        db.audit_store.ChainLink) and its details (where a key epoch switch shows)."""
-        if event_id != self.expected_id:
-            if event_id > self.expected_id:
-                return self.expected_id, f"events {self.expected_id}..{event_id - 1} are missing"
-            return event_id, "event id out of order"
-        if prev_hash != self.expected_prev:
-            return event_id, "link to the previous event is broken (event removed or replaced)"
-        if self.epoch is None:
-            self._find_epoch(body, chain_hash)
-        if self._by.mac(self.expected_prev, body) != chain_hash:
-            return event_id, "event content does not match its hash (modified or forged)"
-        if details and (EPOCH_FIELD in details or EPOCH_CHECK_FIELD in details):
-            moved = switched_epoch(self.key, details, self.epoch or 0)
-            if isinstance(moved, str):
-                return event_id, moved
-            if moved is not None:
-                self.epoch, self._by = moved, self.key.at(moved)
-        self.expected_id, self.expected_prev = event_id + 1, chain_hash
-        if event_id in self.watch:
-            self.seen[event_id] = chain_hash
-        self.checked += 1
-        self.first_id = event_id if self.first_id is None else self.first_id
-        self.last_id = event_id
-        return None
-
-    def _find_epoch(self, body: bytes, chain_hash: bytes) -> None:
-        for epoch in range(self.key.epoch + 1):
-            if self.key.at(epoch).mac(self.expected_prev, body) == chain_hash:
-                self.epoch, self._by = epoch, self.key.at(epoch)
-                return
-        self.epoch = self.key.epoch  # none matches: the check reports the event
-
-    def report(self, broken: tuple[int, str] | None = None) -> dict[str, Any]:
-        return {
-            "valid": broken is None,
-            "checked": self.checked,
-            "first_id": self.first_id,
-            "last_id": self.last_id,
-            "broken_at": broken[0] if broken else None,
-            "reason": broken[1] if broken else None,
-        }

@@ -17,7 +17,7 @@ from strongroom.db.audit_store import AuditStore, StoredEvent, TrailFilter
 from strongroom.services.audit.checkpoints import SinkContents
 from strongroom.services.audit.log import resource_key
 from strongroom.services.audit.threats import detect
-from strongroom.services.audit.verify import verify_log
+from strongroom.services.audit.verify import PARALLEL_FROM, verify_log
 from strongroom.services.facade import StrongroomFacade
 from strongroom.services.wiring import Strongroom
 
@@ -174,19 +174,29 @@ class SecretsAudit(StrongroomFacade):
         app, _ = await self._store()
         return await app.threat_alerts.run_once()
 
-    async def verify_integrity(self, *, batch: int = 5000) -> dict[str, Any]:
+    async def verify_integrity(
+        self,
+        *,
+        batch: int = 5000,
+        parallel_from: int = PARALLEL_FROM,
+        workers: int | None = None,
+    ) -> dict[str, Any]:
         """Walk the hash chain; report the first event that was modified, removed or inserted,
         then compare the log with the signed checkpoints kept outside it (a log that ends
         before a checkpoint, or differs from one, was cut off or rewritten).
 
         Checkpoints are read first and the chain head next, so events appended meanwhile (by
-        any process) are left for the next run rather than reported.
+        any process) are left for the next run rather than reported. From ``parallel_from``
+        events on, ranges of the log are checked in ``workers`` processes (one per CPU), with
+        the same verdict (see services.audit.chain_workers).
         """
         app, store = await self._store()
         contents = None
         if app.checkpoints is not None:
             contents = await app.checkpoints.sink.read(app.checkpoints.signer.public_key)
-        report = await verify_log(store, app.audit.key, contents, batch)
+        report = await verify_log(
+            store, app.audit.key, contents, batch, parallel_from=parallel_from, workers=workers
+        )
         return {**report, "checkpoints": _checkpoint_summary(app, contents)}
 
     async def write_checkpoint(self) -> dict[str, Any] | None:

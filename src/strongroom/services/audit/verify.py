@@ -8,6 +8,11 @@ anchors covering consecutive ranges, none naming a chain or a position that is g
 that crashed leaves a tail no anchor covers: its own links and head row still check it, and
 signed checkpoints (read first) catch a tail cut off behind everyone's back.
 
+A long log is checked in ranges by worker processes (see
+:mod:`strongroom.services.audit.chain_workers`): each range is walked exactly as a single
+pass walks its chain, and the ranges' findings are joined in order (``ChainVerifier.join``),
+so the verdict is the single pass's. The report's ``processes`` says how many took part.
+
 Events edges shipped carry their site's own chain in their details; a site's events may be
 spread over several writer chains (whichever process took each shipment), so they are put
 back in the site's order before its chain is followed.
@@ -15,28 +20,41 @@ back in the site's order before its chain is followed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from hmac import compare_digest
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.core.anchors import (
     ANCHOR_CHAIN,
     CHAIN_SPAN,
-    Anchor,
-    anchor_link,
     chain_base,
     chain_name,
 )
 from strongroom.core.audit import GENESIS_HASH, ChainKey
 from strongroom.core.checkpoint import ChainReach, Checkpoint, check_log, check_sequence
 from strongroom.core.edge_journal import EdgeChains, JournalHead
+from strongroom.core.logging import get_logger
 from strongroom.db.audit_store import AuditStore, ChainState
-from strongroom.services.audit.checkpoints import SinkContents
-from strongroom.services.audit.log import ChainVerifier
+from strongroom.services.audit.anchor_check import walk_anchors
+from strongroom.services.audit.chain_check import Broken, ChainVerifier
+from strongroom.services.audit.chain_workers import (
+    RangeJob,
+    RangeResult,
+    WorkersFailedError,
+    check_in_workers,
+    plan_ranges,
+)
 
-__all__ = ["verify_log"]
+if TYPE_CHECKING:  # not imported at run time: worker processes start faster without it
+    from strongroom.services.audit.checkpoints import SinkContents
 
-Broken = tuple[int, str]
+__all__ = ["PARALLEL_FROM", "Walked", "verify_log", "walk_range"]
+
+log = get_logger("strongroom.audit")
+#: Logs with fewer events are checked in this process alone: a worker costs a Python start,
+#: its imports and a connection (about half a second on two busy cores), which a range of
+#: fewer events would not win back.
+PARALLEL_FROM = 200_000
 
 
 @dataclass(slots=True)
@@ -48,6 +66,7 @@ class _Tally:
     last_id: int = 0
     reach: dict[str, ChainReach] = field(default_factory=dict)
     shipped: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    processes: int = 1  # 1: this process alone; else the workers that checked the ranges
 
     def ship(self, details: dict[str, Any]) -> None:
         site = details.get("site")
@@ -81,23 +100,42 @@ class _Tally:
             "last_id": self.last_id,
             "broken_at": broken[0] if broken else None,
             "reason": broken[1] if broken else None,
+            "processes": self.processes,
         }
 
 
 async def verify_log(
-    store: AuditStore, key: ChainKey, contents: SinkContents | None, batch: int
+    store: AuditStore,
+    key: ChainKey,
+    contents: SinkContents | None,
+    batch: int,
+    *,
+    parallel_from: int = PARALLEL_FROM,
+    workers: int | None = None,
 ) -> dict[str, Any]:
-    """The verdict on the whole log (``contents``: the checkpoints, read before the heads)."""
+    """The verdict on the whole log (``contents``: the checkpoints, read before the heads).
+    From ``parallel_from`` events on, the writer chains are checked in ``workers`` processes
+    (default: one per CPU) where the store can be read from another process."""
     heads = {h.chain: h for h in await store.chains()}
     checkpoints = contents.checkpoints if contents is not None else []
     tally = _Tally()
+    parts: dict[int, list[RangeResult]] | None = None
+    jobs = _plan(store, key, heads, checkpoints, batch, parallel_from, workers)
+    if jobs:
+        try:
+            parts = await check_in_workers(jobs, batch)
+            tally.processes = len(jobs)
+        except WorkersFailedError as exc:  # the same check, in this process alone
+            log.warning("audit chain checked in one process", reason=str(exc))
     for chain in sorted(c for c in heads if c != ANCHOR_CHAIN):
-        broken = await _walk_chain(store, key, heads[chain], checkpoints, batch, tally)
+        chain_parts = None if parts is None else parts.get(chain, [])
+        broken = await _walk_chain(store, key, heads[chain], checkpoints, batch, tally, chain_parts)
         if broken is not None:
             return tally.report(broken)
     broken = await _strays(store, heads, batch)
     if broken is None:
-        broken = await _walk_anchors(store, key, heads, checkpoints, batch, tally)
+        watch = _watched(checkpoints, chain_name(ANCHOR_CHAIN))
+        broken = await walk_anchors(store, key, heads, watch, batch, tally.reach)
     if broken is None and contents is not None:
         broken = _against_checkpoints(contents, tally)
     report = tally.report(broken)
@@ -119,27 +157,47 @@ def _watched(checkpoints: list[Checkpoint], name: str) -> frozenset[int]:
     return frozenset(h.seq for c in checkpoints for h in c.heads if h.chain == name)
 
 
-async def _walk_chain(
+def _plan(
     store: AuditStore,
     key: ChainKey,
-    head: ChainState,
+    heads: dict[int, ChainState],
     checkpoints: list[Checkpoint],
     batch: int,
-    tally: _Tally,
-) -> Broken | None:
-    base = chain_base(head.chain)
-    start = base + head.anchor_seq
-    verifier = ChainVerifier(
-        key,
-        start,
-        head.anchor_hash if head.anchor_seq else GENESIS_HASH,
-        watch=_watched(checkpoints, chain_name(head.chain)),
-        epoch=None if head.anchor_seq else 0,
-    )
-    last_id = base + head.last_seq
-    broken: Broken | None = None
-    async for rows in store.scan_links(start, base + CHAIN_SPAN, batch):
+    parallel_from: int,
+    workers: int | None,
+) -> list[list[RangeJob]]:
+    """Each worker's ranges; nothing when the log is short, the machine has one CPU, or no
+    other process can read the store (a memory database)."""
+    chains = [heads[c] for c in sorted(heads) if c != ANCHOR_CHAIN]
+    count = workers if workers is not None else os.cpu_count() or 1
+    location = store.location()
+    if sum(h.last_seq - h.anchor_seq for h in chains) < parallel_from or count < 2:
+        return []
+    if location is None:
+        return []
+    watches = {h.chain: _watched(checkpoints, chain_name(h.chain)) for h in chains}
+    return plan_ranges(location, key, chains, watches, batch, count)
+
+
+@dataclass(slots=True)
+class Walked:
+    """A range walked: its first break, and the shipped edge events it verified."""
+
+    broken: Broken | None
+    shipped: list[dict[str, Any]]
+
+
+async def walk_range(
+    store: AuditStore, head: ChainState, verifier: ChainVerifier, after: int, upper: int, batch: int
+) -> Walked:
+    """Check the events of ``head``'s chain with after < id <= upper: each link, each HMAC,
+    none beyond the head, and every anchor naming one of them (the single pass and each
+    worker's range alike)."""
+    last_id = chain_base(head.chain) + head.last_seq
+    walked = Walked(None, [])
+    async for rows in store.scan_links(after, upper, batch):
         hashes: dict[int, bytes] = {}
+        broken: Broken | None = None
         for link in rows:
             if link.id > last_id:
                 broken = (link.id, "event is beyond the chain head")
@@ -151,12 +209,49 @@ async def _walk_chain(
                 break
             hashes[link.id] = link.chain_hash
             if "site" in link.details:
-                tally.ship(link.details)
+                walked.shipped.append(link.details)
         if hashes:
             mismatch = await _against_anchors(store, head, min(hashes) - 1, max(hashes), hashes)
             broken = mismatch or broken
         if broken is not None:
+            walked.broken = broken
             break
+    return walked
+
+
+async def _walk_chain(
+    store: AuditStore,
+    key: ChainKey,
+    head: ChainState,
+    checkpoints: list[Checkpoint],
+    batch: int,
+    tally: _Tally,
+    parts: list[RangeResult] | None,
+) -> Broken | None:
+    """One writer chain, walked here or joined from the workers' ranges (``parts``)."""
+    base = chain_base(head.chain)
+    start = base + head.anchor_seq
+    verifier = ChainVerifier(
+        key,
+        start,
+        head.anchor_hash if head.anchor_seq else GENESIS_HASH,
+        watch=_watched(checkpoints, chain_name(head.chain)),
+        epoch=None if head.anchor_seq else 0,
+    )
+    last_id = base + head.last_seq
+    broken: Broken | None = None
+    if parts is None:
+        walked = await walk_range(store, head, verifier, start, base + CHAIN_SPAN, batch)
+        broken, shipped = walked.broken, walked.shipped
+    else:
+        shipped = []
+        for part in parts:
+            broken = verifier.join(part.span)
+            shipped.extend(part.shipped)
+            if broken is not None:
+                break
+    for details in shipped:
+        tally.ship(details)
     if broken is None and verifier.last_id < last_id:
         first = verifier.last_id + 1
         broken = (first, f"events {first}..{last_id} are missing")
@@ -199,140 +294,6 @@ async def _strays(store: AuditStore, heads: dict[int, ChainState], batch: int) -
         async for rows in store.scan(chain_base(chain), upper, 1):
             return rows[0].id, "event belongs to no writer chain (its head row is gone)"
     return None
-
-
-@dataclass(slots=True)
-class _AnchorWalk:
-    key: ChainKey
-    heads: dict[int, ChainState]
-    expected_seq: int
-    prev: bytes
-    watch: frozenset[int]
-    seen: dict[int, bytes] = field(default_factory=dict)
-    reached: dict[int, int] = field(default_factory=dict)  # chain -> last position anchored
-    #: The key epoch reached; None where retention cut the chain's start off.
-    epoch: int | None = 0
-
-    def check(self, anchor: Anchor) -> str | None:
-        problem = self._linked(anchor)
-        if problem is None:
-            key_anchor = anchor.chain == ANCHOR_CHAIN
-            problem = self._key_anchor(anchor) if key_anchor else self._covers(anchor)
-        if problem is None:
-            self.expected_seq, self.prev = anchor.seq + 1, anchor.anchor_hash
-            if anchor.seq in self.watch:
-                self.seen[anchor.seq] = anchor.anchor_hash
-        return problem
-
-    def _linked(self, anchor: Anchor) -> str | None:
-        if anchor.seq != self.expected_seq:
-            if anchor.seq > self.expected_seq:
-                return f"anchors {self.expected_seq}..{anchor.seq - 1} are missing"
-            return "anchor out of order"
-        if anchor.prev_hash != self.prev:
-            return "link to the previous anchor is broken (anchor removed or replaced)"
-        if self.epoch is None:
-            self.epoch = self._first_epoch(anchor)
-        if anchor_link(self.key.at(self.epoch), self.prev, anchor) != anchor.anchor_hash:
-            return "anchor content does not match its hash (modified or forged)"
-        return None
-
-    def _covers(self, anchor: Anchor) -> str | None:
-        """A writer chain's anchor: a range that follows the last one of its chain."""
-        head = self.heads.get(anchor.chain)
-        if head is None:
-            return f"anchor names writer chain {anchor.chain}, which is gone"
-        if anchor.last > head.last_seq:
-            return (
-                f"anchor says writer chain {anchor.chain} reached {anchor.last}, but its head "
-                f"is at {head.last_seq}: events were cut off"
-            )
-        before = self.reached.get(anchor.chain)
-        if before is not None and anchor.first != before + 1:
-            return f"anchors of writer chain {anchor.chain} do not follow each other"
-        if anchor.last < anchor.first - 1 or (
-            anchor.last == 0 and anchor.chain_hash != GENESIS_HASH
-        ):
-            return "anchor covers no valid range"
-        if anchor.last and anchor.last == head.anchor_seq and anchor.chain_hash != head.anchor_hash:
-            return f"anchor {anchor.seq} does not match where retention left its chain"
-        self.reached[anchor.chain] = anchor.last
-        return None
-
-    def _first_epoch(self, anchor: Anchor) -> int:
-        """Where retention cut the start off, the first anchor left says which key it was
-        linked under (the newest when none: its check then reports it)."""
-        return next(
-            (e for e in range(self.key.epoch + 1)
-             if anchor_link(self.key.at(e), self.prev, anchor) == anchor.anchor_hash),
-            self.key.epoch,
-        )  # fmt: skip
-
-    def _key_anchor(self, anchor: Anchor) -> str | None:
-        """A key anchor (core.anchors.key_anchor): a step to a newer epoch whose key it names."""
-        current = self.epoch or 0
-        if anchor.last != 0 or not current < anchor.first <= self.key.epoch:
-            return f"key anchor from epoch {current} to {anchor.first} is not a step forward"
-        if not compare_digest(anchor.chain_hash, self.key.check(anchor.first)):
-            return f"key anchor names another key than epoch {anchor.first}'s"
-        self.epoch = anchor.first
-        return None
-
-
-async def _walk_anchors(
-    store: AuditStore,
-    key: ChainKey,
-    heads: dict[int, ChainState],
-    checkpoints: list[Checkpoint],
-    batch: int,
-    tally: _Tally,
-) -> Broken | None:
-    head = heads.get(ANCHOR_CHAIN)
-    if head is None:
-        return 0, "the anchor chain's head row is gone"
-    walk = _AnchorWalk(
-        key,
-        heads,
-        head.anchor_seq + 1,
-        head.anchor_hash if head.anchor_seq else GENESIS_HASH,
-        _watched(checkpoints, chain_name(ANCHOR_CHAIN)),
-        epoch=None if head.anchor_seq else 0,
-    )
-    async for anchors in store.anchors(head.anchor_seq, 2**63 - 1, batch):
-        for anchor in anchors:
-            if anchor.seq > head.last_seq:
-                return _at(anchor, heads, "anchor is beyond the anchor chain's head")
-            problem = walk.check(anchor)
-            if problem is not None:
-                return _at(anchor, heads, f"anchor {anchor.seq}: {problem}")
-    if walk.expected_seq - 1 < head.last_seq:
-        return 0, f"anchors {walk.expected_seq}..{head.last_seq} are missing"
-    if head.last_seq and walk.prev != head.last_hash:
-        return 0, "the anchor chain's head does not match"
-    reached = walk.epoch if walk.epoch is not None else head.key_epoch
-    if reached != head.key_epoch or head.key_epoch != key.epoch:
-        return 0, (
-            f"the anchor chain reached key epoch {reached} (its head says {head.key_epoch}), "
-            f"but the current key is epoch {key.epoch}: anchors made under a replaced master "
-            "key, or the newest ones removed"
-        )
-    if not head.anchor_seq:  # nothing pruned: every chain but the first was registered
-        for chain in heads:
-            if chain > 1 and chain not in walk.reached:
-                return chain_base(chain) + 1, f"writer chain {chain} is not in the anchor chain"
-    tally.reach[chain_name(ANCHOR_CHAIN)] = ChainReach(
-        head.anchor_seq, head.anchor_hash, walk.expected_seq - 1, walk.seen
-    )
-    return None
-
-
-def _at(anchor: Anchor, heads: dict[int, ChainState], reason: str) -> Broken:
-    """A broken anchor is reported at the last event it names, or at the first event cut off
-    when it names events beyond its chain's head."""
-    head = heads.get(anchor.chain)
-    if anchor.chain == ANCHOR_CHAIN or head is None:
-        return chain_base(max(anchor.chain, 1)) + anchor.last, reason
-    return chain_base(anchor.chain) + min(anchor.last, head.last_seq + 1), reason
 
 
 def _against_checkpoints(contents: SinkContents, tally: _Tally) -> Broken | None:

@@ -67,7 +67,10 @@ class RemoteSecretsAudit(RemoteFacadeMixin, SecretsAudit):
         found: dict[str, Any] = await client.request("GET", "/v1/audit/threats", params=params)
         return found
 
-    async def verify_integrity(self, *, batch: int = 5000) -> dict[str, Any]:
+    async def verify_integrity(
+        self, *, batch: int = 5000, parallel_from: int = 0, workers: int | None = None
+    ) -> dict[str, Any]:
+        """The server's check (it chooses its batch and its worker processes)."""
         client = await self._client()
         found: dict[str, Any] = await client.request("POST", "/v1/audit/verify", idempotent=True)
         return found
