@@ -137,8 +137,13 @@ async def _fail_open_immutable(settings: Settings) -> None:
 # -- SQLite: the audit file locked by another connection ---------------------------------------
 
 
-async def test_a_locked_audit_file_times_out_and_reads_resume(tmp_path: Path) -> None:
-    settings = sqlite_settings(tmp_path, STRONGROOM_AUDIT_TIMEOUT_SECONDS=0.5)
+@pytest.mark.parametrize("fsync", ["true", "false"])
+async def test_a_locked_audit_file_times_out_and_reads_resume(tmp_path: Path, fsync: str) -> None:
+    """Without fsync an idle writer commits on the event loop's thread; a lock held by
+    another connection still sends the write to the writer thread, which times out."""
+    settings = sqlite_settings(
+        tmp_path, STRONGROOM_AUDIT_TIMEOUT_SECONDS=0.5, STRONGROOM_AUDIT_FSYNC=fsync
+    )
     async with await Strongroom.open(settings) as app:
         manager, audit = SecretsManager(app), SecretsAudit(app)
         await manager.create_secret("guarded", VALUE)

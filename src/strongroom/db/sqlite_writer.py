@@ -5,6 +5,13 @@ writes are funnelled to a dedicated thread that runs every job waiting in its qu
 transaction (each job in its own savepoint, so one failing job does not undo the others), commits
 once, and only then resolves the callers' futures. A write is durable when its call returns, and
 concurrent writers share one fsync.
+
+A write that needs no fsync (an audit log configured without it, a cache generation) is
+committed at once on the caller's thread when the writer is idle: the two thread hops it saves
+cost more than the commit itself (about 0.1 ms each way on a loaded two-core machine, where the
+commit takes about 0.05 ms). It never waits there: if the writer thread, another process (the
+lock file) or another connection (SQLite's lock) holds the file, the job goes to the writer
+thread as any other and waits there.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 _MAX_GROUP = 512
 _STOP = object()
+_BUSY_MS = 30_000
 
 
 def connect(path: str, *, synchronous: str = "FULL", uri: bool = False) -> sqlite3.Connection:
@@ -38,7 +46,7 @@ def connect(path: str, *, synchronous: str = "FULL", uri: bool = False) -> sqlit
     _enable_wal(conn)
     conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
     return conn
 
 
@@ -74,6 +82,8 @@ class SqliteWriter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._conn: sqlite3.Connection | None = connect(path, uri=uri)
         self._synced = True
+        #: Held while a group commits, on the writer thread or inline.
+        self._busy = threading.Lock()
         self._lock_fd = _open_lock_file(path) if not uri and path != ":memory:" else None
         self._thread = threading.Thread(
             target=self._run, name="strongroom-sqlite-writer", daemon=True
@@ -86,11 +96,79 @@ class SqliteWriter:
         ``sync=False`` lets a group made only of such jobs commit without fsync (WAL with
         ``synchronous=NORMAL``: safe if the process dies, not if the machine loses power before
         the next synced commit or checkpoint); any synced job in the group syncs them all.
+        Such a job runs at once, on this thread, when the writer is idle.
         """
+        if not sync and (done := self._inline(job)) is not None:
+            result, error = done
+            if error is not None:
+                raise error
+            return result  # type: ignore[no-any-return]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((job, future, loop, sync))
         return await future
+
+    def _inline(self, job: Job) -> tuple[Any, BaseException | None] | None:
+        """Commit ``job`` alone, now, if nothing holds the file; None if something did."""
+        if not self._queue.empty() or not self._busy.acquire(blocking=False):
+            return None
+        try:
+            if self._lock_fd is not None:
+                try:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return None
+            try:
+                return self._commit_alone(job)
+            finally:
+                if self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        finally:
+            self._busy.release()
+
+    def _commit_alone(self, job: Job) -> tuple[Any, BaseException | None] | None:
+        """One unsynced job in its own transaction (a failing job rolls it back); None when
+        another connection holds SQLite's write lock (it is not waited for here)."""
+        try:
+            conn = self._connection(sync=False)
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                return None  # locked: the writer thread waits for it
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+            try:
+                result = job(conn)
+            except Exception as exc:  # the job's own error (sqlite3's too): undone, handed back
+                conn.execute("ROLLBACK")
+                return None, _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._drop_connection()
+            return None, _unavailable(exc)
+        return result, None
+
+    def _connection(self, *, sync: bool) -> sqlite3.Connection:
+        """The write connection (a new one after a failed group), synced as ``sync`` asks."""
+        if self._conn is None:
+            self._conn = connect(self.path, uri=self._uri)
+            self._synced = True
+        conn = self._conn
+        if sync != self._synced:
+            conn.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+            self._synced = sync
+        return conn
+
+    def _drop_connection(self) -> None:
+        """After a failed commit: the connection may be unusable, the next group reconnects
+        (an in-memory database lives only in its connection, so that one is kept)."""
+        if self._conn is not None and self.path != ":memory:":
+            with contextlib.suppress(sqlite3.Error):
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                self._conn.close()
+            self._conn = None
 
     def close(self) -> None:
         if self._thread.is_alive():
@@ -125,25 +203,19 @@ class SqliteWriter:
     def _commit_group(self, group: list[tuple[Job, asyncio.Future[Any], Any, bool]]) -> None:
         # Writers in other processes queue on a kernel lock rather than in SQLite's busy
         # handler, which sleeps up to 100 ms between tries: a revocation must not wait that.
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
-            self._commit_group_locked(group)
-        finally:
+        with self._busy:
             if self._lock_fd is not None:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                self._commit_group_locked(group)
+            finally:
+                if self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _commit_group_locked(self, group: list[tuple[Job, asyncio.Future[Any], Any, bool]]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
-            if self._conn is None:  # the last group failed: start on a fresh connection
-                self._conn = connect(self.path, uri=self._uri)
-                self._synced = True
-            conn = self._conn
-            sync = any(job_sync for *_, job_sync in group)
-            if sync != self._synced:
-                conn.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
-                self._synced = sync
+            conn = self._connection(sync=any(job_sync for *_, job_sync in group))
             conn.execute("BEGIN IMMEDIATE")
             for job, future, _loop, _sync in group:
                 if future.cancelled():
@@ -154,15 +226,8 @@ class SqliteWriter:
                 outcomes.append(_run_job(conn, job))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            # Drop the connection (a failed commit can leave it unusable); the next group
-            # reconnects, so the store recovers by itself once the file is writable again.
-            # An in-memory database lives only in its connection, so that one is kept.
-            if self._conn is not None and self.path != ":memory:":
-                with contextlib.suppress(sqlite3.Error):
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    self._conn.close()
-                self._conn = None
+            # The store recovers by itself once the file is writable again.
+            self._drop_connection()
             failure = _unavailable(exc)
             outcomes = [(None, failure)] * len(group)
         for (_job, future, loop, _sync), (result, error) in zip(group, outcomes, strict=True):

@@ -1,0 +1,107 @@
+"""The SQLite writer: a write that needs no fsync commits at once on the caller's thread when
+the writer is idle, and is never kept waiting there: a file held by the writer thread, by
+another process's writer (the lock file) or by another connection goes to the writer thread."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from strongroom.db.sqlite_writer import SqliteWriter
+
+CAP = 10.0  # an upper bound on every wait, never a timing assertion
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[SqliteWriter]:
+    found = SqliteWriter(str(tmp_path / "w.db"))
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+def insert(value: str) -> Callable[[sqlite3.Connection], tuple[int, str]]:
+    """A job that records which thread ran it."""
+
+    def job(conn: sqlite3.Connection) -> tuple[int, str]:
+        conn.execute("CREATE TABLE IF NOT EXISTS t (v TEXT NOT NULL)")
+        conn.execute("INSERT INTO t (v) VALUES (?)", (value,))
+        return threading.get_ident(), value
+
+    return job
+
+
+def rows(writer: SqliteWriter) -> list[str]:
+    with sqlite3.connect(writer.path) as conn:
+        return [r[0] for r in conn.execute("SELECT v FROM t ORDER BY rowid")]
+
+
+async def test_an_unsynced_write_commits_on_the_callers_thread_when_idle(
+    writer: SqliteWriter,
+) -> None:
+    ran_on, _ = await writer.submit(insert("inline"), sync=False)
+    assert ran_on == threading.get_ident()
+    synced_on, _ = await writer.submit(insert("synced"))
+    assert synced_on != threading.get_ident()  # an fsync is never waited for on the loop
+    assert rows(writer) == ["inline", "synced"]
+
+
+async def test_a_failing_unsynced_write_is_undone_and_the_writer_goes_on(
+    writer: SqliteWriter,
+) -> None:
+    await writer.submit(insert("first"), sync=False)
+
+    def failing(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (v) VALUES ('undone')")
+        raise ValueError("the job's own error")
+
+    with pytest.raises(ValueError, match="own error"):
+        await writer.submit(failing, sync=False)
+    with pytest.raises(Exception, match="did not accept"):  # a constraint: StoreUnavailable
+        await writer.submit(lambda c: c.execute("INSERT INTO t (v) VALUES (NULL)"), sync=False)
+    await writer.submit(insert("after"), sync=False)
+    assert rows(writer) == ["first", "after"]
+
+
+async def test_a_file_locked_by_another_connection_sends_the_write_to_the_thread(
+    writer: SqliteWriter,
+) -> None:
+    await writer.submit(insert("before"), sync=False)
+    locker = sqlite3.connect(writer.path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    pending = asyncio.ensure_future(writer.submit(insert("waited"), sync=False))
+    for _ in range(5):
+        await asyncio.sleep(0.01)  # the loop runs on while the write waits for the lock
+    assert not pending.done()
+    locker.execute("ROLLBACK")
+    locker.close()
+    ran_on, _ = await asyncio.wait_for(pending, CAP)
+    assert ran_on != threading.get_ident()
+    assert rows(writer) == ["before", "waited"]
+
+
+async def test_a_lock_file_held_by_another_writer_sends_the_write_to_the_thread(
+    writer: SqliteWriter,
+) -> None:
+    await writer.submit(insert("before"), sync=False)
+    other = os.open(f"{writer.path}-wlock", os.O_RDWR)  # another open file: another writer
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        pending = asyncio.ensure_future(writer.submit(insert("waited"), sync=False))
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        assert not pending.done()
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    ran_on, _ = await asyncio.wait_for(pending, CAP)
+    assert ran_on != threading.get_ident()
+    assert rows(writer) == ["before", "waited"]
