@@ -15,7 +15,6 @@ header and for TLS, so a DNS answer that changes after the check reaches nobody.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import re
 import secrets
 import ssl
@@ -264,6 +263,10 @@ class WebhookNotifier:
         if header.isdigit():
             seconds = float(header)
         else:
+            # Imported here: the email package costs every process that wires a store a few
+            # ms, and only a Retry-After given as a date needs its parser.
+            import email.utils  # noqa: PLC0415
+
             try:
                 when = email.utils.parsedate_to_datetime(header)
             except (TypeError, ValueError):
