@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from strongroom.cli import hotpath
 from strongroom.cli.main import main
@@ -137,6 +138,18 @@ AGREE = [
 ]
 
 
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """main() configures logging for the process (as a command does); later tests of this
+    process get structlog back as it was."""
+    configured, saved = structlog.is_configured(), structlog.get_config()
+    yield
+    if configured:
+        structlog.configure(**saved)
+    else:
+        structlog.reset_defaults()
+
+
 def _run_main(
     argv: list[str], capsysbinary: pytest.CaptureFixture[bytes]
 ) -> tuple[object, bytes, bytes]:
@@ -152,6 +165,7 @@ def test_the_hot_path_answers_as_typer_does(
     store: tuple[Path, str],
     capsysbinary: pytest.CaptureFixture[bytes],
     monkeypatch: pytest.MonkeyPatch,
+    logging_restored: None,
 ) -> None:
     args = [a.replace("{version}", store[1]) for a in argv]
     assert hotpath.parse(args) is not None
@@ -162,7 +176,7 @@ def test_the_hot_path_answers_as_typer_does(
 
 
 def test_the_hot_path_answers_the_same_reads(
-    store: tuple[Path, str], capsysbinary: pytest.CaptureFixture[bytes]
+    store: tuple[Path, str], capsysbinary: pytest.CaptureFixture[bytes], logging_restored: None
 ) -> None:
     # Not only the same as typer: the values themselves (typer's run above could be wrong too).
     assert _run_main(["secret", "get", "plain"], capsysbinary) == (0, b"v2", b"")
