@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +131,42 @@ def test_allowlist_leaves_a_clean_event_untouched() -> None:
 def test_allowlist_has_no_field_for_values() -> None:
     for forbidden in ("value", "password", "secret", "plaintext", "data", "ciphertext", "key"):
         assert forbidden not in LOGGED_FIELDS
+
+
+def _fresh_process(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a new interpreter, where nothing has imported structlog yet."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+
+
+def test_lines_below_the_level_are_dropped_without_importing_structlog() -> None:
+    run = _fresh_process(
+        "import sys\n"
+        "from strongroom.core.logging import configure_logging, get_logger\n"
+        "configure_logging('ERROR')\n"
+        "get_logger('t').info('opened', backend='sqlite')\n"
+        "print('structlog' in sys.modules)\n"
+        "get_logger('t').error('refused', backend='sqlite')\n"
+    )
+    assert run.stdout.strip() == "False"  # nothing logged yet: structlog not even imported
+    [line] = run.stderr.splitlines()  # the error, as strongroom's JSON line; not the info
+    assert json.loads(line)["event"] == "refused"
+    assert json.loads(line)["level"] == "error"
+
+
+def test_a_host_that_configures_structlog_later_keeps_its_configuration() -> None:
+    # strongroom configured first (as Strongroom.open does), the host application after it:
+    # the host's configuration wins, as it did when strongroom configured structlog at once.
+    run = _fresh_process(
+        "import logging\n"
+        "from strongroom.core.logging import configure_logging, get_logger\n"
+        "configure_logging('ERROR')\n"
+        "import structlog\n"
+        "structlog.configure(\n"
+        "    processors=[structlog.processors.KeyValueRenderer()],\n"
+        "    wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),\n"
+        "    logger_factory=structlog.PrintLoggerFactory())\n"
+        "get_logger('t').info('opened', backend='sqlite')\n"
+    )
+    assert run.stdout.strip() == "backend='sqlite' event='opened'"

@@ -41,7 +41,8 @@ def _structlog() -> ModuleType:
     if _pending is not None:
         level, debug = _pending
         _pending = None
-        _apply(structlog, level, debug=debug)
+        if not structlog.is_configured():  # a host that configured it since keeps its own
+            _apply(structlog, level, debug=debug)
     return structlog
 
 
@@ -66,7 +67,12 @@ class _Logger:
 
     def __getattr__(self, attribute: str) -> Any:
         level = _LEVELS.get(attribute)
-        if level is not None and _pending is not None and level < _pending[0]:
+        if (
+            level is not None
+            and _pending is not None
+            and level < _pending[0]
+            and "structlog" not in sys.modules
+        ):
             # Below the level configured but not yet applied: dropped, as the filtering
             # logger would drop it, without importing structlog for it.
             return _drop
