@@ -9,6 +9,7 @@ forced down to one event). Both must give the same report, naming the same first
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 import shutil
@@ -21,11 +22,15 @@ from typing import Any
 import pytest
 
 from helpers_raw import raw_execute, raw_fetch
-from helpers_settings import drop_schema, make_settings
+from helpers_settings import PG_URL, drop_schema, make_settings
 from strongroom import SecretsAudit, Settings, Strongroom
-from strongroom.core.audit import AuditEvent, ChainKey
+from strongroom.core.anchors import CHAIN_SPAN
+from strongroom.core.audit import GENESIS_HASH, AuditEvent, ChainKey
 from strongroom.core.keyfile import create_key_file, read_key_file
 from strongroom.core.keys import Purpose
+from strongroom.db.audit_postgres import PostgresAuditStore
+from strongroom.db.audit_store import ChainState, StoreLocation
+from strongroom.services.audit.chain_workers import plan_ranges
 from strongroom.services.custody.replace import replace_master
 
 EVENTS = 40
@@ -254,3 +259,71 @@ async def test_a_range_after_a_key_switch_is_held_to_the_new_key(tmp_path: Path)
         report = await _both(chain)
         assert (report["valid"], report["broken_at"]) == (False, first_of_second)
         assert "does not match its hash" in report["reason"]
+
+
+async def test_several_writer_chains_are_shared_out_and_joined(
+    pg_schema: str, tmp_path: Path
+) -> None:
+    """PostgreSQL, three writer chains of different lengths over three workers: ranges of one
+    chain go to several workers and one worker gets ranges of several chains; a change in the
+    middle of the second chain is found there, as a single pass finds it."""
+    settings = make_settings("postgres", tmp_path, schema=pg_schema)
+    app = await Strongroom.open(settings)
+    others = [PostgresAuditStore(PG_URL, schema=pg_schema) for _ in range(2)]
+    try:
+        assert app.audit.store is not None
+        writers = [app.audit.store, *others]
+        for store in others:
+            await store.open()
+        for count, store in zip((23, 17, 9), writers, strict=True):
+            event = AuditEvent.build(
+                action="READ", timestamp=app.clock(), result="SUCCESS", actor_id="ops"
+            )
+            await store.append([event] * count, app.audit.key)
+        assert sorted(h.chain for h in await app.audit.store.chains()) == [0, 1, 2, 3]
+        audit = SecretsAudit(app)
+        single = await audit.verify_integrity(batch=BATCH, parallel_from=2**62)
+        parallel = await audit.verify_integrity(batch=BATCH, parallel_from=1, workers=3)
+        assert (single.pop("processes"), parallel.pop("processes")) == (1, 3)
+        assert parallel == single
+        assert (single["valid"], single["checked"]) == (True, 23 + 17 + 9)
+
+        middle = CHAIN_SPAN + 9
+        await raw_execute(
+            settings, ("UPDATE secrets_audit_log SET actor_id = 'x' WHERE id = ?", (middle,))
+        )
+        single = await audit.verify_integrity(batch=BATCH, parallel_from=2**62)
+        parallel = await audit.verify_integrity(batch=BATCH, parallel_from=1, workers=3)
+        assert parallel.pop("processes") == 3
+        single.pop("processes")
+        assert parallel == single
+        assert (single["valid"], single["broken_at"]) == (False, middle)
+    finally:
+        for store in others:
+            await store.close()
+        await app.close()
+
+
+def test_ranges_cover_every_chain_once_in_whole_batches() -> None:
+    """Workers get about as many events each (137 over three: 50, 56, 31), in whole batches
+    of a chain from its start, every chain covered without a gap or an overlap."""
+    location = StoreLocation("postgres", "postgresql://nowhere", "s")
+    heads = [
+        ChainState(last_seq=103, last_hash=b"h" * 32, anchor_seq=7, anchor_hash=b"a" * 32),
+        ChainState(last_seq=0, last_hash=GENESIS_HASH, anchor_seq=0, anchor_hash=GENESIS_HASH,
+                   chain=2),
+        ChainState(last_seq=41, last_hash=b"h" * 32, anchor_seq=0, anchor_hash=GENESIS_HASH,
+                   chain=3),
+    ]  # fmt: skip
+    shares = plan_ranges(location, ChainKey(b"k" * 32), heads, {}, 10, 3)
+    loads = [sum(min(j.upper, j.head.last_seq + (j.head.chain - 1) * CHAIN_SPAN) - j.after
+                 for j in share) for share in shares]  # fmt: skip
+    assert loads == [50, 56, 31]
+    for head in heads:
+        base = (head.chain - 1) * CHAIN_SPAN
+        ranges = [(j.after, j.upper) for share in shares for j in share if j.head == head]
+        assert ranges[0][0] == base + head.anchor_seq
+        assert ranges[-1][1] == base + CHAIN_SPAN  # the last reaches past the head
+        for (_, upper), (after, _) in itertools.pairwise(ranges):
+            assert upper == after  # no gap, no overlap
+            assert (after - base - head.anchor_seq) % 10 == 0

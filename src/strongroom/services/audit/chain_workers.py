@@ -80,16 +80,19 @@ def plan_ranges(
     total = sum(h.last_seq - h.anchor_seq for h in chains)
     piece = max(1, math.ceil(total / count / batch)) * batch
     shares: list[list[RangeJob]] = [[] for _ in range(count)]
-    done = 0
+    worker, load = 0, 0
     for head in chains:
         base = chain_base(head.chain)
         after, last_id = base + head.anchor_seq, base + head.last_seq
-        while True:
-            final = after + piece >= last_id
-            upper = base + CHAIN_SPAN if final else after + piece
+        while True:  # give the worker what it still has room for, in whole batches
+            room = max(1, math.ceil((piece - load) / batch)) * batch
+            final = after + room >= last_id
+            upper = base + CHAIN_SPAN if final else after + room
             job = RangeJob(location, head, after, upper, key, watches.get(head.chain, frozenset()))
-            shares[min(count - 1, done // piece)].append(job)
-            done += min(upper, last_id) - after
+            shares[worker].append(job)
+            load += min(upper, last_id) - after
+            if load >= piece and worker < count - 1:
+                worker, load = worker + 1, 0
             if final:
                 break
             after = upper
