@@ -229,9 +229,12 @@ def _table(
     ]
     checked = int(checks["checked"])
     one, (workers, processes) = checks["one process"][0], checks["workers"]
+    processes_text = (
+        "1 process" if timings["processes"] == 1 else (f"{timings['processes']:.0f} processes")
+    )
     report_rows = [
         [f"collect (queries, threat rules, chain check of {timings['checked']:,.0f} events "
-         f"in {timings['processes']:.0f} processes)", f"{timings['collect']:.2f}", ""],
+         f"in {processes_text})", f"{timings['collect']:.2f}", ""],
         ["render + sign JSON", f"{timings['json']:.2f}", f"{timings['json_bytes']:,.0f} bytes"],
         ["render + sign PDF", f"{timings['pdf']:.2f}", f"{timings['pdf_bytes']:,.0f} bytes"],
         ["90-day report, PDF, total", f"{total_pdf:.2f}",
