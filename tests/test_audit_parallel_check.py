@@ -30,7 +30,7 @@ from strongroom.core.keyfile import create_key_file, read_key_file
 from strongroom.core.keys import Purpose
 from strongroom.db.audit_postgres import PostgresAuditStore
 from strongroom.db.audit_store import ChainState, StoreLocation
-from strongroom.services.audit.chain_workers import plan_ranges
+from strongroom.services.audit.chain_workers import plan_ranges, worker_environment
 from strongroom.services.custody.replace import replace_master
 
 EVENTS = 40
@@ -327,3 +327,17 @@ def test_ranges_cover_every_chain_once_in_whole_batches() -> None:
         for (_, upper), (after, _) in itertools.pairwise(ranges):
             assert upper == after  # no gap, no overlap
             assert (after - base - head.anchor_seq) % 10 == 0
+
+
+def test_a_worker_inherits_none_of_strongroom_s_configuration() -> None:
+    """The key and the database address reach a worker over its pipe alone: a master key or
+    a database URL in the parent's environment is not passed on; what Python and the
+    PostgreSQL driver read is."""
+    parent = {
+        "STRONGROOM_MASTER_KEY": "a2V5", "DATABASE_URL": "postgresql://u:pw@db/x",
+        "AZURE_CLIENT_SECRET": "s", "PATH": "/usr/bin", "PGPASSFILE": "/p", "HOME": "/root",
+        "PYTHONPATH": "/src",
+    }  # fmt: skip
+    assert worker_environment(parent) == {
+        "PATH": "/usr/bin", "PGPASSFILE": "/p", "HOME": "/root", "PYTHONPATH": "/src",
+    }  # fmt: skip

@@ -10,11 +10,12 @@ Workers are spawned as new interpreters (``python -m strongroom.services.audit.c
 never forked from a running event loop, and each opens its own database connection. All a
 worker needs comes as one JSON document over its stdin pipe: where the log is (a PostgreSQL
 URL may hold a password) and, for each range, the chain key to check it with. Neither is ever
-put on a command line or in an environment, which other users of the host can read. A worker
-answers on stdout with its findings (hashes, counts and key epochs, never a key). Each job is a
-pair of a range and its chain key (every key epoch's key, core.audit.ChainKey): a range that
-starts inside a chain finds which epoch's key its first event was linked under, and the join
-checks that it is the epoch the range before reached.
+put on a command line or in an environment, and a worker inherits none of strongroom's own
+environment variables (``worker_environment``). A worker answers on stdout with its findings
+(hashes, counts and key epochs, never a key). Each job is a pair of a range and its chain key
+(every key epoch's key, core.audit.ChainKey): a range that starts inside a chain finds which
+epoch's key its first event was linked under, and the join checks that it is the epoch the
+range before reached.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +35,20 @@ from strongroom.core.errors import StrongroomError
 from strongroom.db.audit_store import ChainState, StoreLocation
 from strongroom.services.audit.chain_check import ChainVerifier, Span
 
-__all__ = ["RangeJob", "RangeResult", "WorkersFailedError", "check_in_workers", "plan_ranges"]
+__all__ = [
+    "RangeJob",
+    "RangeResult",
+    "WorkersFailedError",
+    "check_in_workers",
+    "plan_ranges",
+    "worker_environment",
+]
+
+#: The only environment variables a worker inherits: what Python, the C library and the
+#: PostgreSQL driver read (a password file or TLS settings). Nothing of strongroom's own
+#: configuration (a master key or a database URL given in the environment) reaches it.
+_INHERITED = ("PATH", "HOME", "LANG", "LC_", "TZ", "TMPDIR", "PYTHON", "VIRTUAL_ENV", "PG",
+              "SSL_CERT_", "SYSTEMROOT")  # fmt: skip
 
 #: How long a worker may take before the check gives up on it (a log of millions of events
 #: takes seconds; this bounds a worker stuck on a server that stopped answering).
@@ -129,7 +145,7 @@ async def _worker(share: list[RangeJob], batch: int) -> list[RangeResult]:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", __name__,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, env=worker_environment(os.environ),
         )  # fmt: skip
     except OSError as exc:
         raise WorkersFailedError(f"cannot start a worker ({type(exc).__name__})") from exc
@@ -145,6 +161,11 @@ async def _worker(share: list[RangeJob], batch: int) -> list[RangeResult]:
     if "error" in answer:
         raise WorkersFailedError(f"a worker failed: {answer['error']}")
     return [_result_in(r) for r in answer["results"]]
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``environ`` a worker may inherit (see ``_INHERITED``)."""
+    return {name: value for name, value in environ.items() if name.startswith(_INHERITED)}
 
 
 def _location_out(location: StoreLocation) -> dict[str, Any]:
