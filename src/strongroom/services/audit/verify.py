@@ -198,18 +198,17 @@ async def walk_range(
     async for rows in store.scan_links(after, upper, batch):
         hashes: dict[int, bytes] = {}
         broken: Broken | None = None
-        for link in rows:
-            if link.id > last_id:
-                broken = (link.id, "event is beyond the chain head")
+        check = verifier.check_link
+        for event_id, prev_hash, chain_hash, body, details in rows:  # ChainLink, unpacked once
+            if event_id > last_id:
+                broken = (event_id, "event is beyond the chain head")
                 break
-            broken = verifier.check_link(
-                link.id, link.prev_hash, link.chain_hash, link.body, link.details
-            )
+            broken = check(event_id, prev_hash, chain_hash, body, details)
             if broken is not None:
                 break
-            hashes[link.id] = link.chain_hash
-            if "site" in link.details:
-                walked.shipped.append(link.details)
+            hashes[event_id] = chain_hash
+            if "site" in details:
+                walked.shipped.append(details)
         if hashes:
             mismatch = await _against_anchors(store, head, min(hashes) - 1, max(hashes), hashes)
             broken = mismatch or broken
