@@ -4,7 +4,7 @@ newer one, the verifier that follows it, and the root record that carries the la
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -75,6 +75,11 @@ def test_each_epoch_links_with_its_own_key_and_hides_it() -> None:
         assert key.hex() not in str(ring.check(0).hex() + ring.check(1).hex())
     with pytest.raises(ValueError, match="epoch 3"):
         ring.at(3)
+    assert ring.at(1).check(1) == ring.check(1)
+    assert ring.at(1).check(0) == ring.check(0)
+    assert ring.at(1).raw_for_worker() == (K0, K1)  # a view hands out no later key
+    with pytest.raises(ValueError, match="epoch 2"):
+        ring.at(1).at(2)
     with pytest.raises(ValueError, match="epoch -1"):
         ring.at(-1)
 
@@ -83,6 +88,9 @@ def test_a_chain_moves_to_a_new_key_with_a_switch_linked_under_the_old_one() -> 
     ring = ChainKey(K0, K1)
     switch = epoch_switch(ring, NOW)
     assert switch.action is AuditAction.CHAIN_KEY
+    assert (switch.actor_id, switch.timestamp, switch.timestamp.tzinfo) == ("strongroom", NOW, UTC)
+    elsewhere = NOW.astimezone(timezone(timedelta(hours=2)))
+    assert epoch_switch(ring, elsewhere).timestamp.tzinfo is UTC
     assert switch.details == {EPOCH_FIELD: 1, EPOCH_CHECK_FIELD: ring.check(1).hex()}
     old = ring.at(0)
     rows = _chain([(_event(1), old), (switch, old), (_event(2), ring), (_event(3), ring)])
@@ -124,7 +132,11 @@ def test_a_switch_that_is_not_a_valid_step_breaks_the_chain(
     details: dict[str, object], reason: str
 ) -> None:
     ring = ChainKey(K0, K1)
-    assert isinstance(switched_epoch(ring, details, 0), str)
+    refused = switched_epoch(ring, details, 0)
+    assert isinstance(refused, str)
+    assert reason in refused
+    if reason == "not well formed":
+        assert refused == "audit chain key switch is not well formed"
     bad = AuditEvent(AuditAction.CHAIN_KEY, None, NOW, AuditResult.SUCCESS, "x", details=details)
     rows = _chain([(_event(1), ring.at(0)), (bad, ring.at(0)), (_event(2), ring)])
     broken = _verify(ring, rows)[1]
