@@ -62,6 +62,9 @@ _CURRENT = (
     "SELECT name_key, generation FROM strongroom_cache_generations "
     "WHERE name_key IN (:name_key, :all_names)"
 )
+#: Read on every authenticated request and cached read: compiled once, not per call.
+_CURRENT_SQLITE = SQLITE.prepare(_CURRENT)
+_CURRENT_POSTGRES = POSTGRES.prepare(_CURRENT)
 _BUMP = (
     "INSERT INTO strongroom_cache_generations (name_key, generation) VALUES (:name_key, 1) "
     "ON CONFLICT (name_key) DO UPDATE "
@@ -153,7 +156,8 @@ class SqliteCacheGenerations:
         await self.db.close()
 
     async def current(self, name_key: str) -> Generation:
-        text, params = SQLITE.compile(_CURRENT, {"name_key": name_key, "all_names": ALL_NAMES})
+        text = _CURRENT_SQLITE.text
+        params = _CURRENT_SQLITE.args({"name_key": name_key, "all_names": ALL_NAMES})
         conn = self._conn
         if conn is not None:
             try:
@@ -245,7 +249,8 @@ class PostgresCacheGenerations:
             await pool.close()
 
     async def current(self, name_key: str) -> Generation:
-        text, params = POSTGRES.compile(_CURRENT, {"name_key": name_key, "all_names": ALL_NAMES})
+        text = _CURRENT_POSTGRES.text
+        params = _CURRENT_POSTGRES.args({"name_key": name_key, "all_names": ALL_NAMES})
         try:
             async with asyncio.timeout(self._timeout), pooled(self._pool, _WHAT) as conn:
                 rows = await conn.fetch(text, *params)

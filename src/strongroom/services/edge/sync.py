@@ -201,7 +201,10 @@ class EdgeSync:
         iterator = aiter(lines)
         while True:
             try:
-                line = await asyncio.wait_for(anext(iterator), self.idle_timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation
+                # that arrives as the line does (stop() then waited for ever).
+                async with asyncio.timeout(self.idle_timeout):
+                    line = await anext(iterator)
             except StopAsyncIteration:
                 return
             except TimeoutError:

@@ -43,20 +43,20 @@ def iso(value: datetime | None) -> str | None:
 
 
 def properties_from(doc: dict[str, Any]) -> VersionProperties:
-    d = dated(doc)
+    """A version's properties (only its own date fields are parsed: this runs on every read)."""
     return VersionProperties(
-        name=d["name"],
-        version=d["version"],
-        secret_type=SecretType(d["secret_type"]),
-        content_type=d.get("content_type"),
-        tags=dict(d.get("metadata") or {}),
-        enabled=bool(d["enabled"]),
-        created_at=d["created_at"],
-        updated_at=d["updated_at"],
-        expires_at=d.get("expires_at"),
-        not_before=d.get("not_before"),
-        current=bool(d.get("current", True)),
-        revoked_at=d.get("revoked_at"),
+        name=doc["name"],
+        version=doc["version"],
+        secret_type=SecretType(doc["secret_type"]),
+        content_type=doc.get("content_type"),
+        tags=dict(doc.get("metadata") or {}),
+        enabled=bool(doc["enabled"]),
+        created_at=_date(doc["created_at"]),
+        updated_at=_date(doc["updated_at"]),
+        expires_at=_date(doc.get("expires_at")),
+        not_before=_date(doc.get("not_before")),
+        current=bool(doc.get("current", True)),
+        revoked_at=_date(doc.get("revoked_at")),
     )
 
 
