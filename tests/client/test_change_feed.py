@@ -151,7 +151,14 @@ async def test_an_expiry_notice_leaves_the_cached_value(server: Served, tmp_path
         assert await cached.get_secret("fn-key") == "soon"
         follower = cached._follower()  # type: ignore[attr-defined]
         await asyncio.wait_for(follower.connected.wait(), 10)
+        # The creation may still be on its way down the feed (and would drop the value): a
+        # later change seen on the feed shows everything before it has passed.
+        changed: list[str] = []
+        follower.on_change = changed.append
+        await cached.create_secret("fn-marker", "m")
+        await until(lambda: "fn-marker" in changed, "the feed to catch up")
         assert await cached.get_secret("fn-key") == "soon"
+        assert len(follower.cache) == 1
         seen = follower.events_seen
         async with server.admin() as admin:
             await admin.post("/v1/events/check-expiry", json={"warning_days": 7})
