@@ -78,6 +78,8 @@ def test_each_epoch_links_with_its_own_key_and_hides_it() -> None:
     assert ring.at(1).check(1) == ring.check(1)
     assert ring.at(1).check(0) == ring.check(0)
     assert ring.at(1).raw_for_worker() == (K0, K1)  # a view hands out no later key
+    with pytest.raises(IndexError):
+        ring.at(1).check(2)  # nor names one
     with pytest.raises(ValueError, match="epoch 2"):
         ring.at(1).at(2)
     with pytest.raises(ValueError, match="epoch -1"):
