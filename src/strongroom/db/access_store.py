@@ -12,16 +12,44 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from strongroom.core.integrity import RowMac
+from strongroom.db.access_rows import (
+    ADD_TOKEN,
+    ATTACH,
+    BINDINGS,
+    DELETE_POLICY,
+    DETACH,
+    GET_POLICY,
+    GET_TOKEN,
+    LIST_BINDINGS,
+    LIST_POLICIES,
+    LIST_TOKENS,
+    LIST_TOKENS_OF,
+    POLICIES,
+    POLICIES_OF,
+    PUT_POLICY,
+    RENEW_TOKEN,
+    REVOKE_TOKEN,
+    TOKENS,
+    UNBIND_POLICY,
+    PolicyRecord,
+    TokenRecord,
+    meta_text,
+    policy_fields,
+    policy_from_row,
+    postgres_access_hook,
+    sqlite_access_hook,
+    token_fields,
+    token_from_row,
+)
 from strongroom.db.cache_invalidation import bump_statement
 from strongroom.db.dialect import POSTGRES, SQLITE
 from strongroom.db.migrate import PostgresHooks
 from strongroom.db.pg import open_pool, pooled
-from strongroom.db.rows import from_micros, to_micros
+from strongroom.db.rows import to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
 
 __all__ = [
@@ -33,116 +61,6 @@ __all__ = [
     "postgres_access_hook",
     "sqlite_access_hook",
 ]
-
-_TIMES = ("created_at", "expires_at", "revoked_at", "updated_at", "max_expires_at")
-_TOKEN_COLUMNS = (
-    "id, identity, digest, description, created_by, created_at, expires_at, revoked_at, "
-    "revoked_by, meta, max_expires_at, mac"
-)
-_GET_TOKEN = f"SELECT {_TOKEN_COLUMNS} FROM strongroom_tokens WHERE id = :id"
-_LIST_TOKENS = f"SELECT {_TOKEN_COLUMNS} FROM strongroom_tokens ORDER BY created_at, id"
-_LIST_TOKENS_OF = (
-    f"SELECT {_TOKEN_COLUMNS} FROM strongroom_tokens WHERE identity = :identity "
-    "ORDER BY created_at, id"
-)
-_ADD_TOKEN = (
-    "INSERT INTO strongroom_tokens (id, identity, digest, description, created_by, created_at, "
-    "expires_at, meta, max_expires_at, mac) VALUES (:id, :identity, :digest, :description, "
-    ":created_by, :created_at, :expires_at, :meta, :max_expires_at, :mac)"
-)
-_RENEW_TOKEN = (
-    "UPDATE strongroom_tokens SET expires_at = :expires_at, mac = :mac "
-    "WHERE id = :id AND revoked_at IS NULL"
-)
-_REVOKE_TOKEN = (
-    "UPDATE strongroom_tokens SET revoked_at = :at, revoked_by = :by, mac = :mac "
-    "WHERE id = :id AND revoked_at IS NULL"
-)
-_SET_TOKEN_MAC = "UPDATE strongroom_tokens SET mac = :mac WHERE id = :id"
-_POLICY_COLUMNS = "name, description, grants, updated_by, updated_at, mac"
-_LIST_POLICIES = f"SELECT {_POLICY_COLUMNS} FROM strongroom_policies ORDER BY name"
-_GET_POLICY = f"SELECT {_POLICY_COLUMNS} FROM strongroom_policies WHERE name = :name"
-_PUT_POLICY = {
-    "sqlite": (
-        "INSERT INTO strongroom_policies (name, description, grants, updated_by, updated_at, mac) "
-        "VALUES (:name, :description, :grants, :by, :at, :mac) ON CONFLICT (name) DO UPDATE SET "
-        "description = excluded.description, grants = excluded.grants, "
-        "updated_by = excluded.updated_by, updated_at = excluded.updated_at, mac = excluded.mac"
-    ),
-    "postgres": (
-        "INSERT INTO strongroom_policies (name, description, grants, updated_by, updated_at, mac) "
-        "VALUES (:name, :description, :grants::jsonb, :by, :at, :mac) ON CONFLICT (name) DO "
-        "UPDATE SET description = excluded.description, grants = excluded.grants, "
-        "updated_by = excluded.updated_by, updated_at = excluded.updated_at, mac = excluded.mac"
-    ),
-}
-_DELETE_POLICY = "DELETE FROM strongroom_policies WHERE name = :name"
-_UNBIND_POLICY = "DELETE FROM strongroom_identity_policies WHERE policy = :name"
-_POLICIES_OF = (
-    "SELECT identity, policy, mac FROM strongroom_identity_policies WHERE identity = :identity "
-    "ORDER BY policy"
-)
-_BINDINGS = (
-    "SELECT identity, policy, mac FROM strongroom_identity_policies ORDER BY identity, policy"
-)
-_ATTACH = (
-    "INSERT INTO strongroom_identity_policies (identity, policy, mac) "
-    "VALUES (:identity, :policy, :mac) ON CONFLICT DO NOTHING"
-)
-_SET_POLICY_MAC = "UPDATE strongroom_policies SET mac = :mac WHERE name = :name"
-_SET_BINDING_MAC = (
-    "UPDATE strongroom_identity_policies SET mac = :mac "
-    "WHERE identity = :identity AND policy = :policy"
-)
-TOKENS, POLICIES, BINDINGS = (
-    "strongroom_tokens",
-    "strongroom_policies",
-    "strongroom_identity_policies",
-)
-_DETACH = "DELETE FROM strongroom_identity_policies WHERE identity = :identity AND policy = :policy"
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRecord:
-    """A token as stored: never the token itself, only its keyed hash."""
-
-    id: str
-    identity: str
-    digest: bytes
-    description: str
-    created_by: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    revoked_by: str | None
-    #: A login token's provenance and role policies (None for a token made by hand).
-    meta: dict[str, Any] | None = None
-    #: How far renewals may extend a login token (None: it cannot be renewed).
-    max_expires_at: datetime | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "identity": self.identity,
-            "description": self.description,
-            "created_by": self.created_by,
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-            "revoked_at": self.revoked_at,
-            "revoked_by": self.revoked_by,
-            "auth_method": (self.meta or {}).get("method", "token"),
-            "role": (self.meta or {}).get("role"),
-            "max_expires_at": self.max_expires_at,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyRecord:
-    name: str
-    description: str
-    grants: list[dict[str, Any]]
-    updated_by: str
-    updated_at: datetime
 
 
 class AccessStore(Protocol):
@@ -172,89 +90,6 @@ class AccessStore(Protocol):
     async def detach(self, identity: str, policy: str) -> bool: ...
     async def policies_of(self, identity: str) -> list[str]: ...
     async def bindings(self) -> list[tuple[str, str]]: ...
-
-
-def _token(row: Any, micros: bool) -> tuple[TokenRecord, bytes | None]:
-    data = dict(row)
-    mac = data.pop("mac")
-    if micros:
-        for key in _TIMES:
-            if key in data:
-                data[key] = from_micros(data[key])
-    data["digest"] = bytes(data["digest"])
-    data["meta"] = json.loads(data["meta"]) if data.get("meta") else None
-    return TokenRecord(**data), mac
-
-
-def _policy(row: Any, micros: bool) -> tuple[PolicyRecord, bytes | None]:
-    data = dict(row)
-    mac = data.pop("mac")
-    data["grants"] = json.loads(data["grants"])
-    if micros:
-        data["updated_at"] = from_micros(data["updated_at"])
-    return PolicyRecord(**data), mac
-
-
-def token_fields(record: TokenRecord) -> tuple[object, ...]:
-    base = (record.id, record.identity, record.digest, record.created_at, record.expires_at,
-            record.revoked_at)  # fmt: skip
-    if record.meta is None and record.max_expires_at is None:
-        return base  # as before login tokens existed, so older rows keep their MACs
-    return (*base, _meta_text(record.meta), record.max_expires_at)
-
-
-def _meta_text(meta: dict[str, Any] | None) -> str | None:
-    return None if meta is None else json.dumps(meta, sort_keys=True, separators=(",", ":"))
-
-
-def policy_fields(name: str, grants: list[dict[str, Any]]) -> tuple[object, ...]:
-    """A policy's name and grants, canonical (PostgreSQL's jsonb reorders keys as it likes)."""
-    return (name, json.dumps(grants, sort_keys=True, separators=(",", ":")))
-
-
-def _adopt_params(mac: RowMac, table: str, row: Any, micros: bool) -> dict[str, Any]:
-    if table == TOKENS:
-        record, _ = _token({**dict(row), "mac": None}, micros)
-        return {"id": record.id, "mac": mac.mac(TOKENS, token_fields(record))}
-    if table == POLICIES:
-        grants = json.loads(row["grants"])
-        return {"name": row["name"], "mac": mac.mac(POLICIES, policy_fields(row["name"], grants))}
-    fields = (row["identity"], row["policy"])
-    return {"identity": row["identity"], "policy": row["policy"], "mac": mac.mac(BINDINGS, fields)}
-
-
-# Migration 11 runs before the login columns of migration 13 exist: it reads the columns of then.
-_LEGACY_TOKENS = (
-    "SELECT id, identity, digest, description, created_by, created_at, expires_at, revoked_at, "
-    "revoked_by, mac FROM strongroom_tokens ORDER BY created_at, id"
-)
-_ADOPT = (
-    (TOKENS, _LEGACY_TOKENS, _SET_TOKEN_MAC),
-    (POLICIES, _LIST_POLICIES, _SET_POLICY_MAC),
-    (BINDINGS, _BINDINGS, _SET_BINDING_MAC),
-)
-
-
-def sqlite_access_hook(mac: RowMac) -> Any:
-    """Migration 11's hook: MAC the token, policy and binding rows made before row MACs."""
-
-    def adopt(conn: Any) -> None:
-        for table, select, update in _ADOPT:
-            for row in conn.execute(SQLITE.compile(select, {})[0]).fetchall():
-                conn.execute(*SQLITE.compile(update, _adopt_params(mac, table, row, True)))
-
-    return adopt
-
-
-def postgres_access_hook(mac: RowMac) -> Any:
-    async def adopt(conn: Any) -> None:
-        for table, select, update in _ADOPT:
-            text = select.replace("grants,", "grants::text AS grants,")
-            for row in await conn.fetch(POSTGRES.compile(text, {})[0]):
-                sql, values = POSTGRES.compile(update, _adopt_params(mac, table, row, False))
-                await conn.execute(sql, *values)
-
-    return adopt
 
 
 class _AccessSql:
@@ -290,7 +125,7 @@ class _AccessSql:
     def _tokens(self, rows: list[Any]) -> list[TokenRecord]:
         found = []
         for row in rows:
-            record, stored = _token(row, self.micros)
+            record, stored = token_from_row(row, self.micros)
             if self._valid(TOKENS, token_fields(record), stored, f"token {record.id}"):
                 found.append(record)
         return found
@@ -298,7 +133,7 @@ class _AccessSql:
     def _policies(self, rows: list[Any]) -> list[PolicyRecord]:
         found = []
         for row in rows:
-            record, stored = _policy(row, self.micros)
+            record, stored = policy_from_row(row, self.micros)
             fields = policy_fields(record.name, record.grants)
             if self._valid(POLICIES, fields, stored, f"policy {record.name!r}"):
                 found.append(record)
@@ -315,25 +150,25 @@ class _AccessSql:
         ]  # fmt: skip
 
     async def add_token(self, record: TokenRecord) -> None:
-        await self._change([(_ADD_TOKEN, {
+        await self._change([(ADD_TOKEN, {
             "id": record.id, "identity": record.identity, "digest": record.digest,
             "description": record.description, "created_by": record.created_by,
             "created_at": self._time(record.created_at),
             "expires_at": self._time(record.expires_at),
-            "meta": _meta_text(record.meta),
+            "meta": meta_text(record.meta),
             "max_expires_at": self._time(record.max_expires_at),
             "mac": self.mac.mac(TOKENS, token_fields(record)),
         })])  # fmt: skip
 
     async def get_token(self, token_id: str) -> TokenRecord | None:
-        found = self._tokens(await self._rows(_GET_TOKEN, {"id": token_id}))
+        found = self._tokens(await self._rows(GET_TOKEN, {"id": token_id}))
         return found[0] if found else None
 
     async def list_tokens(self, identity: str | None = None) -> list[TokenRecord]:
         if identity is None:
-            rows = await self._rows(_LIST_TOKENS, {})
+            rows = await self._rows(LIST_TOKENS, {})
         else:
-            rows = await self._rows(_LIST_TOKENS_OF, {"identity": identity})
+            rows = await self._rows(LIST_TOKENS_OF, {"identity": identity})
         return self._tokens(rows)
 
     async def revoke_tokens(
@@ -345,7 +180,7 @@ class _AccessSql:
             if current is None or current.revoked_at is not None:
                 continue
             revoked = dataclasses.replace(current, revoked_at=at, revoked_by=by)
-            statements.append((_REVOKE_TOKEN, {
+            statements.append((REVOKE_TOKEN, {
                 "id": token_id, "by": by, "at": self._time(at),
                 "mac": self.mac.mac(TOKENS, token_fields(revoked)),
             }))  # fmt: skip
@@ -363,44 +198,44 @@ class _AccessSql:
         renewed = dataclasses.replace(current, expires_at=expires_at)
         params = {"id": token_id, "expires_at": self._time(expires_at),
                   "mac": self.mac.mac(TOKENS, token_fields(renewed))}  # fmt: skip
-        return await self._change([(_RENEW_TOKEN, params)]) > 0
+        return await self._change([(RENEW_TOKEN, params)]) > 0
 
     async def put_policy(
         self, name: str, description: str, grants: list[dict[str, Any]], by: str, at: datetime
     ) -> None:
-        sql = _PUT_POLICY["sqlite" if self.micros else "postgres"]
+        sql = PUT_POLICY["sqlite" if self.micros else "postgres"]
         await self._change([(sql, {
             "name": name, "description": description, "grants": json.dumps(grants), "by": by,
             "at": self._time(at), "mac": self.mac.mac(POLICIES, policy_fields(name, grants)),
         })])  # fmt: skip
 
     async def get_policy(self, name: str) -> PolicyRecord | None:
-        found = self._policies(await self._rows(_GET_POLICY, {"name": name}))
+        found = self._policies(await self._rows(GET_POLICY, {"name": name}))
         return found[0] if found else None
 
     async def list_policies(self) -> list[PolicyRecord]:
-        return self._policies(await self._rows(_LIST_POLICIES, {}))
+        return self._policies(await self._rows(LIST_POLICIES, {}))
 
     async def delete_policy(self, name: str) -> bool:
         changed = await self._change(
-            [(_DELETE_POLICY, {"name": name}), (_UNBIND_POLICY, {"name": name})]
+            [(DELETE_POLICY, {"name": name}), (UNBIND_POLICY, {"name": name})]
         )
         return changed > 0
 
     async def attach(self, identity: str, policy: str) -> bool:
         mac = self.mac.mac(BINDINGS, (identity, policy))
         params = {"identity": identity, "policy": policy, "mac": mac}
-        return await self._change([(_ATTACH, params)]) > 0
+        return await self._change([(ATTACH, params)]) > 0
 
     async def detach(self, identity: str, policy: str) -> bool:
-        return await self._change([(_DETACH, {"identity": identity, "policy": policy})]) > 0
+        return await self._change([(DETACH, {"identity": identity, "policy": policy})]) > 0
 
     async def policies_of(self, identity: str) -> list[str]:
-        rows = await self._rows(_POLICIES_OF, {"identity": identity})
+        rows = await self._rows(POLICIES_OF, {"identity": identity})
         return [policy for _, policy in self._bindings(rows)]
 
     async def bindings(self) -> list[tuple[str, str]]:
-        return self._bindings(await self._rows(_BINDINGS, {}))
+        return self._bindings(await self._rows(LIST_BINDINGS, {}))
 
 
 class SqliteAccessStore(_AccessSql):
