@@ -17,7 +17,7 @@ from typing import Any
 from strongroom.core.anchors import ANCHOR_CHAIN, key_anchor
 from strongroom.core.audit import ChainKey
 from strongroom.db.audit_pg_chain import insert_anchor
-from strongroom.db.audit_sqlite import INSERT_ANCHOR, anchor_row
+from strongroom.db.audit_sqlite_chain import INSERT_ANCHOR, anchor_row
 from strongroom.db.rows import to_micros
 
 __all__ = ["move_anchor_chain_postgres", "move_anchor_chain_sqlite"]

@@ -18,22 +18,17 @@ from typing import Any, TypeVar
 
 from strongroom.core.anchors import (
     ANCHOR_CHAIN,
-    MAIN_WRITER,
     Anchor,
     chain_base,
     chain_of,
-    has_changes,
-    next_anchor,
 )
 from strongroom.core.audit import (
     AuditEvent,
     ChainKey,
     canonical_columns,
-    epoch_switch,
 )
 from strongroom.core.edge_journal import JournalHead
-from strongroom.core.errors import ChainKeyStaleError, EdgeJournalStaleError
-from strongroom.db.audit_key_check import behind
+from strongroom.core.errors import EdgeJournalStaleError
 from strongroom.db.audit_sql import (
     ANCHOR_COVERING,
     ANCHORS,
@@ -49,6 +44,7 @@ from strongroom.db.audit_sql import (
     summary_sql,
     trail_sql,
 )
+from strongroom.db.audit_sqlite_chain import INSERT_ANCHOR, anchor_row, chain_rows
 from strongroom.db.audit_store import (
     ChainLink,
     ChainState,
@@ -68,22 +64,12 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_INSERT = (
-    "INSERT INTO secrets_audit_log (id, action, resource_name, timestamp, result, actor_id, "
-    "actor_ip, actor_user_agent, details, error_message, error_code, duration_ms, prev_hash, "
-    "chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
 _SCAN = SQLITE.compile(SCAN, {"after": 0, "upto": 0, "batch": 0})[0]
 _PAGE = {"after": 0, "upto": 0, "batch": 0}
 _ANCHORS = SQLITE.compile(ANCHORS, _PAGE)[0]
 _CHANGE_ANCHORS = SQLITE.compile(CHANGE_ANCHORS, _PAGE)[0]
 _CHAIN_ANCHORS = SQLITE.compile(CHAIN_ANCHORS, {"chain": 0, "after": 0, "upto": 0})[0]
 _ANCHOR_COVERING = SQLITE.compile(ANCHOR_COVERING, {"chain": 0, "position": 0})[0]
-INSERT_ANCHOR = (
-    "INSERT INTO secrets_audit_anchors (seq, chain_id, first_seq, last_seq, chain_hash, "
-    "changes, anchored_at, prev_hash, anchor_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 def _fetch(sql: str, params: Any, conn: sqlite3.Connection) -> list[sqlite3.Row]:
@@ -149,45 +135,6 @@ def anchor_from_row(row: Any, *, micros: bool) -> Anchor:
     )  # fmt: skip
 
 
-def anchor_row(anchor: Anchor, when: Any) -> tuple[Any, ...]:
-    """An anchor's column values in ``INSERT_ANCHOR``'s order (``when``: its time as stored)."""
-    return (
-        anchor.seq, anchor.chain, anchor.first, anchor.last, anchor.chain_hash, anchor.changes,
-        when, anchor.prev_hash, anchor.anchor_hash,
-    )  # fmt: skip
-
-
-def _anchor_changes(
-    conn: sqlite3.Connection,
-    key: ChainKey,
-    events: list[AuditEvent],
-    last: tuple[int, bytes],
-    *,
-    changes: bool = True,
-) -> None:
-    """Anchor chain 1 up to ``last`` in the batch's transaction: the change feed's order."""
-    seq, prev, epoch = conn.execute(
-        "SELECT last_seq, last_hash, key_epoch FROM secrets_audit_chain WHERE id = ?",
-        (ANCHOR_CHAIN,),
-    ).fetchone()
-    head = (seq, bytes(prev))
-    if epoch > key.epoch:
-        raise ChainKeyStaleError(epoch, key.epoch)
-    at = events[-1].timestamp
-    if epoch < key.epoch:
-        behind(epoch, key.epoch)
-    done = conn.execute(
-        "SELECT coalesce(max(last_seq), 0) FROM secrets_audit_anchors WHERE chain_id = ?",
-        (MAIN_WRITER,),
-    ).fetchone()[0]
-    anchor = next_anchor(key, head, MAIN_WRITER, (done + 1, *last), changes=changes, at=at)
-    conn.execute(INSERT_ANCHOR, anchor_row(anchor, to_micros(anchor.anchored_at)))
-    conn.execute(
-        "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ?, key_epoch = ? WHERE id = ?",
-        (anchor.seq, anchor.anchor_hash, key.epoch, ANCHOR_CHAIN),
-    )
-
-
 def _prune_anchors(conn: sqlite3.Connection, before: int | None) -> None:
     """Drop the anchor chain's prefix of anchors older than ``before``; row 0 keeps where it
     now starts, as a chain's head row does."""
@@ -204,54 +151,6 @@ def _prune_anchors(conn: sqlite3.Connection, before: int | None) -> None:
         "UPDATE secrets_audit_chain SET anchor_seq = ?, anchor_hash = ? WHERE id = ?",
         (upto, last, ANCHOR_CHAIN),
     )
-
-
-def _details_json(event: AuditEvent) -> str:
-    return json.dumps(event.details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _chain_rows(conn: sqlite3.Connection, events: list[AuditEvent], key: ChainKey) -> list[int]:
-    """Chain ``events`` after the head and insert them, in the caller's transaction. A chain
-    still at an older key epoch first moves to ``key``'s with a switch event (core.audit),
-    anchored in the same transaction; once the log moved to a newer key, this one writes
-    nothing."""
-    heads = {
-        row[0]: row[1:]
-        for row in conn.execute(
-            "SELECT id, last_seq, last_hash, key_epoch FROM secrets_audit_chain WHERE id <= 1"
-        )
-    }
-    last_seq, last_hash, epoch = heads[MAIN_WRITER]
-    fence = max(epoch, heads[ANCHOR_CHAIN][2])  # the anchor chain moves first (a replacement)
-    if fence > key.epoch:
-        raise ChainKeyStaleError(fence, key.epoch)
-    switched = epoch < key.epoch
-    linking = [(epoch_switch(key, events[0].timestamp), key.at(epoch))] if switched else []
-    linking += [(event, key) for event in events]
-    prev = bytes(last_hash)
-    rows, ids = [], []
-    for offset, (event, by) in enumerate(linking, start=1):
-        seq = last_seq + offset
-        link = by.link(prev, event, seq)
-        rows.append(
-            (
-                seq, event.action.value, event.resource_name, to_micros(event.timestamp),
-                event.result.value, event.actor_id, event.actor_ip, event.actor_user_agent,
-                _details_json(event), event.error_message, event.error_code,
-                event.duration_ms, prev, link,
-            )
-        )  # fmt: skip
-        ids.append(seq)
-        prev = link
-    conn.executemany(_INSERT, rows)
-    conn.execute(
-        "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ?, key_epoch = ? WHERE id = 1",
-        (ids[-1], prev, key.epoch),
-    )
-    changes = has_changes(events)
-    if changes or switched:
-        _anchor_changes(conn, key, events, (ids[-1], prev), changes=changes)
-    return ids[len(linking) - len(events) :]
 
 
 class SqliteAuditStore:
@@ -280,7 +179,7 @@ class SqliteAuditStore:
     async def append(self, events: list[AuditEvent], key: ChainKey) -> list[int]:
         if not events:
             return []
-        return await self.db.write(lambda conn: _chain_rows(conn, events, key), sync=self._sync)
+        return await self.db.write(lambda conn: chain_rows(conn, events, key), sync=self._sync)
 
     async def append_shipped(
         self,
@@ -297,7 +196,7 @@ class SqliteAuditStore:
             current = JournalHead(row[0], bytes(row[1])) if row else JournalHead()
             if current != expected:
                 raise EdgeJournalStaleError("the site's journal head moved; ask for it again")
-            ids = _chain_rows(conn, events, key)
+            ids = chain_rows(conn, events, key)
             conn.execute(
                 "INSERT INTO edge_journal_heads (site, last_seq, last_hash, shipped, updated_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (site) DO UPDATE SET "
