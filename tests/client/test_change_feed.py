@@ -106,6 +106,29 @@ async def test_near_expiry_is_on_the_feed_once_and_schedule_bookkeeping_is_not(
     assert SECRET not in json.dumps([data for _, _, data in events])
 
 
+async def test_a_revocation_is_on_the_feed_when_carried_out_not_when_asked_for(
+    server: Served,
+) -> None:
+    token = await server.token_for("feed-pending", "read,list:fp-*")
+    async with server.admin() as admin:
+        await admin.post("/v1/secrets", json={"name": "fp-key", "value": SECRET})
+        ((start_id, kind, _),) = await read_events(server, token, 1, {"Last-Event-ID": "0"})
+        assert kind == "secret.created"
+        asked = {"secret_name": "fp-key", "reason": "key_compromise"}
+        pending = await admin.post("/v1/revocations", json=asked)  # waits for approvals
+        assert pending.status_code == 201, pending.text
+        assert pending.json()["status"] == "PENDING"
+        await admin.put("/v1/secrets/fp-key", json={"value": "v2"})  # still served: updated
+        revoked = await admin.post("/v1/revocations", json={**asked, "immediate": True})
+        assert revoked.status_code == 201, revoked.text
+        await admin.post("/v1/secrets", json={"name": "fp-after", "value": SECRET})
+    assert start_id is not None
+    events = await read_events(server, token, 3, {"Last-Event-ID": start_id})
+    assert [(kind, data["name"]) for _, kind, data in events] == [
+        ("secret.updated", "fp-key"), ("secret.revoked", "fp-key"), ("secret.created", "fp-after"),
+    ]  # fmt: skip
+
+
 async def test_the_feed_needs_a_token_and_a_grant(server: Served) -> None:
     async with server.client() as anonymous:
         assert (await anonymous.get("/v1/events/feed")).status_code == 401

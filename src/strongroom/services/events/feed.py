@@ -52,6 +52,9 @@ NOTICE_KINDS = frozenset({"secret.near_expiry", "secret.expired"})
 #: Bookkeeping of a rotation schedule (configure, force, a worker's claim or release): audited
 #: as UPDATE of the secret, but its value and properties stay as they were.
 _SCHEDULE_PREFIX = "rotation."
+#: The revocation steps that revoke (``execute``; rows from before steps were named carry
+#: none): a request, its approval and break-glass reviews are audited as REVOKE too.
+_REVOKED = frozenset({"execute", None})
 _POLL_SECONDS = 0.02
 _END = 2**63 - 1
 _BATCH = 500
@@ -97,6 +100,8 @@ def feed_event(stored: StoredEvent, anchor: int = 0) -> FeedEvent | None:
         return None
     if event.action is AuditAction.UPDATE and str(operation).startswith(_SCHEDULE_PREFIX):
         return None
+    if event.action is AuditAction.REVOKE and operation not in _REVOKED:
+        return None  # a request waiting for approval, or a break-glass review: nothing revoked
     version = details.get("version")
     return FeedEvent(
         id=stored.id,
