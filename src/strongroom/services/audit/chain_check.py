@@ -22,7 +22,7 @@ from strongroom.core.audit import (
 )
 from strongroom.db.audit_store import StoredEvent
 
-__all__ = ["Broken", "ChainVerifier", "Span"]
+__all__ = ["Broken", "ChainVerifier", "Span", "verdict"]
 
 Broken = tuple[int, str]
 _FORGED = "event content does not match its hash (modified or forged)"
@@ -170,11 +170,18 @@ class ChainVerifier:
         return span.broken
 
     def report(self, broken: Broken | None = None) -> dict[str, Any]:
-        return {
-            "valid": broken is None,
-            "checked": self.checked,
-            "first_id": self.first_id,
-            "last_id": self.last_id,
-            "broken_at": broken[0] if broken else None,
-            "reason": broken[1] if broken else None,
-        }
+        return verdict(self.checked, self.first_id, self.last_id, broken)
+
+
+def verdict(
+    checked: int, first_id: int | None, last_id: int, broken: Broken | None
+) -> dict[str, Any]:
+    """A chain check's answer: valid or where and why it broke, and what was checked."""
+    return {
+        "valid": broken is None,
+        "checked": checked,
+        "first_id": first_id,
+        "last_id": last_id,
+        "broken_at": broken[0] if broken else None,
+        "reason": broken[1] if broken else None,
+    }

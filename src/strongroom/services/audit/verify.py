@@ -36,7 +36,7 @@ from strongroom.core.edge_journal import EdgeChains, JournalHead
 from strongroom.core.logging import get_logger
 from strongroom.db.audit_store import AuditStore, ChainState
 from strongroom.services.audit.anchor_check import walk_anchors
-from strongroom.services.audit.chain_check import Broken, ChainVerifier
+from strongroom.services.audit.chain_check import Broken, ChainVerifier, verdict
 from strongroom.services.audit.chain_workers import (
     RangeJob,
     RangeResult,
@@ -93,15 +93,9 @@ class _Tally:
         self.checked += verifier.checked
 
     def report(self, broken: Broken | None = None) -> dict[str, Any]:
-        return {
-            "valid": broken is None,
-            "checked": self.checked,
-            "first_id": self.first_id,
-            "last_id": self.last_id,
-            "broken_at": broken[0] if broken else None,
-            "reason": broken[1] if broken else None,
-            "processes": self.processes,
-        }
+        answer = verdict(self.checked, self.first_id, self.last_id, broken)
+        answer["processes"] = self.processes
+        return answer
 
 
 async def verify_log(
