@@ -5,7 +5,6 @@ rejects or cancels is the CLI's actor (``--as NAME``, or the OS user at this hos
 separation of duties holds on the command line too: nobody approves their own request.
 """
 
-from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,18 +13,23 @@ import typer
 from strongroom.cli.options import JsonOpt, NameArg, QuietOpt
 from strongroom.cli.output import (
     SEVERITY_STYLE,
-    Column,
-    Output,
-    name_column,
     now_utc,
-    short_version,
     when,
-    when_cell,
+)
+from strongroom.cli.revoke_display import (
+    approvals_of,
+    check_outcome,
+    requests_table,
+    review_cell,
+    revoked_message,
+    risk_cell,
+    severity_cell,
+    status_cell,
+    warn_undelivered,
 )
 from strongroom.cli.revoke_review import acknowledge, review_table, reviews
 from strongroom.cli.runtime import Wiring, command_group, output, run_any
 from strongroom.core.actor import current_actor
-from strongroom.core.errors import RevocationError
 from strongroom.core.revocation import RevocationReason, RevocationRequest, Severity
 from strongroom.services.revocation.emergency_revoke import EmergencyRevoke
 from strongroom.services.wiring import Strongroom
@@ -37,16 +41,6 @@ app = command_group(
     "Emergency revocation: request (or break-glass), approve, reject, cancel, review.",
 )
 
-STATUS_STYLE = {
-    "PENDING": "yellow",
-    "APPROVED": "cyan",
-    "IN_PROGRESS": "cyan",
-    "COMPLETED": "green",
-    "FAILED": "bold red",
-    "REJECTED": "dim",
-    "CANCELLED": "dim",
-}
-
 IdArg = Annotated[
     int,
     typer.Argument(
@@ -57,69 +51,6 @@ IdArg = Annotated[
 
 def _revoke(strongroom: Wiring) -> EmergencyRevoke:
     return EmergencyRevoke(strongroom)
-
-
-def _status_cell(status: str) -> tuple[str, str | None]:
-    return (status, STATUS_STYLE.get(status))
-
-
-def _severity_cell(severity: str) -> tuple[str, str | None]:
-    return (severity, SEVERITY_STYLE.get(severity))
-
-
-def _risk_cell(risk: dict[str, Any] | None) -> tuple[str, str | None]:
-    if not risk:
-        return ("-", None)
-    return (f"{risk['level']} ({risk['score']})", SEVERITY_STYLE.get(risk["level"]))
-
-
-def _review_cell(r: dict[str, Any], now: datetime) -> tuple[str, str | None]:
-    """Where a break-glass use's review stands (`revoke acknowledge` closes it)."""
-    if not r.get("review_status"):
-        return "-", None
-    if r["review_status"] != "OPEN":
-        return f"acknowledged by {r['reviewed_by']}", "green"
-    due = r["review_due_at"]
-    late = due is not None and due <= now
-    return f"open, due {when(due, now)}", "bold red" if late else "yellow"
-
-
-def _approvals(r: dict[str, Any]) -> str:
-    return f"{len(r['approvals'])} of {r['required_approvals']}"
-
-
-def _warn_undelivered(out: Output, r: dict[str, Any], kinds: Iterable[str]) -> None:
-    """Notifications of this step that did not arrive: the step itself stands (warning)."""
-    wanted = set(kinds)
-    for d in r["deliveries"]:
-        if d.get("kind") in wanted and not d.get("ok"):
-            out.warn(
-                f"{d['kind']} notice via {d['channel']} to {d['target']} not delivered: "
-                f"{d.get('error') or d.get('status')}"
-            )
-
-
-def _check_outcome(out: Output, r: dict[str, Any]) -> None:
-    """A revocation that ran and FAILED: JSON still printed, then exit 1 with the reason."""
-    if r["status"] == "FAILED":
-        if out.json:
-            out.data(r)
-        revoked = r["versions_revoked"]
-        also = f" ({revoked} versions were revoked)" if revoked else ""
-        raise RevocationError(
-            f"revocation {r['revocation_id']} of {r['secret_name']} FAILED: {r['error']}{also}"
-        )
-
-
-def _revoked_message(r: dict[str, Any]) -> str:
-    count = r["versions_revoked"] or 0
-    message = (
-        f"{count} version{'s' if count != 1 else ''} of {r['secret_name']} revoked: every read "
-        f"of {'it' if count == 1 else 'them'} now fails"
-    )
-    if r["new_version"]:
-        message += f"; a fresh value is current as version {short_version(r['new_version'])}"
-    return message
 
 
 # -- writes --------------------------------------------------------------------------------
@@ -200,14 +131,14 @@ def request(
 
     r, mail = run_any(ctx, work)
     kinds = ["revocation.requested", "revocation.completed", "revocation.failed"]
-    _warn_undelivered(out, r, kinds)
+    warn_undelivered(out, r, kinds)
     if notify and not mail:
         out.warn("no mail server is configured (STRONGROOM_SMTP_HOST): --notify was not e-mailed")
-    _check_outcome(out, r)
+    check_outcome(out, r)
     rid = r["revocation_id"]
     if r["status"] == "COMPLETED":
         out.done(
-            f"Revoked now (break-glass, request {rid}): {_revoked_message(r)}. Someone else "
+            f"Revoked now (break-glass, request {rid}): {revoked_message(r)}. Someone else "
             f"must acknowledge this use (`strongroom revoke acknowledge {rid} --note TEXT`)",
             r,
         )
@@ -237,16 +168,16 @@ def approve(
         return await _revoke(strongroom).approve_revocation(revocation_id, current_actor().id)
 
     r = run_any(ctx, work)
-    _warn_undelivered(out, r, ["revocation.approved", "revocation.completed", "revocation.failed"])
-    _check_outcome(out, r)
+    warn_undelivered(out, r, ["revocation.approved", "revocation.completed", "revocation.failed"])
+    check_outcome(out, r)
     if r["status"] == "PENDING":
         out.done(
-            f"Approval recorded for request {revocation_id} ({_approvals(r)}); it stays "
+            f"Approval recorded for request {revocation_id} ({approvals_of(r)}); it stays "
             "PENDING until enough people approve",
             r,
         )
         return
-    out.done(f"Request {revocation_id} approved: {_revoked_message(r)}", r)
+    out.done(f"Request {revocation_id} approved: {revoked_message(r)}", r)
 
 
 @app.command()
@@ -269,7 +200,7 @@ def reject(
         )
 
     r = run_any(ctx, work)
-    _warn_undelivered(out, r, ["revocation.rejected"])
+    warn_undelivered(out, r, ["revocation.rejected"])
     out.done(f"Request {revocation_id} for {r['secret_name']} rejected", r)
 
 
@@ -284,7 +215,7 @@ def cancel(
         return await _revoke(strongroom).cancel_revocation(revocation_id, current_actor().id)
 
     r = run_any(ctx, work)
-    _warn_undelivered(out, r, ["revocation.cancelled"])
+    warn_undelivered(out, r, ["revocation.cancelled"])
     out.done(f"Request {revocation_id} for {r['secret_name']} cancelled", r)
 
 
@@ -315,18 +246,18 @@ def status(ctx: typer.Context, revocation_id: IdArg, json: JsonOpt = False) -> N
         {
             "id": str(r["revocation_id"]),
             "secret": r["secret_name"],
-            "status": _status_cell(r["status"]),
-            "severity": _severity_cell(r["severity"]),
+            "status": status_cell(r["status"]),
+            "severity": severity_cell(r["severity"]),
             "reason": r["reason"],
             "description": r["description"] or "-",
             "risk": (
-                f"{_risk_cell(risk)[0]}: {factors}" if risk else "-",
+                f"{risk_cell(risk)[0]}: {factors}" if risk else "-",
                 SEVERITY_STYLE.get(risk.get("level", "")),
             ),
             "break-glass": ("yes: no approval", "bold red") if r["break_glass"] else "no",
-            "review": _review_cell(r, now),
+            "review": review_cell(r, now),
             "requested": f"{when(r['requested_at'], now)} by {r['requested_by']}",
-            "approvals": f"{_approvals(r)}{': ' + approvals if approvals else ''}",
+            "approvals": f"{approvals_of(r)}{': ' + approvals if approvals else ''}",
             "revoked": when(r["revoked_at"], now),
             "versions revoked": str(r["versions_revoked"] or "-"),
             "new version": r["new_version"] or "-",
@@ -344,41 +275,6 @@ def status(ctx: typer.Context, revocation_id: IdArg, json: JsonOpt = False) -> N
             "updated": when(r["updated_at"], now),
         },
         title=f"revocation request {r['revocation_id']}",
-    )
-
-
-def _table(out: Output, rows: Sequence[dict[str, Any]], *, title: str, caption: str) -> None:
-    now = now_utc()
-    out.table(
-        [
-            Column("id", justify="right"),
-            Column("requested"),
-            name_column("secret"),
-            Column("status", no_wrap=True),
-            Column("severity", no_wrap=True),
-            Column("reason"),
-            Column("risk", no_wrap=True),
-            Column("requested by"),
-            Column("approvals", no_wrap=True),
-            Column("approved or closed by"),
-        ],
-        [
-            [
-                str(r["revocation_id"]),
-                when_cell(r["requested_at"], now),
-                r["secret_name"],
-                _status_cell(r["status"]),
-                _severity_cell(r["severity"]),
-                r["reason"] + (" (break-glass)" if r["break_glass"] else ""),
-                _risk_cell(r["risk"]),
-                r["requested_by"],
-                _approvals(r),
-                r["closed_by"] or r["approved_by"] or "",
-            ]
-            for r in rows
-        ],
-        title=title,
-        caption=caption,
     )
 
 
@@ -404,7 +300,7 @@ def history(
     if out.json:
         out.data(rows)
         return
-    _table(
+    requests_table(
         out,
         rows,
         title=f"revocations of {name}" if name else "revocations",
@@ -440,7 +336,7 @@ def pending(ctx: typer.Context, json: JsonOpt = False) -> None:
         out.done("No revocation request is pending.")
         return
     age = f", the oldest requested {when(rows[0]['requested_at'], now_utc())}"
-    _table(
+    requests_table(
         out,
         rows,
         title="pending revocation requests",
