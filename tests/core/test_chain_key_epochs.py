@@ -122,6 +122,12 @@ def test_after_the_switch_the_old_key_forges_nothing() -> None:
     ("details", "reason"),
     [
         ({EPOCH_FIELD: 1, EPOCH_CHECK_FIELD: ChainKey(K0, K2).check(1).hex()}, "another key"),
+        (
+            {EPOCH_FIELD: 1, EPOCH_CHECK_FIELD: ChainKey(K0, K1).check(1).hex().upper()},
+            "another key",
+        ),
+        ({EPOCH_FIELD: 1, EPOCH_CHECK_FIELD: "zz"}, "another key"),
+        ({EPOCH_FIELD: 1, EPOCH_CHECK_FIELD: "abc"}, "another key"),
         ({EPOCH_FIELD: 0, EPOCH_CHECK_FIELD: ChainKey(K0).check(0).hex()}, "not a step forward"),
         ({EPOCH_FIELD: 2, EPOCH_CHECK_FIELD: "00"}, "not a step forward"),
         ({EPOCH_FIELD: "1", EPOCH_CHECK_FIELD: "00"}, "not well formed"),
@@ -139,6 +145,8 @@ def test_a_switch_that_is_not_a_valid_step_breaks_the_chain(
     assert reason in refused
     if reason == "not well formed":
         assert refused == "audit chain key switch is not well formed"
+    if reason == "another key":
+        assert refused == "audit chain key switch names another key than epoch 1's"
     bad = AuditEvent(AuditAction.CHAIN_KEY, None, NOW, AuditResult.SUCCESS, "x", details=details)
     rows = _chain([(_event(1), ring.at(0)), (bad, ring.at(0)), (_event(2), ring)])
     broken = _verify(ring, rows)[1]

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hmac import compare_digest
 from json import encoder as _json_encoder
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes, hmac
+
+if TYPE_CHECKING:
+    from strongroom.core.crypto import MasterKey
 
 __all__ = [
     "DETAIL_FIELDS",
@@ -32,6 +35,7 @@ __all__ = [
     "canonical_columns",
     "clean_details",
     "clean_text",
+    "epoch_step",
     "epoch_switch",
     "micros_of",
     "switched_epoch",
@@ -256,6 +260,7 @@ def canonical_columns(seq: int, *columns: Any) -> bytes:
 
 #: What a key epoch's check value is the HMAC of (core.audit.ChainKey.check).
 _KEY_CHECK = b"strongroom/audit-chain-key-check/1"
+_LOWER_HEX = re.compile("[0-9a-f]*")
 #: The details of the event that moves a chain to a new key epoch (written by nothing else).
 EPOCH_FIELD, EPOCH_CHECK_FIELD = "chain_key_epoch", "chain_key_check"
 
@@ -275,6 +280,11 @@ class ChainKey:
         self._keyed = tuple(hmac.HMAC(k, hashes.SHA256()) for k in keys)
         self._checks = tuple(_check_value(k) for k in keys)
         self.epoch = len(keys) - 1
+
+    @classmethod
+    def of(cls, root: MasterKey) -> ChainKey:
+        """Every epoch's key of ``root`` (core.crypto.MasterKey.audit_chain_keys)."""
+        return cls(*root.audit_chain_keys())
 
     def at(self, epoch: int) -> ChainKey:
         """The ring as it was at ``epoch``: links with that epoch's key."""
@@ -340,8 +350,16 @@ def switched_epoch(key: ChainKey, details: dict[str, Any], current: int) -> int 
         return None
     if not isinstance(epoch, int) or isinstance(epoch, bool) or not isinstance(check, str):
         return "audit chain key switch is not well formed"
+    # As written (lower-case hex of the check value); any other text names no key.
+    named = bytes.fromhex(check) if _LOWER_HEX.fullmatch(check) and len(check) % 2 == 0 else b""
+    return epoch_step(key, current, epoch, named, "audit chain key switch") or epoch
+
+
+def epoch_step(key: ChainKey, current: int, epoch: int, check: bytes, what: str) -> str | None:
+    """Why a move from epoch ``current`` to ``epoch`` naming a key by ``check`` is not valid
+    (a switch event's or a key anchor's), or None: one step forward, to that epoch's key."""
     if not current < epoch <= key.epoch:
-        return f"audit chain key switch from epoch {current} to {epoch} is not a step forward"
-    if not compare_digest(key.check(epoch).hex(), check):
-        return f"audit chain key switch names another key than epoch {epoch}'s"
-    return epoch
+        return f"{what} from epoch {current} to {epoch} is not a step forward"
+    if not compare_digest(key.check(epoch), check):
+        return f"{what} names another key than epoch {epoch}'s"
+    return None

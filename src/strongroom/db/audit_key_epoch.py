@@ -23,6 +23,9 @@ from strongroom.db.rows import to_micros
 __all__ = ["move_anchor_chain_postgres", "move_anchor_chain_sqlite"]
 
 _HEAD = "SELECT last_seq, last_hash, key_epoch FROM secrets_audit_chain WHERE id = ?"
+_LOCK_HEAD = (
+    "SELECT last_seq, last_hash, key_epoch FROM secrets_audit_chain WHERE id = $1 FOR UPDATE"
+)
 
 
 def move_anchor_chain_sqlite(conn: sqlite3.Connection, key: ChainKey) -> None:
@@ -41,7 +44,7 @@ def move_anchor_chain_sqlite(conn: sqlite3.Connection, key: ChainKey) -> None:
 
 async def move_anchor_chain_postgres(conn: Any, key: ChainKey) -> None:
     """``move_anchor_chain_sqlite`` in a PostgreSQL transaction (under the head's row lock)."""
-    head = await conn.fetchrow(_HEAD.replace("?", "$1") + " FOR UPDATE", ANCHOR_CHAIN)
+    head = await conn.fetchrow(_LOCK_HEAD, ANCHOR_CHAIN)
     if head["key_epoch"] >= key.epoch:
         return
     at = datetime.now(UTC)

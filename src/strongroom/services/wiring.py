@@ -227,7 +227,7 @@ class Strongroom:
         access_invalidation = build_access_invalidation(settings)
         audit_log = AuditLog(
             state.audit if audit else None,
-            ChainKey(*master.audit_chain_keys()),
+            ChainKey.of(master),
             clock=clock,
             metrics=metrics,
             timeout=settings.audit_timeout_seconds,

@@ -5,10 +5,9 @@ key anchors stepping to newer epochs (see services.audit.verify for the whole lo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from hmac import compare_digest
 
 from strongroom.core.anchors import ANCHOR_CHAIN, Anchor, anchor_link, chain_base, chain_name
-from strongroom.core.audit import GENESIS_HASH, ChainKey
+from strongroom.core.audit import GENESIS_HASH, ChainKey, epoch_step
 from strongroom.core.checkpoint import ChainReach
 from strongroom.db.audit_store import AuditStore, ChainState
 from strongroom.services.audit.chain_check import Broken
@@ -27,6 +26,8 @@ class _AnchorWalk:
     reached: dict[int, int] = field(default_factory=dict)  # chain -> last position anchored
     #: The key epoch reached; None where retention cut the chain's start off.
     epoch: int | None = 0
+    #: The ring as at ``epoch`` (what the next anchor is linked under).
+    by: ChainKey | None = None
 
     def check(self, anchor: Anchor) -> str | None:
         problem = self._linked(anchor)
@@ -48,7 +49,9 @@ class _AnchorWalk:
             return "link to the previous anchor is broken (anchor removed or replaced)"
         if self.epoch is None:
             self.epoch = self._first_epoch(anchor)
-        if anchor_link(self.key.at(self.epoch), self.prev, anchor) != anchor.anchor_hash:
+        if self.by is None or self.by.epoch != self.epoch:
+            self.by = self.key.at(self.epoch)
+        if anchor_link(self.by, self.prev, anchor) != anchor.anchor_hash:
             return "anchor content does not match its hash (modified or forged)"
         return None
 
@@ -86,12 +89,12 @@ class _AnchorWalk:
     def _key_anchor(self, anchor: Anchor) -> str | None:
         """A key anchor (core.anchors.key_anchor): a step to a newer epoch whose key it names."""
         current = self.epoch or 0
-        if anchor.last != 0 or not current < anchor.first <= self.key.epoch:
+        if anchor.last != 0:
             return f"key anchor from epoch {current} to {anchor.first} is not a step forward"
-        if not compare_digest(anchor.chain_hash, self.key.check(anchor.first)):
-            return f"key anchor names another key than epoch {anchor.first}'s"
-        self.epoch = anchor.first
-        return None
+        problem = epoch_step(self.key, current, anchor.first, anchor.chain_hash, "key anchor")
+        if problem is None:
+            self.epoch = anchor.first
+        return problem
 
 
 async def walk_anchors(

@@ -97,7 +97,7 @@ class AuditLog:
 
     def rekey(self, root: MasterKey) -> None:
         """Link with ``root``'s newest audit chain key from now on (never an older one)."""
-        key = ChainKey(*root.audit_chain_keys())
+        key = ChainKey.of(root)
         if key.epoch >= self.key.epoch:
             self.key = key
 

@@ -75,7 +75,7 @@ async def replace_quorum_master(
                     new.wipe()
                 announce(share_set)  # handed out first: lost shares would lose the store
                 pause("shares-announced")
-                chain = ChainKey(*ring.audit_chain_keys())
+                chain = ChainKey.of(ring)
                 await replace_with_seal(settings, wrapped, seal.to_json(), chain)
                 op.details["epoch"] = epoch
                 app.audit.rekey(ring)  # this event is the first under the new chain key

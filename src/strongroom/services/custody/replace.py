@@ -133,10 +133,6 @@ async def replace_master(app: Strongroom) -> Replacement:
     return result
 
 
-def _chain(root: MasterKey) -> ChainKey:
-    return ChainKey(*root.audit_chain_keys())
-
-
 def _records(
     now: datetime, old: MasterKey, root: MasterKey, new: MasterKey, slots: RootSlots
 ) -> tuple[RootRecord, RootRecord]:
@@ -169,7 +165,7 @@ async def _replace_sealed(
         current = wrap_root(ring, new, epoch=epoch, now=now)
     finally:
         new.wipe()
-    await replace_with_seal(settings, current, seal.to_json(), _chain(ring))
+    await replace_with_seal(settings, current, seal.to_json(), ChainKey.of(ring))
     return Replacement(epoch, settings.seal, None, None, finished=True, resumed=False)
 
 
@@ -233,7 +229,7 @@ async def _replace_file_locked(
     assert ring is not None  # noqa: S101
     install_key_file(new_path, path)  # step 3
     pause("key-in-place")
-    await promote_pending(settings, pending, _chain(ring))  # step 4
+    await promote_pending(settings, pending, ChainKey.of(ring))  # step 4
     return Replacement(pending.epoch, "key file", path, None, finished=True, resumed=resumed)
 
 

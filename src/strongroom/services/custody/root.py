@@ -40,7 +40,7 @@ async def resolve_root(
     if slots.pending is not None:
         root = unwrap_root(slots.pending, master)
         if root is not None:
-            await promote_pending(settings, slots.pending, ChainKey(*root.audit_chain_keys()))
+            await promote_pending(settings, slots.pending, ChainKey.of(root))
             log.warning("master key replacement finished at start", epoch=slots.pending.epoch)
             return root
     raise WrongMasterKeyError(REPLACED)
