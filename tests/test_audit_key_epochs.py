@@ -10,11 +10,12 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from helpers_settings import custody_settings, new_master_key
+from helpers_settings import PG_URL, custody_settings, new_master_key
 from strongroom import SecretsAudit, SecretsManager, Settings
-from strongroom.core.anchors import ANCHOR_CHAIN
+from strongroom.core.anchors import ANCHOR_CHAIN, chain_of
 from strongroom.core.audit import EPOCH_FIELD, ChainKey
 from strongroom.core.errors import AuditUnavailableError
 from strongroom.core.keyfile import create_key_file, read_key_file
@@ -95,39 +96,52 @@ async def test_an_old_key_from_the_environment_writes_nothing_once_the_log_moved
             assert report["checked"] == before + 2  # the chain's switch, then the fresh read
 
 
+async def _raw(settings: Settings, statement: str, *params: object) -> list[tuple[object, ...]]:
+    """One statement on the stored audit tables, behind strongroom's back (``?`` placeholders)."""
+    if settings.backend.value == "sqlite":
+        with closing(sqlite3.connect(settings.sqlite_path, isolation_level=None)) as conn:
+            return [tuple(row) for row in conn.execute(statement, params)]
+    parts = statement.split("?")
+    numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": settings.pg_schema})
+    try:
+        return [tuple(row) for row in await conn.fetch(numbered, *params)]
+    finally:
+        await conn.close()
+
+
 async def test_the_old_key_cannot_forge_what_was_written_after_the_switch(
-    tmp_path: Path,
+    configure: Callable[..., Settings], tmp_path: Path
 ) -> None:
     path = tmp_path / "master.key"
     create_key_file(path)
     retired = tmp_path / "retired.key"
     shutil.copy(path, retired)
-    settings = Settings(
-        STRONGROOM_BACKEND="sqlite", STRONGROOM_HOME=tmp_path, STRONGROOM_MASTER_KEY_FILE=path
-    )  # type: ignore[call-arg]
+    settings = configure(STRONGROOM_MASTER_KEY_FILE=path)
     async with await Strongroom.open(settings) as app:
         await SecretsManager(app).create_secret("app-db", "v1")
         await replace_master(app)
         await SecretsManager(app).update_secret("app-db", "v2")
         assert (await SecretsAudit(app).verify_integrity())["valid"]
     old = ChainKey(read_key_file(retired).derive(Purpose.AUDIT_CHAIN))
-    db = settings.sqlite_path
 
-    def sql(statement: str, *params: object) -> list[tuple[object, ...]]:
-        with closing(sqlite3.connect(db, isolation_level=None)) as conn:
-            return [tuple(row) for row in conn.execute(statement, params)]
+    async def sql(statement: str, *params: object) -> list[tuple[object, ...]]:
+        return await _raw(settings, statement, *params)
 
     # 1. The last event (an UPDATE, after the switch) relinked under the old key.
-    (last_id, prev), *_ = sql(
+    (last_id, prev), *_ = await sql(
         "SELECT id, prev_hash FROM secrets_audit_log ORDER BY id DESC LIMIT 1"
     )
+    assert isinstance(last_id, int)
     async with await Strongroom.open(settings) as app:
         assert app.audit.store is not None
         scan = app.audit.store.scan_links(last_id - 1, last_id, 10)
         (link,) = [lk async for batch in scan for lk in batch]
     forged = old.mac(bytes(prev), link.body)  # type: ignore[arg-type]
-    sql("UPDATE secrets_audit_log SET chain_hash = ? WHERE id = ?", forged, last_id)
-    sql("UPDATE secrets_audit_chain SET last_hash = ? WHERE id = 1", forged)
+    await sql("UPDATE secrets_audit_log SET chain_hash = ? WHERE id = ?", forged, last_id)
+    await sql(
+        "UPDATE secrets_audit_chain SET last_hash = ? WHERE id = ?", forged, chain_of(last_id)
+    )
     async with await Strongroom.open(settings) as app:
         report = await SecretsAudit(app).verify_integrity()
     assert not report["valid"]
@@ -136,12 +150,13 @@ async def test_the_old_key_cannot_forge_what_was_written_after_the_switch(
 
     # 2. The anchor chain rolled back to before its key anchor, its head at the old epoch:
     # found by verify, and never moved again by a writer (which would hide the rollback).
-    (key_seq,), *_ = sql("SELECT seq FROM secrets_audit_anchors WHERE chain_id = 0")
-    (before_seq, before_hash), *_ = sql(
+    (key_seq,), *_ = await sql("SELECT seq FROM secrets_audit_anchors WHERE chain_id = 0")
+    assert isinstance(key_seq, int)
+    (before_seq, before_hash), *_ = await sql(
         "SELECT seq, anchor_hash FROM secrets_audit_anchors WHERE seq = ?", key_seq - 1
     )
-    sql("DELETE FROM secrets_audit_anchors WHERE seq >= ?", key_seq)
-    sql(
+    await sql("DELETE FROM secrets_audit_anchors WHERE seq >= ?", key_seq)
+    await sql(
         "UPDATE secrets_audit_chain SET last_seq = ?, last_hash = ?, key_epoch = 0 WHERE id = 0",
         before_seq,
         before_hash,
@@ -152,4 +167,4 @@ async def test_the_old_key_cannot_forge_what_was_written_after_the_switch(
             assert not report["valid"]
             assert report["reason"] is not None
             await SecretsManager(app).update_secret("app-db", "v3")  # writes go on
-    assert sql("SELECT count(*) FROM secrets_audit_anchors WHERE chain_id = 0") == [(0,)]
+    assert await sql("SELECT count(*) FROM secrets_audit_anchors WHERE chain_id = 0") == [(0,)]
