@@ -88,10 +88,13 @@ def assert_really_read_only(db: Path) -> None:
         conn.execute("UPDATE secrets_audit_chain SET last_seq = last_seq WHERE id = 1")
 
 
+@pytest.mark.parametrize("fsync", ["true", "false"])
 async def test_an_immutable_audit_file_refuses_reads_until_it_is_writable_again(
-    tmp_path: Path,
+    tmp_path: Path, fsync: str
 ) -> None:
-    settings = sqlite_settings(tmp_path)
+    """Without fsync the read's event is committed at once on the caller's thread; a refusal
+    there refuses the read just the same."""
+    settings = sqlite_settings(tmp_path, STRONGROOM_AUDIT_FSYNC=fsync)
     async with await Strongroom.open(settings) as app:
         manager, audit = SecretsManager(app), SecretsAudit(app)
         await manager.create_secret("guarded", VALUE)
@@ -115,10 +118,13 @@ async def test_an_immutable_audit_file_refuses_reads_until_it_is_writable_again(
         assert report["checked"] == events + 1
 
 
+@pytest.mark.parametrize("fsync", ["true", "false"])
 async def test_fail_open_serves_reads_while_the_audit_file_is_immutable(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fsync: str
 ) -> None:
-    settings = sqlite_settings(tmp_path, STRONGROOM_AUDIT_FAIL_OPEN=True)
+    settings = sqlite_settings(
+        tmp_path, STRONGROOM_AUDIT_FAIL_OPEN=True, STRONGROOM_AUDIT_FSYNC=fsync
+    )
     err = await _with_captured_logs(capsys, _fail_open_immutable(settings))
     _assert_one_critical_line(err)
 

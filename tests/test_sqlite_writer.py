@@ -105,3 +105,76 @@ async def test_a_lock_file_held_by_another_writer_sends_the_write_to_the_thread(
     ran_on, _ = await asyncio.wait_for(pending, CAP)
     assert ran_on != threading.get_ident()
     assert rows(writer) == ["before", "waited"]
+
+
+def _in_database_file(writer: SqliteWriter) -> int:
+    """Rows the database file itself holds, the WAL ignored (what a checkpoint copied)."""
+    conn = sqlite3.connect(f"file:{writer.path}?immutable=1", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0  # the table itself is still only in the WAL
+    finally:
+        conn.close()
+
+
+async def test_inline_commits_leave_checkpoints_to_the_writer_thread(
+    writer: SqliteWriter,
+) -> None:
+    """An inline commit never copies the WAL into the file on the caller's thread (its page
+    copies and fsyncs would stall the event loop); every 128 of them the thread does. The
+    rows are large, so that SQLite's own automatic checkpoint (at 1,000 pages) would have run
+    long before."""
+    for k in range(127):
+        await writer.submit(insert(f"{k:03d}" + "x" * 40_000), sync=False)
+    assert _in_database_file(writer) == 0
+    await writer.submit(insert("last"), sync=False)
+    for _ in range(int(CAP / 0.01)):
+        if _in_database_file(writer) == 128:
+            break
+        await asyncio.sleep(0.01)
+    assert _in_database_file(writer) == 128
+    assert len(rows(writer)) == 128
+
+
+async def test_read_now_sees_every_commit_and_never_runs_inside_one(
+    writer: SqliteWriter,
+) -> None:
+    count = "SELECT count(*) FROM t"
+    assert writer.commit_now(insert("inline")) is not None
+    other = sqlite3.connect(writer.path, isolation_level=None)
+    other.execute("INSERT INTO t (v) VALUES ('another connection')")
+    other.close()
+    assert writer.read_now(lambda c: c.execute(count).fetchone()[0]) == (2,)
+
+    def reads_inside(conn: sqlite3.Connection) -> object:
+        conn.execute("INSERT INTO t (v) VALUES ('uncommitted')")
+        return writer.read_now(lambda c: c.execute(count).fetchone()[0])
+
+    assert writer.commit_now(reads_inside) == (None,)  # no read of its own uncommitted row
+    assert writer.read_now(lambda c: c.execute(count).fetchone()[0]) == (3,)
+
+
+async def test_commit_now_raises_the_jobs_error_and_declines_a_held_file(
+    writer: SqliteWriter,
+) -> None:
+    await writer.submit(insert("first"), sync=False)
+
+    def failing(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (v) VALUES ('undone')")
+        raise ValueError("the job's own error")
+
+    with pytest.raises(ValueError, match="own error"):
+        writer.commit_now(failing)
+    locker = sqlite3.connect(writer.path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        assert writer.commit_now(insert("declined")) is None  # never waits for the lock
+        # A read neither waits for nor sees the other connection's open transaction.
+        assert writer.read_now(lambda c: c.execute("SELECT v FROM t").fetchall()) is not None
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert rows(writer) == ["first"]
+    writer.close()
+    assert writer.read_now(lambda c: 1) is None  # closed: nothing reopens

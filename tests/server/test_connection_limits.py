@@ -67,6 +67,23 @@ async def test_trickled_headers_are_cut_with_408(tmp_path: Path) -> None:
         assert b'"request_timeout"' in answer
 
 
+async def test_a_later_requests_trickled_headers_are_cut_with_408(tmp_path: Path) -> None:
+    """The header clock of a keep-alive connection's second request starts with its first
+    byte, even though the first request arrived whole (and armed no timer at all)."""
+    async with limited(tmp_path, **{**FAST, "http_keep_alive_seconds": 30}) as served:
+        reader, writer = await connect(served)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        first = await asyncio.wait_for(reader.readuntil(b"}"), CAP)
+        assert first.startswith(b"HTTP/1.1 200 "), first
+        headers = [b"GET /healthz HTTP/1.1\r\n"] + [b"X-Slow: a\r\n"] * 1000
+        sender = asyncio.create_task(trickle(writer, headers))
+        answer = await until_closed(reader)
+        sender.cancel()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+
+
 async def test_a_connection_that_sends_nothing_is_closed(tmp_path: Path) -> None:
     async with limited(tmp_path, **FAST) as served:
         reader, writer = await connect(served)

@@ -168,6 +168,11 @@ class SqliteStore:
     def _query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
         if self._read is None:
             raise StoreUnavailableError("the SQLite store is closed")
+        writer = self._writer
+        if writer is not None and (
+            done := writer.read_now(lambda conn: conn.execute(sql, params).fetchall())
+        ):
+            return done[0]
         try:
             with self._read_lock:
                 return self._read.execute(sql, params).fetchall()

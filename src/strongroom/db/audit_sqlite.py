@@ -181,6 +181,14 @@ class SqliteAuditStore:
             return []
         return await self.db.write(lambda conn: chain_rows(conn, events, key), sync=self._sync)
 
+    def append_now(self, events: list[AuditEvent], key: ChainKey) -> list[int] | None:
+        """Commit ``events`` at once on the caller's thread, when that needs no fsync and the
+        file is free; None otherwise (:meth:`append` queues them)."""
+        if self._sync or not events:
+            return None
+        done = self.db.write_now(lambda conn: chain_rows(conn, events, key))
+        return None if done is None else done[0]
+
     async def append_shipped(
         self,
         site: str,

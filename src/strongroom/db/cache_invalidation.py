@@ -158,6 +158,8 @@ class SqliteCacheGenerations:
     async def current(self, name_key: str) -> Generation:
         text = _CURRENT_SQLITE.text
         params = _CURRENT_SQLITE.args({"name_key": name_key, "all_names": ALL_NAMES})
+        if (done := self.db.read_now(lambda c: c.execute(text, params).fetchall())) is not None:
+            return _generation(done[0], name_key)
         conn = self._conn
         if conn is not None:
             try:

@@ -101,6 +101,20 @@ class SqliteDatabase:
         """Run ``job`` in the writer's next group commit."""
         return await self._writer_or_fail().submit(job, sync=sync)
 
+    def write_now(self, job: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
+        """``(job(conn),)`` committed at once, unsynced, on this thread, when nothing holds the
+        file; None when something does (or in memory). The job's error is raised."""
+        writer = self._writer
+        if writer is None or self.path is None:
+            return None
+        return writer.commit_now(job)
+
+    def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
+        """A query run at once on the writer's inline connection (see
+        :meth:`SqliteWriter.read_now`); None: use :meth:`read` or a reader of your own."""
+        writer = self._writer
+        return None if writer is None or self.path is None else writer.read_now(fn)
+
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:

@@ -35,6 +35,9 @@ T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 _MAX_GROUP = 512
 _STOP = object()
+#: Queued after every ``_CHECKPOINT_EVERY`` inline commits: the writer thread checkpoints.
+_CHECKPOINT = object()
+_CHECKPOINT_EVERY = 128
 _BUSY_MS = 30_000
 
 
@@ -82,6 +85,13 @@ class SqliteWriter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._conn: sqlite3.Connection | None = connect(path, uri=uri)
         self._synced = True
+        #: Inline commits' own connection (see :meth:`_inline_connection`), and their count
+        #: since the last checkpoint was asked of the writer thread.
+        self._inline_conn: sqlite3.Connection | None = None
+        self._inline_commits = 0
+        #: Held while the inline connection runs a commit or a query.
+        self._inline_lock = threading.Lock()
+        self._closed = False
         #: Held while a group commits, on the writer thread or inline.
         self._busy = threading.Lock()
         self._lock_fd = _open_lock_file(path) if not uri and path != ":memory:" else None
@@ -108,6 +118,17 @@ class SqliteWriter:
         self._queue.put((job, future, loop, sync))
         return await future
 
+    def commit_now(self, job: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
+        """``(job(conn),)`` committed unsynced, now, on this thread, when the writer is idle and
+        nothing holds the file; None when something does. The job's error is raised."""
+        done = self._inline(job)
+        if done is None:
+            return None
+        result, error = done
+        if error is not None:
+            raise error
+        return (result,)
+
     def _inline(self, job: Job) -> tuple[Any, BaseException | None] | None:
         """Commit ``job`` alone, now, if nothing holds the file; None if something did."""
         if not self._queue.empty() or not self._busy.acquire(blocking=False):
@@ -119,7 +140,8 @@ class SqliteWriter:
                 except BlockingIOError:
                     return None
             try:
-                return self._commit_alone(job)
+                with self._inline_lock:
+                    return self._commit_alone(job)
             finally:
                 if self._lock_fd is not None:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -130,14 +152,11 @@ class SqliteWriter:
         """One unsynced job in its own transaction (a failing job rolls it back); None when
         another connection holds SQLite's write lock (it is not waited for here)."""
         try:
-            conn = self._connection(sync=False)
-            conn.execute("PRAGMA busy_timeout=0")
+            conn = self._inline_connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError:
                 return None  # locked: the writer thread waits for it
-            finally:
-                conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
             try:
                 result = job(conn)
             except Exception as exc:  # the job's own error (sqlite3's too): undone, handed back
@@ -145,9 +164,60 @@ class SqliteWriter:
                 return None, _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._drop_connection()
+            self._drop_inline_connection()
             return None, _unavailable(exc)
+        self._inline_commits += 1
+        if self._inline_commits >= _CHECKPOINT_EVERY:
+            self._inline_commits = 0
+            self._queue.put(_CHECKPOINT)
         return result, None
+
+    def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
+        """``(fn(conn),)`` run at once on the inline connection; None when that connection is
+        in use, SQLite answers busy, or the database is in memory (read elsewhere then).
+
+        Reading where this process's inline commits write keeps SQLite's page cache warm: a
+        connection drops its whole cache whenever another connection has committed, so a
+        separate reader re-reads every page it touches after each audited read's commit."""
+        if self._closed or self.path == ":memory:" or not self._inline_lock.acquire(blocking=False):
+            return None
+        try:
+            return (fn(self._inline_connection()),)
+        except sqlite3.OperationalError:
+            return None  # busy (it never waits) or worse: the caller's own reader says which
+        finally:
+            self._inline_lock.release()
+
+    def _inline_connection(self) -> sqlite3.Connection:
+        """The connection inline commits use: it never waits for SQLite's lock (busy timeout
+        0) and never checkpoints the WAL (a checkpoint's page copies and fsyncs would stall
+        the caller's event loop), so the writer thread checkpoints for it. An in-memory
+        database lives in one connection, which nothing else can lock: that one is used."""
+        if self.path == ":memory:":
+            return self._connection(sync=False)
+        if self._inline_conn is None:
+            conn = connect(self.path, synchronous="NORMAL", uri=self._uri)
+            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._inline_conn = conn
+        return self._inline_conn
+
+    def _drop_inline_connection(self) -> None:
+        if self.path == ":memory:":
+            self._drop_connection()
+            return
+        conn, self._inline_conn = self._inline_conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.close()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL's committed pages into the database without waiting for readers or
+        writers (what SQLite's automatic checkpoint does, here off the event loop)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._connection(sync=self._synced).execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _connection(self, *, sync: bool) -> sqlite3.Connection:
         """The write connection (a new one after a failed group), synced as ``sync`` asks."""
@@ -171,11 +241,14 @@ class SqliteWriter:
             self._conn = None
 
     def close(self) -> None:
+        self._closed = True
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join()
         if self._conn is not None:
             self._conn.close()
+        with self._inline_lock:
+            self._drop_inline_connection()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -185,8 +258,11 @@ class SqliteWriter:
             first = self._queue.get()
             if first is _STOP:
                 return
+            if first is _CHECKPOINT:
+                self._checkpoint()
+                continue
             group = [first]
-            stop = False
+            stop = checkpoint = False
             while len(group) < _MAX_GROUP:
                 try:
                     item = self._queue.get_nowait()
@@ -195,8 +271,13 @@ class SqliteWriter:
                 if item is _STOP:
                     stop = True
                     break
+                if item is _CHECKPOINT:
+                    checkpoint = True
+                    continue
                 group.append(item)
             self._commit_group(group)
+            if checkpoint:
+                self._checkpoint()
             if stop:
                 return
 

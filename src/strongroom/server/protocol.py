@@ -146,6 +146,47 @@ def client_certificate_context(
     return context
 
 
+class CoalescedWrites:
+    """A transport whose writes in one turn of the event loop leave together.
+
+    uvicorn writes an answer's status line and headers, then its body, as two writes: over TLS
+    that is two records and two socket sends, and the client wakes twice. Here they are joined
+    and sent once, at the end of the loop turn that wrote them (a stream's later writes leave
+    at the end of theirs). Closing sends what is pending first; aborting drops it.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with header and body timeouts and a per-address cap; it
     hands the client certificate the TLS handshake verified to the app (uvicorn does not)."""
@@ -157,6 +198,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.timeout_keep_alive = _whole_seconds(self.limits.keep_alive_timeout)
         self._deadline: asyncio.TimerHandle | None = None
         self._phase: Phase | None = None
+        #: While the parser runs, the timer a phase wants waits for it to return: a request
+        #: that arrived whole (most do) begins and ends its phases without ever arming one.
+        self._parsing = False
+        self._wanted: tuple[Phase, float] | None = None
         self._counted: str | None = None
 
     # -- the connection ----------------------------------------------------------------------
@@ -172,7 +217,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().shutdown()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:  # the handshake is done: the chain checked, not the dates
             self._peer_cert = ssl_object.getpeercert(binary_form=True)
@@ -200,6 +245,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     # -- the request's phases (httptools parser callbacks) -----------------------------------
 
+    def data_received(self, data: bytes) -> None:
+        self._parsing = True
+        try:
+            super().data_received(data)
+        finally:
+            self._parsing = False
+        wanted, self._wanted = self._wanted, None
+        if wanted is not None and self._deadline is None and not self.transport.is_closing():
+            self._arm(*wanted)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._peer_cert is not None:
@@ -221,12 +276,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _arm(self, phase: Phase, seconds: float) -> None:
         self._disarm()
         self._phase = phase
-        self._deadline = self.loop.call_later(seconds, self._expired, phase)
+        if self._parsing:
+            self._wanted = (phase, seconds)
+        else:
+            self._deadline = self.loop.call_later(seconds, self._expired, phase)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
-        self._deadline, self._phase = None, None
+        self._deadline, self._phase, self._wanted = None, None, None
 
     def _expired(self, phase: Phase) -> None:
         self._deadline, self._phase = None, None

@@ -86,6 +86,11 @@ class AuditLog:
         self._pending: list[tuple[AuditEvent, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._batch_started: float | None = None
+        #: A store that can commit at once, on this thread, when its file is free (SQLite
+        #: without fsync): its ``append_now`` (None when it cannot, now).
+        self._append_now: Callable[[list[AuditEvent], ChainKey], list[int] | None] | None = getattr(
+            store, "append_now", None
+        )
 
     @property
     def enabled(self) -> bool:
@@ -134,6 +139,17 @@ class AuditLog:
         if self.store is None:
             return
         self.metrics.inc("operations_total", action=event.action.value, result=event.result.value)
+        if (
+            self._append_now is not None
+            and not self._pending
+            and (self._flusher is None or self._flusher.done())
+        ):
+            try:
+                if self._record_now(event, self._append_now):
+                    return
+            except AuditUnavailableError as exc:
+                self._refuse(event, exc)
+                return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._pending.append((event, future))
@@ -144,12 +160,39 @@ class AuditLog:
         try:
             await future
         except AuditUnavailableError as exc:
-            reason = str(exc)
-            self._failed(event, reason)
-            if not self.fail_open:
-                raise AuditUnavailableError(
-                    f"the audit log is unavailable ({reason}); the operation was refused"
-                ) from None
+            self._refuse(event, exc)
+
+    def _record_now(
+        self,
+        event: AuditEvent,
+        append_now: Callable[[list[AuditEvent], ChainKey], list[int] | None],
+    ) -> bool:
+        """Commit ``event`` at once, without the flusher's two tasks: True when committed,
+        False when the store cannot now (the flusher does it, and reloads a stale chain key);
+        AuditUnavailableError when the store failed."""
+        started = time.perf_counter()
+        try:
+            if append_now([event], self.key) is None:
+                return False
+        except ChainKeyStaleError:
+            return False
+        except Exception as exc:  # as in _flush: a store failure refuses this event
+            self.last_error = "write_failed"
+            detail = str(exc) if isinstance(exc, StrongroomError) else type(exc).__name__
+            raise AuditUnavailableError(f"write failed: {detail}") from None
+        self.metrics.inc("audit_events_total")
+        self.metrics.inc("audit_batches_total")
+        self.metrics.observe("audit_write_seconds", time.perf_counter() - started)
+        self.last_error = None
+        return True
+
+    def _refuse(self, event: AuditEvent, exc: AuditUnavailableError) -> None:
+        reason = str(exc)
+        self._failed(event, reason)
+        if not self.fail_open:
+            raise AuditUnavailableError(
+                f"the audit log is unavailable ({reason}); the operation was refused"
+            ) from None
 
     def _failed(self, event: AuditEvent, reason: str) -> None:
         self.metrics.inc("audit_write_failures_total")
