@@ -198,7 +198,6 @@ class RemoteClient:
             total=None, sock_connect=min(config.timeout, 5.0), sock_read=config.timeout
         )
         self._session: aiohttp.ClientSession | None = None
-        self._headers: dict[str, str] | None = None
         self.closed = False
 
     def _pool(self) -> aiohttp.ClientSession:
@@ -207,13 +206,18 @@ class RemoteClient:
             if self.closed:
                 raise StoreUnavailableError(f"the client of {self.addr} is closed")
             connector = aiohttp.TCPConnector(ssl=self._tls, limit=64, keepalive_timeout=_KEEP_ALIVE)
+            # The bearer token goes with every call, so it is a header of the session: a call
+            # then merges no headers of its own (on-behalf-of notes and streams aside).
+            headers = {"User-Agent": self._user_agent, "Accept": "application/json"}
+            if self.config.token is not None:
+                headers["Authorization"] = f"Bearer {self.config.token}"
             session = self._session = aiohttp.ClientSession(
                 base_url=self.addr,
                 connector=connector,
                 timeout=self._timeout,
                 trust_env=False,  # a proxy from the environment would see every value
                 cookie_jar=aiohttp.DummyCookieJar(),
-                headers={"User-Agent": self._user_agent, "Accept": "application/json"},
+                headers=headers,
             )
             # aiohttp sends a GET, PUT or DELETE once more when a kept-alive connection drops;
             # a PUT or DELETE this client marks as sent-once (a new version, a delete) must
@@ -235,18 +239,16 @@ class RemoteClient:
     def has_token(self) -> bool:
         return self.config.token is not None
 
-    def _request_headers(self, *, stream: bool = False) -> dict[str, str]:
-        headers = self._headers
-        if headers is None:
-            if self.config.token is None:
-                raise AuthenticationError(
-                    f"no token for {self.addr}: set STRONGROOM_TOKEN or run `strongroom login`"
-                )
-            headers = self._headers = {"Authorization": f"Bearer {self.config.token}"}
+    def _request_headers(self, *, stream: bool = False) -> dict[str, str] | None:
+        """The headers a call adds to the session's (None: none); the token is the session's."""
+        if self.config.token is None:
+            raise AuthenticationError(
+                f"no token for {self.addr}: set STRONGROOM_TOKEN or run `strongroom login`"
+            )
         claimed = claimed_actor()
         if claimed is None and not stream:
-            return headers
-        headers = dict(headers)
+            return None
+        headers: dict[str, str] = {}
         if claimed is not None:
             headers[ON_BEHALF_OF_HEADER] = quote(claimed.id, safe="@.-_:")
         if stream:
@@ -352,7 +354,7 @@ class RemoteClient:
         """A streaming GET (the change feed); the caller enters it as a context manager. It
         never times out once connected; ``connect_timeout`` bounds reaching the server (a cut
         link drops the attempt's packets, and the kernel would retry it for minutes)."""
-        sent = self._request_headers(stream=True)
+        sent = self._request_headers(stream=True) or {}
         sent.update(headers or {})
         return self._streaming(path, _query(params), sent, connect_timeout)
 
