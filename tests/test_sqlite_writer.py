@@ -39,6 +39,12 @@ def insert(value: str) -> Callable[[sqlite3.Connection], tuple[int, str]]:
     return job
 
 
+def failing(conn: sqlite3.Connection) -> None:
+    """A job that writes, then fails with an error of its own."""
+    conn.execute("INSERT INTO t (v) VALUES ('undone')")
+    raise ValueError("the job's own error")
+
+
 def rows(writer: SqliteWriter) -> list[str]:
     with sqlite3.connect(writer.path) as conn:
         return [r[0] for r in conn.execute("SELECT v FROM t ORDER BY rowid")]
@@ -58,11 +64,6 @@ async def test_a_failing_unsynced_write_is_undone_and_the_writer_goes_on(
     writer: SqliteWriter,
 ) -> None:
     await writer.submit(insert("first"), sync=False)
-
-    def failing(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO t (v) VALUES ('undone')")
-        raise ValueError("the job's own error")
-
     with pytest.raises(ValueError, match="own error"):
         await writer.submit(failing, sync=False)
     with pytest.raises(Exception, match="did not accept"):  # a constraint: StoreUnavailable
@@ -162,11 +163,6 @@ async def test_commit_now_raises_the_jobs_error_and_declines_a_held_file(
     writer: SqliteWriter,
 ) -> None:
     await writer.submit(insert("first"), sync=False)
-
-    def failing(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO t (v) VALUES ('undone')")
-        raise ValueError("the job's own error")
-
     with pytest.raises(ValueError, match="own error"):
         writer.commit_now(failing)
     locker = sqlite3.connect(writer.path, isolation_level=None)

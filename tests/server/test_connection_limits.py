@@ -55,14 +55,19 @@ async def trickle(writer: asyncio.StreamWriter, pieces: list[bytes]) -> None:
             await asyncio.sleep(0.1)
 
 
+async def trickled_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """Headers sent one line every 0.1 s: what the server answers before it closes."""
+    headers = [b"GET /healthz HTTP/1.1\r\n"] + [b"X-Slow: a\r\n"] * 1000
+    sender = asyncio.create_task(trickle(writer, headers))
+    answer = await until_closed(reader)
+    sender.cancel()
+    writer.close()
+    return answer
+
+
 async def test_trickled_headers_are_cut_with_408(tmp_path: Path) -> None:
     async with limited(tmp_path, **FAST) as served:
-        reader, writer = await connect(served)
-        headers = [b"GET /healthz HTTP/1.1\r\n"] + [b"X-Slow: a\r\n"] * 1000
-        sender = asyncio.create_task(trickle(writer, headers))
-        answer = await until_closed(reader)
-        sender.cancel()
-        writer.close()
+        answer = await trickled_headers(*await connect(served))
         assert answer.startswith(b"HTTP/1.1 408 "), answer
         assert b'"request_timeout"' in answer
 
@@ -76,11 +81,7 @@ async def test_a_later_requests_trickled_headers_are_cut_with_408(tmp_path: Path
         await writer.drain()
         first = await asyncio.wait_for(reader.readuntil(b"}"), CAP)
         assert first.startswith(b"HTTP/1.1 200 "), first
-        headers = [b"GET /healthz HTTP/1.1\r\n"] + [b"X-Slow: a\r\n"] * 1000
-        sender = asyncio.create_task(trickle(writer, headers))
-        answer = await until_closed(reader)
-        sender.cancel()
-        writer.close()
+        answer = await trickled_headers(reader, writer)
         assert answer.startswith(b"HTTP/1.1 408 "), answer
 
 
