@@ -8,8 +8,6 @@ needs it. Every row read is checked against its MAC before it is trusted.
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
@@ -40,6 +38,7 @@ from strongroom.backends.secret_sql import (
     version_params,
 )
 from strongroom.backends.vault_keys import PostgresRunner, SqlKeyStore
+from strongroom.backends.write_batches import NameBatches
 from strongroom.core.crypto import Envelope, MasterKey, Sealed, UnknownKeyVersion
 from strongroom.core.errors import DecryptionError, StoreUnavailableError, TamperedError
 from strongroom.core.integrity import RowMac
@@ -111,12 +110,12 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._envelope: Envelope | None = None
         self._opened = OpenedVersions()  # rows already checked and decrypted
-        #: One new version of a name at a time from this process: writers of one hot secret
-        #: queue here, in order, rather than as a crowd of PostgreSQL sessions waiting on the
-        #: row lock (each woken and put back at every commit, which cost the server most of a
-        #: core and the writers a p99 of hundreds of milliseconds).
-        self._writing: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
+        #: New versions of one name are committed in batches, one batch at a time from this
+        #: process: writers of a hot secret wait in line here rather than as a crowd of
+        #: sessions on its row lock (each woken and put back at every commit), and share
+        #: a transaction and its WAL flush.
+        self._updates: NameBatches[tuple[NewVersion, bytes], VersionProperties] = NameBatches(
+            self._commit_updates
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -174,39 +173,68 @@ class PostgresStore:
         self, new: NewVersion, value: bytes, mode: WriteMode
     ) -> VersionProperties:
         key = name_key(new.name)
-        lock = self._writing.get(key)
-        if lock is None:
-            lock = self._writing[key] = asyncio.Lock()
-        async with lock:
-            for _attempt in range(3):
-                envelope = await self._ensure_envelope()
-                sealed = envelope.seal(key, new.version, value)
-                try:
-                    async with self._conn() as conn, conn.transaction():
-                        return await self._insert(conn, key, new, sealed, mode)
-                except _StaleKeyring:
-                    await self._load_keyring()
+        if mode is WriteMode.UPDATE:
+            return await self._updates.submit(key, (new, value))
+        for _attempt in range(3):
+            envelope = await self._ensure_envelope()
+            sealed = envelope.seal(key, new.version, value)
+            try:
+                async with self._conn() as conn, conn.transaction():
+                    return await self._create(conn, key, new, sealed)
+            except _StaleKeyring:
+                await self._load_keyring()
         raise StoreUnavailableError("the keyring kept changing during the write; try again")
 
-    async def _insert(
-        self, conn: Any, key: str, new: NewVersion, sealed: Sealed, mode: WriteMode
+    async def _commit_updates(
+        self, key: str, items: list[tuple[NewVersion, bytes]]
+    ) -> list[VersionProperties]:
+        """New versions of one secret in one transaction (see :class:`NameBatches`)."""
+        for _attempt in range(3):
+            envelope = await self._ensure_envelope()
+            sealed = [envelope.seal(key, new.version, value) for new, value in items]
+            try:
+                async with self._conn() as conn, conn.transaction():
+                    return await self._update(conn, key, [new for new, _ in items], sealed)
+            except _StaleKeyring:
+                await self._load_keyring()
+        raise StoreUnavailableError("the keyring kept changing during the write; try again")
+
+    async def _create(
+        self, conn: Any, key: str, new: NewVersion, sealed: Sealed
     ) -> VersionProperties:
-        if mode is WriteMode.CREATE:
-            first = {"name": new.name, "current_seq": 1, "created_at": new.created_at, "gen": 1,
-                     "revoked_gen": None, "deleted_at": None, "purge_at": None}  # fmt: skip
-            mac = self._mac.mac(SECRETS, secret_fields(key, first))
-            params = {"key": key, "name": new.name, "created": new.created_at, "mac": mac}
-            if await _run(conn, "insert_secret", params) != "INSERT 0 1":
-                row = await _row(conn, "secret_row", {"key": key})
-                raise name_conflict(new.name, deleted=row is not None and bool(row["deleted_at"]))
-            name, seq, gen = new.name, 1, 1
-        else:
-            state = checked_secret(self._mac, key, await self._locked_secret(conn, key, new.name))
-            if state.deleted_at is not None:
-                raise is_deleted(new.name)
-            moved, params = advance(self._mac, key, state, current_seq=state.current_seq + 1)
-            await _run(conn, "update_secret", params)
-            name, seq, gen = state.name, moved.current_seq, moved.gen
+        first = {"name": new.name, "current_seq": 1, "created_at": new.created_at, "gen": 1,
+                 "revoked_gen": None, "deleted_at": None, "purge_at": None}  # fmt: skip
+        mac = self._mac.mac(SECRETS, secret_fields(key, first))
+        params = {"key": key, "name": new.name, "created": new.created_at, "mac": mac}
+        if await _run(conn, "insert_secret", params) != "INSERT 0 1":
+            row = await _row(conn, "secret_row", {"key": key})
+            raise name_conflict(new.name, deleted=row is not None and bool(row["deleted_at"]))
+        return await self._insert_version(conn, key, new.name, (1, 1), new, sealed)
+
+    async def _update(
+        self, conn: Any, key: str, news: list[NewVersion], sealed: list[Sealed]
+    ) -> list[VersionProperties]:
+        """Versions ``news`` after the current one, the secret's row moved past all of them at
+        once: the rows are those of the same writes one after another."""
+        name = news[0].name
+        state = checked_secret(self._mac, key, await self._locked_secret(conn, key, name))
+        if state.deleted_at is not None:
+            raise is_deleted(name)
+        moves, moved = [], state
+        for _ in news:
+            moved, params = advance(self._mac, key, moved, current_seq=moved.current_seq + 1)
+            moves.append((moved.current_seq, moved.gen))
+        await _run(conn, "update_secret", {**params, "old_gen": state.gen})
+        return [
+            await self._insert_version(conn, key, state.name, at, new, one)
+            for at, new, one in zip(moves, news, sealed, strict=True)
+        ]
+
+    async def _insert_version(
+        self, conn: Any, key: str, name: str, at: tuple[int, int], new: NewVersion, sealed: Sealed
+    ) -> VersionProperties:
+        """Insert version ``new`` at (sequence, generation) ``at``; its properties."""
+        seq, gen = at
         values = {
             "seq": seq, "version": new.version, "secret_type": new.secret_type.value,
             "content_type": new.content_type, "tags": tags_to_json(new.tags),
