@@ -8,9 +8,10 @@ needs it. Every row read is checked against its MAC before it is trusted.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -57,6 +58,8 @@ from strongroom.db.pg import check_schema, open_pool, pooled
 from strongroom.db.rows import tags_to_json
 
 __all__ = ["PostgresStore", "postgres_secret_hook"]
+
+T = TypeVar("T")
 
 Q = QUERIES["postgres"]
 _LOCKED = Q["secret_row"].text + " FOR UPDATE"
@@ -175,26 +178,33 @@ class PostgresStore:
         key = name_key(new.name)
         if mode is WriteMode.UPDATE:
             return await self._updates.submit(key, (new, value))
-        for _attempt in range(3):
-            envelope = await self._ensure_envelope()
-            sealed = envelope.seal(key, new.version, value)
-            try:
-                async with self._conn() as conn, conn.transaction():
-                    return await self._create(conn, key, new, sealed)
-            except _StaleKeyring:
-                await self._load_keyring()
-        raise StoreUnavailableError("the keyring kept changing during the write; try again")
+        return await self._write_sealed(
+            key, [(new, value)], lambda conn, sealed: self._create(conn, key, new, sealed[0])
+        )
 
     async def _commit_updates(
         self, key: str, items: list[tuple[NewVersion, bytes]]
     ) -> list[VersionProperties]:
         """New versions of one secret in one transaction (see :class:`NameBatches`)."""
+        news = [new for new, _ in items]
+        return await self._write_sealed(
+            key, items, lambda conn, sealed: self._update(conn, key, news, sealed)
+        )
+
+    async def _write_sealed(
+        self,
+        key: str,
+        items: list[tuple[NewVersion, bytes]],
+        write: Callable[[Any, list[Sealed]], Awaitable[T]],
+    ) -> T:
+        """``write(conn, sealed)`` in a transaction, the values sealed under the current keyring;
+        sealed and written again when the keyring changed meanwhile."""
         for _attempt in range(3):
             envelope = await self._ensure_envelope()
             sealed = [envelope.seal(key, new.version, value) for new, value in items]
             try:
                 async with self._conn() as conn, conn.transaction():
-                    return await self._update(conn, key, [new for new, _ in items], sealed)
+                    return await write(conn, sealed)
             except _StaleKeyring:
                 await self._load_keyring()
         raise StoreUnavailableError("the keyring kept changing during the write; try again")

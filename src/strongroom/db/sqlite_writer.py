@@ -108,11 +108,8 @@ class SqliteWriter:
         the next synced commit or checkpoint); any synced job in the group syncs them all.
         Such a job runs at once, on this thread, when the writer is idle.
         """
-        if not sync and (done := self._inline(job)) is not None:
-            result, error = done
-            if error is not None:
-                raise error
-            return result  # type: ignore[no-any-return]
+        if not sync and (done := self.commit_now(job)) is not None:
+            return done[0]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((job, future, loop, sync))
@@ -208,10 +205,7 @@ class SqliteWriter:
             return
         conn, self._inline_conn = self._inline_conn, None
         if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                conn.close()
+            _close_quietly(conn)
 
     def _checkpoint(self) -> None:
         """Copy the WAL's committed pages into the database without waiting for readers or
@@ -234,10 +228,7 @@ class SqliteWriter:
         """After a failed commit: the connection may be unusable, the next group reconnects
         (an in-memory database lives only in its connection, so that one is kept)."""
         if self._conn is not None and self.path != ":memory:":
-            with contextlib.suppress(sqlite3.Error):
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                self._conn.close()
+            _close_quietly(self._conn)
             self._conn = None
 
     def close(self) -> None:
@@ -316,6 +307,14 @@ class SqliteWriter:
                 loop.call_soon_threadsafe(_resolve, future, result, error)
             except RuntimeError:
                 continue  # the caller's event loop has closed; nobody is waiting
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    """Roll back what is open and close; a connection this is done to may be broken already."""
+    with contextlib.suppress(sqlite3.Error):
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
 
 
 def _open_lock_file(path: str) -> int:

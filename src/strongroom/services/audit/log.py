@@ -180,11 +180,15 @@ class AuditLog:
             self.last_error = "write_failed"
             detail = str(exc) if isinstance(exc, StrongroomError) else type(exc).__name__
             raise AuditUnavailableError(f"write failed: {detail}") from None
-        self.metrics.inc("audit_events_total")
+        self._committed(1, started)
+        return True
+
+    def _committed(self, events: int, started: float) -> None:
+        """A batch of ``events`` committed, begun at ``started`` (perf_counter)."""
+        self.metrics.inc("audit_events_total", events)
         self.metrics.inc("audit_batches_total")
         self.metrics.observe("audit_write_seconds", time.perf_counter() - started)
         self.last_error = None
-        return True
 
     def _refuse(self, event: AuditEvent, exc: AuditUnavailableError) -> None:
         reason = str(exc)
@@ -248,11 +252,7 @@ class AuditLog:
                     continue
                 finally:
                     self._batch_started = None
-                elapsed = time.perf_counter() - started
-                self.metrics.inc("audit_events_total", len(batch))
-                self.metrics.inc("audit_batches_total")
-                self.metrics.observe("audit_write_seconds", elapsed)
-                self.last_error = None
+                self._committed(len(batch), started)
                 _settle(batch, None)
                 batch = []
         except BaseException:
