@@ -236,3 +236,25 @@ async def test_a_server_stops_while_a_feed_is_open(tmp_path: Path) -> None:
         await response.aread()
     await response.aclose()
     await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("headers", "query"),
+    [
+        ({"Last-Event-ID": "not-a-number"}, ""),
+        ({"Last-Event-ID": "-5"}, ""),
+        ({"Last-Event-ID": "9" * 20}, ""),
+        ({}, "?after=-1"),
+        ({}, "?after=abc"),
+        ({}, f"?after={2**63}"),
+    ],
+)
+async def test_a_bad_resume_point_is_refused_before_the_stream_opens(
+    server: Served, headers: dict[str, str], query: str
+) -> None:
+    token = await server.token_for("feed-bad-input", "read:fb-*")
+    async with server.client(token, headers=headers) as client:
+        answer = await client.get(f"/v1/events/feed{query}")
+    assert answer.status_code in (400, 422), answer.text
+    assert not answer.headers["content-type"].startswith("text/event-stream")
+    assert answer.json()["error"]["code"] == "bad_parameter"
