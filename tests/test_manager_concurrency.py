@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 import sqlite3
 from contextlib import closing
@@ -17,6 +18,7 @@ from strongroom import (
     SecretsManager,
     Settings,
     Strongroom,
+    ValidationError,
 )
 
 Written = dict[tuple[str, str], str]  # (name, version id) -> value
@@ -100,6 +102,42 @@ async def test_twenty_concurrent_updates_lose_no_version(manager: SecretsManager
     assert await manager.get_secret("hot", version=first["version"]) == original
     current = await manager.get_secret("hot")
     assert current == values[ids.index(versions[0]["version"])]
+
+
+# Not Azure: Key Vault has no transaction to read the current version under, so its updates
+# read it first and then write (docs/backends.md).
+@pytest.mark.stores(*LOCAL_STORES, "remote")
+async def test_concurrent_updates_inherit_from_the_version_they_follow(
+    manager: SecretsManager,
+) -> None:
+    """What a version carries over (metadata here) is what the version right before it had,
+    as if the updates ran one after another, however many arrive at once; an update whose
+    value is refused fails alone and leaves no version."""
+    await manager.create_secret("heir", token(), metadata={"round": "start"})
+    asked: list[dict[str, str] | None] = []
+    calls = []
+    for i in range(24):
+        if i % 8 == 5:  # declared JSON, and not JSON: refused
+            asked.append(None)
+            calls.append(manager.update_secret("heir", "{no", content_type="application/json"))
+        elif i % 3 == 0:
+            asked.append({"round": str(i)})
+            calls.append(manager.update_secret("heir", token(), metadata={"round": str(i)}))
+        else:
+            asked.append(None)
+            calls.append(manager.update_secret("heir", token()))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert [type(r) for r in refused] == [ValidationError] * 3, refused
+    given = {r["version"]: a for r, a in zip(results, asked, strict=True) if isinstance(r, dict)}
+    versions = list(reversed(await manager.get_secret_versions("heir")))  # oldest first
+    assert [v["version"] for v in versions[1:]] == sorted(
+        given, key=[v["version"] for v in versions].index
+    )
+    assert len(versions) == 1 + 24 - 3
+    for before, after in itertools.pairwise(versions):
+        expected = given[after["version"]] or before["metadata"]
+        assert after["metadata"] == expected, (before, after)
 
 
 async def test_concurrent_creates_of_one_name_let_exactly_one_win(

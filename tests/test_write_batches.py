@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from strongroom.backends.write_batches import NameBatches
+from strongroom.backends.write_batches import Failed, NameBatches
 from strongroom.core.errors import StoreUnavailableError, ValidationError
 
 CAP = 10.0
@@ -96,3 +96,20 @@ async def test_a_cancelled_committer_leaves_nobody_waiting() -> None:
         await asyncio.wait_for(waiting, CAP)
     recorder.release.set()
     assert await asyncio.wait_for(batches.submit("hot", "c"), CAP) == "hot:c"
+
+
+async def test_a_caller_refused_by_its_batch_fails_alone() -> None:
+    async def commit(key: str, items: list[str]) -> list[str | Failed]:
+        return [Failed(ValidationError(f"{item} refused")) if item.startswith("bad") else
+                f"{key}:{item}" for item in items]  # fmt: skip
+
+    batches: NameBatches[str, str] = NameBatches(commit)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(batches.submit("hot", i) for i in ("a", "bad-b", "c")),
+                       return_exceptions=True),
+        CAP,
+    )  # fmt: skip
+    assert results[0] == "hot:a"
+    assert isinstance(results[1], ValidationError)
+    assert str(results[1]) == "bad-b refused"
+    assert results[2] == "hot:c"

@@ -8,7 +8,7 @@ above them does validation, expiry checks and carry-over of properties.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -31,11 +31,13 @@ __all__ = [
     "KeyRotationResult",
     "RewrapProgress",
     "SecretStore",
+    "VersionBuilder",
     "WriteMode",
     "is_deleted",
     "name_conflict",
     "name_key",
     "not_found",
+    "write_update",
 ]
 
 
@@ -52,6 +54,13 @@ def name_key(name: str) -> str:
 #: Called during key rotation with (data keys re-wrapped so far, data keys to re-wrap in all),
 #: so a command line can draw a progress bar; it must not block.
 RewrapProgress = Callable[[int, int], None]
+
+
+#: Builds a new version from the current one's properties (what it inherits: type, content
+#: type, metadata): the new version's record and its value as bytes. It may raise a
+#: StrongroomError (bad input), which fails that write alone; it may be called again when a
+#: store retries, so it must not do more than build.
+VersionBuilder = Callable[[VersionProperties], tuple[NewVersion, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +137,19 @@ def name_conflict(name: str, *, deleted: bool) -> Exception:
             f"secret {name!r} is deleted but recoverable; recover or purge it to reuse the name"
         )
     return SecretAlreadyExistsError(f"secret {name!r} already exists; update it to add a version")
+
+
+async def write_update(store: SecretStore, name: str, build: VersionBuilder) -> VersionProperties:
+    """A new current version of ``name``, built from the properties of the version it follows.
+
+    A store that can read the current version under the lock it writes under does both at
+    once (its ``write_update``): the new version then inherits from the very version it
+    follows, and the read costs no separate round trip. Any other store is read, then written.
+    """
+    inside: Callable[[str, VersionBuilder], Awaitable[VersionProperties]] | None = getattr(
+        store, "write_update", None
+    )
+    if inside is not None:
+        return await inside(name, build)
+    new, value = build(await store.get_properties(name))
+    return await store.write_version(new, value, WriteMode.UPDATE)

@@ -102,18 +102,7 @@ class MemoryStore:
         if mode is WriteMode.UPDATE:
             secret = self._live(new.name)
         name = secret.current().props.name if secret else new.name
-        props = VersionProperties(
-            name=name,
-            version=new.version,
-            secret_type=new.secret_type,
-            content_type=new.content_type,
-            tags=dict(new.tags),
-            enabled=new.enabled,
-            created_at=new.created_at,
-            updated_at=new.created_at,
-            expires_at=new.expires_at,
-            not_before=new.not_before,
-        )
+        props = new.written_as(name)
         row = _Version(props, self._envelope.seal(key, new.version, value))
         if secret is None:
             secret = self._secrets[key] = _Secret()

@@ -19,6 +19,7 @@ from strongroom.backends import postgres_keys
 from strongroom.backends.base import (
     KeyRotationResult,
     RewrapProgress,
+    VersionBuilder,
     WriteMode,
     is_deleted,
     name_conflict,
@@ -39,9 +40,14 @@ from strongroom.backends.secret_sql import (
     version_params,
 )
 from strongroom.backends.vault_keys import PostgresRunner, SqlKeyStore
-from strongroom.backends.write_batches import NameBatches
+from strongroom.backends.write_batches import Failed, NameBatches
 from strongroom.core.crypto import Envelope, MasterKey, Sealed, UnknownKeyVersion
-from strongroom.core.errors import DecryptionError, StoreUnavailableError, TamperedError
+from strongroom.core.errors import (
+    DecryptionError,
+    StoreUnavailableError,
+    StrongroomError,
+    TamperedError,
+)
 from strongroom.core.integrity import RowMac
 from strongroom.core.keys import Purpose
 from strongroom.core.models import (
@@ -116,8 +122,9 @@ class PostgresStore:
         #: New versions of one name are committed in batches, one batch at a time from this
         #: process: writers of a hot secret wait in line here rather than as a crowd of
         #: sessions on its row lock (each woken and put back at every commit), and share
-        #: a transaction and its WAL flush.
-        self._updates: NameBatches[tuple[NewVersion, bytes], VersionProperties] = NameBatches(
+        #: a transaction and its WAL flush. Each writer brings the name and a builder of its
+        #: version from the current one's properties, read under the batch's lock.
+        self._updates: NameBatches[tuple[str, VersionBuilder], VersionProperties] = NameBatches(
             self._commit_updates
         )
 
@@ -177,34 +184,34 @@ class PostgresStore:
     ) -> VersionProperties:
         key = name_key(new.name)
         if mode is WriteMode.UPDATE:
-            return await self._updates.submit(key, (new, value))
+            return await self._updates.submit(key, (new.name, lambda _current: (new, value)))
         return await self._write_sealed(
-            key, [(new, value)], lambda conn, sealed: self._create(conn, key, new, sealed[0])
+            lambda conn, envelope: self._create(
+                conn, key, new, envelope.seal(key, new.version, value)
+            )
         )
+
+    async def write_update(self, name: str, build: VersionBuilder) -> VersionProperties:
+        """A new version built from the current one's properties, read under the row lock of
+        the batch that writes it (see :func:`strongroom.backends.base.write_update`)."""
+        return await self._updates.submit(name_key(name), (name, build))
 
     async def _commit_updates(
-        self, key: str, items: list[tuple[NewVersion, bytes]]
-    ) -> list[VersionProperties]:
+        self, key: str, items: list[tuple[str, VersionBuilder]]
+    ) -> list[VersionProperties | Failed]:
         """New versions of one secret in one transaction (see :class:`NameBatches`)."""
-        news = [new for new, _ in items]
         return await self._write_sealed(
-            key, items, lambda conn, sealed: self._update(conn, key, news, sealed)
+            lambda conn, envelope: self._update(conn, key, items, envelope)
         )
 
-    async def _write_sealed(
-        self,
-        key: str,
-        items: list[tuple[NewVersion, bytes]],
-        write: Callable[[Any, list[Sealed]], Awaitable[T]],
-    ) -> T:
-        """``write(conn, sealed)`` in a transaction, the values sealed under the current keyring;
-        sealed and written again when the keyring changed meanwhile."""
+    async def _write_sealed(self, write: Callable[[Any, Envelope], Awaitable[T]]) -> T:
+        """``write(conn, envelope)`` in a transaction, sealing under the current keyring; done
+        again when the keyring changed meanwhile."""
         for _attempt in range(3):
             envelope = await self._ensure_envelope()
-            sealed = [envelope.seal(key, new.version, value) for new, value in items]
             try:
                 async with self._conn() as conn, conn.transaction():
-                    return await write(conn, sealed)
+                    return await write(conn, envelope)
             except _StaleKeyring:
                 await self._load_keyring()
         raise StoreUnavailableError("the keyring kept changing during the write; try again")
@@ -222,23 +229,41 @@ class PostgresStore:
         return await self._insert_version(conn, key, new.name, (1, 1), new, sealed)
 
     async def _update(
-        self, conn: Any, key: str, news: list[NewVersion], sealed: list[Sealed]
-    ) -> list[VersionProperties]:
-        """Versions ``news`` after the current one, the secret's row moved past all of them at
-        once: the rows are those of the same writes one after another."""
-        name = news[0].name
+        self, conn: Any, key: str, items: list[tuple[str, VersionBuilder]], envelope: Envelope
+    ) -> list[VersionProperties | Failed]:
+        """Versions after the current one, each built from the one before it (a refused build
+        fails its writer alone), the secret's row moved past all of them at once: the rows
+        are those of the same writes one after another."""
+        name = items[0][0]
         state = checked_secret(self._mac, key, await self._locked_secret(conn, key, name))
         if state.deleted_at is not None:
             raise is_deleted(name)
+        current = checked(self._mac, await self._fetch_live(name, None, conn), micros=False)
+        built: list[tuple[NewVersion, bytes] | Failed] = []
+        for _, build in items:
+            try:
+                new, value = build(current)
+            except StrongroomError as exc:
+                built.append(Failed(exc))
+                continue
+            built.append((new, value))
+            current = new.written_as(state.name)
         moves, moved = [], state
-        for _ in news:
+        for _ in range(sum(not isinstance(one, Failed) for one in built)):
             moved, params = advance(self._mac, key, moved, current_seq=moved.current_seq + 1)
             moves.append((moved.current_seq, moved.gen))
-        await _run(conn, "update_secret", {**params, "old_gen": state.gen})
-        return [
-            await self._insert_version(conn, key, state.name, at, new, one)
-            for at, new, one in zip(moves, news, sealed, strict=True)
-        ]
+        if moves:
+            await _run(conn, "update_secret", {**params, "old_gen": state.gen})
+        at = iter(moves)
+        results: list[VersionProperties | Failed] = []
+        for one in built:
+            if isinstance(one, Failed):
+                results.append(one)
+                continue
+            new, value = one
+            sealed = envelope.seal(key, new.version, value)
+            results.append(await self._insert_version(conn, key, state.name, next(at), new, sealed))
+        return results
 
     async def _insert_version(
         self, conn: Any, key: str, name: str, at: tuple[int, int], new: NewVersion, sealed: Sealed
@@ -256,12 +281,7 @@ class PostgresStore:
         status = await _run(conn, "insert_version", version_params(self._mac, key, values, gen))
         if status != "INSERT 0 1":
             raise _StaleKeyring
-        return VersionProperties(
-            name=name, version=new.version, secret_type=new.secret_type,
-            content_type=new.content_type, tags=dict(new.tags), enabled=new.enabled,
-            created_at=new.created_at, updated_at=new.created_at, expires_at=new.expires_at,
-            not_before=new.not_before, current=True,
-        )  # fmt: skip
+        return new.written_as(name)
 
     async def _fetch_live(self, name: str, version: str | None, conn: Any = None) -> Any:
         which = "select_current" if version is None else "select_version"

@@ -22,6 +22,7 @@ from strongroom.backends import sqlite_keys
 from strongroom.backends.base import (
     KeyRotationResult,
     RewrapProgress,
+    VersionBuilder,
     WriteMode,
     is_deleted,
     name_conflict,
@@ -200,16 +201,41 @@ class SqliteStore:
         self, new: NewVersion, value: bytes, mode: WriteMode
     ) -> VersionProperties:
         key = name_key(new.name)
+        return await self._sealing(
+            lambda envelope: functools.partial(
+                self._insert, new=new, sealed=envelope.seal(key, new.version, value), mode=mode
+            )
+        )
+
+    async def write_update(self, name: str, build: VersionBuilder) -> VersionProperties:
+        """A new version built from the current one's properties, read in the transaction
+        that writes it (see :func:`strongroom.backends.base.write_update`)."""
+        return await self._sealing(
+            lambda envelope: functools.partial(
+                self._update_built, name=name, build=build, envelope=envelope
+            )
+        )
+
+    async def _sealing(
+        self, job_for: Callable[[Envelope], Callable[[sqlite3.Connection], VersionProperties]]
+    ) -> VersionProperties:
+        """Write ``job_for(envelope)``, sealed under the current keyring; again when the
+        keyring changed meanwhile."""
         for _attempt in range(3):
             envelope = self._envelope or self._load_keyring()
-            sealed = envelope.seal(key, new.version, value)
             try:
-                return await self._write(
-                    functools.partial(self._insert, new=new, sealed=sealed, mode=mode)
-                )
+                return await self._write(job_for(envelope))
             except _StaleKeyring:
                 self._load_keyring()
         raise StoreUnavailableError("the keyring kept changing during the write; try again")
+
+    def _update_built(
+        self, conn: sqlite3.Connection, name: str, build: VersionBuilder, envelope: Envelope
+    ) -> VersionProperties:
+        key = name_key(name)
+        row = _run(conn, "select_current", {"key": key, "version": None}).fetchone()
+        new, value = build(checked(self._mac, checked_live(row, name, None), micros=True))
+        return self._insert(conn, new, envelope.seal(key, new.version, value), WriteMode.UPDATE)
 
     def _insert(
         self, conn: sqlite3.Connection, new: NewVersion, sealed: Sealed, mode: WriteMode
@@ -244,12 +270,7 @@ class SqliteStore:
         }  # fmt: skip
         if _run(conn, "insert_version", version_params(self._mac, key, values, gen)).rowcount != 1:
             raise _StaleKeyring
-        return VersionProperties(
-            name=name, version=new.version, secret_type=new.secret_type,
-            content_type=new.content_type, tags=dict(new.tags), enabled=new.enabled,
-            created_at=new.created_at, updated_at=new.created_at, expires_at=new.expires_at,
-            not_before=new.not_before, current=True,
-        )  # fmt: skip
+        return new.written_as(name)
 
     async def get_version(self, name: str, version: str | None = None) -> SecretBundle:
         key = name_key(name)

@@ -7,18 +7,21 @@ that arrive meanwhile wait in line in this process; when its commit is done it t
 waiting and commits them in one transaction, and so on until nobody waits. Each caller gets its
 own version, in the order they arrived, and the rows are those the writes one after another
 would have left. A failed batch fails each of its callers with the same error; a batch whose
-committing caller is cancelled fails the others with StoreUnavailableError (try again).
+committing caller is cancelled fails the others with StoreUnavailableError (try again). A
+batch may also fail one caller alone (its input was refused) by returning :class:`Failed` as
+that caller's result.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from strongroom.core.errors import StoreUnavailableError
 
-__all__ = ["NameBatches"]
+__all__ = ["Failed", "NameBatches"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,11 +29,18 @@ R = TypeVar("R")
 Waiting = list[tuple[T, "asyncio.Future[R]"]]
 
 
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """One caller's result in a batch that went on without it: the error it gets."""
+
+    error: Exception
+
+
 class NameBatches(Generic[T, R]):
     """``submit(key, item)``: ``commit(key, items)`` runs for batches of a key's items, one
     batch at a time per key, and returns one result per item, in order."""
 
-    def __init__(self, commit: Callable[[str, list[T]], Awaitable[list[R]]]) -> None:
+    def __init__(self, commit: Callable[[str, list[T]], Awaitable[list[R | Failed]]]) -> None:
         self._commit = commit
         self._waiting: dict[str, list[tuple[T, asyncio.Future[R]]]] = {}
 
@@ -71,5 +81,9 @@ class NameBatches(Generic[T, R]):
                     future.set_exception(exc)
             return
         for (_, future), result in zip(live, results, strict=True):
-            if not future.done():
+            if future.done():
+                continue
+            if isinstance(result, Failed):
+                future.set_exception(result.error)
+            else:
                 future.set_result(result)

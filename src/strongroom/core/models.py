@@ -161,6 +161,16 @@ class NewVersion:
     not_before: datetime | None = None
     enabled: bool = True
 
+    def written_as(self, name: str) -> VersionProperties:
+        """Its properties once written: the current version of ``name`` (the stored spelling
+        of the name, which may differ in case from the one asked for)."""
+        return VersionProperties(
+            name=name, version=self.version, secret_type=self.secret_type,
+            content_type=self.content_type, tags=dict(self.tags), enabled=self.enabled,
+            created_at=self.created_at, updated_at=self.created_at, expires_at=self.expires_at,
+            not_before=self.not_before, current=True,
+        )  # fmt: skip
+
 
 class _Unset(enum.Enum):
     UNSET = "UNSET"

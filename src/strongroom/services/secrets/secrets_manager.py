@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from strongroom.backends.base import RewrapProgress, WriteMode, name_key
+from strongroom.backends.base import RewrapProgress, WriteMode, name_key, write_update
 from strongroom.core.actor import current_actor
 from strongroom.core.audit import AuditAction
 from strongroom.core.errors import (
@@ -131,27 +131,30 @@ class SecretsManager(StrongroomFacade):
             expiry = _expiry(expires_in_days, expires_at, now)
             nbf = validate_aware(not_before, "not_before")
             _flag(enabled, "enabled")
-            previous = await app.store.get_properties(name)
-            if (
-                content_type is None
-                and isinstance(value, str)
-                and previous.content_type != JSON_CONTENT_TYPE
-            ):
-                content_type = previous.content_type
-            data, content_type = encode_value(value, content_type, check_json=not content_type_hint)
-            new = NewVersion(
-                name=name,
-                version=_new_version_id(),
-                secret_type=kind or previous.secret_type,
-                content_type=content_type,
-                tags=tags if tags is not None else dict(previous.tags),
-                created_at=now,
-                expires_at=expiry,
-                not_before=nbf,
-                enabled=enabled,
-            )
-            op.details.update(_version_details(new))
-            props = await app.store.write_version(new, data, WriteMode.UPDATE)
+
+            def build(previous: VersionProperties) -> tuple[NewVersion, bytes]:
+                # From the version this one follows, read under the store's write lock where
+                # it has one: what carries over is what the previous version had.
+                carried = content_type
+                inherits = carried is None and isinstance(value, str)
+                if inherits and previous.content_type != JSON_CONTENT_TYPE:
+                    carried = previous.content_type
+                data, kept = encode_value(value, carried, check_json=not content_type_hint)
+                new = NewVersion(
+                    name=name,
+                    version=_new_version_id(),
+                    secret_type=kind or previous.secret_type,
+                    content_type=kept,
+                    tags=tags if tags is not None else dict(previous.tags),
+                    created_at=now,
+                    expires_at=expiry,
+                    not_before=nbf,
+                    enabled=enabled,
+                )
+                op.details.update(_version_details(new))
+                return new, data
+
+            props = await write_update(app.store, name, build)
             op.details["version"] = props.version
         await _restart_rotation_clock(app, props)
         log.info("secret updated", name=props.name, version=props.version, actor=current_actor().id)
