@@ -118,6 +118,22 @@ async def test_a_secret_registered_today_is_due_on_day_90_and_not_before(
     assert events[0]["details"]["version"] == versions[0]
 
 
+async def test_a_version_written_by_hand_restarts_the_schedule(
+    manager: SecretsManager, rotation: SecretsRotation, clock: ManualClock
+) -> None:
+    await manager.create_secret("hand-token", token())
+    await rotation.register_secret(RotationConfig(name="hand-token", generator="api_key"))
+    clock.advance(days=60)
+    written = await manager.update_secret("hand-token", token())
+    status = await rotation.get_rotation_status("hand-token")
+    assert status["last_rotation"] == written["created_at"] == clock()
+    assert status["next_rotation"] == clock() + timedelta(days=90)
+    assert status["days_until_rotation"] == 90
+    clock.advance(days=89)  # 149 days after registering: due by then, had it not restarted
+    assert await rotation.run_check() == {"rotated": [], "failed": [], "grace_ended": []}
+    assert (await version_ids(manager, "hand-token"))[0] == written["version"]
+
+
 async def test_an_expiring_secret_is_due_24h_before_expiry_and_keeps_its_lifetime(
     manager: SecretsManager, rotation: SecretsRotation, clock: ManualClock
 ) -> None:

@@ -9,6 +9,7 @@ are left to rotation workers, which claim them with the same leases (``worker_cl
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -226,7 +227,10 @@ class _RotationQueries:
     async def _write(self, sql: str, values: dict[str, Any]) -> int:
         raise NotImplementedError
 
-    async def _fetch(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _fetch(
+        self, sql: str, values: dict[str, Any], *, point: bool = False
+    ) -> list[dict[str, Any]]:
+        """Rows of ``sql``; ``point``: a lookup by key (a store may run it inline)."""
         raise NotImplementedError
 
     async def upsert(self, row: dict[str, Any]) -> None:
@@ -237,7 +241,7 @@ class _RotationQueries:
         return await self._write(sql, {"secret_name": name}) > 0
 
     async def get(self, name: str) -> dict[str, Any] | None:
-        rows = await self._fetch(f"{_SELECT} WHERE secret_name = :n", {"n": name})
+        rows = await self._fetch(f"{_SELECT} WHERE secret_name = :n", {"n": name}, point=True)
         return rows[0] if rows else None
 
     async def list_all(self) -> list[dict[str, Any]]:
@@ -294,9 +298,18 @@ class SqliteRotationStore(_RotationQueries):
         text, params = self._sql.compile(sql, values)
         return await self.db.write(lambda c: c.execute(text, params).rowcount)
 
-    async def _fetch(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _fetch(
+        self, sql: str, values: dict[str, Any], *, point: bool = False
+    ) -> list[dict[str, Any]]:
         text, params = self._sql.compile(sql, values)
-        rows = await self.db.read(lambda c: c.execute(text, params).fetchall())
+
+        def fetch(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(text, params).fetchall()
+
+        # A lookup by key (every update of a secret looks for its schedule) runs inline when
+        # the file is free: a hop to a reader thread costs more than the query.
+        done = self.db.read_now(fetch) if point else None
+        rows = done[0] if done is not None else await self.db.read(fetch)
         return [self._sql.row(r) for r in rows]
 
     async def claim_due(
@@ -350,7 +363,9 @@ class PostgresRotationStore(_RotationQueries):
             status = await conn.execute(text, *params)
         return int(status.split()[-1])
 
-    async def _fetch(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _fetch(
+        self, sql: str, values: dict[str, Any], *, point: bool = False
+    ) -> list[dict[str, Any]]:
         text, params = self._sql.compile(sql, values)
         async with pooled(self._pool, "the PostgreSQL rotation store") as conn:
             rows = await conn.fetch(text, *params)
