@@ -17,6 +17,10 @@ __all__ = ["LOGGED_FIELDS", "allowlist_fields", "configure_logging", "get_logger
 #: A configuration asked for before structlog was imported, applied when it is: a command that
 #: logs nothing (``strongroom secret get`` at its default level) never imports structlog.
 _pending: tuple[int, bool] | None = None
+#: The level and wrapper class :func:`configure_logging` applied last: while structlog still
+#: runs with that wrapper, a call below the level is dropped here without a logger built for
+#: it (building one costs microseconds, and the access log asks on every request).
+_applied: tuple[int, Any] | None = None
 
 
 def _structlog() -> ModuleType:
@@ -67,15 +71,18 @@ class _Logger:
 
     def __getattr__(self, attribute: str) -> Any:
         level = _LEVELS.get(attribute)
-        if (
-            level is not None
-            and _pending is not None
-            and level < _pending[0]
-            and "structlog" not in sys.modules
-        ):
-            # Below the level configured but not yet applied: dropped, as the filtering
-            # logger would drop it, without importing structlog for it.
-            return _drop
+        if level is not None:
+            if _pending is not None and level < _pending[0] and "structlog" not in sys.modules:
+                # Below the level configured but not yet applied: dropped, as the filtering
+                # logger would drop it, without importing structlog for it.
+                return _drop
+            applied = _applied
+            if (
+                applied is not None
+                and level < applied[0]
+                and _structlog().get_config()["wrapper_class"] is applied[1]
+            ):
+                return _drop  # as the filtering logger configured would drop it
         return getattr(_structlog().get_logger(self._name), attribute)
 
     def __repr__(self) -> str:
@@ -136,6 +143,8 @@ def configure_logging(level: str = "INFO", *, debug: bool = False) -> None:
 
 
 def _apply(structlog: ModuleType, numeric: int, *, debug: bool) -> None:
+    global _applied  # noqa: PLW0603 (the configuration this process applied last)
+    wrapper = structlog.make_filtering_bound_logger(numeric)
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False)
         if debug
@@ -150,10 +159,11 @@ def _apply(structlog: ModuleType, numeric: int, *, debug: bool) -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        wrapper_class=wrapper,
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    _applied = (numeric, wrapper)
 
 
 def get_logger(name: str = "strongroom") -> Any:
