@@ -45,6 +45,7 @@ _TIMES = frozenset(
 )  # fmt: skip
 _BOOLS = frozenset({"enabled", "force_on_next", "has_callback", "external"})
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM secrets_rotation_config"
+_GET = f"{_SELECT} WHERE secret_name = :n"
 
 _UPSERT = (
     f"INSERT INTO secrets_rotation_config ({', '.join(COLUMNS)}) "
@@ -227,10 +228,7 @@ class _RotationQueries:
     async def _write(self, sql: str, values: dict[str, Any]) -> int:
         raise NotImplementedError
 
-    async def _fetch(
-        self, sql: str, values: dict[str, Any], *, point: bool = False
-    ) -> list[dict[str, Any]]:
-        """Rows of ``sql``; ``point``: a lookup by key (a store may run it inline)."""
+    async def _fetch(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
         raise NotImplementedError
 
     async def upsert(self, row: dict[str, Any]) -> None:
@@ -241,7 +239,7 @@ class _RotationQueries:
         return await self._write(sql, {"secret_name": name}) > 0
 
     async def get(self, name: str) -> dict[str, Any] | None:
-        rows = await self._fetch(f"{_SELECT} WHERE secret_name = :n", {"n": name}, point=True)
+        rows = await self._fetch(_GET, {"n": name})
         return rows[0] if rows else None
 
     async def list_all(self) -> list[dict[str, Any]]:
@@ -298,19 +296,22 @@ class SqliteRotationStore(_RotationQueries):
         text, params = self._sql.compile(sql, values)
         return await self.db.write(lambda c: c.execute(text, params).rowcount)
 
-    async def _fetch(
-        self, sql: str, values: dict[str, Any], *, point: bool = False
-    ) -> list[dict[str, Any]]:
+    async def _fetch(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
         text, params = self._sql.compile(sql, values)
+        rows = await self.db.read(lambda c: c.execute(text, params).fetchall())
+        return [self._sql.row(r) for r in rows]
+
+    async def get(self, name: str) -> dict[str, Any] | None:
+        """Inline when the file is free: every update of a secret looks for its schedule, and
+        a hop to a reader thread costs more than this lookup by key."""
+        text, params = self._sql.compile(_GET, {"n": name})
 
         def fetch(conn: sqlite3.Connection) -> list[Any]:
             return conn.execute(text, params).fetchall()
 
-        # A lookup by key (every update of a secret looks for its schedule) runs inline when
-        # the file is free: a hop to a reader thread costs more than the query.
-        done = self.db.read_now(fetch) if point else None
+        done = self.db.read_now(fetch)
         rows = done[0] if done is not None else await self.db.read(fetch)
-        return [self._sql.row(r) for r in rows]
+        return self._sql.row(rows[0]) if rows else None
 
     async def claim_due(
         self, now: datetime, owner: str, lease_until: datetime, limit: int
@@ -363,9 +364,7 @@ class PostgresRotationStore(_RotationQueries):
             status = await conn.execute(text, *params)
         return int(status.split()[-1])
 
-    async def _fetch(
-        self, sql: str, values: dict[str, Any], *, point: bool = False
-    ) -> list[dict[str, Any]]:
+    async def _fetch(self, sql: str, values: dict[str, Any]) -> list[dict[str, Any]]:
         text, params = self._sql.compile(sql, values)
         async with pooled(self._pool, "the PostgreSQL rotation store") as conn:
             rows = await conn.fetch(text, *params)
