@@ -39,6 +39,14 @@ async def _started(recorder: Recorder) -> None:
     recorder.started.clear()
 
 
+async def _committing(recorder: Recorder) -> tuple[NameBatches[str, str], asyncio.Task[str]]:
+    """Batches over ``recorder``, and a first writer of ``hot`` whose commit has begun."""
+    batches: NameBatches[str, str] = NameBatches(recorder.commit)
+    first = asyncio.create_task(batches.submit("hot", "a"))
+    await _started(recorder)
+    return batches, first
+
+
 async def test_writers_that_arrive_meanwhile_share_the_next_batch_in_order() -> None:
     recorder = Recorder()
     batches: NameBatches[str, str] = NameBatches(recorder.commit)
@@ -57,10 +65,8 @@ async def test_writers_that_arrive_meanwhile_share_the_next_batch_in_order() -> 
 
 async def test_a_failed_batch_fails_its_callers_and_the_next_batch_goes_on() -> None:
     recorder = Recorder()
-    batches: NameBatches[str, str] = NameBatches(recorder.commit)
     recorder.fail = ValidationError("the first batch's own error")
-    first = asyncio.create_task(batches.submit("hot", "a"))
-    await _started(recorder)
+    batches, first = await _committing(recorder)
     second = asyncio.create_task(batches.submit("hot", "b"))
     await asyncio.sleep(0)
     recorder.release.set()
@@ -71,9 +77,7 @@ async def test_a_failed_batch_fails_its_callers_and_the_next_batch_goes_on() -> 
 
 async def test_a_caller_that_gave_up_is_left_out_of_its_batch() -> None:
     recorder = Recorder()
-    batches: NameBatches[str, str] = NameBatches(recorder.commit)
-    first = asyncio.create_task(batches.submit("hot", "a"))
-    await _started(recorder)
+    batches, first = await _committing(recorder)
     gone = asyncio.create_task(batches.submit("hot", "gone"))
     kept = asyncio.create_task(batches.submit("hot", "kept"))
     await asyncio.sleep(0)
@@ -86,9 +90,7 @@ async def test_a_caller_that_gave_up_is_left_out_of_its_batch() -> None:
 
 async def test_a_cancelled_committer_leaves_nobody_waiting() -> None:
     recorder = Recorder()
-    batches: NameBatches[str, str] = NameBatches(recorder.commit)
-    first = asyncio.create_task(batches.submit("hot", "a"))
-    await _started(recorder)
+    batches, first = await _committing(recorder)
     waiting = asyncio.create_task(batches.submit("hot", "b"))
     await asyncio.sleep(0)
     first.cancel()

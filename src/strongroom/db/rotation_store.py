@@ -9,7 +9,6 @@ are left to rotation workers, which claim them with the same leases (``worker_cl
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -302,15 +301,9 @@ class SqliteRotationStore(_RotationQueries):
         return [self._sql.row(r) for r in rows]
 
     async def get(self, name: str) -> dict[str, Any] | None:
-        """Inline when the file is free: every update of a secret looks for its schedule, and
-        a hop to a reader thread costs more than this lookup by key."""
+        """A lookup by key (every update of a secret looks for its schedule)."""
         text, params = self._sql.compile(_GET, {"n": name})
-
-        def fetch(conn: sqlite3.Connection) -> list[Any]:
-            return conn.execute(text, params).fetchall()
-
-        done = self.db.read_now(fetch)
-        rows = done[0] if done is not None else await self.db.read(fetch)
+        rows = await self.db.lookup(lambda c: c.execute(text, params).fetchall())
         return self._sql.row(rows[0]) if rows else None
 
     async def claim_due(

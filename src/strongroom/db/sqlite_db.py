@@ -115,6 +115,12 @@ class SqliteDatabase:
         writer = self._writer
         return None if writer is None or self.path is None else writer.read_now(fn)
 
+    async def lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A small read by key: at once on the inline connection when the file is free (a hop
+        to a reader thread costs more than the query), else as :meth:`read`."""
+        done = self.read_now(fn)
+        return done[0] if done is not None else await self.read(fn)
+
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
