@@ -16,7 +16,10 @@ from helpers_settings import PG_URL, make_settings, new_master_key
 from strongroom import Settings, Strongroom
 from strongroom.core.errors import AuthenticationError, StrongroomError
 from strongroom.core.policy import Action, Policy
+from strongroom.db.cache_invalidation import SqliteCacheGenerations
+from strongroom.db.sqlite_db import SqliteDatabase
 from strongroom.services.access.control import Principal
+from strongroom.services.access.invalidation import RECHECK_SECONDS, AccessInvalidation
 
 #: Long enough that a refusal seen within the test cannot come from the cache expiring.
 CACHE_SECONDS = 60.0
@@ -141,3 +144,50 @@ async def test_a_revocation_and_its_generation_bump_commit_together(
     await refused_soon(second, issued.token)
     assert sorted(await first.access.revoke_identity("svc-f")) == sorted(others)
     assert all([(await first.access.get_token(t)).revoked_at is not None for t in others])
+
+
+async def _fresh_epoch(settings: Settings) -> object:
+    reader = AccessInvalidation(SqliteCacheGenerations(SqliteDatabase(settings.sqlite_path)))
+    await reader.open()
+    try:
+        return await reader.epoch()
+    finally:
+        await reader.close()
+
+
+class StepClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0  # steps of half the interval add up exactly from here
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_another_process_change_is_read_back_within_the_recheck_interval(
+    tmp_path: Path,
+) -> None:
+    """Without notifications (SQLite), the shared counter is read back at most once per
+    RECHECK_SECONDS: a change made elsewhere shows within that time, one made here at once."""
+    settings = make_settings("sqlite", tmp_path, master_key=new_master_key())
+    async with await Strongroom.open(settings) as elsewhere:
+        clock = StepClock()
+        here = AccessInvalidation(
+            SqliteCacheGenerations(SqliteDatabase(settings.sqlite_path)), clock=clock
+        )
+        await here.open()
+        try:
+            await elsewhere.access.invalidation.changed()
+            first = await here.epoch()  # the first call reads the counter as it is now
+            assert first == await _fresh_epoch(settings)  # as a reader that never waited
+            await elsewhere.access.invalidation.changed()
+            clock.now += RECHECK_SECONDS / 2
+            assert await here.epoch() == first  # trusted for the interval, not read back
+            clock.now += RECHECK_SECONDS / 2
+            second = await here.epoch()
+            assert second != first  # read back once the interval is over
+            here.committed()  # a change made in this process: at once, whatever the interval
+            assert await here.epoch() != second
+        finally:
+            await here.close()

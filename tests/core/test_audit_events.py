@@ -4,6 +4,8 @@ the chain's MAC covers."""
 from __future__ import annotations
 
 import enum
+import json
+import math
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,6 +20,7 @@ from strongroom.core.audit import (
     canonical,
     clean_details,
     clean_text,
+    details_json,
 )
 
 WHEN = datetime(2030, 5, 17, 12, 30, 45, 123456, tzinfo=UTC)
@@ -155,3 +158,34 @@ def test_times_are_kept_in_utc_whatever_the_local_time_zone() -> None:
     stored = AuditEvent.stored(row, {}, east)
     assert stored.timestamp.tzinfo is UTC
     assert stored.timestamp == WHEN
+
+
+DETAILS = [
+    {},
+    {"version": "0" * 32, "auth": {"method": "token", "token_id": "abc"}},
+    {"zeta": 1, "alpha": [1, 2.5, None, True], "mid": {"b": "x", "a": "y"}},
+    {"note": "Zürich \u2603 dispatch", "key": 'quote " and \\ and \n'},
+    {"ratio": math.nan, "big": math.inf},
+    {7: "int keys", 3: "become text"},
+]
+
+
+@pytest.mark.parametrize("details", DETAILS)
+@pytest.mark.parametrize("ascii_only", [False, True])
+def test_details_text_is_json_dumps_with_sorted_keys_and_no_spaces(
+    details: dict[str, object], ascii_only: bool
+) -> None:
+    expected = json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only)
+    assert details_json(details, ascii_only=ascii_only) == expected
+    assert details_json(details, ascii_only=ascii_only).isascii() or not ascii_only
+
+
+def test_details_text_keeps_non_ascii_only_when_asked_to() -> None:
+    assert details_json({"site": "Zürich"}) == '{"site":"Zürich"}'
+    assert details_json({"site": "Zürich"}, ascii_only=True) == '{"site":"Z\\u00fcrich"}'
+
+
+def test_details_text_refuses_what_json_cannot_hold() -> None:
+    for bad in ({"when": object()}, {(1, 2): "a tuple key"}):
+        with pytest.raises(TypeError):
+            details_json(bad)  # type: ignore[arg-type]

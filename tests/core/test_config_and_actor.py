@@ -76,6 +76,39 @@ def test_acting_as_needs_an_id() -> None:
         pass
 
 
+def test_acting_as_is_undone_when_the_block_raises_and_may_be_entered_again() -> None:
+    before = current_actor().id
+    being = acting_as("carol", ip="10.0.0.9")
+
+    def fails_inside() -> None:
+        with being as actor:
+            assert (actor.id, current_actor().ip) == ("carol", "10.0.0.9")
+            raise KeyError("inside")
+
+    with pytest.raises(KeyError):
+        fails_inside()
+    assert current_actor().id == before
+    with being:  # again, after it ended
+        assert current_actor().id == "carol"
+    assert current_actor().id == before
+
+
+def test_acting_as_is_not_entered_twice_at_once() -> None:
+    being = acting_as("dave")
+    with being, pytest.raises(RuntimeError), being:
+        pass
+    assert current_actor().id != "dave"
+
+
+def test_acting_as_cleans_what_no_audit_store_can_keep() -> None:
+    with acting_as("eve\x00x", ip="10.0.0.1", user_agent="ua\ud800" + "z" * 600) as actor:
+        assert actor.id == "eve\ufffdx"
+        assert actor.user_agent == "ua\ufffd" + "z" * 509
+        assert actor.ip == "10.0.0.1"
+    with acting_as("f" * 300) as actor:
+        assert actor.id == "f" * 256
+
+
 def test_home_comes_only_from_strongroom_home(monkeypatch: pytest.MonkeyPatch) -> None:
     # Field names are not environment names: $HOME must not become the data directory.
     monkeypatch.delenv("STRONGROOM_HOME", raising=False)

@@ -6,8 +6,7 @@ import contextvars
 import getpass
 import re
 import socket
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
@@ -34,7 +33,10 @@ def _clean(text: str | None, limit: int) -> str | None:
     U+FFFD; cut at ``limit``."""
     if text is None:
         return None
-    return _UNSTORABLE.sub("\ufffd", str(text))[:limit]
+    text = str(text)
+    if not text.isascii() or "\x00" in text:  # the scan only where it can find something
+        text = _UNSTORABLE.sub("\ufffd", text)
+    return text[:limit]
 
 
 @cache
@@ -61,28 +63,41 @@ def claimed_actor() -> Actor | None:
     return _current.get()
 
 
-@contextmanager
-def acting_as(
-    actor_id: str,
-    *,
-    ip: str | None = None,
-    user_agent: str | None = None,
-    auth: Mapping[str, str] | None = None,
-) -> Iterator[Actor]:
-    """Run the block as ``actor_id`` (from ``ip`` with ``user_agent``).
+class acting_as:
+    """Run the block as ``actor_id`` (from ``ip`` with ``user_agent``):
+    ``with acting_as("ciso") as actor: ...``.
 
-    Works across ``await`` in the block, and tasks started inside inherit it.
+    Works across ``await`` in the block, and tasks started inside inherit it. A class, not a
+    generator: the server enters one for every request.
     """
-    if not isinstance(actor_id, str) or not actor_id:
-        raise ValidationError("actor id must be a non-empty string")
-    actor = Actor(
-        id=_clean(actor_id, 256) or actor_id,
-        ip=_clean(ip, 64),
-        user_agent=_clean(user_agent, 512),
-        auth=auth,
-    )
-    token = _current.set(actor)
-    try:
-        yield actor
-    finally:
-        _current.reset(token)
+
+    __slots__ = ("_actor", "_token")
+
+    def __init__(
+        self,
+        actor_id: str,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        auth: Mapping[str, str] | None = None,
+    ) -> None:
+        if not isinstance(actor_id, str) or not actor_id:
+            raise ValidationError("actor id must be a non-empty string")
+        self._actor = Actor(
+            id=_clean(actor_id, 256) or actor_id,
+            ip=_clean(ip, 64),
+            user_agent=_clean(user_agent, 512),
+            auth=auth,
+        )
+        self._token: contextvars.Token[Actor | None] | None = None
+
+    def __enter__(self) -> Actor:
+        if self._token is not None:
+            raise RuntimeError("acting_as is entered once per with block")
+        self._token = _current.set(self._actor)
+        return self._actor
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None

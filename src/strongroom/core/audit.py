@@ -35,6 +35,7 @@ __all__ = [
     "canonical_columns",
     "clean_details",
     "clean_text",
+    "details_json",
     "epoch_step",
     "epoch_switch",
     "micros_of",
@@ -231,6 +232,26 @@ def _encode(value: Any) -> str:
     if _C_ENCODER is None:
         return _CANONICAL_JSON.encode(value)
     return "".join(_C_ENCODER(value, 0))
+
+
+#: The same for a details column that keeps non-ASCII text as it is (SQLite's).
+_DETAILS_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_C_DETAILS: Callable[[Any, int], Any] | None = (
+    None if _C_MAKE is None
+    else _C_MAKE(None, _DETAILS_JSON.default, _json_encoder.encode_basestring, None,
+                 ":", ",", True, False, True)
+)  # fmt: skip
+
+
+def details_json(details: dict[str, Any], *, ascii_only: bool = False) -> str:
+    """A details column's text: sorted keys, no spaces, as ``json.dumps`` with those options
+    writes it, from one encoder for every row (``json.dumps`` with options builds one per
+    call, on every audited request). ``ascii_only`` escapes non-ASCII text."""
+    if ascii_only:
+        return _encode(details)
+    if _C_DETAILS is None:
+        return _DETAILS_JSON.encode(details)
+    return "".join(_C_DETAILS(details, 0))
 
 
 def canonical(event: AuditEvent, seq: int) -> bytes:

@@ -85,6 +85,11 @@ class _Logger:
                 return _drop  # as the filtering logger configured would drop it
         return getattr(_structlog().get_logger(self._name), attribute)
 
+    def enabled(self, level: str) -> bool:
+        """Whether a call at ``level`` would be written: a caller whose fields cost something to
+        build (the access log, on every request) asks first."""
+        return self.__getattr__(level) is not _drop
+
     def __repr__(self) -> str:
         return f"<logger {self._name}>"
 

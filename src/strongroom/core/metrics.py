@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
-__all__ = ["BUCKETS", "Metrics"]
+__all__ = ["BUCKETS", "LabelKey", "Metrics"]
 
 #: Histogram bucket bounds in seconds (Prometheus' defaults, plus finer ones below 5 ms).
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -25,7 +25,11 @@ class Metrics:
         self.histograms: dict[str, dict[LabelKey, list[float]]] = defaultdict(dict)
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
+        self.add(name, tuple(sorted(labels.items())) if labels else ())
+
+    def add(self, name: str, key: LabelKey, amount: float = 1.0) -> None:
+        """:meth:`inc` with its labels already as a key (sorted pairs): for a caller that counts
+        on every request and builds each key once."""
         with self._lock:
             self.counters[name][key] += amount
 

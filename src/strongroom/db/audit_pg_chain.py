@@ -15,7 +15,6 @@ is left. Only anchors take that lock, so writers do not wait for each other.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from strongroom.core.anchors import (
     has_changes,
     next_anchor,
 )
-from strongroom.core.audit import GENESIS_HASH, AuditEvent, ChainKey, epoch_switch
+from strongroom.core.audit import GENESIS_HASH, AuditEvent, ChainKey, details_json, epoch_switch
 from strongroom.core.errors import ChainKeyStaleError, StoreUnavailableError
 from strongroom.core.logging import get_logger
 from strongroom.db.audit_key_check import behind
@@ -96,7 +95,7 @@ def _chain(
             (
                 event_id, event.action.value, event.resource_name, event.timestamp,
                 event.result.value, event.actor_id, event.actor_ip, event.actor_user_agent,
-                json.dumps(event.details, sort_keys=True, separators=(",", ":")),
+                details_json(event.details, ascii_only=True),
                 event.error_message, event.error_code, event.duration_ms, prev, link,
             ),
             strict=True,

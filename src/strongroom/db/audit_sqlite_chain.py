@@ -4,12 +4,11 @@ fenced by the anchor chain's epoch), and the anchor that a change or a key switc
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
 from strongroom.core.anchors import ANCHOR_CHAIN, MAIN_WRITER, Anchor, has_changes, next_anchor
-from strongroom.core.audit import AuditEvent, ChainKey, epoch_switch
+from strongroom.core.audit import AuditEvent, ChainKey, details_json, epoch_switch
 from strongroom.core.errors import ChainKeyStaleError
 from strongroom.db.audit_key_check import behind
 from strongroom.db.rows import to_micros
@@ -67,10 +66,6 @@ def _anchor_changes(
     )
 
 
-def _details_json(event: AuditEvent) -> str:
-    return json.dumps(event.details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def chain_rows(conn: sqlite3.Connection, events: list[AuditEvent], key: ChainKey) -> list[int]:
     """Chain ``events`` after the head and insert them, in the caller's transaction. A chain
     still at an older key epoch first moves to ``key``'s with a switch event (core.audit),
@@ -98,7 +93,7 @@ def chain_rows(conn: sqlite3.Connection, events: list[AuditEvent], key: ChainKey
             (
                 seq, event.action.value, event.resource_name, to_micros(event.timestamp),
                 event.result.value, event.actor_id, event.actor_ip, event.actor_user_agent,
-                _details_json(event), event.error_message, event.error_code,
+                details_json(event.details), event.error_message, event.error_code,
                 event.duration_ms, prev, link,
             )
         )  # fmt: skip

@@ -98,7 +98,8 @@ def match(scope: Scope) -> Handler | None:
     path: str = scope["path"]
     if not path.startswith(("/v1/secrets/", "/secrets/")):
         return None
-    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    raw: bytes = scope["query_string"]
+    query = parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
     params = dict(query)
     if len(params) != len(query):
         return None  # a repeated parameter: let the framework say what it thinks

@@ -191,15 +191,16 @@ class Guard:
         except Exception as exc:  # the last line: no error leaves as a traceback or a detail
             await self._fault(send_with_headers, path, exc, answered=status_box[0] != 0)
         finally:
-            log.info(
-                "request",
-                method=scope["method"],
-                path=path,
-                status=status_box[0],
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                identity=identity,
-                ip=ip,
-            )
+            if log.enabled("info"):
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    path=path,
+                    status=status_box[0],
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    identity=identity,
+                    ip=ip,
+                )
 
     async def _fault(self, send: Send, path: str, exc: Exception, *, answered: bool) -> None:
         """An error no handler mapped: a store's (driver or OS) is an outage, 503 with

@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from strongroom.core.actor import Actor, current_actor, default_actor
@@ -26,7 +27,7 @@ from strongroom.core.crypto import MasterKey
 from strongroom.core.deadline import within
 from strongroom.core.errors import AuditUnavailableError, ChainKeyStaleError, StrongroomError
 from strongroom.core.logging import get_logger
-from strongroom.core.metrics import Metrics
+from strongroom.core.metrics import LabelKey, Metrics
 from strongroom.db.audit_store import AuditStore
 from strongroom.services.audit.chain_check import ChainVerifier
 
@@ -47,6 +48,12 @@ class Operation:
     actor: Actor = field(default_factory=default_actor)
     timestamp: datetime = _NEVER
     started: float = 0.0
+
+
+@cache
+def _operation_key(action: AuditAction, result: AuditResult) -> LabelKey:
+    """The labels of ``operations_total`` for one action and result, built once per pair."""
+    return (("action", action.value), ("result", result.value))
 
 
 def resource_key(name: object) -> str | None:
@@ -138,7 +145,7 @@ class AuditLog:
         (or log critically and return, when fail-open is configured)."""
         if self.store is None:
             return
-        self.metrics.inc("operations_total", action=event.action.value, result=event.result.value)
+        self.metrics.add("operations_total", _operation_key(event.action, event.result))
         if (
             self._append_now is not None
             and not self._pending
