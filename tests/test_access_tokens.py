@@ -23,7 +23,7 @@ from strongroom.core.errors import (
     ValidationError,
 )
 from strongroom.core.policy import Action, Policy
-from strongroom.services.access.control import MAX_TTL, AccessControl, Principal
+from strongroom.services.access.control import MAX_DECISIONS, MAX_TTL, AccessControl, Principal
 
 pytestmark = pytest.mark.stores("sqlite", "postgres")
 
@@ -127,6 +127,19 @@ def test_holds_asks_whether_any_grant_allows_the_action_somewhere() -> None:
     assert not reader.holds(Action.WRITE)
     assert admin.holds(Action.DELETE)
     assert not Principal("n", "2" * 16, ()).holds(Action.LIST)
+
+
+def test_a_principal_remembers_its_decisions_within_a_bound() -> None:
+    """Asked again, a principal answers as its policies do; it keeps at most MAX_DECISIONS."""
+    reader = Principal("r", "0" * 16, (Policy.build("r", ["read,list:a-*"]),))
+    for round_ in range(2):  # the second round is answered from what the first remembered
+        for i in range(MAX_DECISIONS // 2 + 10):
+            assert reader.may(Action.READ, f"a-{i}"), round_
+            assert not reader.may(Action.READ, f"b-{i}"), round_
+            assert not reader.may(Action.WRITE, f"a-{i}"), round_
+        assert len(reader._decided) <= MAX_DECISIONS
+    assert reader.may(Action.LIST, None) is False  # "*" is not "a-*"
+    assert reader == Principal("r", "0" * 16, reader.policies)  # what it remembers is no field
 
 
 async def test_creation_is_audited_and_logged_without_the_token(

@@ -119,14 +119,14 @@ def clean_text(value: object, limit: int = MAX_TEXT) -> str | None:
 def _clean_json(value: Any) -> Any:
     if isinstance(value, str):
         return clean_text(value)
+    if isinstance(value, dict):  # before the scalars: every event's auth details are one
+        return {clean_text(k, 256): _clean_json(v) for k, v in value.items()}
     if isinstance(value, bool | int | float) or value is None:
         return value
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     if isinstance(value, enum.Enum):
         return _clean_json(value.value)
-    if isinstance(value, dict):
-        return {clean_text(k, 256): _clean_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean_json(v) for v in value]
     return clean_text(repr(type(value)))

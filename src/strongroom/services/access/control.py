@@ -57,6 +57,10 @@ _TOKEN = re.compile(r"srt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 MAX_TTL = timedelta(days=3650)
 
 
+#: Decisions one principal remembers before it starts over (see :meth:`Principal.may`).
+MAX_DECISIONS = 512
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """An authenticated caller: the identity its token is bound to, and that identity's policies."""
@@ -67,9 +71,21 @@ class Principal:
     #: How the caller authenticated, for the audit trail: method, role, token accessor, JWT
     #: sub and iss. Never the credential itself.
     auth: dict[str, str] = field(default_factory=dict)
+    _decided: dict[tuple[Action, str | None], bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def may(self, action: Action, name: str | None) -> bool:
-        return allowed(self.policies, action, name)
+        """Whether the policies allow ``action`` on ``name``. Remembered per action and name:
+        the policies of a principal never change (a policy change makes new principals), and
+        a cached caller asks the same question on every request."""
+        decided = self._decided.get((action, name))
+        if decided is None:
+            decided = allowed(self.policies, action, name)
+            if len(self._decided) >= MAX_DECISIONS:
+                self._decided.clear()
+            self._decided[(action, name)] = decided
+        return decided
 
     def holds(self, action: Action) -> bool:
         """True if some grant allows ``action`` on some pattern (listings are then filtered)."""
