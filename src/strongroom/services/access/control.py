@@ -118,8 +118,10 @@ def _principal(record: TokenRecord, policies: list[Policy]) -> Principal:
     )
 
 
-def _digest(key: bytes, secret: str) -> bytes:
-    mac = crypto_hmac.HMAC(key, hashes.SHA256())
+def _digest(keyed: crypto_hmac.HMAC, secret: str) -> bytes:
+    """The keyed hash of a token's secret, from a copy of the keyed state (keying is most of
+    an HMAC's cost on a token this short, and every request hashes one)."""
+    mac = keyed.copy()
     mac.update(secret.encode("ascii"))
     return mac.finalize()
 
@@ -138,6 +140,7 @@ class AccessControl(PolicyAdministration):
         self._app = app
         self.store = store
         self._key = key
+        self._keyed = crypto_hmac.HMAC(key, hashes.SHA256())  # never finalized: copied per use
         self._cache_seconds = cache_seconds
         #: token id -> (monotonic expiry, digest, principal, the epoch it was filled under)
         self._cache: dict[str, tuple[float, bytes, Principal, object]] = {}
@@ -152,7 +155,7 @@ class AccessControl(PolicyAdministration):
         if match is None:
             raise AuthenticationError("a valid bearer token is required")
         token_id, secret = match.groups()
-        digest = _digest(self._key, secret)
+        digest = _digest(self._keyed, secret)
         now = time.monotonic()
         cached = self._cache.get(token_id)
         # Read before the lookup: a change committed meanwhile leaves the entry stale at once.
@@ -277,7 +280,7 @@ class AccessControl(PolicyAdministration):
         record = TokenRecord(
             id=token_id,
             identity=identity,
-            digest=_digest(self._key, secret),
+            digest=_digest(self._keyed, secret),
             description=description,
             created_by=current_actor().id,
             created_at=now,
