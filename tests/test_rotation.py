@@ -14,11 +14,13 @@ import secrets
 import string
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
+from helpers_settings import make_settings, new_master_key
 from strongroom import (
     ManualClock,
     RotationConfig,
@@ -35,6 +37,7 @@ from strongroom import (
     ValidationError,
 )
 from strongroom.core.logging import configure_logging
+from strongroom.db.rotation_absence import ABSENCE_SECONDS, MAX_NAMES, KnownAbsent
 from strongroom.services.rotation.generators import generate
 from strongroom.services.rotation.secrets_rotation import LEASE
 
@@ -932,3 +935,84 @@ async def test_a_rotator_is_bound_to_its_own_name_unless_told_otherwise(app: Str
     assert (await rotation.rotate_secret("team-a", force=True))["rotated"]
     assert team.applied == ["team-a"]
     assert own.applied == []
+
+
+class StepClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_absence_is_believed_for_its_time_and_forgotten_by_a_configuration() -> None:
+    steps = StepClock()
+    absent = KnownAbsent(clock=steps)
+    assert not absent.believed("fleet")
+    absent.note("fleet", absent.epoch)
+    assert absent.believed("fleet")
+    steps.now += ABSENCE_SECONDS - 0.25
+    assert absent.believed("fleet")
+    steps.now += 0.25
+    assert not absent.believed("fleet")  # its time is over: asked again
+    absent.note("fleet", absent.epoch)
+    absent.forget("fleet")
+    assert not absent.believed("fleet")
+    began = absent.epoch
+    absent.forget("other")  # a configuration written while a lookup was under way ...
+    absent.note("fleet", began)
+    assert not absent.believed("fleet")  # ... leaves that lookup's answer unremembered
+
+
+def test_the_absence_memory_starts_over_when_full() -> None:
+    absent = KnownAbsent(clock=StepClock())
+    for i in range(MAX_NAMES):
+        absent.note(f"n-{i}", absent.epoch)
+    assert absent.believed("n-0")
+    assert absent.believed(f"n-{MAX_NAMES - 1}")
+    absent.note("one-more", absent.epoch)
+    assert absent.believed("one-more")
+    assert not absent.believed("n-0")
+
+
+async def test_a_schedule_made_in_another_process_is_restarted_here_within_its_time(
+    tmp_path: Path,
+) -> None:
+    """Writes here stop looking for a schedule the secret was found without, for
+    ABSENCE_SECONDS; one made through this process's store is restarted at once."""
+    settings = make_settings("sqlite", tmp_path, master_key=new_master_key())
+    here = await Strongroom.open(settings)
+    there = await Strongroom.open(settings)
+    try:
+        steps = StepClock()
+        here.rotation_store.absent = KnownAbsent(clock=steps)  # type: ignore[attr-defined]
+        manager = SecretsManager(here)
+        await manager.create_secret("far-token", token())
+        await manager.update_secret("far-token", token())  # found without a schedule
+        await SecretsRotation(there).register_secret(
+            RotationConfig(name="far-token", generator="api_key")
+        )
+        registered = (await SecretsRotation(there).get_rotation_status("far-token"))[
+            "last_rotation"
+        ]
+        await manager.update_secret("far-token", token())
+        status = await SecretsRotation(there).get_rotation_status("far-token")
+        assert status["last_rotation"] == registered  # still believed to have none
+        steps.now += ABSENCE_SECONDS
+        written = await manager.update_secret("far-token", token())
+        status = await SecretsRotation(there).get_rotation_status("far-token")
+        assert status["last_rotation"] == written["created_at"]  # found, and restarted
+
+        await manager.create_secret("near-token", token())
+        await manager.update_secret("near-token", token())  # found without a schedule
+        await SecretsRotation(here).register_secret(
+            RotationConfig(name="near-token", generator="api_key")
+        )
+        written = await manager.update_secret("near-token", token())
+        status = await SecretsRotation(here).get_rotation_status("near-token")
+        assert status["last_rotation"] == written["created_at"]  # this process's: at once
+    finally:
+        await there.close()
+        await here.close()

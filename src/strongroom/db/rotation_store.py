@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from strongroom.db.dialect import POSTGRES, SQLITE, Dialect
 from strongroom.db.pg import open_pool, pooled
+from strongroom.db.rotation_absence import KnownAbsent
 from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
 
@@ -162,6 +163,7 @@ class RotationStore(Protocol):
     async def upsert(self, row: dict[str, Any]) -> None: ...
     async def delete(self, name: str) -> bool: ...
     async def get(self, name: str) -> dict[str, Any] | None: ...
+    async def restart_target(self, name: str) -> dict[str, Any] | None: ...
     async def list_all(self) -> list[dict[str, Any]]: ...
     async def claim_due(
         self, now: datetime, owner: str, lease_until: datetime, limit: int
@@ -224,6 +226,8 @@ class _Sql:
 class _RotationQueries:
     """The queries both stores share; subclasses say how to run a statement."""
 
+    absent: KnownAbsent
+
     async def _write(self, sql: str, values: dict[str, Any]) -> int:
         raise NotImplementedError
 
@@ -231,7 +235,12 @@ class _RotationQueries:
         raise NotImplementedError
 
     async def upsert(self, row: dict[str, Any]) -> None:
-        await self._write(_UPSERT, {"lease_owner": None, "lease_until": None, **row})
+        # Forgotten before and after the write: a lookup begun in between may predate it.
+        self.absent.forget(row["secret_name"])
+        try:
+            await self._write(_UPSERT, {"lease_owner": None, "lease_until": None, **row})
+        finally:
+            self.absent.forget(row["secret_name"])
 
     async def delete(self, name: str) -> bool:
         sql = "DELETE FROM secrets_rotation_config WHERE secret_name = :secret_name"
@@ -240,6 +249,17 @@ class _RotationQueries:
     async def get(self, name: str) -> dict[str, Any] | None:
         rows = await self._fetch(_GET, {"n": name})
         return rows[0] if rows else None
+
+    async def restart_target(self, name: str) -> dict[str, Any] | None:
+        """The configuration a version written by hand restarts: :meth:`get`, except that a
+        name found without one is believed to have none for a while (db.rotation_absence)."""
+        if self.absent.believed(name):
+            return None
+        since = self.absent.epoch
+        row = await self.get(name)
+        if row is None:
+            self.absent.note(name, since)
+        return row
 
     async def list_all(self) -> list[dict[str, Any]]:
         return await self._fetch(f"{_SELECT} ORDER BY secret_name", {})
@@ -284,6 +304,7 @@ class SqliteRotationStore(_RotationQueries):
         self.db = db
         self.backend = "memory" if db.in_memory else "sqlite"
         self._sql = _Sql(SQLITE)
+        self.absent = KnownAbsent()
 
     async def open(self) -> None:
         await self.db.open()
@@ -340,6 +361,7 @@ class PostgresRotationStore(_RotationQueries):
         self.schema = schema
         self._pool: Any = None
         self._sql = _Sql(POSTGRES)
+        self.absent = KnownAbsent()
 
     async def open(self) -> None:
         self._pool = await open_pool(

@@ -362,7 +362,7 @@ def _version_details(new: NewVersion) -> dict[str, Any]:
 
 async def _restart_rotation_clock(app: Strongroom, props: VersionProperties) -> None:
     """A version written by hand counts as a rotation: its schedule starts again from it."""
-    row = await app.rotation_store.get(name_key(props.name))
+    row = await app.rotation_store.restart_target(name_key(props.name))
     if row is None:
         return
     now = app.clock()
