@@ -1016,3 +1016,24 @@ async def test_a_schedule_made_in_another_process_is_restarted_here_within_its_t
     finally:
         await there.close()
         await here.close()
+
+
+async def test_a_lookup_during_a_configuration_write_is_not_remembered(app: Strongroom) -> None:
+    """A schedule lookup that runs while this process writes a configuration may answer from
+    before the write: its answer is dropped, and the schedule is found right after."""
+    store = app.rotation_store
+    write = store._write  # type: ignore[attr-defined]
+    during: list[object] = []
+
+    async def lookup_meanwhile(sql: str, values: dict[str, Any]) -> int:
+        during.append(await store.restart_target("mid-token"))  # before the row is written
+        return int(await write(sql, values))
+
+    await SecretsManager(app).create_secret("mid-token", token())
+    assert await store.restart_target("mid-token") is None  # found without one: remembered
+    store._write = lookup_meanwhile  # type: ignore[attr-defined]
+    await SecretsRotation(app).register_secret(
+        RotationConfig(name="mid-token", generator="api_key")
+    )
+    assert during == [None]
+    assert (await store.restart_target("mid-token"))["secret_name"] == "mid-token"
