@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from helpers_settings import PG_URL, make_settings, new_master_key
+from helpers_ticks import Ticks
 from strongroom import Settings, Strongroom
 from strongroom.core.errors import AuthenticationError, StrongroomError
 from strongroom.core.policy import Action, Policy
@@ -155,16 +156,6 @@ async def _fresh_epoch(settings: Settings) -> object:
         await reader.close()
 
 
-class StepClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0  # steps of half the interval add up exactly from here
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_another_process_change_is_read_back_within_the_recheck_interval(
     tmp_path: Path,
 ) -> None:
@@ -172,7 +163,7 @@ async def test_another_process_change_is_read_back_within_the_recheck_interval(
     RECHECK_SECONDS: a change made elsewhere shows within that time, one made here at once."""
     settings = make_settings("sqlite", tmp_path, master_key=new_master_key())
     async with await Strongroom.open(settings) as elsewhere:
-        clock = StepClock()
+        clock = Ticks()
         here = AccessInvalidation(
             SqliteCacheGenerations(SqliteDatabase(settings.sqlite_path)), clock=clock
         )

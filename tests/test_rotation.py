@@ -21,6 +21,7 @@ import pytest
 import structlog
 
 from helpers_settings import make_settings, new_master_key
+from helpers_ticks import Ticks
 from strongroom import (
     ManualClock,
     RotationConfig,
@@ -937,18 +938,8 @@ async def test_a_rotator_is_bound_to_its_own_name_unless_told_otherwise(app: Str
     assert own.applied == []
 
 
-class StepClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_absence_is_believed_for_its_time_and_forgotten_by_a_configuration() -> None:
-    steps = StepClock()
+    steps = Ticks(100.0)
     absent = KnownAbsent(clock=steps)
     assert not absent.believed("fleet")
     absent.note("fleet", absent.epoch)
@@ -967,7 +958,7 @@ def test_an_absence_is_believed_for_its_time_and_forgotten_by_a_configuration() 
 
 
 def test_the_absence_memory_starts_over_when_full() -> None:
-    absent = KnownAbsent(clock=StepClock())
+    absent = KnownAbsent(clock=Ticks(100.0))
     for i in range(MAX_NAMES):
         absent.note(f"n-{i}", absent.epoch)
     assert absent.believed("n-0")
@@ -986,7 +977,7 @@ async def test_a_schedule_made_in_another_process_is_restarted_here_within_its_t
     here = await Strongroom.open(settings)
     there = await Strongroom.open(settings)
     try:
-        steps = StepClock()
+        steps = Ticks(100.0)
         here.rotation_store.absent = KnownAbsent(clock=steps)  # type: ignore[attr-defined]
         manager = SecretsManager(here)
         await manager.create_secret("far-token", token())

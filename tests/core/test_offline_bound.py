@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers_ticks import Ticks
 from strongroom.backends.base import WriteMode
 from strongroom.backends.memory import MemoryStore
 from strongroom.backends.replica import ReplicaStore
@@ -20,16 +21,8 @@ from strongroom.core.offline import EDGE_BOUND_TAG, OfflineBound, OfflineLimits
 from strongroom.services.edge import EdgeState, in_scope
 
 
-class Ticks:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_online_serves_and_offline_counts_from_the_last_moment_heard() -> None:
-    ticks = Ticks()
+    ticks = Ticks(50.0)
     bound = OfflineBound(100, carried=0.0, monotonic=ticks)
     bound.mark_online()
     ticks.now += 1000  # online: time does not count
@@ -51,14 +44,14 @@ def test_online_serves_and_offline_counts_from_the_last_moment_heard() -> None:
 
 
 def test_a_replica_that_never_synchronised_serves_nothing() -> None:
-    bound = OfflineBound(100, carried=None, monotonic=Ticks())
+    bound = OfflineBound(100, carried=None, monotonic=Ticks(50.0))
     assert math.isinf(bound.offline_for())
     with pytest.raises(EdgeOfflineTooLongError, match="not synchronised"):
         bound.check()
 
 
 def test_time_down_before_a_restart_is_charged_against_the_bound() -> None:
-    ticks = Ticks()
+    ticks = Ticks(50.0)
     bound = OfflineBound(100, carried=99.0, monotonic=ticks)
     bound.check()
     ticks.now += 2
@@ -119,7 +112,7 @@ def test_shorter_bounds_per_type_and_per_secret() -> None:
 
 
 def test_a_shorter_bound_refuses_first_and_names_its_source() -> None:
-    ticks = Ticks()
+    ticks = Ticks(50.0)
     bound = OfflineBound(1000, carried=100.0, monotonic=ticks)
     bound.check()
     bound.check(200, source="the secret's tag")
@@ -130,7 +123,7 @@ def test_a_shorter_bound_refuses_first_and_names_its_source() -> None:
 
 
 async def test_the_replica_applies_a_secret_s_own_bound_only_offline() -> None:
-    bound = OfflineBound(1000, carried=100.0, monotonic=Ticks())
+    bound = OfflineBound(1000, carried=100.0, monotonic=Ticks(50.0))
     inner = MemoryStore(MasterKey.generate()[0])
     replica = ReplicaStore(inner, bound, limits=OfflineLimits.parse("api_key=50"))
     now = datetime(2026, 1, 1, tzinfo=UTC)
