@@ -117,3 +117,29 @@ async def test_a_reused_answer_follows_every_change(served: Served) -> None:
         assert (await c.get("/v1/secrets/app-db")).json()["metadata"] == {"team": "dispatch"}
         await c.post("/v1/secrets/app-db/disable")
         assert (await c.get("/v1/secrets/app-db")).status_code == 403
+
+
+async def test_a_reused_key_vault_answer_names_the_address_it_was_read_through(
+    served: Served,
+) -> None:
+    """Key Vault's body is reused per opened version and vault address: each Host gets ids
+    under its own address, however many addresses read the same version, and a new version
+    or a property change is answered at once."""
+    kv = {"api-version": "7.5"}
+    async with served.admin() as c:
+        await c.post("/v1/secrets", json={"name": "app-db", "value": "pw-1"})
+        version = (await c.get("/v1/secrets/app-db")).json()["version"]
+        for round_ in range(2):
+            for n in range(7):  # more addresses than a bundle keeps bodies for
+                host = f"vault-{n}.example:8443"
+                got = await c.get("/secrets/app-db/", params=kv, headers={"Host": host})
+                assert got.json()["id"] == f"http://{host}/secrets/app-db/{version}", round_
+                assert got.json()["value"] == "pw-1"
+        first = await c.get("/secrets/app-db/", params=kv)
+        assert first.content == (await c.get("/secrets/app-db/", params=kv)).content
+        await c.put("/v1/secrets/app-db", json={"value": "pw-2"})
+        second = (await c.get("/secrets/app-db/", params=kv)).json()
+        assert second["value"] == "pw-2"
+        assert not second["id"].endswith(version)
+        await c.patch("/v1/secrets/app-db", json={"metadata": {"team": "dispatch"}})
+        assert (await c.get("/secrets/app-db/", params=kv)).json()["tags"] == {"team": "dispatch"}

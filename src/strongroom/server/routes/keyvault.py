@@ -29,15 +29,17 @@ from strongroom.core.errors import (
     SecretNotFoundError,
     ValidationError,
 )
-from strongroom.core.models import UNSET
+from strongroom.core.models import UNSET, SecretBundle
 from strongroom.core.policy import Action
 from strongroom.server.context import authorize, authorize_listing, services
-from strongroom.server.jsonio import json_response
+from strongroom.server.jsonio import json_bytes, json_response
 from strongroom.server.schemas import Text
 from strongroom.services.wiring import Strongroom
 
 router = APIRouter(include_in_schema=False)
 
+#: Key Vault bodies a bundle keeps, one per vault address it was read through.
+_ENCODED_PER_BUNDLE = 4
 _API_VERSION = re.compile(r"(\d{1,2}\.\d{1,2}|\d{4}-\d{2}-\d{2})(-preview(\.\d+)?)?")
 MAX_RESULTS = 25
 ApiVersion = Annotated[str | None, Query(alias="api-version")]
@@ -88,8 +90,25 @@ def _time(seconds: int | None) -> datetime | None:
     return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
 
 
+#: The vault address per what it is built from (scheme, Host, server, root paths): building a
+#: URL costs a tenth of a hot read, and a service answers under few addresses.
+_BASES: dict[tuple[Any, ...], str] = {}
+_MAX_BASES = 64
+
+
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """The vault address the request came to (what Key Vault's ids start with)."""
+    scope = request.scope
+    host = next((v for k, v in scope["headers"] if k == b"host"), None)
+    key = (scope.get("scheme"), host, scope.get("server"), scope.get("root_path"),
+           scope.get("app_root_path"))  # fmt: skip
+    base = _BASES.get(key)
+    if base is None:
+        base = str(request.base_url).rstrip("/")
+        if len(_BASES) >= _MAX_BASES:
+            _BASES.clear()  # many Host headers (the client's to choose): start over
+        _BASES[key] = base
+    return base
 
 
 def _attributes(request: Request, props: dict[str, Any]) -> dict[str, Any]:
@@ -109,9 +128,12 @@ def _attributes(request: Request, props: dict[str, Any]) -> dict[str, Any]:
     return attributes
 
 
-def _bundle(request: Request, props: dict[str, Any], value: Any = UNSET) -> dict[str, Any]:
+def _bundle(
+    request: Request, props: dict[str, Any], value: Any = UNSET, base: str | None = None
+) -> dict[str, Any]:
+    base = _base(request) if base is None else base
     body: dict[str, Any] = {
-        "id": f"{_base(request)}/secrets/{props['name']}/{props['version']}",
+        "id": f"{base}/secrets/{props['name']}/{props['version']}",
         "attributes": _attributes(request, props),
         "tags": props["metadata"],
     }
@@ -333,9 +355,22 @@ async def read_keyvault_secret(
     bundle = await services(request).manager.get_secret_bundle(
         name, version or None, enforce_dates=False
     )
-    return json_response(
-        _bundle(request, bundle.properties.to_dict(), bundle.value.reveal_bytes().decode())
-    )
+    return Response(_bundle_body(request, bundle), media_type="application/json")
+
+
+def _bundle_body(request: Request, bundle: SecretBundle) -> bytes:
+    """The bundle as Key Vault's JSON, encoded once per bundle and vault address (a store
+    serves an unchanged version as the same bundle; the address is in the ``id``). A bundle
+    keeps the bodies of a few addresses at most: the Host header is the client's to choose."""
+    base = _base(request)
+    key = f"kv-json {base}"
+    body = bundle.encoded.get(key)
+    if body is None:
+        props = bundle.properties.to_dict()
+        body = json_bytes(_bundle(request, props, bundle.value.reveal_bytes().decode(), base))
+        if len(bundle.encoded) < _ENCODED_PER_BUNDLE:
+            bundle.encoded[key] = body
+    return body
 
 
 @router.patch("/secrets/{name}")
