@@ -7,7 +7,10 @@ FastAPI's routing, which ignores it, so each pair below compares the two paths.
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import httpx
+import pytest
 from served import Served
 
 from strongroom import SecretsAudit
@@ -143,3 +146,13 @@ async def test_a_reused_key_vault_answer_names_the_address_it_was_read_through(
         assert not second["id"].endswith(version)
         await c.patch("/v1/secrets/app-db", json={"metadata": {"team": "dispatch"}})
         assert (await c.get("/secrets/app-db/", params=kv)).json()["tags"] == {"team": "dispatch"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"api-version=7.5", b"api-version", b"api-version=", b"=x", b"a=b=c", b"==",
+     b"version=" + b"a" * 32, b"a=1&b=2", b"a=%41", b"a=b+c", b"x;y=1", b"a b=c"],
+)  # fmt: skip
+def test_the_fast_path_reads_a_query_as_the_standard_library_does(raw: bytes) -> None:
+    expected = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    assert fastpath._query(raw) == expected

@@ -91,6 +91,17 @@ class StrongroomAPI(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def _query(raw: bytes) -> list[tuple[str, str]]:
+    """The query's pairs, as ``parse_qsl`` keeping blank values gives them; a single pair
+    with nothing to unescape (``api-version=7.5``, on every Key Vault read) is split here."""
+    if not raw:
+        return []
+    if not any(c in raw for c in (b"&", b"%", b"+")):
+        name, _, value = raw.decode("latin-1").partition("=")
+        return [(name, value)]
+    return parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+
+
 def match(scope: Scope) -> Handler | None:
     """The handler of a well-formed hot read, else None (the framework answers it)."""
     if scope["method"] != "GET":
@@ -98,8 +109,7 @@ def match(scope: Scope) -> Handler | None:
     path: str = scope["path"]
     if not path.startswith(("/v1/secrets/", "/secrets/")):
         return None
-    raw: bytes = scope["query_string"]
-    query = parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
+    query = _query(scope["query_string"])
     params = dict(query)
     if len(params) != len(query):
         return None  # a repeated parameter: let the framework say what it thinks
