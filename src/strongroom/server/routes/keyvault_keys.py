@@ -21,14 +21,12 @@ from strongroom.core.policy import Action
 from strongroom.core.vault_keys import KeyProperties, b64url_decode, b64url_encode, jwk_of
 from strongroom.server.context import authorize, authorize_listing, services
 from strongroom.server.jsonio import json_response
-from strongroom.server.routes.keyvault import (
-    ApiVersion,
-    MaxResults,
-    SkipToken,
-    _base,
-    _check_api_version,
-    _page,
-    _seconds,
+from strongroom.server.routes.keyvault import ApiVersion, MaxResults, SkipToken
+from strongroom.server.routes.keyvault_shapes import (
+    check_api_version,
+    page,
+    seconds_of,
+    vault_address,
 )
 from strongroom.server.schemas import Text
 from strongroom.services.keys.vault_keys import VaultKeys
@@ -71,15 +69,15 @@ def _keys(request: Request) -> VaultKeys:
 
 
 def _kid(request: Request, props: KeyProperties, *, versioned: bool = True) -> str:
-    kid = f"{_base(request)}/keys/{props.name}"
+    kid = f"{vault_address(request)}/keys/{props.name}"
     return f"{kid}/{props.version}" if versioned else kid
 
 
 def _attributes(props: KeyProperties) -> dict[str, Any]:
     return {
         "enabled": props.enabled,
-        "created": _seconds(props.created_at),
-        "updated": _seconds(props.updated_at),
+        "created": seconds_of(props.created_at),
+        "updated": seconds_of(props.updated_at),
         "recoveryLevel": "Purgeable",
         "exportable": False,
     }
@@ -109,7 +107,7 @@ def _no_dates(attributes: KeyAttributes | None) -> KeyAttributes:
 async def create_key(
     request: Request, name: str, body: CreateKey, api_version: ApiVersion = None
 ) -> Response:
-    _check_api_version(api_version)
+    check_api_version(api_version)
     await authorize(request, Action.WRITE, name)
     attributes = _no_dates(body.attributes)
     if body.public_exponent not in (None, 65537):
@@ -132,11 +130,11 @@ async def list_keys(
     maxresults: MaxResults = None,
     skiptoken: SkipToken = None,
 ) -> Response:
-    version = _check_api_version(api_version)
+    version = check_api_version(api_version)
     caller = await authorize_listing(request, Action.LIST)
     found = await _keys(request).list_keys()
     items = [_item(request, p, versioned=False) for p in found if caller.may(Action.LIST, p.name)]
-    return _page(request, "/keys", items, version, maxresults, skiptoken, by_name=True)
+    return page(request, "/keys", items, version, maxresults, skiptoken, by_name=True)
 
 
 @router.get("/keys/{name}/versions")
@@ -147,12 +145,12 @@ async def list_versions(
     maxresults: MaxResults = None,
     skiptoken: SkipToken = None,
 ) -> Response:
-    version = _check_api_version(api_version)
+    version = check_api_version(api_version)
     await authorize(request, Action.LIST, name)
     found = await _keys(request).list_versions(name)
     items = [_item(request, p, versioned=True) for p in reversed(found)]  # newest first
     path = f"/keys/{name}/versions"
-    return _page(request, path, items, version, maxresults, skiptoken, by_name=False)
+    return page(request, path, items, version, maxresults, skiptoken, by_name=False)
 
 
 @router.get("/keys/{name}")
@@ -161,7 +159,7 @@ async def list_versions(
 async def get_key(
     request: Request, name: str, version: str = "", api_version: ApiVersion = None
 ) -> Response:
-    _check_api_version(api_version)
+    check_api_version(api_version)
     await authorize(request, Action.LIST, name)
     props = await _keys(request).get_key(name, version or None)
     return json_response(_bundle(request, props))
@@ -173,7 +171,7 @@ async def get_key(
 async def update_key(
     request: Request, name: str, body: UpdateKey, version: str = "", api_version: ApiVersion = None
 ) -> Response:
-    _check_api_version(api_version)
+    check_api_version(api_version)
     await authorize(request, Action.WRITE, name)
     attributes = _no_dates(body.attributes)
     if body.key_ops is not None:
@@ -194,7 +192,7 @@ async def wrap_key(
     version: str = "",
     api_version: ApiVersion = None,
 ) -> Response:
-    _check_api_version(api_version)
+    check_api_version(api_version)
     await authorize(request, Action.READ, name)
     plaintext = b64url_decode(body.value, "value")
     props, wrapped = await _keys(request).wrap_key(name, version or None, body.alg, plaintext)
@@ -211,7 +209,7 @@ async def unwrap_key(
     version: str = "",
     api_version: ApiVersion = None,
 ) -> Response:
-    _check_api_version(api_version)
+    check_api_version(api_version)
     await authorize(request, Action.READ, name)
     wrapped = b64url_decode(body.value, "value")
     props, key = await _keys(request).unwrap_key(name, version or None, body.alg, wrapped)
