@@ -25,7 +25,7 @@ class Metrics:
         self.histograms: dict[str, dict[LabelKey, list[float]]] = defaultdict(dict)
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        self.add(name, tuple(sorted(labels.items())) if labels else ())
+        self.add(name, tuple(sorted(labels.items())) if labels else (), amount)
 
     def add(self, name: str, key: LabelKey, amount: float = 1.0) -> None:
         """:meth:`inc` with its labels already as a key (sorted pairs): for a caller that counts
