@@ -9,6 +9,7 @@ tracebacks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -43,17 +44,16 @@ async def _ensure_database() -> str | None:
         name = PG_URL.rsplit("/", 1)[1].split("?", 1)[0]
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists and PG_URL == DEFAULT_PG_URL:
-            await conn.execute(f'CREATE DATABASE "{name}"')  # a fixed name, never input
+            # Test processes (pytest-xdist workers) race to make it: one wins, the rest see it.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                await conn.execute(f'CREATE DATABASE "{name}"')  # a fixed name, never input
     finally:
         await conn.close()
     return None
 
 
-def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
-    """Before any test runs: PostgreSQL is there (its own database made), or the run ends
-    here with one clear line."""
-    if not any(_needs_postgres(item) for item in items):
-        return
+def _stop_without_postgres() -> None:
+    """PostgreSQL is there (its own database made), or the run ends here with one clear line."""
     problem = asyncio.run(_ensure_database())
     if problem is not None:
         pytest.exit(
@@ -61,6 +61,22 @@ def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.It
             "Start it (pg_ctlcluster <version> main start) or set DATABASE_URL.",
             returncode=3,
         )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With test processes (``-n``, pytest-xdist), the controller checks once before they
+    start: it collects nothing itself, and a test process cannot end the run in one line."""
+    config = session.config
+    if not hasattr(config, "workerinput") and config.getoption("dist", "no") != "no":
+        _stop_without_postgres()
+
+
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
+    """Before any test runs in one process: PostgreSQL is there, if a test needs it."""
+    if hasattr(session.config, "workerinput"):  # a test process: its controller checked
+        return
+    if any(_needs_postgres(item) for item in items):
+        _stop_without_postgres()
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextvars
 import getpass
-import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
 from strongroom.core.errors import ValidationError
+from strongroom.core.storable import clean_text
 
 __all__ = ["Actor", "acting_as", "claimed_actor", "current_actor", "default_actor"]
 
@@ -23,20 +23,6 @@ class Actor:
     #: How the server verified this caller (method, role, token accessor, JWT sub/iss), which
     #: every audit event records; never the credential. None in local mode.
     auth: Mapping[str, str] | None = None
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _clean(text: str | None, limit: int) -> str | None:
-    """As audit rows store text: NUL (refused by PostgreSQL) and lone surrogates become
-    U+FFFD; cut at ``limit``."""
-    if text is None:
-        return None
-    text = str(text)
-    if not text.isascii() or "\x00" in text:  # the scan only where it can find something
-        text = _UNSTORABLE.sub("\ufffd", text)
-    return text[:limit]
 
 
 @cache
@@ -84,9 +70,9 @@ class acting_as:
         if not isinstance(actor_id, str) or not actor_id:
             raise ValidationError("actor id must be a non-empty string")
         self._actor = Actor(
-            id=_clean(actor_id, 256) or actor_id,
-            ip=_clean(ip, 64),
-            user_agent=_clean(user_agent, 512),
+            id=clean_text(actor_id, 256) or actor_id,
+            ip=clean_text(ip, 64),
+            user_agent=clean_text(user_agent, 512),
             auth=auth,
         )
         self._token: contextvars.Token[Actor | None] | None = None

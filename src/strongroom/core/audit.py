@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes, hmac
 
+from strongroom.core.storable import clean_text
+
 if TYPE_CHECKING:
     from strongroom.core.crypto import MasterKey
 
@@ -43,7 +45,6 @@ __all__ = [
 ]
 
 GENESIS_HASH = b"\x00" * 32
-MAX_TEXT = 1024
 
 
 class AuditAction(enum.StrEnum):
@@ -100,20 +101,6 @@ DETAIL_FIELDS = frozenset(
         "chain_key_epoch", "chain_key_check",
     }
 )  # fmt: skip
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def clean_text(value: object, limit: int = MAX_TEXT) -> str | None:
-    """Text as stored: NUL (refused by PostgreSQL) and lone surrogates (refused by every UTF-8
-    encoder) become U+FFFD, so no text can fail an audit write; long text is cut."""
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else str(value)
-    if not text.isascii() or "\x00" in text:
-        text = _UNSTORABLE.sub("\ufffd", text)
-    return text[:limit]
 
 
 def _clean_json(value: Any) -> Any:

@@ -99,10 +99,8 @@ def secret_attributes(request: Request, props: dict[str, Any]) -> dict[str, Any]
     return attributes
 
 
-def secret_bundle(
-    request: Request, props: dict[str, Any], value: Any = UNSET, base: str | None = None
-) -> dict[str, Any]:
-    base = vault_address(request) if base is None else base
+def secret_bundle(request: Request, props: dict[str, Any], value: Any = UNSET) -> dict[str, Any]:
+    base = vault_address(request)
     body: dict[str, Any] = {
         "id": f"{base}/secrets/{props['name']}/{props['version']}",
         "attributes": secret_attributes(request, props),
@@ -216,7 +214,7 @@ def bundle_body(request: Request, bundle: SecretBundle) -> bytes:
     body = bundle.encoded.get(key)
     if body is None:
         props = bundle.properties.to_dict()
-        body = json_bytes(secret_bundle(request, props, bundle.value.reveal_bytes().decode(), base))
+        body = json_bytes(secret_bundle(request, props, bundle.value.reveal_bytes().decode()))
         if len(bundle.encoded) < _ENCODED_PER_BUNDLE:
             bundle.encoded[key] = body
     return body
