@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -61,6 +62,14 @@ def _stop_without_postgres() -> None:
             "Start it (pg_ctlcluster <version> main start) or set DATABASE_URL.",
             returncode=3,
         )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A test process (``-n``) runs with COLUMNS=80 and LINES=24 set by pytest-xdist; drop them,
+    so the commands and servers the tests start see what they see in one process."""
+    if hasattr(config, "workerinput"):
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

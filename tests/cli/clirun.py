@@ -98,7 +98,8 @@ class Cli:
 
 
 def base_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
+    # No terminal size either: tables are drawn at the pipe width, whatever the shell exports.
+    env = {k: v for k, v in os.environ.items() if k not in (*CONFIG_VARS, "COLUMNS", "LINES")}
     env["STRONGROOM_HOME"] = str(home)
     return env
 
