@@ -147,9 +147,11 @@ def hello_app() -> FastAPI:
     return api
 
 
-def _serve_hello(port: int, workers: int, log_level: str) -> None:
+def _serve_hello(
+    port: int, workers: int, log_level: str, tls: tuple[str, str] | None = None
+) -> None:
     """uvicorn with the options ``strongroom serve`` passes (strongroom/cli/serve.py), so the
-    two differ only in the application."""
+    two differ only in the application; ``tls`` is (certificate, key), for HTTPS."""
     import uvicorn
 
     uvicorn.run(
@@ -164,6 +166,8 @@ def _serve_hello(port: int, workers: int, log_level: str) -> None:
         server_header=False,
         log_level=log_level.lower(),
         lifespan="on",
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
 
 
@@ -773,10 +777,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8201)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (and --tls-key)")
+    parser.add_argument("--tls-key")
     args = parser.parse_args(argv)
     if not args.serve_hello:
         parser.error("run the benchmark with: python -m bench --only http")
-    _serve_hello(args.port, args.workers, args.log_level)
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    _serve_hello(args.port, args.workers, args.log_level, tls)
     return 0
 
 

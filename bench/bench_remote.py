@@ -7,7 +7,9 @@ HTTPS on loopback (a subprocess, embedded store) and clients in this process.
   beside the same GET with bare aiohttp, the client's transport (the ratio is what the client
   itself costs), and with bare httpx, its transport before; the server's audit log runs without
   fsync here, so the row measures the client and the network path. Only 200 answers count: a
-  refusal raises and ends the run;
+  refusal raises and ends the run. One more row is the ceiling of any Python server here: bare
+  aiohttp against the hello-world app (``bench_http``: FastAPI, one JSON route, the same uvicorn
+  options) over HTTPS with the same certificate; no audited read can be faster than it;
 - change to invalidation: another client updates the secret; the time from the start of that
   call until the cached reader's entry is gone (the feed delivered the change): goal p99 < 100 ms;
 - rotation workers draining due rotations, one worker then two (``bench_workers``).
@@ -30,8 +32,9 @@ from pathlib import Path
 import aiohttp
 import httpx
 
+from bench.bench_http import HELLO_PATH
 from bench.bench_workers import run_workers
-from bench.harness import Goal, ResultRow, run_async, summarize
+from bench.harness import Goal, Measurement, ResultRow, run_async, summarize
 from strongroom import SecretsManager, Settings
 
 __all__ = ["run_remote"]
@@ -77,20 +80,61 @@ def _server(home: Path) -> Iterator[tuple[str, str, Path]]:
     )  # fmt: skip
     addr = f"https://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                trust = ssl.create_default_context(cafile=str(certs / "ca.pem"))
-                if httpx.get(f"{addr}/healthz", verify=trust, timeout=2).is_success:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("strongroom serve did not start")
+        _wait_for(f"{addr}/healthz", certs / "ca.pem", "strongroom serve")
         yield addr, token, certs / "ca.pem"
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _wait_for(url: str, ca: Path, what: str) -> None:
+    deadline = time.monotonic() + 60
+    trust = ssl.create_default_context(cafile=str(ca))
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, verify=trust, timeout=2).is_success:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start")
+
+
+@contextmanager
+def _hello(certs: Path) -> Iterator[str]:
+    """The hello-world app (bench_http) over HTTPS with the server's certificate: its address."""
+    port = _free_port()
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.bench_http", "--serve-hello", "--port", str(port),
+         "--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server-key.pem")],
+        env={**os.environ, "PYTHONPATH": str(root)}, cwd=root,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    addr = f"https://127.0.0.1:{port}"
+    try:
+        _wait_for(f"{addr}{HELLO_PATH}", certs / "ca.pem", "the hello-world app")
+        yield addr
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+async def _bare_aiohttp(
+    addr: str, path: str, ca: Path, token: str, *, seconds: float, rounds: int
+) -> Measurement:
+    """GET ``path`` from one task with aiohttp alone (keep-alive), every answer checked."""
+    async with aiohttp.ClientSession(
+        base_url=addr,
+        connector=aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=str(ca))),
+        headers={"Authorization": f"Bearer {token}"},
+    ) as session:
+
+        async def get(_slot: int) -> None:
+            async with session.get(path) as answer:
+                answer.raise_for_status()
+                await answer.read()
+
+        return await run_async(get, label=f"aiohttp {path}", seconds=seconds, rounds=rounds)
 
 
 def _settings(addr: str, token: str, ca: Path, home: Path, ttl: float) -> Settings:
@@ -146,19 +190,18 @@ async def _measure(
         rows.append(ResultRow("remote", "get_secret, cached (feed connected)", m,
                               goal=CACHED_GOAL, note=hits))  # fmt: skip
         m = await run_async(uncached_get, label="remote get", seconds=seconds, rounds=rounds)
-        async with aiohttp.ClientSession(
-            base_url=addr,
-            connector=aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=str(ca))),
-            headers={"Authorization": f"Bearer {token}"},
-        ) as session:
-
-            async def aiohttp_get(_slot: int) -> None:
-                async with session.get("/v1/secrets/bench-remote") as answer:
-                    answer.raise_for_status()
-                    await answer.read()
-
-            bare = await run_async(aiohttp_get, label="aiohttp get", seconds=seconds, rounds=rounds)
-        rows.append(ResultRow("remote", "GET /v1/secrets/NAME, bare aiohttp", bare))
+        bare = await _bare_aiohttp(
+            addr, "/v1/secrets/bench-remote", ca, token, seconds=seconds, rounds=rounds
+        )
+        with _hello(ca.parent) as hello_addr:
+            hello = await _bare_aiohttp(
+                hello_addr, HELLO_PATH, ca, token, seconds=seconds, rounds=rounds
+            )
+        rows.append(ResultRow("remote", "GET hello-world (no store, no audit), bare aiohttp",
+                              hello, note="the ceiling of any Python server here"))  # fmt: skip
+        ratio = bare.ops_per_s / hello.ops_per_s
+        rows.append(ResultRow("remote", "GET /v1/secrets/NAME, bare aiohttp", bare,
+                              reference="hello-world", ratio=ratio))  # fmt: skip
         async with httpx.AsyncClient(
             base_url=addr,
             verify=ssl.create_default_context(cafile=str(ca)),
