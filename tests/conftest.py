@@ -9,7 +9,6 @@ tracebacks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -45,9 +44,7 @@ async def _ensure_database() -> str | None:
         name = PG_URL.rsplit("/", 1)[1].split("?", 1)[0]
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists and PG_URL == DEFAULT_PG_URL:
-            # Test processes (pytest-xdist workers) race to make it: one wins, the rest see it.
-            with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
-                await conn.execute(f'CREATE DATABASE "{name}"')  # a fixed name, never input
+            await conn.execute(f'CREATE DATABASE "{name}"')  # a fixed name, never input
     finally:
         await conn.close()
     return None
@@ -65,11 +62,11 @@ def _stop_without_postgres() -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """A test process (``-n``) runs with COLUMNS=80 and LINES=24 set by pytest-xdist; drop them,
-    so the commands and servers the tests start see what they see in one process."""
-    if hasattr(config, "workerinput"):
-        for name in ("COLUMNS", "LINES"):
-            os.environ.pop(name, None)
+    """No terminal size in the environment (pytest-xdist sets COLUMNS=80 and LINES=24 in its
+    test processes; a shell may export them): the commands and servers the tests start draw
+    their tables at the pipe width, in one process or many."""
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

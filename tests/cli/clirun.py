@@ -98,8 +98,7 @@ class Cli:
 
 
 def base_env(home: Path) -> dict[str, str]:
-    # No terminal size either: tables are drawn at the pipe width, whatever the shell exports.
-    env = {k: v for k, v in os.environ.items() if k not in (*CONFIG_VARS, "COLUMNS", "LINES")}
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
     env["STRONGROOM_HOME"] = str(home)
     return env
 
