@@ -4,6 +4,7 @@ turned into ``$n`` for PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from contextlib import closing
@@ -14,12 +15,19 @@ import asyncpg
 from helpers_settings import PG_URL
 from strongroom import Settings
 
-__all__ = ["raw_execute", "raw_fetch"]
+__all__ = ["past_read_window", "raw_execute", "raw_fetch"]
 
 
 def _pg(sql: str) -> str:
     counter = iter(range(1, 1000))
     return re.sub(r"\?", lambda _m: f"${next(counter)}", sql)
+
+
+async def past_read_window(settings: Settings) -> None:
+    """Wait out PostgreSQL's read window: a change made outside this process (another worker,
+    or SQL around strongroom) reaches its reads once a row fetched before it has aged out."""
+    if settings.backend.value == "postgres":
+        await asyncio.sleep(settings.pg_read_window_seconds * 1.5)
 
 
 async def raw_fetch(settings: Settings, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -34,7 +42,8 @@ async def raw_fetch(settings: Settings, sql: str, *params: Any) -> list[tuple[An
 
 
 async def raw_execute(settings: Settings, *statements: tuple[str, tuple[Any, ...]] | str) -> None:
-    """Run ``statements`` (SQL, or (SQL, params)) in one transaction."""
+    """Run ``statements`` (SQL, or (SQL, params)) in one transaction, then wait out the read
+    window: the next read sees the rows as written."""
     steps = [(s, ()) if isinstance(s, str) else s for s in statements]
     if settings.backend.value == "sqlite":
         with closing(sqlite3.connect(settings.sqlite_path)) as conn, conn:
@@ -48,3 +57,4 @@ async def raw_execute(settings: Settings, *statements: tuple[str, tuple[Any, ...
                 await conn.execute(_pg(sql), *params)
     finally:
         await conn.close()
+    await past_read_window(settings)

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from helpers_raw import past_read_window
 from helpers_settings import PG_URL, make_settings, new_master_key
 from strongroom import (
     DecryptionError,
@@ -75,6 +76,7 @@ async def write_sealed(settings: Settings, name: str, ciphertext: bytes, wrapped
             )
         finally:
             await conn.close()
+        await past_read_window(settings)
 
 
 async def snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:

@@ -123,6 +123,7 @@ def build_store(settings: Settings, master: MasterKey, integrity: RowMac) -> Sec
             min_size=settings.pg_pool_min,
             max_size=max(settings.pg_pool_min, settings.pg_pool_max),
             integrity=integrity,
+            read_window_seconds=settings.pg_read_window_seconds,
         )
     from strongroom.backends.azure import AzureKeyVaultStore  # noqa: PLC0415 (loaded on use)
 
