@@ -24,21 +24,21 @@ def _pg(sql: str) -> str:
 
 
 async def past_read_window(settings: Settings) -> None:
-    """Wait out PostgreSQL's read window: a change made outside this process (another worker,
+    """Wait out the stores' read window: a change made outside this process (another worker,
     or SQL around strongroom) reaches its reads once a row fetched before it has aged out."""
-    if settings.backend.value == "postgres":
-        await asyncio.sleep(settings.pg_read_window_seconds * 1.5)
+    if settings.backend.value in ("sqlite", "postgres"):
+        await asyncio.sleep(settings.read_window_seconds * 1.5)
 
 
 async def raw_fetch(settings: Settings, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     if settings.backend.value == "sqlite":
         with closing(sqlite3.connect(settings.sqlite_path)) as conn:
             return [tuple(r) for r in conn.execute(sql, params).fetchall()]
-    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": settings.pg_schema})
+    pg = await asyncpg.connect(PG_URL, server_settings={"search_path": settings.pg_schema})
     try:
-        return [tuple(r) for r in await conn.fetch(_pg(sql), *params)]
+        return [tuple(r) for r in await pg.fetch(_pg(sql), *params)]
     finally:
-        await conn.close()
+        await pg.close()
 
 
 async def raw_execute(settings: Settings, *statements: tuple[str, tuple[Any, ...]] | str) -> None:
@@ -49,12 +49,12 @@ async def raw_execute(settings: Settings, *statements: tuple[str, tuple[Any, ...
         with closing(sqlite3.connect(settings.sqlite_path)) as conn, conn:
             for sql, params in steps:
                 conn.execute(sql, params)
-        return
-    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": settings.pg_schema})
-    try:
-        async with conn.transaction():
-            for sql, params in steps:
-                await conn.execute(_pg(sql), *params)
-    finally:
-        await conn.close()
+    else:
+        pg = await asyncpg.connect(PG_URL, server_settings={"search_path": settings.pg_schema})
+        try:
+            async with pg.transaction():
+                for sql, params in steps:
+                    await pg.execute(_pg(sql), *params)
+        finally:
+            await pg.close()
     await past_read_window(settings)

@@ -939,7 +939,7 @@ from strongroom.db.sqlite_db import SqliteDatabase
 async def main(secrets_path, state_path, key):
     metrics = Metrics()
     store = CachedStore(
-        SqliteStore(Path(secrets_path), MasterKey.from_base64(key)),
+        SqliteStore(Path(secrets_path), MasterKey.from_base64(key), read_window_seconds=0),
         ttl_seconds=300, max_entries=10, stale_seconds=0, metrics=metrics,
         generations=SqliteCacheGenerations(SqliteDatabase(Path(state_path))),
     )
@@ -959,8 +959,9 @@ asyncio.run(main(*sys.argv[1:]))
 async def test_two_os_processes(tmp_path: Path) -> None:
     master, key_text = MasterKey.generate()
     secrets_path, state_path = tmp_path / "secrets.db", tmp_path / "state.db"
+    # Stores that read through every time, so what this checks is the cache's promise alone.
     parent = CachedStore(
-        SqliteStore(secrets_path, master),
+        SqliteStore(secrets_path, master, read_window_seconds=0),
         ttl_seconds=300,
         max_entries=10,
         stale_seconds=0,

@@ -1,15 +1,16 @@
-"""A secret row fetched moments ago answers the reads right after it (PostgreSQL's read window).
+"""A secret row fetched moments ago answers the reads right after it (the stores' read window).
 
 The bound is time alone: another process's change is seen by every read that starts more than
 the window after it committed; this process's own changes are read at once. The map is tested
-alone with a stepped clock, then on two PostgreSQL stores over one schema (two workers), the
-first with a stepped clock, so "within the window" and "after it" are exact instants.
+alone with a stepped clock, then on two stores over one SQLite file or PostgreSQL schema (two
+workers), the first with a stepped clock, so "within the window" and "after it" are exact
+instants.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,10 @@ from strongroom import (
     Settings,
     Strongroom,
 )
+from strongroom.backends.base import SecretStore
 from strongroom.backends.postgres import PostgresStore
 from strongroom.backends.recent_rows import MAX_VERSIONS, RecentRows
+from strongroom.backends.sqlite import SqliteStore
 from strongroom.core.errors import (
     ConfigurationError,
     SecretIsDeletedError,
@@ -76,6 +79,31 @@ async def test_a_zero_window_asks_every_time() -> None:
     assert len(recent) == 0
 
 
+def test_a_store_that_reads_without_yielding_gets_the_same_rules() -> None:
+    """SQLite reads on the caller's thread: fetch_now, the same window, kept per version."""
+    now = [0.0]
+    recent = RecentRows(0.25, clock=lambda: now[0])
+    calls = []
+
+    def load(row: str) -> Callable[[], str]:
+        def select() -> str:
+            calls.append(row)
+            return row
+
+        return select
+
+    assert recent.fetch_now("k", None, load("current")) == "current"
+    assert recent.fetch_now("k", "v1", load("v1")) == "v1"
+    assert recent.fetch_now("k", None, load("again")) == "current"
+    assert recent.fetch_now("k", "v1", load("again")) == "v1"
+    assert calls == ["current", "v1"]
+    now[0] = 0.25
+    assert recent.fetch_now("k", None, load("fresh")) == "fresh"
+    off = RecentRows(0)
+    assert [off.fetch_now("k", None, load(str(n))) for n in range(2)] == ["0", "1"]
+    assert len(off) == 0
+
+
 async def test_drop_and_clear_send_the_next_read_to_the_database() -> None:
     now = [0.0]
     recent = RecentRows(WINDOW, clock=lambda: now[0])
@@ -95,7 +123,13 @@ async def test_drop_and_clear_send_the_next_read_to_the_database() -> None:
 @pytest.mark.parametrize("change", ["drop", "clear"])
 async def test_a_fetch_in_flight_across_a_change_here_is_not_kept(change: str) -> None:
     recent = RecentRows(1.0)
-    changed = (lambda: recent.drop("k")) if change == "drop" else recent.clear
+
+    def changed() -> None:
+        if change == "drop":
+            recent.drop("k")
+        else:
+            recent.clear()
+
     changed()  # an earlier change: each one counts, not only the first
     release = asyncio.Event()
     load = Loads()
@@ -178,7 +212,7 @@ async def test_the_map_stays_bounded() -> None:
         assert len(recent) <= MAX_VERSIONS
 
 
-# -- two PostgreSQL workers over one schema -----------------------------------------------------
+# -- two workers over one store -----------------------------------------------------------------
 
 
 class Stepped:
@@ -199,18 +233,28 @@ class Workers:
         self.here, self.there = SecretsManager(here), SecretsManager(there)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def worker_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    schema = request.getfixturevalue("pg_schema") if request.param == "postgres" else None
+    return make_settings(request.param, tmp_path, schema=schema)
+
+
 @pytest.fixture
-async def workers(pg_schema: str, tmp_path: Path) -> AsyncIterator[Workers]:
-    settings: Settings = make_settings("postgres", tmp_path, schema=pg_schema)
+async def workers(worker_settings: Settings) -> AsyncIterator[Workers]:
+    settings = worker_settings
     there = await Strongroom.open(settings)
     clock = Stepped()
-    store = PostgresStore(
-        settings.postgres_dsn(),
-        await root_key(settings),
-        schema=pg_schema,
-        read_window_seconds=WINDOW,
-        read_clock=clock,
-    )
+    root = await root_key(settings)
+    store: SecretStore
+    if settings.backend.value == "postgres":
+        store = PostgresStore(
+            settings.postgres_dsn(), root, schema=settings.pg_schema,
+            read_window_seconds=WINDOW, read_clock=clock,
+        )  # fmt: skip
+    else:
+        store = SqliteStore(
+            settings.sqlite_path, root, read_window_seconds=WINDOW, read_clock=clock
+        )
     try:
         here = await Strongroom.open(settings, store=store)
     except BaseException:
@@ -281,6 +325,6 @@ async def test_a_missing_secret_is_never_remembered(workers: Workers) -> None:
 
 
 def test_the_window_is_a_setting_bounded_by_the_revocation_promise(tmp_path: Path) -> None:
-    assert make_settings("postgres", tmp_path).pg_read_window_seconds == WINDOW
-    with pytest.raises(ConfigurationError, match="STRONGROOM_PG_READ_WINDOW_SECONDS"):
-        Settings(STRONGROOM_PG_READ_WINDOW_SECONDS="0.2")
+    assert make_settings("postgres", tmp_path).read_window_seconds == WINDOW
+    with pytest.raises(ConfigurationError, match="STRONGROOM_READ_WINDOW_SECONDS"):
+        Settings(STRONGROOM_READ_WINDOW_SECONDS="0.2")

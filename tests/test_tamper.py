@@ -76,7 +76,7 @@ async def write_sealed(settings: Settings, name: str, ciphertext: bytes, wrapped
             )
         finally:
             await conn.close()
-        await past_read_window(settings)
+    await past_read_window(settings)
 
 
 async def snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
@@ -196,6 +196,7 @@ async def set_kek_version(settings: Settings, name: str, kek_version: int) -> No
             assert status == "UPDATE 1"
         finally:
             await conn.close()
+    await past_read_window(settings)
 
 
 async def test_row_naming_an_unknown_keyring_version_does_not_decrypt(

@@ -36,6 +36,7 @@ from strongroom import (
     SecretsAudit,
     SecretsManager,
 )
+from strongroom.backends.recent_rows import DEFAULT_WINDOW_SECONDS
 from strongroom.core.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -283,6 +284,9 @@ async def test_a_damaged_replica_row_is_never_served_and_is_rebuilt_from_upstrea
             db.execute(
                 "UPDATE secret_versions SET ciphertext = ? WHERE name_key = 'dd-key'", (damaged,)
             )
+        await asyncio.sleep(
+            DEFAULT_WINDOW_SECONDS * 1.5
+        )  # a change around the edge: the next fetch
         with pytest.raises(StoreUnavailableError, match="integrity check") as caught:
             await manager.get_secret("dd-key")
         assert VALUE not in str(caught.value)

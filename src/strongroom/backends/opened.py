@@ -1,9 +1,10 @@
 """Versions already checked and decrypted, kept per process for rows that have not changed.
 
-A read fetches the secret's joined row every time (so a revocation, a new version, a disabled
-version or a tampered row in another process is seen by the very next read), but when the row
-is byte for byte the one this process last checked and opened, checking its MACs and decrypting
-it again would give the same answer: the bundle opened then is served instead. An entry is
+A read fetches the secret's joined row (or takes one fetched within the read window, see
+:mod:`strongroom.backends.recent_rows`), so a revocation, a new version, a disabled version or a
+tampered row is seen by the next fetch; but when the row is byte for byte the one this process
+last checked and opened, checking its MACs and decrypting it again would give the same answer:
+the bundle opened then is served instead. An entry is
 used for at most ``ttl_seconds`` and the map holds at most ``max_entries``; a purge or a delete
 in this process drops the name's entries at once. Values stay opaque
 :class:`~strongroom.core.models.SecretValue` objects, as everywhere else.

@@ -13,37 +13,28 @@ import functools
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from strongroom.backends import sqlite_keys
+from strongroom.backends import sqlite_rows as rows
 from strongroom.backends.base import (
     KeyRotationResult,
     RewrapProgress,
     VersionBuilder,
     WriteMode,
-    is_deleted,
-    name_conflict,
     name_key,
     not_found,
 )
 from strongroom.backends.opened import OpenedVersions
-from strongroom.backends.secret_sql import (
-    QUERIES,
-    SECRETS,
-    adoption,
-    advance,
-    checked,
-    checked_live,
-    checked_secret,
-    revoked_params,
-    secret_fields,
-    version_params,
-)
+from strongroom.backends.recent_rows import DEFAULT_WINDOW_SECONDS, RecentRows
+from strongroom.backends.secret_sql import checked, checked_live
+from strongroom.backends.sqlite_rows import Q, StaleKeyring, sqlite_secret_hook
 from strongroom.core.crypto import Envelope, Keyring, MasterKey, Sealed, UnknownKeyVersion
-from strongroom.core.errors import DecryptionError, StoreUnavailableError, TamperedError
+from strongroom.core.errors import DecryptionError, StoreUnavailableError
 from strongroom.core.integrity import RowMac
 from strongroom.core.keys import Purpose
 from strongroom.core.models import (
@@ -56,7 +47,7 @@ from strongroom.core.models import (
 )
 from strongroom.db.access_store import sqlite_access_hook
 from strongroom.db.migrate import migrate_sqlite
-from strongroom.db.rows import from_micros, tags_to_json, to_micros
+from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_writer import SqliteWriter, acquire_writer, connect, release_writer
 
 if TYPE_CHECKING:
@@ -65,35 +56,20 @@ if TYPE_CHECKING:
 __all__ = ["SqliteStore", "sqlite_secret_hook"]
 
 T = TypeVar("T")
-Q = QUERIES["sqlite"]
-
-
-class _StaleKeyring(Exception):
-    """The keyring version used to seal was retired by a key rotation: reseal and retry."""
-
-
-def _run(conn: sqlite3.Connection, key: str, params: dict[str, Any]) -> sqlite3.Cursor:
-    return conn.execute(Q[key].text, Q[key].args(params))
-
-
-def sqlite_secret_hook(mac: RowMac) -> Callable[[sqlite3.Connection], None]:
-    """Migration 10's hook: MAC the secret rows a store made before row MACs."""
-
-    def adopt(conn: sqlite3.Connection) -> None:
-        for secret in _run(conn, "all_secrets", {}).fetchall():
-            versions = _run(conn, "versions_of", {"key": secret["name_key"]}).fetchall()
-            secret_params, version_rows = adoption(mac, secret, versions)
-            _run(conn, "adopt_secret", secret_params)
-            for params in version_rows:
-                _run(conn, "revoke_version", params)  # writes exactly the MACed columns
-
-    return adopt
 
 
 class SqliteStore:
     backend = "sqlite"
 
-    def __init__(self, path: Path, master_key: MasterKey, *, integrity: RowMac | None = None):
+    def __init__(
+        self,
+        path: Path,
+        master_key: MasterKey,
+        *,
+        integrity: RowMac | None = None,
+        read_window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        read_clock: Callable[[], float] = time.monotonic,
+    ):
         self.path = path
         self._master = master_key
         self._mac = integrity or RowMac(master_key.derive(Purpose.METADATA_MAC))
@@ -102,6 +78,9 @@ class SqliteStore:
         self._read_lock = threading.Lock()
         self._envelope: Envelope | None = None
         self._opened = OpenedVersions()  # rows already checked and decrypted
+        #: Rows read within the last ``read_window_seconds`` answer the reads that follow
+        #: (another process's change reaches this one within that bound; see recent_rows).
+        self._recent = RecentRows(read_window_seconds, clock=read_clock)
         self._rotation_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -161,10 +140,18 @@ class SqliteStore:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, job: Callable[[sqlite3.Connection], T], name: str | None = None) -> T:
+        """Run ``job`` in the writer's next commit; whatever its outcome, this process's next
+        reads of secret ``name`` (None: of every secret) go to the file."""
         if self._writer is None:
             raise StoreUnavailableError("the SQLite store is closed")
-        return await self._writer.submit(job)
+        try:
+            return await self._writer.submit(job)
+        finally:
+            if name is None:
+                self._recent.clear()
+            else:
+                self._recent.drop(name_key(name))
 
     def _query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
         if self._read is None:
@@ -184,15 +171,15 @@ class SqliteStore:
         return self._query(Q[key].text, Q[key].args(params))
 
     def _live_row(self, name: str, version: str | None) -> sqlite3.Row:
-        params = {"key": name_key(name), "version": version}
-        rows = self._rows("select_current" if version is None else "select_version", params)
-        found: sqlite3.Row = checked_live(rows[0] if rows else None, name, version)
-        return found
+        key = name_key(name)
+        which = "select_current" if version is None else "select_version"
 
-    def _secret(self, conn: sqlite3.Connection, key: str, name: str) -> Any:
-        row = _run(conn, "secret_row", {"key": key}).fetchone()
-        if row is None:
-            raise not_found(name)
+        def load() -> sqlite3.Row:
+            found = self._rows(which, {"key": key, "version": version})
+            row: sqlite3.Row = checked_live(found[0] if found else None, name, version)
+            return row
+
+        row: sqlite3.Row = self._recent.fetch_now(key, version, load)
         return row
 
     # -- the protocol ----------------------------------------------------------------------
@@ -202,75 +189,37 @@ class SqliteStore:
     ) -> VersionProperties:
         key = name_key(new.name)
         return await self._sealing(
+            new.name,
             lambda envelope: functools.partial(
-                self._insert, new=new, sealed=envelope.seal(key, new.version, value), mode=mode
-            )
-        )
+                rows.insert, mac=self._mac, new=new,
+                sealed=envelope.seal(key, new.version, value), mode=mode,
+            ),
+        )  # fmt: skip
 
     async def write_update(self, name: str, build: VersionBuilder) -> VersionProperties:
         """A new version built from the current one's properties, read in the transaction
         that writes it (see :func:`strongroom.backends.base.write_update`)."""
         return await self._sealing(
+            name,
             lambda envelope: functools.partial(
-                self._update_built, name=name, build=build, envelope=envelope
-            )
+                rows.update_built, mac=self._mac, name=name, build=build, envelope=envelope
+            ),
         )
 
     async def _sealing(
-        self, job_for: Callable[[Envelope], Callable[[sqlite3.Connection], VersionProperties]]
+        self,
+        name: str,
+        job_for: Callable[[Envelope], Callable[[sqlite3.Connection], VersionProperties]],
     ) -> VersionProperties:
         """Write ``job_for(envelope)``, sealed under the current keyring; again when the
         keyring changed meanwhile."""
         for _attempt in range(3):
             envelope = self._envelope or self._load_keyring()
             try:
-                return await self._write(job_for(envelope))
-            except _StaleKeyring:
+                return await self._write(job_for(envelope), name)
+            except StaleKeyring:
                 self._load_keyring()
         raise StoreUnavailableError("the keyring kept changing during the write; try again")
-
-    def _update_built(
-        self, conn: sqlite3.Connection, name: str, build: VersionBuilder, envelope: Envelope
-    ) -> VersionProperties:
-        key = name_key(name)
-        row = _run(conn, "select_current", {"key": key, "version": None}).fetchone()
-        new, value = build(checked(self._mac, checked_live(row, name, None), micros=True))
-        return self._insert(conn, new, envelope.seal(key, new.version, value), WriteMode.UPDATE)
-
-    def _insert(
-        self, conn: sqlite3.Connection, new: NewVersion, sealed: Sealed, mode: WriteMode
-    ) -> VersionProperties:
-        key = name_key(new.name)
-        created = to_micros(new.created_at)
-        row = _run(conn, "secret_row", {"key": key}).fetchone()
-        if mode is WriteMode.CREATE:
-            if row is not None:
-                raise name_conflict(new.name, deleted=row["deleted_at"] is not None)
-            name, seq, gen = new.name, 1, 1
-            first = {"name": name, "current_seq": 1, "created_at": created, "gen": 1,
-                     "revoked_gen": None, "deleted_at": None, "purge_at": None}  # fmt: skip
-            mac = self._mac.mac(SECRETS, secret_fields(key, first))
-            _run(conn, "insert_secret", {"key": key, "name": name, "created": created, "mac": mac})
-        else:
-            if row is None:
-                raise not_found(new.name)
-            state = checked_secret(self._mac, key, row)
-            if state.deleted_at is not None:
-                raise is_deleted(new.name)
-            moved, params = advance(self._mac, key, state, current_seq=state.current_seq + 1)
-            _run(conn, "update_secret", params)
-            name, seq, gen = state.name, moved.current_seq, moved.gen
-        values = {
-            "seq": seq, "version": new.version, "secret_type": new.secret_type.value,
-            "content_type": new.content_type, "tags": tags_to_json(new.tags),
-            "enabled": int(new.enabled), "created": created, "revoked_at": None,
-            "expires_at": to_micros(new.expires_at), "not_before": to_micros(new.not_before),
-            "ciphertext": sealed.ciphertext, "wrapped_dek": sealed.wrapped_dek,
-            "kek_version": sealed.kek_version,
-        }  # fmt: skip
-        if _run(conn, "insert_version", version_params(self._mac, key, values, gen)).rowcount != 1:
-            raise _StaleKeyring
-        return new.written_as(name)
 
     async def get_version(self, name: str, version: str | None = None) -> SecretBundle:
         key = name_key(name)
@@ -286,6 +235,7 @@ class SqliteStore:
             except UnknownKeyVersion:
                 # Another process rotated the key: learn the keyring again, re-read the row.
                 self._load_keyring()
+                self._recent.drop(key)
                 continue
             bundle = SecretBundle(
                 props, SecretValue(props.name, props.version, data, props.content_type)
@@ -301,27 +251,12 @@ class SqliteStore:
     async def update_properties(
         self, name: str, version: str | None, changes: PropertyChanges
     ) -> VersionProperties:
-        key = name_key(name)
-
-        def job(conn: sqlite3.Connection) -> VersionProperties:
-            which = "select_current" if version is None else "select_version"
-            row = checked_live(
-                _run(conn, which, {"key": key, "version": version}).fetchone(), name, version
-            )
-            props = changes.apply(checked(self._mac, row, micros=True))
-            moved, params = advance(self._mac, key, checked_secret(self._mac, key, row, "s_"))
-            _run(conn, "update_secret", params)
-            values = {
-                "seq": row["seq"], "version": row["version"], "enabled": int(props.enabled),
-                "expires_at": to_micros(props.expires_at),
-                "not_before": to_micros(props.not_before), "tags": tags_to_json(props.tags),
-                "content_type": props.content_type, "updated_at": to_micros(props.updated_at),
-                "revoked_at": row["revoked_at"], "created": row["created_at"],
-            }  # fmt: skip
-            _run(conn, "update_version", version_params(self._mac, key, values, moved.gen))
-            return props
-
-        return await self._write(job)
+        return await self._write(
+            functools.partial(
+                rows.update_properties, mac=self._mac, name=name, version=version, changes=changes
+            ),
+            name,
+        )
 
     async def list_secrets(self) -> list[VersionProperties]:
         return [
@@ -335,15 +270,10 @@ class SqliteStore:
 
     async def _move(self, name: str, deleted: bool, **changes: Any) -> None:
         """Soft-delete (``deleted=False``: the secret must be live) or recover it."""
-        key = name_key(name)
-
-        def job(conn: sqlite3.Connection) -> None:
-            state = checked_secret(self._mac, key, self._secret(conn, key, name))
-            if (state.deleted_at is not None) != deleted:
-                raise is_deleted(name) if not deleted else not_found(name)
-            _run(conn, "update_secret", advance(self._mac, key, state, **changes)[1])
-
-        await self._write(job)
+        await self._write(
+            functools.partial(rows.move, mac=self._mac, name=name, deleted=deleted, **changes),
+            name,
+        )
 
     async def delete(self, name: str, *, deleted_at: datetime, purge_at: datetime) -> DeletedSecret:
         self._opened.drop(name_key(name))
@@ -377,44 +307,21 @@ class SqliteStore:
 
     async def purge(self, name: str, *, deleted_only: bool = True) -> None:
         self._opened.drop(name_key(name))
-        key = name_key(name)
-
-        def job(conn: sqlite3.Connection) -> None:
-            row = self._secret(conn, key, name)
-            if deleted_only and row["deleted_at"] is None:
-                raise not_found(name)
-            _run(conn, "purge", {"key": key})
-
-        await self._write(job)
+        await self._write(functools.partial(rows.purge, name=name, deleted_only=deleted_only), name)
 
     async def purge_expired(self, now: datetime) -> int:
         self._opened.clear()
         return await self._write(
-            lambda c: _run(c, "purge_expired", {"now": to_micros(now)}).rowcount
+            lambda c: rows.run(c, "purge_expired", {"now": to_micros(now)}).rowcount
         )
 
     async def revoke_all(self, name: str, revoked_at: datetime) -> int:
         """Revoke every version, even of a secret whose rows fail their MACs (the failure is
         alerted): an emergency is never blocked by what it responds to."""
-        key = name_key(name)
         when = to_micros(revoked_at)
-
-        def job(conn: sqlite3.Connection) -> int:
-            row = self._secret(conn, key, name)
-            try:
-                state = checked_secret(self._mac, key, row)
-            except TamperedError:
-                state = checked_secret(self._mac, key, row, verify=False)
-            moved, params = advance(self._mac, key, state, revoked_gen=state.gen + 1)
-            _run(conn, "update_secret", params)
-            count = 0
-            for version in _run(conn, "versions_of", {"key": key}).fetchall():
-                values, fresh = revoked_params(self._mac, key, version, moved.gen, when)
-                _run(conn, "revoke_version", values)
-                count += int(fresh)
-            return count
-
-        return await self._write(job)
+        return await self._write(
+            functools.partial(rows.revoke_versions, mac=self._mac, name=name, when=when), name
+        )
 
     async def key_version(self) -> int:
         envelope = self._envelope or self._load_keyring()

@@ -83,11 +83,11 @@ class Settings(EnvSettings):
     )
     pg_pool_min: int = setting("STRONGROOM_PG_POOL_MIN", int, 2, ge=1)
     pg_pool_max: int = setting("STRONGROOM_PG_POOL_MAX", int, 16, ge=1)
-    # PostgreSQL: a secret row fetched by one read answers this process's reads for this long,
-    # the bound on another process's change (a new version, a revocation) reaching this one;
-    # this process's own changes are read at once. 0: every read asks the database.
-    pg_read_window_seconds: float = setting(
-        "STRONGROOM_PG_READ_WINDOW_SECONDS", float, 0.010, ge=0, le=0.050
+    # SQLite and PostgreSQL: a secret row fetched by one read answers this process's reads for
+    # this long, the bound on another process's change (a new version, a revocation) reaching
+    # this one; this process's own changes are read at once. 0: every read asks the database.
+    read_window_seconds: float = setting(
+        "STRONGROOM_READ_WINDOW_SECONDS", float, 0.010, ge=0, le=0.050
     )
     # Approvals a revocation needs per severity, e.g. "critical=2,high=2" (default one each).
     revocation_approvals: str | None = setting("STRONGROOM_REVOCATION_APPROVALS", str)

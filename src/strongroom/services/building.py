@@ -111,7 +111,12 @@ def build_store(settings: Settings, master: MasterKey, integrity: RowMac) -> Sec
     if backend is Backend.SQLITE:
         from strongroom.backends.sqlite import SqliteStore  # noqa: PLC0415 (loaded on use)
 
-        return SqliteStore(settings.sqlite_path, master, integrity=integrity)
+        return SqliteStore(
+            settings.sqlite_path,
+            master,
+            integrity=integrity,
+            read_window_seconds=settings.read_window_seconds,
+        )
     if backend is Backend.POSTGRES:
         # Imported on use: asyncpg costs start-up time to every process that never needs it.
         from strongroom.backends.postgres import PostgresStore  # noqa: PLC0415
@@ -123,7 +128,7 @@ def build_store(settings: Settings, master: MasterKey, integrity: RowMac) -> Sec
             min_size=settings.pg_pool_min,
             max_size=max(settings.pg_pool_min, settings.pg_pool_max),
             integrity=integrity,
-            read_window_seconds=settings.pg_read_window_seconds,
+            read_window_seconds=settings.read_window_seconds,
         )
     from strongroom.backends.azure import AzureKeyVaultStore  # noqa: PLC0415 (loaded on use)
 
