@@ -244,6 +244,7 @@ class Strongroom:
             clock=clock,
             timeout=settings.notify_timeout_seconds,
             audit=audit_log,
+            hold_seconds=settings.read_window_seconds,
         )
         checkpoints = None
         if audit and state.audit is not None and settings.checkpoint_dir is not None:

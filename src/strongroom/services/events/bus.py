@@ -3,8 +3,11 @@ kinds), signed deliveries, and expiry warnings sent once per version (and audite
 reach the change feed too).
 
 Deliveries run in the background: a write, a rotation or a revocation never waits for a
-subscriber. Each subscription has its own signing key, derived from the master key and the
-subscription's id (so nothing secret is stored), and shown once when it is created.
+subscriber. Each leaves no sooner than the stores' read window after the change
+(``hold_seconds``, see :mod:`strongroom.backends.recent_rows`), so a subscriber that reads the
+secret back reaches a worker that already sees the change, whichever worker answers. Each
+subscription has its own signing key, derived from the master key and the subscription's id
+(so nothing secret is stored), and shown once when it is created.
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ class EventBus:
         clock: Clock,
         timeout: float,
         audit: AuditLog | None = None,
+        hold_seconds: float = 0.0,
     ) -> None:
         self.store = store
+        self.hold_seconds = hold_seconds
         #: Where expiry notices are recorded, which puts them on the change feed.
         self.audit = audit
         self._root = key_root
@@ -101,6 +106,8 @@ class EventBus:
             task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, sub: dict[str, Any], n: Notification) -> None:
+        if self.hold_seconds > 0:
+            await asyncio.sleep(self.hold_seconds)
         notifier = WebhookNotifier(
             [sub["url"]],
             signing_key=self.signing_key(sub["id"]),

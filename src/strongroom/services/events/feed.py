@@ -8,6 +8,12 @@ client that reconnects with the last id it saw gets every change after it (from 
 that covers that id on). One poller per process follows new anchors (only while someone
 listens) and fans their changes out; each listener replays what it missed first, then follows
 the poller.
+
+An event is handed out no sooner than ``hold_seconds`` after this process first saw it: the
+stores' read window (:mod:`strongroom.backends.recent_rows`), so a client that re-reads a
+secret because the feed named it reaches a worker whose row is at least as new as the change,
+whichever worker answers. (Without the hold, a remote client's cache or an edge replica could
+keep the version the change replaced until the next change.)
 """
 
 from __future__ import annotations
@@ -116,9 +122,12 @@ def feed_event(stored: StoredEvent, anchor: int = 0) -> FeedEvent | None:
 class ChangeFeed:
     """The feed of one wiring's audit store."""
 
-    def __init__(self, store: AuditStore, *, poll_seconds: float = _POLL_SECONDS) -> None:
+    def __init__(
+        self, store: AuditStore, *, poll_seconds: float = _POLL_SECONDS, hold_seconds: float = 0.0
+    ) -> None:
         self.store = store
         self.poll_seconds = poll_seconds
+        self.hold_seconds = hold_seconds
         self.position = 0
         self._listeners: dict[asyncio.Queue[FeedEvent], _Listener] = {}
         self._task: asyncio.Task[None] | None = None
@@ -144,17 +153,28 @@ class ChangeFeed:
                         if found is not None:
                             yield found
 
+    async def _hold(self) -> None:
+        """Wait out the read window after changes were seen (see the module documentation)."""
+        if self.hold_seconds > 0:
+            await asyncio.sleep(self.hold_seconds)
+
     async def _start(self) -> None:
         if self._task is None or self._task.done():
-            self.position = await self._anchor_head()
-            self._task = asyncio.get_running_loop().create_task(self._poll())
+            head = await self._anchor_head()
+            await self._hold()  # what a listener replays up to head was seen a window ago
+            if self._task is None or self._task.done():
+                self.position = head
+                self._task = asyncio.get_running_loop().create_task(self._poll())
 
     async def _poll(self) -> None:
         while self._listeners:
             try:
                 newest = await self._anchor_head()
                 if newest > self.position:
-                    async for found in self._changes(self.position, newest):
+                    seen = [found async for found in self._changes(self.position, newest)]
+                    if seen:
+                        await self._hold()
+                    for found in seen:
                         self._publish(found)
                     self.position = newest
             except Exception as exc:  # the store is down: listeners wait, the loop retries
@@ -214,5 +234,7 @@ def feed_for(app: Any) -> ChangeFeed:
     if found is None:
         if app.audit.store is None:
             raise ConfigurationError("the change feed reads the audit trail, which is off")
-        found = _feeds[app] = ChangeFeed(app.audit.store)
+        found = _feeds[app] = ChangeFeed(
+            app.audit.store, hold_seconds=app.settings.read_window_seconds
+        )
     return found
