@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from helpers_raw import past_read_window
 from helpers_settings import PG_URL, custody_settings, new_master_key
 from strongroom import SecretsAudit, SecretsManager, Settings
 from strongroom.core.anchors import ANCHOR_CHAIN, chain_of
@@ -51,6 +52,7 @@ async def test_a_replacement_moves_the_chains_to_a_new_key_that_verify_follows(
             assert app.audit.key.epoch == epoch
             assert (await _epochs(app))[ANCHOR_CHAIN] == epoch
             await SecretsManager(app).update_secret("app-db", f"v{epoch + 1}")
+            await past_read_window(settings)  # another process's change: seen once it is past
             # A process opened before: its key file now holds the new key, read again.
             assert await SecretsManager(early).get_secret("app-db") == f"v{epoch + 1}"
             assert early.audit.key.epoch == epoch
