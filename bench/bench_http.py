@@ -69,6 +69,7 @@ import httpx
 from bench.bench_store import PG_URL
 from bench.harness import Goal, Measurement, ResultRow, fmt_ratio
 from bench.http_load import Served, WrkResult, child_env, free_port, run_wrk, wrk_path
+from strongroom.backends.recent_rows import DEFAULT_WINDOW_SECONDS
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -744,7 +745,9 @@ def run_http(
     run.notes.append(
         "http: strongroom = `strongroom serve` on a fresh store, admin bearer token, rate limit "
         "off, LOG_LEVEL=WARNING unless 'access log on' (INFO, to a file); every read audited "
-        "(checked against the audit summary after the run)"
+        "(checked against the audit summary after the run); the stores' read window at its "
+        f"default ({DEFAULT_WINDOW_SECONDS * 1000:g} ms, STRONGROOM_READ_WINDOW_SECONDS: "
+        "another worker's change is seen within it)"
     )
     if bao is not None:
         run.notes.append(
