@@ -26,12 +26,13 @@ from strongroom.backends.secret_sql import (
     checked_live,
     checked_secret,
     revoked_params,
+    revoking,
     secret_fields,
     version_params,
 )
 from strongroom.backends.write_batches import Failed
 from strongroom.core.crypto import Envelope, Sealed
-from strongroom.core.errors import StrongroomError, TamperedError
+from strongroom.core.errors import StrongroomError
 from strongroom.core.integrity import RowMac
 from strongroom.core.models import NewVersion, PropertyChanges, VersionProperties
 from strongroom.db.rows import tags_to_json
@@ -203,12 +204,7 @@ async def move(conn: Any, mac: RowMac, key: str, name: str, deleted: bool, **cha
 async def revoke_versions(conn: Any, mac: RowMac, key: str, name: str, revoked_at: datetime) -> int:
     """Revoke every version, even of a secret whose rows fail their MACs (the failure is
     alerted): an emergency is never blocked by what it responds to."""
-    locked = await _locked_secret(conn, key, name)
-    try:
-        state = checked_secret(mac, key, locked)
-    except TamperedError:
-        state = checked_secret(mac, key, locked, verify=False)
-    moved, params = advance(mac, key, state, revoked_gen=state.gen + 1)
+    moved, params = revoking(mac, key, await _locked_secret(conn, key, name))
     await run(conn, "update_secret", params)
     count = 0
     for version in await conn.fetch(Q["versions_of"].text, key):

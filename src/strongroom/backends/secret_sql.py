@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strongroom.backends.base import is_deleted, name_key, not_found
+from strongroom.core.errors import TamperedError
 from strongroom.core.integrity import RowMac
 from strongroom.core.models import VersionProperties
 from strongroom.db.dialect import POSTGRES, SQLITE, Dialect, Prepared
@@ -31,6 +32,7 @@ __all__ = [
     "checked_live",
     "checked_secret",
     "revoked_params",
+    "revoking",
     "secret_fields",
     "version_fields",
     "version_params",
@@ -174,8 +176,8 @@ class SecretState:
 def checked_secret(
     mac: RowMac, key: str, row: Any, prefix: str = "", *, verify: bool = True
 ) -> SecretState:
-    """The secret row's state once its MAC holds (``verify=False`` only for revocation, which
-    goes through whatever the row holds and rewrites it, revoked, with a fresh MAC)."""
+    """The secret row's state once its MAC holds (``verify=False`` only for :func:`revoking`,
+    which goes through whatever the row holds and rewrites it, revoked, with a fresh MAC)."""
     if verify:
         mac.check(SECRETS, secret_fields(key, row, prefix), row[f"{prefix}mac"], f"secret {key!r}")
     return SecretState(
@@ -239,6 +241,17 @@ def advance(
         "mac": mac.mac(SECRETS, secret_fields(key, row)),
     }  # fmt: skip
     return new, params
+
+
+def revoking(mac: RowMac, key: str, row: Any) -> tuple[SecretState, dict[str, Any]]:
+    """The secret revoked: its next state and the parameters of the update that writes it.
+    A row whose MAC fails is revoked all the same (the failure is alerted by the check): an
+    emergency is never blocked by what it responds to."""
+    try:
+        state = checked_secret(mac, key, row)
+    except TamperedError:
+        state = checked_secret(mac, key, row, verify=False)
+    return advance(mac, key, state, revoked_gen=state.gen + 1)
 
 
 def version_params(mac: RowMac, key: str, values: dict[str, Any], gen: int) -> dict[str, Any]:

@@ -28,11 +28,11 @@ from strongroom.backends.secret_sql import (
     checked_live,
     checked_secret,
     revoked_params,
+    revoking,
     secret_fields,
     version_params,
 )
 from strongroom.core.crypto import Envelope, Sealed
-from strongroom.core.errors import TamperedError
 from strongroom.core.integrity import RowMac
 from strongroom.core.models import NewVersion, PropertyChanges, VersionProperties
 from strongroom.db.rows import tags_to_json, to_micros
@@ -179,12 +179,7 @@ def revoke_versions(conn: sqlite3.Connection, mac: RowMac, name: str, when: int 
     """Revoke every version, even of a secret whose rows fail their MACs (the failure is
     alerted): an emergency is never blocked by what it responds to."""
     key = name_key(name)
-    row = _secret(conn, key, name)
-    try:
-        state = checked_secret(mac, key, row)
-    except TamperedError:
-        state = checked_secret(mac, key, row, verify=False)
-    moved, params = advance(mac, key, state, revoked_gen=state.gen + 1)
+    moved, params = revoking(mac, key, _secret(conn, key, name))
     run(conn, "update_secret", params)
     count = 0
     for version in run(conn, "versions_of", {"key": key}).fetchall():
