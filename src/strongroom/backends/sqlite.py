@@ -45,8 +45,7 @@ from strongroom.core.models import (
     SecretValue,
     VersionProperties,
 )
-from strongroom.db.access_store import sqlite_access_hook
-from strongroom.db.migrate import migrate_sqlite
+from strongroom.db.migrate import deferred_hook, migrate_sqlite
 from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_writer import SqliteWriter, acquire_writer, connect, release_writer
 
@@ -92,7 +91,10 @@ class SqliteStore:
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             bootstrap = connect(str(self.path))
             try:
-                hooks = {10: sqlite_secret_hook(self._mac), 11: sqlite_access_hook(self._mac)}
+                hooks = {
+                    10: sqlite_secret_hook(self._mac),
+                    11: deferred_hook("strongroom.db.access_rows", "sqlite_access_hook", self._mac),
+                }
                 migrate_sqlite(bootstrap, hooks)
             finally:
                 bootstrap.close()

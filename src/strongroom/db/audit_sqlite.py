@@ -14,7 +14,7 @@ import json.scanner
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from strongroom.core.anchors import (
     ANCHOR_CHAIN,
@@ -27,7 +27,6 @@ from strongroom.core.audit import (
     ChainKey,
     canonical_columns,
 )
-from strongroom.core.edge_journal import JournalHead
 from strongroom.core.errors import EdgeJournalStaleError
 from strongroom.db.audit_sql import (
     ANCHOR_COVERING,
@@ -54,6 +53,9 @@ from strongroom.db.audit_store import (
 )
 from strongroom.db.rows import from_micros, to_micros
 from strongroom.db.sqlite_db import SqliteDatabase
+
+if TYPE_CHECKING:
+    from strongroom.core.edge_journal import JournalHead
 
 __all__ = [
     "INSERT_ANCHOR",
@@ -197,6 +199,8 @@ class SqliteAuditStore:
         events: list[AuditEvent],
         key: ChainKey,
     ) -> list[int]:
+        from strongroom.core.edge_journal import JournalHead  # noqa: PLC0415 (edge hubs only)
+
         def job(conn: sqlite3.Connection) -> list[int]:
             row = conn.execute(
                 "SELECT last_seq, last_hash FROM edge_journal_heads WHERE site = ?", (site,)
@@ -218,6 +222,8 @@ class SqliteAuditStore:
         return await self.db.write(job)
 
     async def edge_heads(self) -> dict[str, JournalHead]:
+        from strongroom.core.edge_journal import JournalHead  # noqa: PLC0415 (edge hubs only)
+
         rows = await self._read(
             lambda c: c.execute(
                 "SELECT site, last_seq, last_hash FROM edge_journal_heads"

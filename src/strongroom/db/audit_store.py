@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from strongroom.core.anchors import Anchor
 from strongroom.core.audit import AuditAction, AuditEvent, AuditResult, ChainKey
-from strongroom.core.edge_journal import JournalHead
+
+if TYPE_CHECKING:
+    from strongroom.core.edge_journal import JournalHead
 
 __all__ = [
     "AuditStore",

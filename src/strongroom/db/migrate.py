@@ -13,6 +13,7 @@ only while its tables are empty, and otherwise stops there for a store that has 
 
 from __future__ import annotations
 
+import importlib
 import re
 import sqlite3
 import time
@@ -33,6 +34,7 @@ __all__ = [
     "Migration",
     "PostgresHooks",
     "SqliteHooks",
+    "deferred_hook",
     "migrate_postgres",
     "migrate_sqlite",
     "migrations",
@@ -48,6 +50,21 @@ NEEDS_KEY: dict[int, tuple[str, ...]] = {
     11: ("strongroom_tokens", "strongroom_policies", "strongroom_identity_policies"),
 }
 SqliteHooks = Mapping[int, Callable[[sqlite3.Connection], None]]
+
+
+def deferred_hook(module: str, name: str, *args: Any) -> Callable[[sqlite3.Connection], None]:
+    """The hook ``module.name(*args)`` makes, with ``module`` imported only when its step runs:
+    most starts find every step applied, and a command's start-up should not pay for it."""
+
+    def run(conn: sqlite3.Connection) -> None:
+        hook: Callable[[sqlite3.Connection], None] = getattr(importlib.import_module(module), name)(
+            *args
+        )
+        hook(conn)
+
+    return run
+
+
 PostgresHooks = Mapping[int, Callable[[Any], Awaitable[None]]]
 
 

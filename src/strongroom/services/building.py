@@ -5,7 +5,9 @@ of it), the state stores beside it and the access invalidation between processes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from strongroom.backends.base import SecretStore
 from strongroom.core.config import Backend, Settings
@@ -15,31 +17,15 @@ from strongroom.core.integrity import RowMac
 from strongroom.core.keyfile import create_key_file, read_key_file
 from strongroom.core.logging import get_logger
 from strongroom.core.metrics import Metrics
-from strongroom.db.access_store import AccessStore, PostgresAccessStore, SqliteAccessStore
 from strongroom.db.audit_sqlite import SqliteAuditStore
-from strongroom.db.audit_store import AuditStore
-from strongroom.db.revocation_store import (
-    PostgresRevocationStore,
-    RevocationStore,
-    SqliteRevocationStore,
-)
-from strongroom.db.rotation_store import PostgresRotationStore, RotationStore, SqliteRotationStore
-from strongroom.db.session_store import (
-    PostgresSessionStore,
-    SessionStore,
-    SqliteSessionStore,
-)
 from strongroom.db.sqlite_db import SqliteDatabase
-from strongroom.db.subscription_store import (
-    PostgresSubscriptionStore,
-    SqliteSubscriptionStore,
-    SubscriptionStore,
-)
 from strongroom.services.access.invalidation import AccessInvalidation
-from strongroom.services.audit.threats import ThreatRules
+from strongroom.services.state_stores import StateStores
+
+if TYPE_CHECKING:
+    from strongroom.services.audit.threats import ThreatRules
 
 __all__ = [
-    "StateStores",
     "build_access_invalidation",
     "build_cache",
     "build_state_stores",
@@ -187,42 +173,57 @@ def build_cache(settings: Settings, store: SecretStore, metrics: Metrics) -> Sec
     )
 
 
-@dataclass(frozen=True, slots=True)
-class StateStores:
-    """Where audit, rotation, revocation and subscription state live."""
+#: Each state store beside the audit store: its module under strongroom.db, its class name
+#: after the Sqlite/Postgres prefix, and whether it takes the row MAC.
+_STATE_PARTS = {
+    "rotation": ("rotation_store", "RotationStore", False),
+    "revocation": ("revocation_store", "RevocationStore", False),
+    "subscriptions": ("subscription_store", "SubscriptionStore", False),
+    "access": ("access_store", "AccessStore", True),
+    "sessions": ("session_store", "SessionStore", True),
+}
 
-    audit: AuditStore
-    rotation: RotationStore
-    revocation: RevocationStore
-    subscriptions: SubscriptionStore
-    access: AccessStore
-    sessions: SessionStore
+
+def _builder(module: str, name: str, *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    """Build ``strongroom.db.<module>.<name>(*args, **kwargs)``, importing it only then."""
+
+    def build() -> Any:
+        return getattr(importlib.import_module(f"strongroom.db.{module}"), name)(*args, **kwargs)
+
+    return build
 
 
 def build_state_stores(settings: Settings, integrity: RowMac) -> StateStores:
     """State lives beside the secrets: the same SQLite file or PostgreSQL database (or the one
     named by STRONGROOM_AUDIT_DATABASE_URL); the memory profile keeps it in an in-process
-    SQLite database."""
+    SQLite database. A store's module loads when the store is built
+    (:mod:`strongroom.services.state_stores` says when)."""
     if settings.state_in_postgres:
         from strongroom.db.audit_postgres import PostgresAuditStore  # noqa: PLC0415
 
         dsn, schema = settings.audit_dsn(), settings.pg_schema
         return StateStores(
             PostgresAuditStore(dsn, schema=schema),
-            PostgresRotationStore(dsn, schema=schema),
-            PostgresRevocationStore(dsn, schema=schema),
-            PostgresSubscriptionStore(dsn, schema=schema),
-            PostgresAccessStore(dsn, schema=schema, mac=integrity),
-            PostgresSessionStore(dsn, schema=schema, mac=integrity),
+            {
+                part: _builder(
+                    module,
+                    f"Postgres{name}",
+                    dsn,
+                    schema=schema,
+                    **({"mac": integrity} if with_mac else {}),
+                )
+                for part, (module, name, with_mac) in _STATE_PARTS.items()
+            },
         )
     db = SqliteDatabase(None if settings.backend is Backend.MEMORY else settings.sqlite_path)
     return StateStores(
         SqliteAuditStore(db, sync=settings.audit_fsync),
-        SqliteRotationStore(db),
-        SqliteRevocationStore(db),
-        SqliteSubscriptionStore(db),
-        SqliteAccessStore(db, integrity),
-        SqliteSessionStore(db, integrity),
+        {
+            part: _builder(module, f"Sqlite{name}", db, *((integrity,) if with_mac else ()))
+            for part, (module, name, with_mac) in _STATE_PARTS.items()
+        },
+        shared=db,
+        mac=integrity,
     )
 
 
@@ -245,6 +246,8 @@ def build_access_invalidation(settings: Settings) -> AccessInvalidation:
 
 def threat_rules_from(settings: Settings) -> ThreatRules:
     """Threat rules from settings: business hours as "7-19" (off when unset: 24/7 dispatch)."""
+    from strongroom.services.audit.threats import ThreatRules  # noqa: PLC0415 (see wiring)
+
     hours = None
     if settings.business_hours:
         try:

@@ -12,20 +12,15 @@ from typing import TYPE_CHECKING, Any, Self
 
 from strongroom.backends.base import SecretStore
 from strongroom.core.audit import ChainKey
-from strongroom.core.checkpoint import CheckpointSigner
 from strongroom.core.clock import Clock, system_clock
 from strongroom.core.config import Backend, Settings
 from strongroom.core.crypto import MasterKey
 from strongroom.core.keys import Purpose
 from strongroom.core.logging import configure_logging, get_logger, is_configured
 from strongroom.core.metrics import Metrics
-from strongroom.services.access.control import AccessControl
 from strongroom.services.access.invalidation import AccessInvalidation
-from strongroom.services.audit.checkpoints import Checkpointer, DirectorySink
 from strongroom.services.audit.log import AuditLog
-from strongroom.services.audit.threats import ThreatRules
 from strongroom.services.building import (
-    StateStores,
     build_access_invalidation,
     build_cache,
     build_state_stores,
@@ -38,12 +33,19 @@ from strongroom.services.custody.root import resolve_root
 from strongroom.services.events.bus import EventBus
 from strongroom.services.integrity import IntegrityAlarm
 from strongroom.services.notify import Dispatcher, UrlPolicy, build_dispatcher
+from strongroom.services.state_stores import StateStores
 
 if TYPE_CHECKING:
     from strongroom.core.authconfig import AuthConfig
+    from strongroom.db.revocation_store import RevocationStore
+    from strongroom.db.rotation_store import RotationStore
+    from strongroom.db.session_store import SessionStore
     from strongroom.services.access.cert_auth import CertAuth
+    from strongroom.services.access.control import AccessControl
     from strongroom.services.access.jwt_login import JwtLogin
     from strongroom.services.audit.alerts import ThreatAlerts
+    from strongroom.services.audit.checkpoints import Checkpointer
+    from strongroom.services.audit.threats import ThreatRules
     from strongroom.services.revocation.reviews import BreakGlassReviews
 
 __all__ = [
@@ -72,7 +74,7 @@ class Strongroom:
         *,
         clock: Clock = system_clock,
         metrics: Metrics,
-        threat_rules: ThreatRules,
+        threat_rules: ThreatRules | None = None,
         notifier: Dispatcher,
         events: EventBus,
         access_key: bytes,
@@ -86,8 +88,6 @@ class Strongroom:
         self.settings = settings
         self.store = store
         self.audit = audit
-        self.rotation_store = state.rotation
-        self.revocation_store = state.revocation
         self._state = state
         self.notifier = notifier
         self.events = events
@@ -98,7 +98,7 @@ class Strongroom:
         self.rotators: dict[str, Any] = {}
         self.clock = clock
         self.metrics = metrics
-        self.threat_rules = threat_rules
+        self._threat_rules = threat_rules
         self.closed = False
         self.backup_key = backup_key
         #: Signed audit checkpoints outside the audit database (None: switched off).
@@ -107,9 +107,9 @@ class Strongroom:
         self.alarm = alarm
         #: Seed of the Ed25519 key that signs compliance reports (derived from the master key).
         self.report_signing_seed = report_signing_seed
-        self.access = AccessControl(
-            self, state.access, access_key, settings.auth_cache_seconds, access_invalidation
-        )
+        self._access: AccessControl | None = None
+        self._access_key = access_key
+        self._access_invalidation = access_invalidation or AccessInvalidation()
         #: JWT/OIDC and certificate rules (None: none configured, loaded as empty on use).
         self._auth: AuthConfig | None = auth_config
         self._logins: JwtLogin | None = None
@@ -122,8 +122,42 @@ class Strongroom:
         self._reviews: BreakGlassReviews | None = None
         if settings.break_glass_escalate_to:  # built now, so a bad address fails at start
             self._reviews = self.break_glass_reviews
-        #: Console sessions (the server's /ui signs people in and keeps their sessions here).
-        self.sessions = state.sessions
+
+    @property
+    def access(self) -> AccessControl:
+        """Tokens, policies and their checks; built on first use (a command that reads one
+        secret as the local operator never loads it)."""
+        if self._access is None:
+            from strongroom.services.access.control import AccessControl  # noqa: PLC0415
+
+            self._access = AccessControl(
+                self,
+                self._state.access,
+                self._access_key,
+                self.settings.auth_cache_seconds,
+                self._access_invalidation,
+            )
+        return self._access
+
+    @property
+    def rotation_store(self) -> RotationStore:
+        return self._state.rotation
+
+    @property
+    def revocation_store(self) -> RevocationStore:
+        return self._state.revocation
+
+    @property
+    def sessions(self) -> SessionStore:
+        """Console sessions (the server's /ui signs people in and keeps their sessions here)."""
+        return self._state.sessions
+
+    @property
+    def threat_rules(self) -> ThreatRules:
+        """The threat detection rules (from settings unless given when opened)."""
+        if self._threat_rules is None:
+            self._threat_rules = threat_rules_from(self.settings)
+        return self._threat_rules
 
     @property
     def threat_alerts(self) -> ThreatAlerts:
@@ -248,6 +282,13 @@ class Strongroom:
         )
         checkpoints = None
         if audit and state.audit is not None and settings.checkpoint_dir is not None:
+            # Imported here: only a configuration with a checkpoint directory signs them.
+            from strongroom.core.checkpoint import CheckpointSigner  # noqa: PLC0415
+            from strongroom.services.audit.checkpoints import (  # noqa: PLC0415
+                Checkpointer,
+                DirectorySink,
+            )
+
             checkpoints = Checkpointer(
                 state.audit,
                 DirectorySink(settings.checkpoint_dir),
@@ -260,11 +301,7 @@ class Strongroom:
         alarm.attach(notifier, audit_log)
         opened: list[Any] = []
         try:
-            parts = (
-                store, audit_log, state.rotation, state.revocation, state.subscriptions,
-                state.access, state.sessions, access_invalidation,
-            )  # fmt: skip
-            for part in parts:
+            for part in (store, audit_log, state, access_invalidation):
                 await part.open()
                 opened.append(part)
         except BaseException:
@@ -279,7 +316,13 @@ class Strongroom:
                 state,
                 clock=clock,
                 metrics=metrics,
-                threat_rules=threat_rules or threat_rules_from(settings),
+                # Built now only when configured, so a bad setting fails at start.
+                threat_rules=threat_rules
+                or (
+                    threat_rules_from(settings)
+                    if settings.business_hours or settings.business_timezone != "UTC"
+                    else None
+                ),
                 notifier=notifier,
                 events=events,
                 access_key=master.derive(Purpose.TOKEN_DIGEST),
@@ -316,12 +359,8 @@ class Strongroom:
                 await self.alarm.drain()
             await self.events.drain()
             await self.notifier.drain()
-            await self._state.sessions.close()
-            await self.access.invalidation.close()
-            await self._state.access.close()
-            await self._state.subscriptions.close()
-            await self._state.revocation.close()
-            await self._state.rotation.close()
+            await self._access_invalidation.close()
+            await self._state.close()
             if self.checkpoints is not None:
                 await self.checkpoints.stop()
             await self.audit.close()

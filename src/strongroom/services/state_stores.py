@@ -1,0 +1,118 @@
+"""The state beside the secrets: audit, rotation, revocation, event subscriptions, access and
+console sessions, in the SQLite file (or the memory profile's in-process database) or in
+PostgreSQL.
+
+On SQLite every store shares one database, which this object holds open; only the audit store
+is built up front and the others on first use. A command that reads one secret touches the
+audit log alone, and importing the other five stores' modules was a tenth of its start-up.
+On PostgreSQL each store keeps its own pool: all are built and opened with the wiring, so a
+server with a bad database fails at start, not at its first rotation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from strongroom.db.migrate import deferred_hook
+
+if TYPE_CHECKING:
+    from strongroom.core.integrity import RowMac
+    from strongroom.db.access_store import AccessStore
+    from strongroom.db.audit_store import AuditStore
+    from strongroom.db.revocation_store import RevocationStore
+    from strongroom.db.rotation_store import RotationStore
+    from strongroom.db.session_store import SessionStore
+    from strongroom.db.sqlite_db import SqliteDatabase
+    from strongroom.db.subscription_store import SubscriptionStore
+
+__all__ = ["PARTS", "StateStores"]
+
+#: Migration 11's hook (the access store's): MAC the access rows made before row MACs.
+_ACCESS_MACS = ("strongroom.db.access_rows", "sqlite_access_hook")
+#: The stores besides the audit store, in the order they open (and close in reverse).
+PARTS = ("rotation", "revocation", "subscriptions", "access", "sessions")
+
+
+class StateStores:
+    """The audit store and, built on first use, the other state stores.
+
+    ``factories`` builds each of :data:`PARTS`. ``shared`` is the SQLite database they all
+    use: held open from :meth:`open` to :meth:`close`, so a store built later needs no opening
+    of its own. Without it (PostgreSQL) every store is built and opened in :meth:`open`.
+    """
+
+    def __init__(
+        self,
+        audit: AuditStore,
+        factories: dict[str, Callable[[], Any]],
+        *,
+        shared: SqliteDatabase | None = None,
+        mac: RowMac | None = None,
+    ) -> None:
+        if set(factories) != set(PARTS):
+            raise ValueError(f"state stores need exactly {PARTS}")
+        self.audit = audit
+        self._factories = factories
+        self._built: dict[str, Any] = {}
+        self._shared = shared
+        self._mac = mac
+        self._opened: list[Any] = []
+
+    def _part(self, name: str) -> Any:
+        part = self._built.get(name)
+        if part is None:
+            part = self._built[name] = self._factories[name]()
+        return part
+
+    @property
+    def rotation(self) -> RotationStore:
+        return cast("RotationStore", self._part("rotation"))
+
+    @property
+    def revocation(self) -> RevocationStore:
+        return cast("RevocationStore", self._part("revocation"))
+
+    @property
+    def subscriptions(self) -> SubscriptionStore:
+        return cast("SubscriptionStore", self._part("subscriptions"))
+
+    @property
+    def access(self) -> AccessStore:
+        return cast("AccessStore", self._part("access"))
+
+    @property
+    def sessions(self) -> SessionStore:
+        return cast("SessionStore", self._part("sessions"))
+
+    def built(self) -> tuple[str, ...]:
+        """The parts built so far (for tests and diagnostics)."""
+        return tuple(name for name in PARTS if name in self._built)
+
+    async def open(self) -> None:
+        shared = self._shared
+        if shared is not None:
+            await shared.open()
+            self._opened.append(shared)
+            if self._mac is not None:
+                try:
+                    # What the access store's own opening would do: the step that MACs rows
+                    # made before row MACs runs here, so later steps are never held up.
+                    await shared.migrate({11: deferred_hook(*_ACCESS_MACS, self._mac)})
+                except BaseException:
+                    await self.close()
+                    raise
+            return
+        try:
+            for name in PARTS:
+                part = self._part(name)
+                await part.open()
+                self._opened.append(part)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close what :meth:`open` opened, newest first; safe to call again."""
+        while self._opened:
+            await self._opened.pop().close()
