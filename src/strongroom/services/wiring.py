@@ -269,7 +269,7 @@ class Strongroom:
             reload=reload,
         )
         events = EventBus(
-            state.subscriptions,
+            lambda: state.subscriptions,
             master.derive(Purpose.EVENT_SIGNING),
             policy=UrlPolicy(
                 allow_private=settings.webhook_allow_private,

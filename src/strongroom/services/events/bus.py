@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives import hashes, hmac
 from strongroom.core.audit import AuditAction
 from strongroom.core.clock import Clock
 from strongroom.core.logging import get_logger
-from strongroom.db.subscription_store import SubscriptionStore
 from strongroom.services.notify import Notification, UrlPolicy, WebhookNotifier
 
 if TYPE_CHECKING:
+    from strongroom.db.subscription_store import SubscriptionStore
     from strongroom.services.audit.log import AuditLog
 
 __all__ = ["EVENT_KINDS", "EventBus"]
@@ -46,9 +46,12 @@ _CACHE_SECONDS = 5.0
 class EventBus:
     """Matches events to subscriptions and delivers them in the background."""
 
+    # ``store`` gives the subscription store when first needed: a process that changes no
+    # secret never builds it (see services.state_stores).
+
     def __init__(
         self,
-        store: SubscriptionStore,
+        store: Callable[[], SubscriptionStore],
         key_root: bytes,
         *,
         policy: UrlPolicy,
@@ -57,7 +60,7 @@ class EventBus:
         audit: AuditLog | None = None,
         hold_seconds: float = 0.0,
     ) -> None:
-        self.store = store
+        self._store = store
         self.hold_seconds = hold_seconds
         #: Where expiry notices are recorded, which puts them on the change feed.
         self.audit = audit
@@ -68,6 +71,10 @@ class EventBus:
         self._cache: tuple[float, list[dict[str, Any]]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.delivered: list[dict[str, Any]] = []  # recent outcomes, for status pages and tests
+
+    @property
+    def store(self) -> SubscriptionStore:
+        return self._store()
 
     def signing_key(self, subscription_id: int) -> bytes:
         mac = hmac.HMAC(self._root, hashes.SHA256())
