@@ -1,7 +1,6 @@
-"""Concurrent new versions of one secret are committed in batches (SQLite, PostgreSQL): on
-PostgreSQL a batch's versions go in one pipelined insert and are counted afterwards, so a
-batch sealed under a keyring version that a key rotation (here, another process's) retired
-meanwhile is sealed again, never half written."""
+"""Concurrent new versions of one secret are committed in batches (SQLite, PostgreSQL): each
+lands with its value, and a batch sealed under a keyring version that a key rotation (here,
+another process's) retired meanwhile is sealed again, never half written."""
 
 from __future__ import annotations
 

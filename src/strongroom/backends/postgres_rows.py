@@ -138,33 +138,14 @@ async def update_batch(
         await run(conn, "update_secret", {**params, "old_gen": state.gen})
     at = iter(moves)
     results: list[VersionProperties | Failed] = []
-    inserts: list[dict[str, Any]] = []
     for one in built:
         if isinstance(one, Failed):
             results.append(one)
             continue
         new, value = one
-        inserts.append(
-            _version_row(mac, key, next(at), new, envelope.seal(key, new.version, value))
-        )
-        results.append(new.written_as(state.name))
-    await _insert_versions(conn, key, inserts)
+        sealed = envelope.seal(key, new.version, value)
+        results.append(await _insert_version(conn, mac, key, state.name, next(at), new, sealed))
     return results
-
-
-async def _insert_versions(conn: Any, key: str, inserts: list[dict[str, Any]]) -> None:
-    """Insert a batch's versions in one pipelined round trip (one each would hold the row
-    lock through a round trip and an event-loop turn per version), then count them: a
-    version whose keyring version a key rotation retired meanwhile is not inserted, and the
-    batch is sealed again (StaleKeyring)."""
-    if not inserts:
-        return
-    statement = Q["insert_version"]
-    await conn.executemany(statement.text, [statement.args(params) for params in inserts])
-    first, last = inserts[0]["seq"], inserts[-1]["seq"]
-    found = await row(conn, "versions_between", {"key": key, "first": first, "last": last})
-    if found["n"] != len(inserts):
-        raise StaleKeyring
 
 
 async def _insert_version(
@@ -177,17 +158,6 @@ async def _insert_version(
     sealed: Sealed,
 ) -> VersionProperties:
     """Insert version ``new`` at (sequence, generation) ``at``; its properties."""
-    params = _version_row(mac, key, at, new, sealed)
-    status = await run(conn, "insert_version", params)
-    if status != "INSERT 0 1":
-        raise StaleKeyring
-    return new.written_as(name)
-
-
-def _version_row(
-    mac: RowMac, key: str, at: tuple[int, int], new: NewVersion, sealed: Sealed
-) -> dict[str, Any]:
-    """The parameters of ``insert_version`` for version ``new`` at (sequence, generation)."""
     seq, gen = at
     values = {
         "seq": seq, "version": new.version, "secret_type": new.secret_type.value,
@@ -197,7 +167,10 @@ def _version_row(
         "ciphertext": sealed.ciphertext, "wrapped_dek": sealed.wrapped_dek,
         "kek_version": sealed.kek_version,
     }  # fmt: skip
-    return version_params(mac, key, values, gen)
+    status = await run(conn, "insert_version", version_params(mac, key, values, gen))
+    if status != "INSERT 0 1":
+        raise StaleKeyring
+    return new.written_as(name)
 
 
 async def update_properties(

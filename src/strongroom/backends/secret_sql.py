@@ -122,10 +122,6 @@ _TEXT = {
     "purge": "DELETE FROM secrets WHERE name_key = :key",
     "purge_expired": "DELETE FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= :now",
     "count": "SELECT count(*) AS n FROM secrets WHERE deleted_at IS NULL",
-    "versions_between": (
-        "SELECT count(*) AS n FROM secret_versions "
-        "WHERE name_key = :key AND seq >= :first AND seq <= :last"
-    ),
 }  # fmt: skip
 
 
