@@ -12,7 +12,7 @@ server with a bad database fails at start, not at its first rotation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from strongroom.db.migrate import deferred_hook
 
@@ -31,7 +31,18 @@ __all__ = ["PARTS", "StateStores"]
 #: Migration 11's hook (the access store's): MAC the access rows made before row MACs.
 _ACCESS_MACS = ("strongroom.db.access_rows", "sqlite_access_hook")
 #: The stores besides the audit store, in the order they open (and close in reverse).
+T = TypeVar("T")
 PARTS = ("rotation", "revocation", "subscriptions", "access", "sessions")
+
+
+class _Part(Generic[T]):
+    """A state store read as an attribute: built by the owner's factory on first use."""
+
+    def __set_name__(self, owner: type[StateStores], name: str) -> None:
+        self._name = name
+
+    def __get__(self, state: StateStores, owner: type[StateStores] | None = None) -> T:
+        return cast("T", state._part(self._name))
 
 
 class StateStores:
@@ -65,25 +76,11 @@ class StateStores:
             part = self._built[name] = self._factories[name]()
         return part
 
-    @property
-    def rotation(self) -> RotationStore:
-        return cast("RotationStore", self._part("rotation"))
-
-    @property
-    def revocation(self) -> RevocationStore:
-        return cast("RevocationStore", self._part("revocation"))
-
-    @property
-    def subscriptions(self) -> SubscriptionStore:
-        return cast("SubscriptionStore", self._part("subscriptions"))
-
-    @property
-    def access(self) -> AccessStore:
-        return cast("AccessStore", self._part("access"))
-
-    @property
-    def sessions(self) -> SessionStore:
-        return cast("SessionStore", self._part("sessions"))
+    rotation: _Part[RotationStore] = _Part()
+    revocation: _Part[RevocationStore] = _Part()
+    subscriptions: _Part[SubscriptionStore] = _Part()
+    access: _Part[AccessStore] = _Part()
+    sessions: _Part[SessionStore] = _Part()
 
     def built(self) -> tuple[str, ...]:
         """The parts built so far (for tests and diagnostics)."""
