@@ -6,7 +6,7 @@ of it), the state stores beside it and the access invalidation between processes
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from strongroom.backends.base import SecretStore
@@ -20,6 +20,7 @@ from strongroom.core.metrics import Metrics
 from strongroom.db.audit_sqlite import SqliteAuditStore
 from strongroom.db.sqlite_db import SqliteDatabase
 from strongroom.services.access.invalidation import AccessInvalidation
+from strongroom.services.custody.root import resolve_root
 from strongroom.services.state_stores import StateStores
 
 if TYPE_CHECKING:
@@ -30,8 +31,11 @@ __all__ = [
     "build_cache",
     "build_state_stores",
     "build_store",
+    "chain_key_source",
+    "custody_master_key",
     "load_master_key",
     "resolve_master_key",
+    "root_key",
     "threat_rules_from",
 ]
 
@@ -85,6 +89,42 @@ def resolve_master_key(settings: Settings) -> MasterKey:
     ):
         return MasterKey.generate()[0]
     return load_master_key(settings)
+
+
+async def root_key(settings: Settings, master: MasterKey | None = None) -> MasterKey:
+    """The root key the master key at hand opens (``master``, else custody's or the
+    configured one)."""
+    if master is None:
+        master = await custody_master_key(settings)
+    if master is None:
+        master = resolve_master_key(settings)
+    return await resolve_root(settings, master)
+
+
+def chain_key_source(settings: Settings) -> Callable[[], Awaitable[MasterKey]] | None:
+    """Where a process finds a newer audit chain key after another process replaced the
+    master key: custody asked again (the key file read again, the HSM or the Key Vault key);
+    none for a key in the environment (the same old value) or a quorum's (unseal again)."""
+    if settings.seal in ("pkcs11", "azurekeyvault"):
+        return lambda: root_key(settings)
+    in_file = settings.backend is not Backend.MEMORY or settings.master_key_file is not None
+    if settings.seal == "key" and settings.master_key is None and in_file:
+        return lambda: root_key(settings)
+    return None
+
+
+async def custody_master_key(settings: Settings) -> MasterKey | None:
+    """The master key an HSM or a Key Vault key unwraps, when one is configured. Their
+    bindings are imported on use: only a deployment with that custody loads them."""
+    if settings.seal == "pkcs11":
+        from strongroom.services.custody.pkcs11 import hsm_master_key  # noqa: PLC0415
+
+        return await hsm_master_key(settings)
+    if settings.seal == "azurekeyvault":
+        from strongroom.services.custody.azure_seal import keyvault_master_key  # noqa: PLC0415
+
+        return await keyvault_master_key(settings)
+    return None
 
 
 def build_store(settings: Settings, master: MasterKey, integrity: RowMac) -> SecretStore:

@@ -7,7 +7,6 @@ built with no arguments share the process default, so what one records another s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Self
 
 from strongroom.backends.base import SecretStore
@@ -25,11 +24,13 @@ from strongroom.services.building import (
     build_cache,
     build_state_stores,
     build_store,
+    chain_key_source,
+    custody_master_key,
     load_master_key,
     resolve_master_key,
+    root_key,
     threat_rules_from,
 )
-from strongroom.services.custody.root import resolve_root
 from strongroom.services.events.bus import EventBus
 from strongroom.services.integrity import IntegrityAlarm
 from strongroom.services.notify import Dispatcher, UrlPolicy, build_dispatcher
@@ -242,7 +243,7 @@ class Strongroom:
         if not is_configured():
             configure_logging(settings.log_level or "WARNING", debug=settings.debug)
         # Every key below is derived from the root key (core.keys), never the master key.
-        reload = _chain_key_source(settings) if master is None and root is None else None
+        reload = chain_key_source(settings) if master is None and root is None else None
         master = root or await root_key(settings, master)
         auth_config = None
         if settings.auth_config is not None:  # a bad file fails before any I/O
@@ -372,42 +373,6 @@ class Strongroom:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-async def root_key(settings: Settings, master: MasterKey | None = None) -> MasterKey:
-    """The root key the master key at hand opens (``master``, else custody's or the
-    configured one)."""
-    if master is None:
-        master = await custody_master_key(settings)
-    if master is None:
-        master = resolve_master_key(settings)
-    return await resolve_root(settings, master)
-
-
-def _chain_key_source(settings: Settings) -> Callable[[], Awaitable[MasterKey]] | None:
-    """Where a process finds a newer audit chain key after another process replaced the
-    master key: custody asked again (the key file read again, the HSM or the Key Vault key);
-    none for a key in the environment (the same old value) or a quorum's (unseal again)."""
-    if settings.seal in ("pkcs11", "azurekeyvault"):
-        return lambda: root_key(settings)
-    in_file = settings.backend is not Backend.MEMORY or settings.master_key_file is not None
-    if settings.seal == "key" and settings.master_key is None and in_file:
-        return lambda: root_key(settings)
-    return None
-
-
-async def custody_master_key(settings: Settings) -> MasterKey | None:
-    """The master key an HSM or a Key Vault key unwraps, when one is configured. Their
-    bindings are imported on use: only a deployment with that custody loads them."""
-    if settings.seal == "pkcs11":
-        from strongroom.services.custody.pkcs11 import hsm_master_key  # noqa: PLC0415
-
-        return await hsm_master_key(settings)
-    if settings.seal == "azurekeyvault":
-        from strongroom.services.custody.azure_seal import keyvault_master_key  # noqa: PLC0415
-
-        return await keyvault_master_key(settings)
-    return None
 
 
 _default: tuple[asyncio.AbstractEventLoop, Strongroom] | None = None
