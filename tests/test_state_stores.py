@@ -10,16 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from helpers_raw import raw_execute, raw_fetch
 from helpers_settings import PG_URL, make_settings
 from strongroom.core.errors import StoreUnavailableError
 from strongroom.core.integrity import RowMac
+from strongroom.core.keys import Purpose
+from strongroom.core.policy import Action, Policy
 from strongroom.db.audit_sqlite import SqliteAuditStore
 from strongroom.db.revocation_store import PostgresRevocationStore
 from strongroom.db.rotation_store import PostgresRotationStore
 from strongroom.db.sqlite_db import SqliteDatabase
 from strongroom.services.building import build_state_stores
 from strongroom.services.state_stores import PARTS, StateStores
-from strongroom.services.wiring import Strongroom
+from strongroom.services.wiring import Strongroom, root_key
 
 #: What a local ``secret get`` must not import: the stores it never touches, and what sits on
 #: them (each was a share of the command's start-up).
@@ -140,3 +143,42 @@ async def test_a_sqlite_state_database_closes_when_the_state_closes(tmp_path: Pa
     await state.audit.close()
     with pytest.raises(StoreUnavailableError, match="closed"):
         await state.rotation.list_all()
+
+
+#: The access tables as the release before access-row MACs made them (migration 11 undone).
+_PRE_ACCESS_MAC = (
+    "ALTER TABLE strongroom_tokens DROP COLUMN mac",
+    "ALTER TABLE strongroom_policies DROP COLUMN mac",
+    "ALTER TABLE strongroom_identity_policies DROP COLUMN mac",
+    "DELETE FROM schema_migrations WHERE number = 11",
+)
+
+
+async def test_state_opened_alone_macs_the_access_rows_made_before_row_macs(
+    tmp_path: Path,
+) -> None:
+    """State kept in SQLite beside a store that is not (Key Vault's profile) has no secret
+    store to run the access rows' migration step: opening the state runs it, with the row MAC
+    key, and the token made before the step still authenticates afterwards."""
+    settings = make_settings("sqlite", tmp_path)
+    async with await Strongroom.open(settings) as app:
+        await app.access.put_policy(Policy.build("reader", ["read:kept"]))
+        token = (await app.access.create_token("svc", policies=["reader"])).token
+    await raw_execute(settings, *_PRE_ACCESS_MAC)
+
+    integrity = RowMac((await root_key(settings)).derive(Purpose.METADATA_MAC))
+    state = build_state_stores(settings, integrity)
+    await state.audit.open()
+    try:
+        await state.open()
+        assert state.built() == ()  # the step ran without building the access store
+    finally:
+        await state.close()
+        await state.audit.close()
+    step = "SELECT count(*) FROM schema_migrations WHERE number = 11"
+    assert await raw_fetch(settings, step) == [(1,)]
+    unmaced = "SELECT count(*) FROM strongroom_tokens WHERE mac IS NULL"
+    assert await raw_fetch(settings, unmaced) == [(0,)]
+    async with await Strongroom.open(settings) as app:
+        principal = await app.access.authenticate(token)
+        assert principal.may(Action.READ, "kept")

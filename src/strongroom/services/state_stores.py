@@ -12,7 +12,7 @@ server with a bad database fails at start, not at its first rotation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from strongroom.db.migrate import deferred_hook
 
@@ -42,7 +42,8 @@ class _Part(Generic[T]):
         self._name = name
 
     def __get__(self, state: StateStores, owner: type[StateStores] | None = None) -> T:
-        return cast("T", state._part(self._name))
+        part: T = state._part(self._name)
+        return part
 
 
 class StateStores:
