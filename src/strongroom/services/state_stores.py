@@ -88,24 +88,21 @@ class StateStores:
         return tuple(name for name in PARTS if name in self._built)
 
     async def open(self) -> None:
-        shared = self._shared
-        if shared is not None:
-            await shared.open()
-            self._opened.append(shared)
-            if self._mac is not None:
-                try:
-                    # What the access store's own opening would do: the step that MACs rows
-                    # made before row MACs runs here, so later steps are never held up.
-                    await shared.migrate({11: deferred_hook(*_ACCESS_MACS, self._mac)})
-                except BaseException:
-                    await self.close()
-                    raise
-            return
+        """Open the shared database (SQLite) or every store (PostgreSQL); on failure, close
+        what was opened."""
         try:
-            for name in PARTS:
-                part = self._part(name)
-                await part.open()
-                self._opened.append(part)
+            if self._shared is None:
+                for name in PARTS:
+                    part = self._part(name)
+                    await part.open()
+                    self._opened.append(part)
+                return
+            await self._shared.open()
+            self._opened.append(self._shared)
+            if self._mac is not None:
+                # What the access store's own opening would do: the step that MACs rows made
+                # before row MACs runs here, so later steps are never held up.
+                await self._shared.migrate({11: deferred_hook(*_ACCESS_MACS, self._mac)})
         except BaseException:
             await self.close()
             raise
