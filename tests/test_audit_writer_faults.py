@@ -9,6 +9,7 @@ callers of a failed batch get AuditUnavailableError, the log's state says why (t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,16 @@ VALUE = "the-guarded-value"
 
 
 class Faulty:
-    """Delegates to the real audit store; ``append`` raises ``fault`` while it is set."""
+    """Delegates to the real audit store; appends raise ``fault`` while it is set (SQLite's
+    store appends with ``append_taking``, which takes the batch once its writer holds the
+    file; a store without it gets the events through ``append``)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, *, taking: bool = True) -> None:
         self._store = store
         self.fault: BaseException | None = None
         self.failed = 0
+        if not taking:  # the log then hands the events over itself, through ``append``
+            self.append_taking = None  # type: ignore[method-assign,assignment]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -40,6 +45,13 @@ class Faulty:
             self.failed += 1
             raise self.fault
         result: list[int] = await self._store.append(events, key)
+        return result
+
+    async def append_taking(self, take: Callable[[], list[AuditEvent]], key: ChainKey) -> list[int]:
+        if self.fault is not None:
+            self.failed += 1
+            raise self.fault
+        result: list[int] = await self._store.append_taking(take, key)
         return result
 
 
@@ -61,7 +73,7 @@ FAULTS = [
 ]
 
 
-async def _open(tmp_path: Path) -> tuple[Strongroom, Faulty]:
+async def _open(tmp_path: Path, *, taking: bool = True) -> tuple[Strongroom, Faulty]:
     settings = Settings(
         STRONGROOM_BACKEND="sqlite",
         STRONGROOM_HOME=tmp_path,
@@ -69,16 +81,17 @@ async def _open(tmp_path: Path) -> tuple[Strongroom, Faulty]:
         STRONGROOM_AUDIT_TIMEOUT_SECONDS=1,
     )
     app = await Strongroom.open(settings)
-    faulty = Faulty(app.audit.store)
+    faulty = Faulty(app.audit.store, taking=taking)
     app.audit.store = faulty  # type: ignore[assignment]
     return app, faulty
 
 
+@pytest.mark.parametrize("taking", [True, False], ids=["taking", "handed"])
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_any_exception_fails_the_batch_and_the_writer_goes_on(
-    tmp_path: Path, fault: BaseException
+    tmp_path: Path, fault: BaseException, taking: bool
 ) -> None:
-    app, faulty = await _open(tmp_path)
+    app, faulty = await _open(tmp_path, taking=taking)
     try:
         manager = SecretsManager(app)
         await manager.create_secret("guarded", VALUE)
@@ -131,21 +144,21 @@ async def test_a_writer_task_that_dies_fails_its_callers_and_is_replaced(tmp_pat
 async def test_a_hanging_store_fails_callers_within_the_timeout(tmp_path: Path) -> None:
     app, faulty = await _open(tmp_path)
     release = asyncio.Event()
-    real_append = faulty.append
+    real_append = faulty.append_taking
 
-    async def hang(events: list[AuditEvent], key: ChainKey) -> list[int]:
+    async def hang(take: Callable[[], list[AuditEvent]], key: ChainKey) -> list[int]:
         await release.wait()
-        return await real_append(events, key)
+        return await real_append(take, key)
 
     try:
         manager = SecretsManager(app)
         await manager.create_secret("guarded", VALUE)
-        faulty.append = hang  # type: ignore[method-assign]
+        faulty.append_taking = hang  # type: ignore[method-assign]
         with pytest.raises(AuditUnavailableError, match="timed out"):
             await asyncio.wait_for(manager.get_secret("guarded"), CAP)
         assert app.audit.health() != "ok"
         release.set()
-        faulty.append = real_append  # type: ignore[method-assign]
+        faulty.append_taking = real_append  # type: ignore[method-assign]
         assert await asyncio.wait_for(manager.get_secret("guarded"), CAP) == VALUE
     finally:
         await app.close()

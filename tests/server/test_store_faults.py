@@ -157,7 +157,7 @@ async def test_the_postgres_pool_translates_connection_state_errors(
 
 
 class FailingAppends:
-    """Delegates to the real audit store; ``append`` raises ``fault`` while it is set."""
+    """Delegates to the real audit store; appends raise ``fault`` while it is set."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
@@ -170,6 +170,11 @@ class FailingAppends:
         if self.fault is not None:
             raise self.fault
         return await self._store.append(*args, **kwargs)
+
+    async def append_taking(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fault is not None:
+            raise self.fault
+        return await self._store.append_taking(*args, **kwargs)
 
 
 async def test_readyz_reports_a_failing_audit_writer_until_it_writes_again(

@@ -183,6 +183,18 @@ class SqliteAuditStore:
             return []
         return await self.db.write(lambda conn: chain_rows(conn, events, key), sync=self._sync)
 
+    async def append_taking(
+        self, take: Callable[[], list[AuditEvent]], key: ChainKey
+    ) -> list[int]:
+        """Append what ``take()`` hands over once the file is this writer's: events that
+        arrive while another process commits join this commit rather than the next."""
+
+        def job(conn: sqlite3.Connection) -> list[int]:
+            events = take()
+            return chain_rows(conn, events, key) if events else []
+
+        return await self.db.write(job, sync=self._sync)
+
     def append_now(self, events: list[AuditEvent], key: ChainKey) -> list[int] | None:
         """Commit ``events`` at once on the caller's thread, when that needs no fsync and the
         file is free; None otherwise (:meth:`append` queues them)."""

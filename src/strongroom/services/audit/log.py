@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,7 +92,7 @@ class AuditLog:
         self.fail_open = fail_open
         #: Why the last batch failed, until one succeeds (``health`` reports it).
         self.last_error: str | None = None
-        self._pending: list[tuple[AuditEvent, asyncio.Future[None]]] = []
+        self._pending: deque[tuple[AuditEvent, asyncio.Future[None]]] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._batch_started: float | None = None
         #: A store that can commit at once, on this thread, when its file is free (SQLite
@@ -113,12 +115,23 @@ class AuditLog:
         if key.epoch >= self.key.epoch:
             self.key = key
 
-    async def _append(self, events: list[AuditEvent]) -> None:
+    async def _append(self, batch: _Taker) -> None:
         """Append a batch; when the log moved to a newer chain key than this process holds,
-        fetch it from custody once and try again (or fail the batch: fail-closed)."""
-        assert self.store is not None  # noqa: S101 (called when a store exists)
+        fetch it from custody once and try again (or fail the batch: fail-closed).
+
+        A store with ``append_taking`` takes the batch's events itself once its writer holds
+        the log (SQLite: after waiting for another process's commit); others get them now.
+        """
+        store = self.store
+        assert store is not None  # noqa: S101 (called when a store exists)
+        taking = getattr(store, "append_taking", None)
         try:
-            await self.store.append(events, self.key)
+            if taking is None:
+                await store.append(batch(), self.key)
+            else:
+                await taking(batch, self.key)
+            if not batch.took:  # a store that answered without taking: nothing was written
+                raise AuditUnavailableError("the store took no events")
             return
         except ChainKeyStaleError as stale:
             held = self.key.epoch
@@ -130,7 +143,7 @@ class AuditLog:
             if self.key.epoch < stale.stored:
                 log.critical("audit chain key is stale", stored=stale.stored, held=held)
                 raise
-        await self.store.append(events, self.key)
+        await store.append([event for event, _ in batch.close(failed=True)], self.key)
 
     async def close(self) -> None:
         if self._flusher is not None and not self._flusher.done():
@@ -236,16 +249,15 @@ class AuditLog:
         it ends, so nobody waits on a writer that is gone; the next event starts a new one.
         """
         assert self.store is not None  # noqa: S101 (only started when a store exists)
-        batch: list[tuple[AuditEvent, asyncio.Future[None]]] = []
+        batch: _Taker | None = None
         try:
             while self._pending:
-                batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-                self.metrics.set("audit_queue_depth", len(self._pending))
+                batch = _Taker(self._pending)
                 started = self._batch_started = time.perf_counter()
                 try:
                     # within(), not wait_for(): a store that hangs may hang its cancellation
                     # too, and the batch's callers must have their answer within the timeout.
-                    await within(self.timeout, self._append([event for event, _ in batch]))
+                    await within(self.timeout, self._append(batch))
                 except (
                     Exception
                 ) as exc:  # any failure of the store fails this batch, never the writer
@@ -254,17 +266,18 @@ class AuditLog:
                     reason = "write timed out" if timed_out else "write failed"
                     # Strongroom errors name their cause without values; others by type only.
                     detail = str(exc) if isinstance(exc, StrongroomError) else type(exc).__name__
-                    _settle(batch, AuditUnavailableError(f"{reason}: {detail}"))
-                    batch = []
+                    _settle(batch.close(failed=True), AuditUnavailableError(f"{reason}: {detail}"))
                     continue
                 finally:
                     self._batch_started = None
-                self._committed(len(batch), started)
-                _settle(batch, None)
-                batch = []
+                written = batch.close(failed=False)
+                self.metrics.set("audit_queue_depth", len(self._pending))
+                self._committed(len(written), started)
+                _settle(written, None)
         except BaseException:
             self.last_error = "writer_stopped"
-            stranded, self._pending = [*batch, *self._pending], []
+            taken = batch.close(failed=True) if batch is not None else []
+            stranded, self._pending = [*taken, *self._pending], deque()
             _settle(stranded, AuditUnavailableError("write failed: the audit writer stopped"))
             raise
 
@@ -305,6 +318,43 @@ class AuditLog:
             error_code=code,
             duration_ms=int((time.perf_counter() - op.started) * 1000),
         )
+
+
+class _Taker:
+    """A batch, whose events are taken from the pending queue as late as possible: by the
+    store's writer thread once it holds the log, so events that arrive while another process
+    commits ride this commit rather than wait for the next. It takes once. ``close`` (on the
+    event loop, after the append, its failure or its timeout) stops a take that has not
+    happened yet, so nothing is written after its callers were answered, and returns whom it
+    took; a failed batch that took nothing yet takes now, so that its callers are failed."""
+
+    __slots__ = ("_closed", "_lock", "_pending", "_taken", "took")
+
+    def __init__(self, pending: deque[tuple[AuditEvent, asyncio.Future[None]]]) -> None:
+        self._lock = threading.Lock()
+        self._pending = pending
+        self._closed = False
+        self._taken: list[tuple[AuditEvent, asyncio.Future[None]]] = []
+        self.took = False
+
+    def _take(self) -> None:
+        pending = self._pending
+        self._taken = [pending.popleft() for _ in range(min(len(pending), _MAX_BATCH))]
+        self._closed = self.took = True
+
+    def __call__(self) -> list[AuditEvent]:
+        with self._lock:
+            if self._closed:
+                return []
+            self._take()
+        return [event for event, _ in self._taken]
+
+    def close(self, *, failed: bool) -> list[tuple[AuditEvent, asyncio.Future[None]]]:
+        with self._lock:
+            if not self._closed and failed:
+                self._take()
+            self._closed = True
+            return self._taken
 
 
 def _settle(
