@@ -6,9 +6,7 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,12 +29,12 @@ from strongroom.core.errors import AuditUnavailableError, ChainKeyStaleError, St
 from strongroom.core.logging import get_logger
 from strongroom.core.metrics import LabelKey, Metrics
 from strongroom.db.audit_store import AuditStore
+from strongroom.services.audit.batches import Batch, Pending, settle
 from strongroom.services.audit.chain_check import ChainVerifier
 
 __all__ = ["AuditLog", "AuditedOperation", "ChainVerifier", "Operation", "resource_key"]
 
 log = get_logger("strongroom.audit")
-_MAX_BATCH = 1000
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -92,7 +90,7 @@ class AuditLog:
         self.fail_open = fail_open
         #: Why the last batch failed, until one succeeds (``health`` reports it).
         self.last_error: str | None = None
-        self._pending: deque[tuple[AuditEvent, asyncio.Future[None]]] = deque()
+        self._pending: Pending = Pending()
         self._flusher: asyncio.Task[None] | None = None
         self._batch_started: float | None = None
         #: A store that can commit at once, on this thread, when its file is free (SQLite
@@ -115,7 +113,7 @@ class AuditLog:
         if key.epoch >= self.key.epoch:
             self.key = key
 
-    async def _append(self, batch: _Taker) -> None:
+    async def _append(self, batch: Batch) -> None:
         """Append a batch; when the log moved to a newer chain key than this process holds,
         fetch it from custody once and try again (or fail the batch: fail-closed).
 
@@ -249,10 +247,10 @@ class AuditLog:
         it ends, so nobody waits on a writer that is gone; the next event starts a new one.
         """
         assert self.store is not None  # noqa: S101 (only started when a store exists)
-        batch: _Taker | None = None
+        batch: Batch | None = None
         try:
             while self._pending:
-                batch = _Taker(self._pending)
+                batch = Batch(self._pending)
                 started = self._batch_started = time.perf_counter()
                 try:
                     # within(), not wait_for(): a store that hangs may hang its cancellation
@@ -266,19 +264,19 @@ class AuditLog:
                     reason = "write timed out" if timed_out else "write failed"
                     # Strongroom errors name their cause without values; others by type only.
                     detail = str(exc) if isinstance(exc, StrongroomError) else type(exc).__name__
-                    _settle(batch.close(failed=True), AuditUnavailableError(f"{reason}: {detail}"))
+                    settle(batch.close(failed=True), AuditUnavailableError(f"{reason}: {detail}"))
                     continue
                 finally:
                     self._batch_started = None
                 written = batch.close(failed=False)
                 self.metrics.set("audit_queue_depth", len(self._pending))
                 self._committed(len(written), started)
-                _settle(written, None)
+                settle(written, None)
         except BaseException:
             self.last_error = "writer_stopped"
             taken = batch.close(failed=True) if batch is not None else []
-            stranded, self._pending = [*taken, *self._pending], deque()
-            _settle(stranded, AuditUnavailableError("write failed: the audit writer stopped"))
+            stranded, self._pending = [*taken, *self._pending], Pending()
+            settle(stranded, AuditUnavailableError("write failed: the audit writer stopped"))
             raise
 
     def operation(
@@ -318,55 +316,6 @@ class AuditLog:
             error_code=code,
             duration_ms=int((time.perf_counter() - op.started) * 1000),
         )
-
-
-class _Taker:
-    """A batch, whose events are taken from the pending queue as late as possible: by the
-    store's writer thread once it holds the log, so events that arrive while another process
-    commits ride this commit rather than wait for the next. It takes once. ``close`` (on the
-    event loop, after the append, its failure or its timeout) stops a take that has not
-    happened yet, so nothing is written after its callers were answered, and returns whom it
-    took; a failed batch that took nothing yet takes now, so that its callers are failed."""
-
-    __slots__ = ("_closed", "_lock", "_pending", "_taken", "took")
-
-    def __init__(self, pending: deque[tuple[AuditEvent, asyncio.Future[None]]]) -> None:
-        self._lock = threading.Lock()
-        self._pending = pending
-        self._closed = False
-        self._taken: list[tuple[AuditEvent, asyncio.Future[None]]] = []
-        self.took = False
-
-    def _take(self) -> None:
-        pending = self._pending
-        self._taken = [pending.popleft() for _ in range(min(len(pending), _MAX_BATCH))]
-        self._closed = self.took = True
-
-    def __call__(self) -> list[AuditEvent]:
-        with self._lock:
-            if self._closed:
-                return []
-            self._take()
-        return [event for event, _ in self._taken]
-
-    def close(self, *, failed: bool) -> list[tuple[AuditEvent, asyncio.Future[None]]]:
-        with self._lock:
-            if not self._closed and failed:
-                self._take()
-            self._closed = True
-            return self._taken
-
-
-def _settle(
-    batch: list[tuple[AuditEvent, asyncio.Future[None]]], error: AuditUnavailableError | None
-) -> None:
-    """Answer every caller of ``batch``: committed (``None``) or refused with ``error``."""
-    for _, future in batch:
-        if not future.done():
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
 
 
 class AuditedOperation:
