@@ -183,9 +183,7 @@ class SqliteAuditStore:
             return []
         return await self.db.write(lambda conn: chain_rows(conn, events, key), sync=self._sync)
 
-    async def append_taking(
-        self, take: Callable[[], list[AuditEvent]], key: ChainKey
-    ) -> list[int]:
+    async def append_taking(self, take: Callable[[], list[AuditEvent]], key: ChainKey) -> list[int]:
         """Append what ``take()`` hands over once the file is this writer's: events that
         arrive while another process commits join this commit rather than the next."""
 
