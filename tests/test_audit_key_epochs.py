@@ -12,10 +12,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from helpers_raw import past_read_window
 from helpers_settings import PG_URL, custody_settings, new_master_key
-from strongroom import SecretsAudit, SecretsManager, Settings
+from strongroom import SecretsAudit, SecretsManager, Settings, acting_as
 from strongroom.core.anchors import ANCHOR_CHAIN, chain_of
 from strongroom.core.audit import EPOCH_FIELD, ChainKey
 from strongroom.core.errors import AuditUnavailableError
@@ -45,7 +46,8 @@ async def test_a_replacement_moves_the_chains_to_a_new_key_that_verify_follows(
     settings = configure(STRONGROOM_MASTER_KEY_FILE=path)
     async with await Strongroom.open(settings) as early, await Strongroom.open(settings) as app:
         await SecretsManager(app).create_secret("app-db", "v1")
-        await SecretsManager(early).get_secret("app-db")
+        with acting_as("early"):
+            await SecretsManager(early).get_secret("app-db")
         assert app.audit.key.epoch == 0
         for epoch in (1, 2):
             await replace_master(app)
@@ -53,9 +55,12 @@ async def test_a_replacement_moves_the_chains_to_a_new_key_that_verify_follows(
             assert (await _epochs(app))[ANCHOR_CHAIN] == epoch
             await SecretsManager(app).update_secret("app-db", f"v{epoch + 1}")
             await past_read_window(settings)  # another process's change: seen once it is past
-            # A process opened before: its key file now holds the new key, read again.
-            assert await SecretsManager(early).get_secret("app-db") == f"v{epoch + 1}"
+            # A process opened before: its key file now holds the new key, read again, and
+            # its read is written with it (not lost in the retry).
+            with acting_as("early"):
+                assert await SecretsManager(early).get_secret("app-db") == f"v{epoch + 1}"
             assert early.audit.key.epoch == epoch
+            assert await SecretsAudit(app).count_events(actor_id="early") == epoch + 1
         switches = await SecretsAudit(app).get_audit_trail(action="CHAIN_KEY", limit=50)
         moved = sorted(e["details"][EPOCH_FIELD] for e in switches if EPOCH_FIELD in e["details"])
         assert moved[0] == 1
@@ -88,9 +93,16 @@ async def test_an_old_key_from_the_environment_writes_nothing_once_the_log_moved
         async with await Strongroom.open(new) as fresh:  # finishes, and moves the log
             assert (await _epochs(fresh))[ANCHOR_CHAIN] == 1
             before = (await SecretsAudit(fresh).verify_integrity())["checked"]
-            with pytest.raises(AuditUnavailableError, match="key epoch 1") as refused:
+            with (
+                capture_logs() as logs,
+                pytest.raises(AuditUnavailableError, match="key epoch 1") as refused,
+            ):
                 await SecretsManager(stale).get_secret("app-db")
             assert "value" not in str(refused.value)
+            assert {
+                "event": "audit chain key is stale", "stored": 1, "held": 0,
+                "log_level": "critical",
+            } in logs  # fmt: skip
             assert stale.audit.last_error == "write_failed"
             await SecretsManager(fresh).get_secret("app-db")
             report = await SecretsAudit(fresh).verify_integrity()
@@ -170,3 +182,31 @@ async def test_the_old_key_cannot_forge_what_was_written_after_the_switch(
             assert report["reason"] is not None
             await SecretsManager(app).update_secret("app-db", "v3")  # writes go on
     assert await sql("SELECT count(*) FROM secrets_audit_anchors WHERE chain_id = 0") == [(0,)]
+
+
+async def test_a_process_whose_custody_cannot_give_the_new_key_writes_nothing(
+    configure: Callable[..., Settings], tmp_path: Path
+) -> None:
+    path = tmp_path / "master.key"
+    create_key_file(path)
+    settings = configure(STRONGROOM_MASTER_KEY_FILE=path)
+    async with await Strongroom.open(settings) as early, await Strongroom.open(settings) as app:
+        await SecretsManager(app).create_secret("app-db", "value")
+        await SecretsManager(early).get_secret("app-db")
+        await replace_master(app)
+        path.unlink()  # the key file the early process would read the new key from is gone
+        with (
+            capture_logs() as logs,
+            pytest.raises(AuditUnavailableError, match="key epoch 1") as refused,
+        ):
+            await SecretsManager(early).get_secret("app-db")
+        assert "value" not in str(refused.value)
+        warned = [e for e in logs if e["event"] == "custody did not give the new key"]
+        assert len(warned) == 1
+        assert warned[0]["log_level"] == "warning"
+        assert warned[0]["error"].endswith("Error")  # the error's type, never its text
+        assert {
+            "event": "audit chain key is stale", "stored": 1, "held": 0, "log_level": "critical",
+        } in logs  # fmt: skip
+        assert early.audit.key.epoch == 0
+        assert (await SecretsAudit(app).verify_integrity())["valid"]

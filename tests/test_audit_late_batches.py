@@ -14,6 +14,7 @@ import fcntl
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ import pytest
 from helpers_edge import until
 from helpers_settings import new_master_key
 from strongroom import SecretsAudit, SecretsManager, Settings, Strongroom, acting_as
-from strongroom.core.audit import AuditEvent, ChainKey
+from strongroom.core.audit import AuditAction, AuditEvent, AuditResult, ChainKey
 from strongroom.core.errors import AuditUnavailableError
 from strongroom.db.audit_sqlite import SqliteAuditStore
+from strongroom.services.audit.batches import MAX_BATCH, Batch, Pending, settle
 
 CAP = 10.0  # an upper bound on every wait, never a timing assertion
 VALUE = "the-late-batch-value"
+NOW = datetime(2026, 12, 5, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -87,6 +90,7 @@ async def test_events_recorded_while_another_process_commits_join_the_waiting_co
     # One commit took all five: the later events did not wait for a commit of their own.
     assert app.metrics.value("audit_batches_total") - batches == 1
     assert app.metrics.value("audit_events_total") - events == 5
+    assert app.metrics.gauges["audit_queue_depth"] == {(): 0}  # nothing left behind it
     audit = SecretsAudit(app)
     assert await audit.count_events(actor_id="first") == 1
     assert await audit.count_events(actor_id="later") == 4
@@ -145,3 +149,52 @@ async def test_a_store_that_answers_without_taking_the_events_fails_their_caller
         app.audit.store = real
     assert await asyncio.wait_for(manager.get_secret("late"), CAP) == VALUE
     assert app.audit.health() == "ok"
+
+
+def _pending(count: int) -> tuple[Pending, list[asyncio.Future[None]]]:
+    loop = asyncio.get_running_loop()
+    pending, futures = Pending(), [loop.create_future() for _ in range(count)]
+    for index, future in enumerate(futures):
+        event = AuditEvent(AuditAction.READ, f"s{index}", NOW, AuditResult.SUCCESS, "test")
+        pending.append((event, future))
+    return pending, futures
+
+
+async def test_a_batch_takes_at_most_its_limit_and_leaves_the_rest_pending() -> None:
+    pending, futures = _pending(MAX_BATCH + 5)
+    batch = Batch(pending)
+    assert len(batch()) == MAX_BATCH
+    assert batch.took
+    assert [future for _, future in batch.close(failed=False)] == futures[:MAX_BATCH]
+    assert [future for _, future in pending] == futures[MAX_BATCH:]
+
+
+async def test_a_batch_takes_once_and_a_failure_fails_only_what_it_took() -> None:
+    pending, futures = _pending(2)
+    batch = Batch(pending)
+    assert [event.resource_name for event in batch()] == ["s0", "s1"]
+    late, late_futures = _pending(1)
+    pending.extend(late)  # recorded after the take: the next batch's
+    assert batch() == []
+    assert [future for _, future in batch.close(failed=True)] == futures
+    assert [future for _, future in pending] == late_futures
+
+
+async def test_a_batch_closed_before_its_take_takes_nothing_afterwards() -> None:
+    pending, futures = _pending(3)
+    batch = Batch(pending)
+    assert batch.close(failed=False) == []
+    assert batch() == []  # its callers were answered: it writes nothing
+    assert not batch.took
+    assert batch.close(failed=True) == []  # nor fails the events the next batch will take
+    assert [future for _, future in pending] == futures
+
+
+async def test_a_failed_batch_that_took_nothing_yet_takes_its_callers_to_fail_them() -> None:
+    pending, futures = _pending(3)
+    batch = Batch(pending)
+    assert [future for _, future in batch.close(failed=True)] == futures
+    assert not pending
+    assert batch() == []
+    settle(batch.close(failed=True), AuditUnavailableError("write failed: test"))
+    assert all(isinstance(future.exception(), AuditUnavailableError) for future in futures)
