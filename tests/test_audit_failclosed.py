@@ -106,6 +106,7 @@ async def test_an_immutable_audit_file_refuses_reads_until_it_is_writable_again(
             with pytest.raises(AuditUnavailableError) as refused:
                 await bounded(manager.get_secret("guarded"))
             assert_refused_without_value(refused.value)
+            assert "unavailable (write failed: " in str(refused.value)  # the store's failure
             assert app.metrics.value(FAILURES) == failures + 1
 
         # The same app, no restart: the read is served and recorded again.

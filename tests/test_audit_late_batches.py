@@ -25,8 +25,10 @@ from helpers_settings import new_master_key
 from strongroom import SecretsAudit, SecretsManager, Settings, Strongroom, acting_as
 from strongroom.core.audit import AuditAction, AuditEvent, AuditResult, ChainKey
 from strongroom.core.errors import AuditUnavailableError
+from strongroom.core.metrics import Metrics
 from strongroom.db.audit_sqlite import SqliteAuditStore
 from strongroom.services.audit.batches import MAX_BATCH, Batch, Pending, settle
+from strongroom.services.audit.log import AuditLog
 
 CAP = 10.0  # an upper bound on every wait, never a timing assertion
 VALUE = "the-late-batch-value"
@@ -198,3 +200,52 @@ async def test_a_failed_batch_that_took_nothing_yet_takes_its_callers_to_fail_th
     assert batch() == []
     settle(batch.close(failed=True), AuditUnavailableError("write failed: test"))
     assert all(isinstance(future.exception(), AuditUnavailableError) for future in futures)
+
+
+async def test_without_fsync_an_idle_log_commits_on_the_callers_turn(tmp_path: Path) -> None:
+    """An event the log can commit at once (no fsync asked, nothing queued, the file free)
+    is committed before ``record`` first yields: no batch, no thread hop."""
+    settings = Settings(
+        STRONGROOM_BACKEND="sqlite",
+        STRONGROOM_HOME=tmp_path,
+        STRONGROOM_MASTER_KEY=new_master_key(),
+        STRONGROOM_AUDIT_FSYNC=False,
+    )
+    async with await Strongroom.open(settings) as app:
+        pending, _ = _pending(1)
+        event = pending[0][0]
+        recording = app.audit.record(event)
+        with pytest.raises(StopIteration):
+            recording.send(None)  # finished in one step: it never waited for anything
+        assert await SecretsAudit(app).count_events(resource_name="s0") == 1
+
+
+class Handed:
+    """An audit store that is only handed events (``append``), as PostgreSQL's."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    async def append(self, events: list[AuditEvent], key: ChainKey) -> list[int]:
+        result: list[int] = await self._store.append(events, key)
+        return result
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_store_only_handed_events_writes_them_one_batch_at_a_time(
+    app: Strongroom,
+) -> None:
+    log = AuditLog(
+        Handed(app.audit.store),  # type: ignore[arg-type]
+        app.audit.key,
+        clock=app.audit.clock,
+        metrics=Metrics(),
+    )
+    pending, _ = _pending(5)
+    await asyncio.wait_for(asyncio.gather(*(log.record(e) for e, _ in pending)), CAP)
+    assert log.health() == "ok"
+    assert log.metrics.value("audit_events_total") == 5
+    audit = SecretsAudit(app)
+    assert [await audit.count_events(resource_name=f"s{i}") for i in range(5)] == [1] * 5
