@@ -28,6 +28,16 @@ def new_master_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+def sqlite_settings(home: Path, **extra: object) -> Settings:
+    """The embedded profile in ``home`` with a fresh master key, and any other settings."""
+    return Settings(
+        STRONGROOM_BACKEND="sqlite",
+        STRONGROOM_HOME=home,
+        STRONGROOM_MASTER_KEY=new_master_key(),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
 def make_settings(
     backend: str, home: Path, *, schema: str | None = None, master_key: str | None = None
 ) -> Settings:

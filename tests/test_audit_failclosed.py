@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import structlog
 
-from helpers_settings import PG_URL, new_master_key
+from helpers_settings import PG_URL, new_master_key, sqlite_settings
 from strongroom import SecretsAudit, SecretsManager, Settings, Strongroom, acting_as
 from strongroom.core.errors import AuditUnavailableError
 from strongroom.core.logging import configure_logging
@@ -37,15 +37,6 @@ FAILURES = "audit_write_failures_total"
 
 async def bounded(awaitable: Awaitable[T]) -> T:
     return await asyncio.wait_for(awaitable, CAP)
-
-
-def sqlite_settings(home: Path, **extra: Any) -> Settings:
-    return Settings(
-        STRONGROOM_BACKEND="sqlite",
-        STRONGROOM_HOME=home,
-        STRONGROOM_MASTER_KEY=new_master_key(),
-        **extra,
-    )
 
 
 def assert_refused_without_value(error: BaseException) -> None:

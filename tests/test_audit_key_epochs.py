@@ -38,12 +38,17 @@ async def _epochs(app: Strongroom) -> dict[int, int]:
     return {head.chain: head.key_epoch for head in await app.audit.store.chains()}
 
 
+def _key_file_settings(configure: Callable[..., Settings], home: Path) -> tuple[Path, Settings]:
+    """A new master key file in ``home`` and the settings of a store that reads it."""
+    path = home / "master.key"
+    create_key_file(path)
+    return path, configure(STRONGROOM_MASTER_KEY_FILE=path)
+
+
 async def test_a_replacement_moves_the_chains_to_a_new_key_that_verify_follows(
     configure: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    path = tmp_path / "master.key"
-    create_key_file(path)
-    settings = configure(STRONGROOM_MASTER_KEY_FILE=path)
+    _, settings = _key_file_settings(configure, tmp_path)
     async with await Strongroom.open(settings) as early, await Strongroom.open(settings) as app:
         await SecretsManager(app).create_secret("app-db", "v1")
         with acting_as("early"):
@@ -187,9 +192,7 @@ async def test_the_old_key_cannot_forge_what_was_written_after_the_switch(
 async def test_a_process_whose_custody_cannot_give_the_new_key_writes_nothing(
     configure: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    path = tmp_path / "master.key"
-    create_key_file(path)
-    settings = configure(STRONGROOM_MASTER_KEY_FILE=path)
+    path, settings = _key_file_settings(configure, tmp_path)
     async with await Strongroom.open(settings) as early, await Strongroom.open(settings) as app:
         await SecretsManager(app).create_secret("app-db", "value")
         await SecretsManager(early).get_secret("app-db")

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from helpers_edge import until
-from helpers_settings import new_master_key
-from strongroom import SecretsAudit, SecretsManager, Settings, Strongroom, acting_as
+from helpers_settings import sqlite_settings
+from strongroom import SecretsAudit, SecretsManager, Strongroom, acting_as
 from strongroom.core.audit import AuditAction, AuditEvent, AuditResult, ChainKey
 from strongroom.core.errors import AuditUnavailableError
 from strongroom.core.metrics import Metrics
@@ -37,13 +37,7 @@ NOW = datetime(2026, 12, 5, tzinfo=UTC)
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[Strongroom]:
-    settings = Settings(
-        STRONGROOM_BACKEND="sqlite",
-        STRONGROOM_HOME=tmp_path,
-        STRONGROOM_MASTER_KEY=new_master_key(),
-        STRONGROOM_AUDIT_TIMEOUT_SECONDS=1,
-    )
-    opened = await Strongroom.open(settings)
+    opened = await Strongroom.open(sqlite_settings(tmp_path, STRONGROOM_AUDIT_TIMEOUT_SECONDS=1))
     await SecretsManager(opened).create_secret("late", VALUE)
     try:
         yield opened
@@ -205,12 +199,7 @@ async def test_a_failed_batch_that_took_nothing_yet_takes_its_callers_to_fail_th
 async def test_without_fsync_an_idle_log_commits_on_the_callers_turn(tmp_path: Path) -> None:
     """An event the log can commit at once (no fsync asked, nothing queued, the file free)
     is committed before ``record`` first yields: no batch, no thread hop."""
-    settings = Settings(
-        STRONGROOM_BACKEND="sqlite",
-        STRONGROOM_HOME=tmp_path,
-        STRONGROOM_MASTER_KEY=new_master_key(),
-        STRONGROOM_AUDIT_FSYNC=False,
-    )
+    settings = sqlite_settings(tmp_path, STRONGROOM_AUDIT_FSYNC=False)
     async with await Strongroom.open(settings) as app:
         pending, _ = _pending(1)
         event = pending[0][0]

@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from helpers_settings import new_master_key
-from strongroom import SecretsAudit, SecretsManager, Settings, Strongroom, acting_as
+from helpers_settings import sqlite_settings
+from strongroom import SecretsAudit, SecretsManager, Strongroom, acting_as
 from strongroom.core.audit import AuditEvent, ChainKey
 from strongroom.core.errors import AuditUnavailableError, StoreUnavailableError
 
@@ -89,13 +89,7 @@ FAULTS = [
 
 
 async def _open(tmp_path: Path, *, taking: bool = True) -> tuple[Strongroom, Faulty]:
-    settings = Settings(
-        STRONGROOM_BACKEND="sqlite",
-        STRONGROOM_HOME=tmp_path,
-        STRONGROOM_MASTER_KEY=new_master_key(),
-        STRONGROOM_AUDIT_TIMEOUT_SECONDS=1,
-    )
-    app = await Strongroom.open(settings)
+    app = await Strongroom.open(sqlite_settings(tmp_path, STRONGROOM_AUDIT_TIMEOUT_SECONDS=1))
     faulty = Faulty(app.audit.store, taking=taking)
     app.audit.store = faulty  # type: ignore[assignment]
     return app, faulty
