@@ -15,7 +15,7 @@ from strongroom.core.errors import (
     UnwrapError,
     ValidationError,
 )
-from strongroom.core.vault_keys import PrivateKeyBytes
+from strongroom.core.vault_keys import NewKey, PrivateKeyBytes, generate_rsa
 from strongroom.services.keys.vault_keys import VaultKeys
 
 pytestmark = pytest.mark.stores("memory", "sqlite", "postgres")
@@ -102,6 +102,32 @@ async def test_concurrent_creates_make_distinct_versions(app: Strongroom) -> Non
     listed = await keys.list_versions("busy-key")
     assert sorted(v.version for v in listed) == sorted(m.version for m in made)
     assert (await keys.get_key("busy-key")).version == listed[-1].version
+
+
+async def test_more_concurrent_versions_than_retries_all_land(app: Strongroom) -> None:
+    """Sixteen versions of one key stored at once, more writers than a version's retries: each
+    lands (on PostgreSQL they take turns on the key's lock rather than race for its next
+    sequence number, which lost writers after three collisions)."""
+    store = VaultKeys(app)._store()
+    private, public = generate_rsa(2048)
+    news = [
+        NewKey(
+            name="crowded-key",
+            version=f"{n:032x}",
+            kty="RSA",
+            key_size=2048,
+            key_ops=("wrapKey",),
+            public_der=public,
+            enabled=True,
+            tags={},
+            created_at=app.clock(),
+        )
+        for n in range(16)
+    ]
+    stored = await asyncio.gather(*(store.add_version(new, private) for new in news))
+    assert sorted(p.version for p in stored) == sorted(new.version for new in news)
+    listed = await store.list_versions("crowded-key")
+    assert sorted(p.version for p in listed) == sorted(new.version for new in news)
 
 
 def test_a_private_key_never_shows_itself() -> None:

@@ -130,7 +130,18 @@ class SqlRunner(Protocol):
 
     async def fetch(self, sql: Prepared, params: dict[str, Any]) -> list[Mapping[str, Any]]: ...
 
-    async def execute(self, sql: Prepared, params: dict[str, Any]) -> bool: ...
+    async def execute(
+        self, sql: Prepared, params: dict[str, Any], *, serial: str | None = None
+    ) -> bool:
+        """Run a write; False when a constraint refused it. Writes given the same ``serial``
+        run one at a time, so one that reads what it builds on (a key's next sequence
+        number) sees every earlier one committed."""
+        ...
+
+
+#: The first half of the PostgreSQL advisory lock a key's new versions take (the second is a
+#: hash of the schema and the key's name): two int4 keys, apart from the single-key locks.
+_SERIAL_LOCK_CLASS = 0x5EC7
 
 
 class SqlKeyStore:
@@ -173,7 +184,7 @@ class SqlKeyStore:
                 "created": to_micros(new.created_at),
                 "mac": self._mac.mac(TABLE, _mac_fields(key, new)),
             }  # fmt: skip
-            if await self._run.execute(self._q["insert"], params):
+            if await self._run.execute(self._q["insert"], params, serial=key):
                 return await self.get(new.name, new.version)
             await self._reload()  # a retired keyring version, or another writer's version
         raise StoreUnavailableError("the key could not be stored (concurrent changes); try again")
@@ -295,7 +306,10 @@ class SqliteRunner:
     async def fetch(self, sql: Prepared, params: dict[str, Any]) -> list[Mapping[str, Any]]:
         return self._query(sql.text, sql.args(params))
 
-    async def execute(self, sql: Prepared, params: dict[str, Any]) -> bool:
+    async def execute(
+        self, sql: Prepared, params: dict[str, Any], *, serial: str | None = None
+    ) -> bool:
+        """``serial`` needs nothing here: the file's writes already run one at a time."""
         args = sql.args(params)
 
         def run(conn: sqlite3.Connection) -> bool:
@@ -321,12 +335,24 @@ class PostgresRunner:
             found: list[Mapping[str, Any]] = await conn.fetch(sql.text, *sql.args(params))
             return found
 
-    async def execute(self, sql: Prepared, params: dict[str, Any]) -> bool:
+    async def execute(
+        self, sql: Prepared, params: dict[str, Any], *, serial: str | None = None
+    ) -> bool:
+        """With ``serial``, in a transaction that first takes that value's advisory lock: the
+        write's statement then starts after every earlier one with it has committed (under
+        READ COMMITTED each statement sees what was committed when it started)."""
         import asyncpg  # noqa: PLC0415 (only the PostgreSQL profile loads the driver)
 
         async with self._connection() as conn:
             try:
-                await conn.execute(sql.text, *sql.args(params))
+                async with conn.transaction():
+                    if serial is not None:
+                        await conn.execute(
+                            "SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || $2))",
+                            _SERIAL_LOCK_CLASS,
+                            ":" + serial,
+                        )
+                    await conn.execute(sql.text, *sql.args(params))
             except asyncpg.IntegrityConstraintViolationError:
                 return False
             return True
